@@ -1,0 +1,595 @@
+package bbolt
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/strata-kv/strata/engine"
+)
+
+// Name is the engine's registry name.
+const Name = "bbolt"
+
+const (
+	// fileName is the data file inside the engine's directory.
+	fileName = "data.db"
+	// defragFileName is the temporary file a Defrag copies into.
+	defragFileName = "data.db.defrag"
+	// restoreFileName is the temporary file a Restore writes before renaming.
+	restoreFileName = "data.db.restore"
+)
+
+var bucketName = []byte("kv")
+
+var (
+	_ engine.Backend      = (*DB)(nil)
+	_ engine.Defragmenter = (*DB)(nil)
+)
+
+// Options configure a DB. A nil *Options means all defaults.
+type Options struct {
+	// InitialMmapSize is the size of the first memory map. Writers that grow
+	// the file beyond the map must wait for every open snapshot to close, so
+	// it should exceed the expected data size; the map costs address space,
+	// not memory. The default value is 10 GiB, as etcd uses.
+	InitialMmapSize int
+	// LockTimeout is how long Open waits for the file lock held by another
+	// process. The default value is 10 seconds.
+	LockTimeout time.Duration
+	// DefragTxKeys is how many keys Defrag copies per transaction. The
+	// default value is 10000, as etcd's defrag.
+	DefragTxKeys int
+}
+
+func (o *Options) clone() *Options {
+	if o == nil {
+		return &Options{}
+	}
+	c := *o
+	return &c
+}
+
+func (o *Options) ensureDefaults() {
+	if o.InitialMmapSize == 0 {
+		o.InitialMmapSize = 10 << 30
+	}
+	if o.LockTimeout == 0 {
+		o.LockTimeout = 10 * time.Second
+	}
+	if o.DefragTxKeys == 0 {
+		o.DefragTxKeys = 10000
+	}
+}
+
+func (o *Options) validate() error {
+	switch {
+	case o.InitialMmapSize < 0:
+		return fmt.Errorf("bbolt: InitialMmapSize %d < 0", o.InitialMmapSize)
+	case o.LockTimeout < 0:
+		return fmt.Errorf("bbolt: LockTimeout %s < 0", o.LockTimeout)
+	case o.DefragTxKeys < 0:
+		return fmt.Errorf("bbolt: DefragTxKeys %d < 0", o.DefragTxKeys)
+	}
+	return nil
+}
+
+func (o *Options) boltOptions() *bolt.Options {
+	return &bolt.Options{
+		Timeout:         o.LockTimeout,
+		NoFreelistSync:  true,
+		FreelistType:    bolt.FreelistMapType,
+		InitialMmapSize: o.InitialMmapSize,
+	}
+}
+
+// Engine returns the registry entry for bbolt. bbolt keeps no cache of its
+// own (it relies on the page cache), so engine.Options.CacheSize is ignored.
+func Engine() engine.Engine {
+	return engine.Engine{
+		Name: Name,
+		Open: func(dir string, _ engine.Options) (engine.Backend, error) {
+			return Open(dir, nil)
+		},
+		Restore: Restore,
+	}
+}
+
+// DefragStats describe the last completed Defrag.
+type DefragStats struct {
+	// Duration is the time the whole defrag took.
+	Duration time.Duration
+	// WritePause is how long commits were held back: the final replay of
+	// writes made during the copy, the fsync and the file swap.
+	WritePause time.Duration
+	// ReadPause is how long new snapshots were held back (the pointer swap).
+	ReadPause time.Duration
+	// SizeBefore and SizeAfter are the file sizes around the defrag.
+	SizeBefore, SizeAfter int64
+	// Replayed is the number of batches committed during the copy and
+	// replayed onto the new file.
+	Replayed int
+}
+
+// DB is a bbolt-backed engine.Backend. It is safe for concurrent use.
+type DB struct {
+	dir  string
+	opts *Options
+
+	// defragMu allows one Defrag at a time and makes Close wait for it.
+	defragMu sync.Mutex
+	// writeMu serializes commits. It is taken before mu.
+	writeMu sync.Mutex
+	// recording is set by Defrag while it copies; guarded by writeMu.
+	recording bool
+	// pending holds copies of the batches committed while recording.
+	pending   []*engine.Batch
+	pendingMu sync.Mutex
+
+	// mu guards cur and closed. Commits and new snapshots read-lock it; the
+	// defrag swap and Close write-lock it.
+	mu     sync.RWMutex
+	cur    *bolt.DB
+	closed bool
+
+	// retired counts old files being closed in the background after a swap.
+	retired sync.WaitGroup
+
+	statsMu    sync.Mutex
+	lastDefrag DefragStats
+}
+
+// Open opens or creates the bbolt data file in dir.
+func Open(dir string, opts *Options) (*DB, error) {
+	opts = opts.clone()
+	opts.ensureDefaults()
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("bbolt: open: %w", err)
+	}
+	// A crash during Defrag or Restore can leave a temporary file behind.
+	for _, tmp := range []string{defragFileName, restoreFileName} {
+		if err := os.Remove(filepath.Join(dir, tmp)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("bbolt: open: remove stale %s: %w", tmp, err)
+		}
+	}
+	bdb, err := openFile(filepath.Join(dir, fileName), opts)
+	if err != nil {
+		return nil, err
+	}
+	return &DB{dir: dir, opts: opts, cur: bdb}, nil
+}
+
+func openFile(path string, opts *Options) (*bolt.DB, error) {
+	bdb, err := bolt.Open(path, 0o600, opts.boltOptions())
+	if err != nil {
+		return nil, fmt.Errorf("bbolt: open %s: %w", path, err)
+	}
+	err = bdb.Update(func(tx *bolt.Tx) error {
+		_, err := tx.CreateBucketIfNotExists(bucketName)
+		return err
+	})
+	if err != nil {
+		bdb.Close()
+		return nil, fmt.Errorf("bbolt: open %s: create bucket: %w", path, err)
+	}
+	return bdb, nil
+}
+
+// Path returns the data file's path.
+func (d *DB) Path() string { return filepath.Join(d.dir, fileName) }
+
+// Commit applies b atomically in one bbolt write transaction.
+func (d *DB) Commit(b *engine.Batch, opts *engine.WriteOptions) error {
+	if err := b.Err(); err != nil {
+		return err
+	}
+	if b.Empty() {
+		if opts.GetSync() {
+			return d.Sync()
+		}
+		return nil
+	}
+	d.writeMu.Lock()
+	defer d.writeMu.Unlock()
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	if d.closed {
+		return engine.ErrClosed
+	}
+	// writeMu makes this the only writer, so NoSync can be set per commit.
+	d.cur.NoSync = !opts.GetSync()
+	if err := applyBatch(d.cur, b); err != nil {
+		return err
+	}
+	if d.recording {
+		c := &engine.Batch{}
+		if err := c.SetRepr(b.Repr()); err != nil {
+			return fmt.Errorf("bbolt: copy batch for defrag: %w", err)
+		}
+		d.pendingMu.Lock()
+		d.pending = append(d.pending, c)
+		d.pendingMu.Unlock()
+	}
+	return nil
+}
+
+func applyBatch(bdb *bolt.DB, b *engine.Batch) error {
+	err := bdb.Update(func(tx *bolt.Tx) error {
+		bkt := tx.Bucket(bucketName)
+		r := b.Reader()
+		for {
+			kind, key, value, ok := r.Next()
+			if !ok {
+				break
+			}
+			var err error
+			switch kind {
+			case engine.KindSet:
+				if value == nil {
+					value = []byte{}
+				}
+				err = bkt.Put(key, value)
+			case engine.KindDelete:
+				err = bkt.Delete(key)
+			case engine.KindDeleteRange:
+				err = deleteRange(bkt, key, value)
+			}
+			if err != nil {
+				return fmt.Errorf("%s %q: %w", kind, key, err)
+			}
+		}
+		return r.Err()
+	})
+	if err != nil {
+		if errors.Is(err, berrors.ErrDatabaseNotOpen) {
+			return engine.ErrClosed
+		}
+		return fmt.Errorf("bbolt: commit: %w", err)
+	}
+	return nil
+}
+
+// deleteRange deletes [start, end). Deleting under a cursor can skip keys
+// (bbolt #611), so the keys are collected first.
+func deleteRange(bkt *bolt.Bucket, start, end []byte) error {
+	var keys [][]byte
+	c := bkt.Cursor()
+	for k, _ := c.Seek(start); k != nil && bytes.Compare(k, end) < 0; k, _ = c.Next() {
+		keys = append(keys, bytes.Clone(k))
+	}
+	for _, k := range keys {
+		if err := bkt.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Sync fsyncs the data file.
+func (d *DB) Sync() error {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	if d.closed {
+		return engine.ErrClosed
+	}
+	if err := d.cur.Sync(); err != nil {
+		return fmt.Errorf("bbolt: sync: %w", err)
+	}
+	return nil
+}
+
+// NewSnapshot opens a bbolt read transaction.
+func (d *DB) NewSnapshot() (engine.Snapshot, error) {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	if d.closed {
+		return nil, engine.ErrClosed
+	}
+	tx, err := d.cur.Begin(false)
+	if err != nil {
+		return nil, fmt.Errorf("bbolt: begin read: %w", err)
+	}
+	return &snapshot{tx: tx, bkt: tx.Bucket(bucketName)}, nil
+}
+
+// Stats reports the file size and, as etcd computes it, the size minus the
+// free pages.
+func (d *DB) Stats() (engine.Stats, error) {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	if d.closed {
+		return engine.Stats{}, engine.ErrClosed
+	}
+	return fileStats(d.cur)
+}
+
+func fileStats(bdb *bolt.DB) (engine.Stats, error) {
+	var size int64
+	err := bdb.View(func(tx *bolt.Tx) error {
+		size = tx.Size()
+		return nil
+	})
+	if err != nil {
+		return engine.Stats{}, fmt.Errorf("bbolt: stats: %w", err)
+	}
+	free := int64(bdb.Stats().FreePageN) * int64(bdb.Info().PageSize)
+	return engine.Stats{Size: size, InUse: size - free}, nil
+}
+
+// Backup writes the data file as of one read transaction.
+func (d *DB) Backup(w io.Writer) error {
+	s, err := d.NewSnapshot()
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	if err := engine.WriteBackupHeader(w, Name); err != nil {
+		return fmt.Errorf("bbolt: backup: %w", err)
+	}
+	if _, err := s.(*snapshot).tx.WriteTo(w); err != nil {
+		return fmt.Errorf("bbolt: backup: %w", err)
+	}
+	return nil
+}
+
+// Restore writes a backup stream into dir as a bbolt data file.
+func Restore(dir string, r io.Reader) error {
+	if err := engine.ReadBackupHeader(r, Name); err != nil {
+		return err
+	}
+	if err := engine.PrepareRestoreDir(dir); err != nil {
+		return err
+	}
+	tmp := filepath.Join(dir, restoreFileName)
+	if err := writeFileSync(tmp, r); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("bbolt: restore: %w", err)
+	}
+	// Check the file before it takes the real name.
+	bdb, err := bolt.Open(tmp, 0o600, &bolt.Options{Timeout: time.Second, ReadOnly: true})
+	if err == nil {
+		err = bdb.View(func(tx *bolt.Tx) error {
+			if tx.Bucket(bucketName) == nil {
+				return errors.New("no kv bucket")
+			}
+			return nil
+		})
+		bdb.Close()
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("%w: bbolt: %w", engine.ErrBackupMismatch, err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, fileName)); err != nil {
+		return fmt.Errorf("bbolt: restore: %w", err)
+	}
+	return engine.SyncDir(dir)
+}
+
+func writeFileSync(path string, r io.Reader) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, r); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// Close waits for a running Defrag, closes the data file and waits for files
+// retired by a Defrag to close. Snapshots must be closed before.
+func (d *DB) Close() error {
+	d.defragMu.Lock()
+	defer d.defragMu.Unlock()
+	d.writeMu.Lock()
+	defer d.writeMu.Unlock()
+	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		return engine.ErrClosed
+	}
+	d.closed = true
+	err := d.cur.Close()
+	d.mu.Unlock()
+	d.retired.Wait()
+	if err != nil {
+		return fmt.Errorf("bbolt: close: %w", err)
+	}
+	return nil
+}
+
+// LastDefrag returns the statistics of the last completed Defrag.
+func (d *DB) LastDefrag() DefragStats {
+	d.statsMu.Lock()
+	defer d.statsMu.Unlock()
+	return d.lastDefrag
+}
+
+// Defrag rewrites the live keys into a fresh file and swaps it in, giving the
+// space of deleted keys back to the file system. See the package comment.
+func (d *DB) Defrag(ctx context.Context) error {
+	d.defragMu.Lock()
+	defer d.defragMu.Unlock()
+	start := time.Now()
+
+	// Start recording commits, and take the read view to copy, at one point.
+	d.writeMu.Lock()
+	d.mu.RLock()
+	if d.closed {
+		d.mu.RUnlock()
+		d.writeMu.Unlock()
+		return engine.ErrClosed
+	}
+	old := d.cur
+	src, err := old.Begin(false)
+	d.mu.RUnlock()
+	if err != nil {
+		d.writeMu.Unlock()
+		return fmt.Errorf("bbolt: defrag: %w", err)
+	}
+	d.recording = true
+	d.writeMu.Unlock()
+
+	stopRecording := func() {
+		d.writeMu.Lock()
+		d.recording = false
+		d.writeMu.Unlock()
+		d.pendingMu.Lock()
+		d.pending = nil
+		d.pendingMu.Unlock()
+	}
+
+	sizeBefore := src.Size()
+	tmpPath := filepath.Join(d.dir, defragFileName)
+	os.Remove(tmpPath)
+	dst, err := openFile(tmpPath, d.opts)
+	if err != nil {
+		src.Rollback()
+		stopRecording()
+		return fmt.Errorf("bbolt: defrag: %w", err)
+	}
+	fail := func(err error) error {
+		dst.Close()
+		os.Remove(tmpPath)
+		stopRecording()
+		return fmt.Errorf("bbolt: defrag: %w", err)
+	}
+	// The copy needs no fsync per transaction: the file is synced once
+	// before it replaces the old one.
+	dst.NoSync = true
+	err = copyBucket(ctx, src.Bucket(bucketName), dst, d.opts.DefragTxKeys)
+	src.Rollback()
+	if err != nil {
+		return fail(err)
+	}
+
+	// Replay what was committed during the copy, outside the lock first so
+	// that the final pause covers only the last few batches. Each round
+	// replays what arrived during the previous one; stop once a round is
+	// small, or after a bounded number of rounds if writers keep pace.
+	replayed := 0
+	for range 64 {
+		d.pendingMu.Lock()
+		batch := d.pending
+		d.pending = nil
+		d.pendingMu.Unlock()
+		if len(batch) == 0 {
+			break
+		}
+		for _, b := range batch {
+			if err := applyBatch(dst, b); err != nil {
+				return fail(err)
+			}
+		}
+		replayed += len(batch)
+		if len(batch) <= 16 {
+			break
+		}
+	}
+
+	pauseStart := time.Now()
+	d.writeMu.Lock()
+	d.pendingMu.Lock()
+	batch := d.pending
+	d.pending = nil
+	d.pendingMu.Unlock()
+	for _, b := range batch {
+		if err := applyBatch(dst, b); err != nil {
+			d.writeMu.Unlock()
+			return fail(err)
+		}
+	}
+	replayed += len(batch)
+	d.recording = false
+	dst.NoSync = false
+	if err := dst.Sync(); err != nil {
+		d.writeMu.Unlock()
+		return fail(err)
+	}
+	// Renaming over the open old file is fine on POSIX: it keeps its inode
+	// until closed, and dst keeps working under its new name.
+	if err := os.Rename(tmpPath, d.Path()); err != nil {
+		d.writeMu.Unlock()
+		return fail(err)
+	}
+	if err := engine.SyncDir(d.dir); err != nil {
+		d.writeMu.Unlock()
+		return fmt.Errorf("bbolt: defrag: sync dir: %w", err)
+	}
+	readPauseStart := time.Now()
+	d.mu.Lock()
+	d.cur = dst
+	d.mu.Unlock()
+	readPause := time.Since(readPauseStart)
+	d.writeMu.Unlock()
+	writePause := time.Since(pauseStart)
+
+	// Snapshots of the old file keep it open; close it once they are done.
+	d.retired.Add(1)
+	go func() {
+		defer d.retired.Done()
+		old.Close()
+	}()
+
+	after, err := fileStats(dst)
+	if err != nil {
+		return err
+	}
+	d.statsMu.Lock()
+	d.lastDefrag = DefragStats{
+		Duration:   time.Since(start),
+		WritePause: writePause,
+		ReadPause:  readPause,
+		SizeBefore: sizeBefore,
+		SizeAfter:  after.Size,
+		Replayed:   replayed,
+	}
+	d.statsMu.Unlock()
+	return nil
+}
+
+// copyBucket copies every key of src into dst's bucket, txKeys per
+// transaction, in key order with a high fill percent since the keys arrive
+// sorted.
+func copyBucket(ctx context.Context, src *bolt.Bucket, dst *bolt.DB, txKeys int) error {
+	c := src.Cursor()
+	k, v := c.First()
+	for k != nil {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		err := dst.Update(func(tx *bolt.Tx) error {
+			b := tx.Bucket(bucketName)
+			b.FillPercent = 0.9
+			for n := 0; k != nil && n < txKeys; n++ {
+				if err := b.Put(k, v); err != nil {
+					return err
+				}
+				k, v = c.Next()
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
