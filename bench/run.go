@@ -1,0 +1,385 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+	"golang.org/x/time/rate"
+)
+
+// Store is what a workload drives: an engine, an MVCC store or a cluster
+// behind an adapter. Methods are called from many goroutines at once.
+type Store interface {
+	// Read fetches one key. A missing key is not an error.
+	Read(ctx context.Context, key []byte) error
+	// Write stores value under key.
+	Write(ctx context.Context, key, value []byte) error
+	// Scan reads up to n keys from start in key order.
+	Scan(ctx context.Context, start []byte, n int) error
+	// Delete removes key.
+	Delete(ctx context.Context, key []byte) error
+}
+
+// BatchWriter is implemented by stores that can load many records in one
+// write; Load uses it when present.
+type BatchWriter interface {
+	WriteBatch(ctx context.Context, keys, values [][]byte) error
+}
+
+// Config sets up a run.
+type Config struct {
+	// Records is how many records the load phase writes and the run phase
+	// draws from.
+	Records uint64
+	// Keyspace shapes keys and values.
+	Keyspace Keyspace
+	// Clients is the number of concurrent clients. The default value is 16.
+	Clients int
+	// Duration bounds the run phase; Ops bounds it by operation count.
+	// When both are zero the run lasts 10 seconds.
+	Duration time.Duration
+	Ops      uint64
+	// Warmup runs the workload for this long before measuring.
+	Warmup time.Duration
+	// Rate limits the run to this many operations per second in total;
+	// zero means as fast as possible. Under a rate, latency is measured from
+	// each operation's intended start, so a stalled store is not flattered
+	// by coordinated omission.
+	Rate float64
+	// Seed makes the run reproducible. Client i uses Seed+i.
+	Seed uint64
+	// Progress, if set, is called about once a second with the operations
+	// done so far.
+	Progress func(done uint64, elapsed time.Duration)
+}
+
+func (c *Config) defaults() {
+	if c.Clients <= 0 {
+		c.Clients = 16
+	}
+	if c.Duration == 0 && c.Ops == 0 {
+		c.Duration = 10 * time.Second
+	}
+	if c.Keyspace.ValueSize == 0 {
+		c.Keyspace.ValueSize = 256
+	}
+}
+
+// Histogram bounds: 1 µs to 60 s at 3 significant figures, as go-ycsb.
+const (
+	histMin   = 1
+	histMax   = 60_000_000
+	histSigFi = 3
+)
+
+func newHist() *hdrhistogram.Histogram { return hdrhistogram.New(histMin, histMax, histSigFi) }
+
+// OpResult summarises one operation kind of a run. Latencies are in
+// microseconds.
+type OpResult struct {
+	Op     string  `json:"op"`
+	Count  int64   `json:"count"`
+	Errors int64   `json:"errors"`
+	OpsSec float64 `json:"ops_per_sec"`
+	Mean   float64 `json:"mean_us"`
+	P50    int64   `json:"p50_us"`
+	P90    int64   `json:"p90_us"`
+	P99    int64   `json:"p99_us"`
+	P999   int64   `json:"p999_us"`
+	Max    int64   `json:"max_us"`
+	// Hist is the full latency histogram, for CDF plots and merging.
+	Hist *hdrhistogram.Snapshot `json:"hist,omitempty"`
+}
+
+// Result is the outcome of a run phase.
+type Result struct {
+	Workload string        `json:"workload"`
+	Elapsed  time.Duration `json:"elapsed_ns"`
+	Ops      int64         `json:"ops"`
+	Errors   int64         `json:"errors"`
+	OpsSec   float64       `json:"ops_per_sec"`
+	// PerOp holds one entry per operation kind the workload issued.
+	PerOp []OpResult `json:"per_op"`
+	// Total merges every operation kind.
+	Total OpResult `json:"total"`
+	// Series is the number of operations finished in each second.
+	Series []int64 `json:"ops_per_second_series"`
+	// FirstError is an example error, if any operation failed.
+	FirstError string `json:"first_error,omitempty"`
+}
+
+// Load writes cfg.Records records with cfg.Clients clients, in batches of up
+// to 1000 when the store is a BatchWriter.
+func Load(ctx context.Context, s Store, cfg Config) (time.Duration, error) {
+	cfg.defaults()
+	start := time.Now()
+	next := NewCounter(0)
+	bw, batched := s.(BatchWriter)
+	const batch = 1000
+	var wg sync.WaitGroup
+	errc := make(chan error, cfg.Clients)
+	for c := range cfg.Clients {
+		wg.Go(func() {
+			r := rand.New(rand.NewPCG(cfg.Seed, uint64(c)))
+			var keys, vals [][]byte
+			for ctx.Err() == nil {
+				n := next.Add()
+				if n >= cfg.Records {
+					break
+				}
+				k := cfg.Keyspace.Key(nil, n)
+				v := cfg.Keyspace.Value(nil, r)
+				if !batched {
+					if err := s.Write(ctx, k, v); err != nil {
+						errc <- fmt.Errorf("bench: load record %d: %w", n, err)
+						return
+					}
+					continue
+				}
+				keys, vals = append(keys, k), append(vals, v)
+				if len(keys) == batch {
+					if err := bw.WriteBatch(ctx, keys, vals); err != nil {
+						errc <- fmt.Errorf("bench: load: %w", err)
+						return
+					}
+					keys, vals = keys[:0], vals[:0]
+				}
+			}
+			if len(keys) > 0 {
+				if err := bw.WriteBatch(ctx, keys, vals); err != nil {
+					errc <- fmt.Errorf("bench: load: %w", err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errc)
+	if err := <-errc; err != nil {
+		return 0, err
+	}
+	return time.Since(start), ctx.Err()
+}
+
+// Run runs workload w against s (loaded with cfg.Records records) and
+// measures it.
+func Run(ctx context.Context, s Store, w Workload, cfg Config) (*Result, error) {
+	cfg.defaults()
+	expectedInserts := uint64(0)
+	if cfg.Ops > 0 {
+		expectedInserts = uint64(float64(cfg.Ops) * (w.Insert / sum(w.proportions())) * 2)
+	} else if w.Insert > 0 {
+		expectedInserts = max(cfg.Records, 100000)
+	}
+	ch, err := newChooser(w, cfg.Records, expectedInserts)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Keyspace.Hashed = w.HashedKeys
+	if cfg.Warmup > 0 {
+		wcfg := cfg
+		wcfg.Duration, wcfg.Ops, wcfg.Progress = cfg.Warmup, 0, nil
+		if _, err := runPhase(ctx, s, ch, wcfg); err != nil {
+			return nil, fmt.Errorf("bench: warmup: %w", err)
+		}
+	}
+	res, err := runPhase(ctx, s, ch, cfg)
+	if err != nil {
+		return nil, err
+	}
+	res.Workload = w.Name
+	return res, nil
+}
+
+func sum(p [numOps]float64) float64 {
+	t := 0.0
+	for _, v := range p {
+		t += v
+	}
+	return t
+}
+
+type clientStats struct {
+	hists  [numOps]*hdrhistogram.Histogram
+	errs   [numOps]int64
+	first  error
+	series []int64
+}
+
+func runPhase(ctx context.Context, s Store, ch *chooser, cfg Config) (*Result, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if cfg.Duration > 0 {
+		ctx, cancel = context.WithTimeout(ctx, cfg.Duration)
+		defer cancel()
+	}
+	var limiter *rate.Limiter
+	if cfg.Rate > 0 {
+		limiter = rate.NewLimiter(rate.Limit(cfg.Rate), 1)
+	}
+	var issued Counter
+	var done Counter
+	start := time.Now()
+	stats := make([]*clientStats, cfg.Clients)
+	var wg sync.WaitGroup
+	for c := range cfg.Clients {
+		st := &clientStats{}
+		for i := range st.hists {
+			st.hists[i] = newHist()
+		}
+		stats[c] = st
+		wg.Go(func() {
+			r := rand.New(rand.NewPCG(cfg.Seed+uint64(c), 0x5eed))
+			var key, val []byte
+			wait := time.NewTimer(time.Hour)
+			defer wait.Stop()
+			for {
+				if cfg.Ops > 0 && issued.Add() >= cfg.Ops {
+					return
+				}
+				began := time.Now()
+				if limiter != nil {
+					res := limiter.Reserve()
+					d := res.Delay()
+					began = began.Add(d) // intended start
+					wait.Reset(d)
+					select {
+					case <-ctx.Done():
+						res.Cancel()
+						return
+					case <-wait.C:
+					}
+				} else if ctx.Err() != nil {
+					return
+				}
+				op := ch.op(r)
+				err := doOp(ctx, s, ch, cfg.Keyspace, op, r, &key, &val)
+				if err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+					return // the run ended under this operation
+				}
+				lat := time.Since(began).Microseconds()
+				st.hists[op].RecordValue(min(max(lat, histMin), histMax))
+				if err != nil {
+					st.errs[op]++
+					if st.first == nil {
+						st.first = fmt.Errorf("%s: %w", op, err)
+					}
+				}
+				sec := int(time.Since(start) / time.Second)
+				for len(st.series) <= sec {
+					st.series = append(st.series, 0)
+				}
+				st.series[sec]++
+				done.Add()
+			}
+		})
+	}
+	progressDone := make(chan struct{})
+	var pwg sync.WaitGroup
+	if cfg.Progress != nil {
+		pwg.Go(func() {
+			t := time.NewTicker(time.Second)
+			defer t.Stop()
+			for {
+				select {
+				case <-progressDone:
+					return
+				case <-t.C:
+					cfg.Progress(done.Last(), time.Since(start))
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(progressDone)
+	pwg.Wait()
+	elapsed := time.Since(start)
+	return summarize(stats, elapsed), nil
+}
+
+func doOp(ctx context.Context, s Store, ch *chooser, ks Keyspace, op Op, r *rand.Rand, key, val *[]byte) error {
+	switch op {
+	case OpInsert:
+		n := ch.inserts.Add()
+		*key = ks.Key(*key, n)
+		*val = ks.Value(*val, r)
+		err := s.Write(ctx, *key, *val)
+		if err == nil {
+			ch.inserts.Ack(n)
+		}
+		return err
+	}
+	*key = ks.Key(*key, ch.record(r))
+	switch op {
+	case OpRead:
+		return s.Read(ctx, *key)
+	case OpUpdate:
+		*val = ks.Value(*val, r)
+		return s.Write(ctx, *key, *val)
+	case OpScan:
+		return s.Scan(ctx, *key, ch.scanLength(r))
+	case OpReadModifyWrite:
+		if err := s.Read(ctx, *key); err != nil {
+			return err
+		}
+		*val = ks.Value(*val, r)
+		return s.Write(ctx, *key, *val)
+	case OpDelete:
+		return s.Delete(ctx, *key)
+	}
+	return fmt.Errorf("bench: unknown op %v", op)
+}
+
+func summarize(stats []*clientStats, elapsed time.Duration) *Result {
+	res := &Result{Elapsed: elapsed}
+	total := newHist()
+	var totalErrs int64
+	for op := range numOps {
+		h := newHist()
+		var errs int64
+		for _, st := range stats {
+			h.Merge(st.hists[op])
+			errs += st.errs[op]
+		}
+		if h.TotalCount() == 0 {
+			continue
+		}
+		total.Merge(h)
+		totalErrs += errs
+		res.PerOp = append(res.PerOp, opResult(op.String(), h, errs, elapsed))
+	}
+	for _, st := range stats {
+		if st.first != nil && res.FirstError == "" {
+			res.FirstError = st.first.Error()
+		}
+		for i, n := range st.series {
+			for len(res.Series) <= i {
+				res.Series = append(res.Series, 0)
+			}
+			res.Series[i] += n
+		}
+	}
+	res.Total = opResult("total", total, totalErrs, elapsed)
+	res.Ops, res.Errors, res.OpsSec = res.Total.Count, totalErrs, res.Total.OpsSec
+	return res
+}
+
+func opResult(name string, h *hdrhistogram.Histogram, errs int64, elapsed time.Duration) OpResult {
+	return OpResult{
+		Op:     name,
+		Count:  h.TotalCount(),
+		Errors: errs,
+		OpsSec: float64(h.TotalCount()) / elapsed.Seconds(),
+		Mean:   h.Mean(),
+		P50:    h.ValueAtQuantile(50),
+		P90:    h.ValueAtQuantile(90),
+		P99:    h.ValueAtQuantile(99),
+		P999:   h.ValueAtQuantile(99.9),
+		Max:    h.Max(),
+		Hist:   h.Export(),
+	}
+}

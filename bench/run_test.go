@@ -1,0 +1,53 @@
+package bench_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/strata-kv/strata/backends/bbolt"
+	"github.com/strata-kv/strata/bench"
+)
+
+// TestRunPresetsOnEngine loads a small keyspace into a real engine and runs
+// every preset for a fixed number of operations.
+func TestRunPresetsOnEngine(t *testing.T) {
+	db, err := bbolt.Open(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	s := &bench.EngineStore{Backend: db}
+	cfg := bench.Config{Records: 2000, Clients: 4, Ops: 2000, Seed: 7, Keyspace: bench.Keyspace{ValueSize: 100}}
+	ctx := context.Background()
+	if _, err := bench.Load(ctx, s, cfg); err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range bench.Presets {
+		t.Run(w.Name, func(t *testing.T) {
+			res, err := bench.Run(ctx, s, w, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Errors != 0 {
+				t.Fatalf("%d errors, first: %s", res.Errors, res.FirstError)
+			}
+			if res.Ops != int64(cfg.Ops) {
+				t.Fatalf("ran %d ops, want %d", res.Ops, cfg.Ops)
+			}
+			var perOp int64
+			for _, o := range res.PerOp {
+				perOp += o.Count
+				if o.P50 > o.P99 || o.P99 > o.Max || o.Count == 0 {
+					t.Errorf("%s: inconsistent summary %+v", o.Op, o)
+				}
+			}
+			var series int64
+			for _, n := range res.Series {
+				series += n
+			}
+			if perOp != res.Ops || series != res.Ops {
+				t.Fatalf("per-op counts %d and series %d do not add up to %d", perOp, series, res.Ops)
+			}
+		})
+	}
+}
