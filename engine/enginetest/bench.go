@@ -23,10 +23,17 @@ func RunBenchmarks(b *testing.B, e engine.Engine) {
 		}
 	}
 	const keys = 100000
+	// The read benchmarks share one loaded engine. It lives in the outer
+	// benchmark's directory: a sub-benchmark's TempDir is removed after its
+	// first (N=1) round while the engine is still in use.
+	dir := b.TempDir()
 	var db engine.Backend
 	load := func(b *testing.B) engine.Backend {
 		if db == nil {
-			db = openBench(b, e)
+			var err error
+			if db, err = e.Open(dir, engine.Options{}); err != nil {
+				b.Fatal(err)
+			}
 			var batch engine.Batch
 			val := make([]byte, 100)
 			for i := range keys {

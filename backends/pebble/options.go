@@ -1,0 +1,136 @@
+package pebble
+
+import (
+	"log/slog"
+	"time"
+
+	pdb "github.com/cockroachdb/pebble/v2"
+)
+
+// Defaults used for zero Options fields. They target a small machine (two
+// cores, a few GiB of memory) serving an etcd-like workload: many small
+// writes, point reads and short range scans.
+const (
+	// DefaultCacheSize is the block cache size. Pebble's own default (8 MiB)
+	// is tuned for tests; 64 MiB keeps the index and filter blocks of a few
+	// GiB of data resident without weighing on a small machine.
+	DefaultCacheSize = 64 << 20
+	// DefaultMemTableSize is the steady-state memtable size (Pebble's
+	// default). Larger memtables flush less often, but they cost memory and
+	// disk: Pebble preallocates each WAL file to 1.1 * MemTableSize and keeps
+	// up to MemTableStopWritesThreshold+1 old WAL files for reuse, a fixed
+	// disk overhead that Defrag cannot give back. At 4 MiB that overhead
+	// stays around 15 MiB. Memtables start at 256 KiB and double up to this
+	// size, so short-lived stores stay small.
+	DefaultMemTableSize = 4 << 20
+	// DefaultMemTableStopWritesThreshold is the number of memtables that may
+	// queue for flushing before writes stall (Pebble's default): one being
+	// flushed while the next fills.
+	DefaultMemTableStopWritesThreshold = 2
+	// DefaultMaxConcurrentCompactions caps background compactions. Pebble
+	// runs one normally and raises the count up to this cap when L0 or
+	// compaction debt builds up; two matches a two-core machine.
+	DefaultMaxConcurrentCompactions = 2
+	// DefaultMaxOpenFiles is the soft limit on open sstable files (Pebble's
+	// default), well under common ulimit settings.
+	DefaultMaxOpenFiles = 1000
+)
+
+// Options configure a pebble store. The zero value (and a nil *Options)
+// selects every default.
+type Options struct {
+	// CacheSize is the size in bytes of the block cache.
+	// Default: DefaultCacheSize (64 MiB).
+	CacheSize int64
+
+	// MemTableSize is the steady-state size in bytes of one memtable.
+	// Batches of at least half this size bypass the memtable and are
+	// flushed as their own table.
+	// Default: DefaultMemTableSize (4 MiB).
+	MemTableSize uint64
+
+	// MemTableStopWritesThreshold is the number of queued memtables at which
+	// writes stall until a flush completes. Values below 2 stall every write
+	// during a flush.
+	// Default: DefaultMemTableStopWritesThreshold (2).
+	MemTableStopWritesThreshold int
+
+	// MaxConcurrentCompactions is the largest number of background
+	// compactions Pebble may run at once; it runs one when it is keeping up.
+	// Default: DefaultMaxConcurrentCompactions (2).
+	MaxConcurrentCompactions int
+
+	// MaxOpenFiles is a soft limit on the number of files the store keeps
+	// open.
+	// Default: DefaultMaxOpenFiles (1000).
+	MaxOpenFiles int
+
+	// WALMinSyncInterval, when positive, delays WAL fsyncs so that they are
+	// at least this far apart, letting more concurrent Sync commits share
+	// one fsync at the cost of commit latency (Pebble suggests 500µs).
+	// Default: 0, no delay.
+	WALMinSyncInterval time.Duration
+
+	// Logger receives Pebble's log lines: general messages at Info, errors at
+	// Error, and flush/compaction/WAL events at Debug.
+	// Default: nil, which discards them.
+	Logger *slog.Logger
+}
+
+// withDefaults returns a copy of o (which may be nil) with zero fields set
+// to their defaults.
+func (o *Options) withDefaults() Options {
+	var r Options
+	if o != nil {
+		r = *o
+	}
+	if r.CacheSize <= 0 {
+		r.CacheSize = DefaultCacheSize
+	}
+	if r.MemTableSize == 0 {
+		r.MemTableSize = DefaultMemTableSize
+	}
+	if r.MemTableStopWritesThreshold <= 0 {
+		r.MemTableStopWritesThreshold = DefaultMemTableStopWritesThreshold
+	}
+	if r.MaxConcurrentCompactions <= 0 {
+		r.MaxConcurrentCompactions = DefaultMaxConcurrentCompactions
+	}
+	if r.MaxOpenFiles <= 0 {
+		r.MaxOpenFiles = DefaultMaxOpenFiles
+	}
+	return r
+}
+
+// pebbleOptions builds the Pebble options for o, whose defaults must already
+// be filled in. cache is the block cache to use; the caller keeps its own
+// reference and must Unref it.
+func (o *Options) pebbleOptions(cache *pdb.Cache) *pdb.Options {
+	maxCompactions := o.MaxConcurrentCompactions
+	po := &pdb.Options{
+		Cache: cache,
+		// Pinned by name; see the package documentation.
+		FormatMajorVersion:          pdb.FormatValueSeparation,
+		MemTableSize:                o.MemTableSize,
+		MemTableStopWritesThreshold: o.MemTableStopWritesThreshold,
+		MaxOpenFiles:                o.MaxOpenFiles,
+		CompactionConcurrencyRange: func() (int, int) {
+			return 1, maxCompactions
+		},
+		Logger: newLogger(o.Logger, false),
+	}
+	if o.Logger != nil {
+		// Flushes, compactions, WAL and table events at Debug; background
+		// errors and write stalls through the logger's own levels.
+		el := pdb.MakeLoggingEventListener(newLogger(o.Logger, true))
+		po.EventListener = &el
+	}
+	if d := o.WALMinSyncInterval; d > 0 {
+		po.WALMinSyncInterval = func() time.Duration { return d }
+	}
+	// Everything else keeps Pebble's defaults: Snappy compression, 2 MiB L0
+	// target files doubling per level, 64 MiB Lbase, L0 compaction at 4
+	// sublevels and write stop at 12, value separation off (Strata's values
+	// are mostly small MVCC records).
+	return po
+}
