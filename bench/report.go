@@ -1,0 +1,198 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+)
+
+// Report is what a kvbench invocation produces: every run it made, with
+// enough context to compare it with another report later.
+type Report struct {
+	Started   time.Time `json:"started"`
+	GoVersion string    `json:"go_version"`
+	CPUs      int       `json:"cpus"`
+	// Args is the command line, for the record.
+	Args []string `json:"args"`
+	Runs []RunReport `json:"runs"`
+}
+
+// NewReport returns an empty report stamped with the environment.
+func NewReport(args []string) *Report {
+	return &Report{Started: time.Now().UTC(), GoVersion: runtime.Version(), CPUs: runtime.NumCPU(), Args: args}
+}
+
+// RunReport is one workload against one target.
+type RunReport struct {
+	Mode       string  `json:"mode"`
+	Target     string  `json:"target"` // engine name or endpoint label
+	Workload   string  `json:"workload"`
+	Durability string  `json:"durability"`
+	Records    uint64  `json:"records"`
+	ValueSize  int     `json:"value_size"`
+	Clients    int     `json:"clients"`
+	LoadSecs   float64 `json:"load_seconds,omitempty"`
+	Result     *Result `json:"result"`
+	Disk       Disk    `json:"disk"`
+}
+
+// Disk records space used by a target, where the mode can see it.
+type Disk struct {
+	// EngineSize and EngineInUse are the engine's own figures.
+	EngineSize  int64 `json:"engine_size,omitempty"`
+	EngineInUse int64 `json:"engine_in_use,omitempty"`
+	// DU is the allocated size of the data directory, as du reports.
+	DU int64 `json:"du,omitempty"`
+	// AfterDefrag is DU after a defrag, when one was run.
+	AfterDefrag int64 `json:"du_after_defrag,omitempty"`
+}
+
+// DU returns the bytes allocated to the files under dir, as `du -s` counts.
+func DU(dir string) (int64, error) {
+	var total int64
+	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if os.IsNotExist(err) {
+				return nil
+			}
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			if os.IsNotExist(err) {
+				return nil
+			}
+			return err
+		}
+		if st, ok := info.Sys().(*syscall.Stat_t); ok {
+			total += st.Blocks * 512
+		} else {
+			total += info.Size()
+		}
+		return nil
+	})
+	return total, err
+}
+
+// WriteJSON writes the report as indented JSON.
+func (r *Report) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(r)
+}
+
+// ReadReport reads a report written by WriteJSON.
+func ReadReport(rd io.Reader) (*Report, error) {
+	var r Report
+	if err := json.NewDecoder(rd).Decode(&r); err != nil {
+		return nil, fmt.Errorf("bench: read report: %w", err)
+	}
+	return &r, nil
+}
+
+// WriteTables prints one comparison table per workload (and durability),
+// with ratios against baseline (a target name; the first target when empty
+// or absent).
+func (r *Report) WriteTables(w io.Writer, baseline string) {
+	type group struct {
+		key  string
+		runs []RunReport
+	}
+	var groups []*group
+	byKey := map[string]*group{}
+	for _, run := range r.Runs {
+		key := run.Workload + " (" + run.Mode + ", " + run.Durability + ")"
+		g := byKey[key]
+		if g == nil {
+			g = &group{key: key}
+			byKey[key] = g
+			groups = append(groups, g)
+		}
+		g.runs = append(g.runs, run)
+	}
+	for _, g := range groups {
+		base := g.runs[0]
+		for _, run := range g.runs {
+			if run.Target == baseline {
+				base = run
+			}
+		}
+		fmt.Fprintf(w, "\n%s — %d records × %d B, %d clients; ratios vs %s\n", g.key,
+			base.Records, base.ValueSize, base.Clients, base.Target)
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "target\tops/s\tratio\tp50 µs\tp99 µs\tp99.9 µs\tmax µs\terrors\tengine size\tdu\t")
+		for _, run := range g.runs {
+			res := run.Result
+			ratio := res.OpsSec / base.Result.OpsSec
+			fmt.Fprintf(tw, "%s\t%.0f\t%.2fx\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t\n", run.Target, res.OpsSec, ratio,
+				res.Total.P50, res.Total.P99, res.Total.P999, res.Total.Max, res.Errors,
+				bytesString(run.Disk.EngineSize), bytesString(run.Disk.DU))
+		}
+		tw.Flush()
+		if len(base.Result.PerOp) > 1 {
+			tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+			fmt.Fprintln(tw, "  per op\top\tops/s\tp50 µs\tp99 µs\tp99.9 µs\t")
+			for _, run := range g.runs {
+				for _, o := range run.Result.PerOp {
+					fmt.Fprintf(tw, "  %s\t%s\t%.0f\t%d\t%d\t%d\t\n", run.Target, o.Op, o.OpsSec, o.P50, o.P99, o.P999)
+				}
+			}
+			tw.Flush()
+		}
+	}
+}
+
+func bytesString(n int64) string {
+	if n <= 0 {
+		return "-"
+	}
+	units := []string{"B", "KiB", "MiB", "GiB", "TiB"}
+	f := float64(n)
+	i := 0
+	for f >= 1024 && i < len(units)-1 {
+		f /= 1024
+		i++
+	}
+	return fmt.Sprintf("%.1f %s", f, units[i])
+}
+
+// Compare prints, for every run present in both reports (same mode, target,
+// workload and durability), b's figures as ratios of a's.
+func Compare(w io.Writer, a, b *Report) {
+	key := func(r RunReport) string {
+		return strings.Join([]string{r.Mode, r.Target, r.Workload, r.Durability}, "/")
+	}
+	old := map[string]RunReport{}
+	for _, r := range a.Runs {
+		old[key(r)] = r
+	}
+	var keys []string
+	matched := map[string]RunReport{}
+	for _, r := range b.Runs {
+		if _, ok := old[key(r)]; ok {
+			keys = append(keys, key(r))
+			matched[key(r)] = r
+		}
+	}
+	sort.Strings(keys)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "mode/target/workload/durability\tops/s a\tops/s b\tb/a\tp99 a\tp99 b\tb/a\t")
+	for _, k := range keys {
+		ra, rb := old[k].Result, matched[k].Result
+		fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%.2fx\t%d\t%d\t%.2fx\t\n", k, ra.OpsSec, rb.OpsSec, rb.OpsSec/ra.OpsSec,
+			ra.Total.P99, rb.Total.P99, float64(rb.Total.P99)/float64(max(ra.Total.P99, 1)))
+	}
+	tw.Flush()
+	if len(keys) == 0 {
+		fmt.Fprintln(w, "no run appears in both reports")
+	}
+}

@@ -1,0 +1,265 @@
+// Command kvbench compares Strata's storage engines (and, as modes arrive,
+// the MVCC store, Strata clusters and any etcd endpoint) under the same
+// workloads. The workloads and drivers live in package bench; this command
+// only binds flags and prints.
+//
+//	kvbench run --mode=engine --backend=bbolt,pebble,badger --workload=ycsb-a,ycsb-c
+//	kvbench compare before.json after.json
+//	kvbench workloads
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/strata-kv/strata/backends"
+	"github.com/strata-kv/strata/bench"
+	"github.com/strata-kv/strata/engine"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if err := newRoot().ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "kvbench:", err)
+		os.Exit(1)
+	}
+}
+
+func newRoot() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "kvbench",
+		Short:         "Benchmark Strata's engines, store and clusters, and etcd",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(newRunCmd(), newCompareCmd(), newWorkloadsCmd())
+	return root
+}
+
+type runFlags struct {
+	mode       string
+	backends   []string
+	workloads  []string
+	records    uint64
+	valueSize  int
+	clients    int
+	duration   time.Duration
+	ops        uint64
+	rate       float64
+	warmup     time.Duration
+	durability string
+	seed       uint64
+	dir        string
+	jsonOut    string
+	baseline   string
+}
+
+func newRunCmd() *cobra.Command {
+	var f runFlags
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Load a keyspace and run workloads against each target",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return run(cmd.Context(), &f)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.mode, "mode", "engine", "what to drive: engine (a storage engine in process)")
+	fl.StringSliceVar(&f.backends, "backend", backends.Registry().Names(), "engines to compare")
+	fl.StringSliceVar(&f.workloads, "workload", []string{"ycsb-a", "ycsb-b", "ycsb-c"}, "workloads to run in order (see `kvbench workloads`)")
+	fl.Uint64Var(&f.records, "records", 100000, "records loaded before the runs")
+	fl.IntVar(&f.valueSize, "value-size", 256, "value size in bytes")
+	fl.IntVar(&f.clients, "clients", 16, "concurrent clients")
+	fl.DurationVar(&f.duration, "duration", 10*time.Second, "length of each run (0: use --ops)")
+	fl.Uint64Var(&f.ops, "ops", 0, "operations per run (0: use --duration)")
+	fl.Float64Var(&f.rate, "rate", 0, "total operations per second (0: unlimited)")
+	fl.DurationVar(&f.warmup, "warmup", 0, "unmeasured warmup before each run")
+	fl.StringVar(&f.durability, "durability", "nosync", "nosync: commits are not fsynced; sync: every commit is (never mixed in one table)")
+	fl.Uint64Var(&f.seed, "seed", 1, "random seed")
+	fl.StringVar(&f.dir, "dir", "", "directory for data (default: a temporary directory, removed after)")
+	fl.StringVar(&f.jsonOut, "json", "", "also write the report as JSON to this file")
+	fl.StringVar(&f.baseline, "baseline", "", "target the ratios are computed against (default: the first)")
+	return cmd
+}
+
+func run(ctx context.Context, f *runFlags) error {
+	if f.mode != "engine" {
+		return fmt.Errorf("mode %q is not available yet (have: engine)", f.mode)
+	}
+	if f.durability != "sync" && f.durability != "nosync" {
+		return fmt.Errorf("--durability must be sync or nosync, not %q", f.durability)
+	}
+	var workloads []bench.Workload
+	for _, name := range f.workloads {
+		w, err := bench.Preset(name)
+		if err != nil {
+			return err
+		}
+		workloads = append(workloads, w)
+	}
+	reg := backends.Registry()
+	for _, b := range f.backends {
+		if _, err := reg.Lookup(b); err != nil {
+			return err
+		}
+	}
+	dir := f.dir
+	if dir == "" {
+		tmp, err := os.MkdirTemp("", "kvbench-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(tmp)
+		dir = tmp
+	}
+	report := bench.NewReport(os.Args)
+	cfg := bench.Config{
+		Records:  f.records,
+		Keyspace: bench.Keyspace{ValueSize: f.valueSize},
+		Clients:  f.clients,
+		Duration: f.duration,
+		Ops:      f.ops,
+		Warmup:   f.warmup,
+		Rate:     f.rate,
+		Seed:     f.seed,
+		Progress: progressPrinter(),
+	}
+	for _, name := range f.backends {
+		runs, err := runEngine(ctx, reg, name, dir, workloads, cfg, f.durability)
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		report.Runs = append(report.Runs, runs...)
+	}
+	report.WriteTables(os.Stdout, f.baseline)
+	if f.jsonOut != "" {
+		out, err := os.Create(f.jsonOut)
+		if err != nil {
+			return err
+		}
+		if err := report.WriteJSON(out); err != nil {
+			out.Close()
+			return err
+		}
+		return out.Close()
+	}
+	return nil
+}
+
+func runEngine(ctx context.Context, reg *engine.Registry, name, root string, workloads []bench.Workload,
+	cfg bench.Config, durability string) ([]bench.RunReport, error) {
+	var (
+		runs   []bench.RunReport
+		db     engine.Backend
+		store  *bench.EngineStore
+		hashed bool
+		took   time.Duration
+	)
+	dir := root + "/" + name
+	closeDB := func() {
+		if db != nil {
+			db.Close()
+			db = nil
+		}
+	}
+	defer closeDB()
+	for _, w := range workloads {
+		// Workloads share a load while they agree on key order; a change
+		// of order needs a fresh keyspace.
+		if db == nil || w.HashedKeys != hashed {
+			closeDB()
+			if err := os.RemoveAll(dir); err != nil {
+				return nil, err
+			}
+			var err error
+			if db, err = reg.Open(name, dir, engine.Options{}); err != nil {
+				return nil, err
+			}
+			store = &bench.EngineStore{Backend: db, Sync: durability == "sync"}
+			hashed = w.HashedKeys
+			fmt.Fprintf(os.Stderr, "%s: loading %d records\n", name, cfg.Records)
+			loadCfg := cfg
+			loadCfg.Keyspace.Hashed = hashed
+			if took, err = bench.Load(ctx, store, loadCfg); err != nil {
+				return nil, err
+			}
+			if err := db.Sync(); err != nil {
+				return nil, err
+			}
+		}
+		fmt.Fprintf(os.Stderr, "%s: running %s\n", name, w.Name)
+		res, err := bench.Run(ctx, store, w, cfg)
+		if err != nil {
+			return nil, err
+		}
+		rr := bench.RunReport{
+			Mode: "engine", Target: name, Workload: w.Name, Durability: durability,
+			Records: cfg.Records, ValueSize: cfg.Keyspace.ValueSize, Clients: cfg.Clients, Result: res,
+			LoadSecs: took.Seconds(),
+		}
+		took = 0
+		if st, err := db.Stats(); err == nil {
+			rr.Disk.EngineSize, rr.Disk.EngineInUse = st.Size, st.InUse
+		}
+		rr.Disk.DU, _ = bench.DU(dir)
+		runs = append(runs, rr)
+	}
+	return runs, nil
+}
+
+// progressPrinter reports progress on stderr when it is a terminal, and
+// stays silent in pipes and CI logs.
+func progressPrinter() func(uint64, time.Duration) {
+	st, err := os.Stderr.Stat()
+	if err != nil || st.Mode()&os.ModeCharDevice == 0 {
+		return nil
+	}
+	return func(done uint64, elapsed time.Duration) {
+		fmt.Fprintf(os.Stderr, "\r  %d ops, %.0f ops/s, %s   ", done, float64(done)/elapsed.Seconds(), elapsed.Truncate(time.Second))
+	}
+}
+
+func newCompareCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "compare a.json b.json",
+		Short: "Show b's results as ratios of a's, for runs present in both",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(_ *cobra.Command, args []string) error {
+			var reps [2]*bench.Report
+			for i, p := range args {
+				fh, err := os.Open(p)
+				if err != nil {
+					return err
+				}
+				reps[i], err = bench.ReadReport(fh)
+				fh.Close()
+				if err != nil {
+					return fmt.Errorf("%s: %w", p, err)
+				}
+			}
+			bench.Compare(os.Stdout, reps[0], reps[1])
+			return nil
+		},
+	}
+}
+
+func newWorkloadsCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "workloads",
+		Short: "List the built-in workloads",
+		RunE: func(*cobra.Command, []string) error {
+			tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+			for _, w := range bench.Presets {
+				fmt.Fprintf(tw, "%s\t%s\n", w.Name, w.Description)
+			}
+			return tw.Flush()
+		},
+	}
+}
