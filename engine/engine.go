@@ -50,7 +50,11 @@ var (
 	// Sync commits durably: the batch survives a crash once Commit returns.
 	Sync = &WriteOptions{Sync: true}
 	// NoSync commits without waiting for the disk. The batch is visible at
-	// once and is never half-applied, but a crash may lose it.
+	// once and is never half-applied. A crash of the process loses at most a
+	// suffix of the NoSync commits made since the last synced commit or
+	// Backend.Sync: what survives is the state after some commit, never a
+	// state with a hole (the conformance suite checks this with kill -9). A
+	// crash of the machine may lose more; see each engine's caveats.
 	NoSync = &WriteOptions{Sync: false}
 )
 

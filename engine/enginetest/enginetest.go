@@ -49,6 +49,7 @@ func Run(t *testing.T, e engine.Engine, opts Options) {
 	t.Run("LargeBatch", s.testLargeBatch)
 	t.Run("Reopen", s.testReopen)
 	t.Run("CrashDurability", s.testCrashDurability)
+	t.Run("CrashPrefixNoSync", s.testCrashPrefixNoSync)
 	t.Run("Defrag", s.testDefrag)
 	t.Run("BackupRestore", s.testBackupRestore)
 	t.Run("Closed", s.testClosed)
