@@ -72,7 +72,7 @@ func newRunCmd() *cobra.Command {
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.mode, "mode", "engine", "what to drive: engine (a storage engine in process)")
-	fl.StringSliceVar(&f.backends, "backend", backends.Registry().Names(), "engines to compare")
+	fl.StringSliceVar(&f.backends, "backend", []string{"bbolt", "pebble", "badger"}, "engines to compare; the first is the default baseline")
 	fl.StringSliceVar(&f.workloads, "workload", []string{"ycsb-a", "ycsb-b", "ycsb-c"}, "workloads to run in order (see `kvbench workloads`)")
 	fl.Uint64Var(&f.records, "records", 100000, "records loaded before the runs")
 	fl.IntVar(&f.valueSize, "value-size", 256, "value size in bytes")
