@@ -1,0 +1,286 @@
+package mvcc
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/mvccpb"
+
+	"github.com/strata-kv/strata/engine"
+)
+
+// kvSource returns the encoded KeyValues stored at live revisions. The
+// returned bytes are never modified afterwards.
+type kvSource interface {
+	fetch(rev revision) ([]byte, error)
+	// fetchMany sets out[i] to the value of revs[i].
+	fetchMany(revs []revision, out [][]byte) error
+}
+
+// seekThreshold is the number of revisions from which fetchMany walks one
+// iterator in revision order instead of making point reads: an engine
+// point read sets up an iterator of its own each time.
+const seekThreshold = 4
+
+// snapSource reads revisions from an engine snapshot, taken at the first
+// read: requests served from the index alone take none.
+type snapSource struct {
+	be   engine.Backend
+	snap engine.Snapshot
+	key  []byte // reused key buffer
+}
+
+func (s *snapSource) snapshot() (engine.Snapshot, error) {
+	if s.snap == nil {
+		snap, err := s.be.NewSnapshot()
+		if err != nil {
+			return nil, fmt.Errorf("mvcc: snapshot: %w", err)
+		}
+		s.snap = snap
+	}
+	return s.snap, nil
+}
+
+func (s *snapSource) close() error {
+	if s.snap == nil {
+		return nil
+	}
+	err := s.snap.Close()
+	s.snap = nil
+	return err
+}
+
+func (s *snapSource) fetch(rev revision) ([]byte, error) {
+	snap, err := s.snapshot()
+	if err != nil {
+		return nil, err
+	}
+	s.key = appendRevBytes(append(s.key[:0], prefixKey), rev, false)
+	v, err := snap.Get(s.key)
+	if errors.Is(err, engine.ErrNotFound) {
+		return nil, fmt.Errorf("%w: revision %v is in the index but not in the backend", ErrCorrupt, rev)
+	}
+	return v, err
+}
+
+func (s *snapSource) fetchMany(revs []revision, out [][]byte) error {
+	if len(revs) < seekThreshold {
+		for i, rev := range revs {
+			v, err := s.fetch(rev)
+			if err != nil {
+				return err
+			}
+			out[i] = v
+		}
+		return nil
+	}
+	order := make([]int32, len(revs))
+	for i := range order {
+		order[i] = int32(i)
+	}
+	slices.SortFunc(order, func(a, b int32) int {
+		if revs[a].less(revs[b]) {
+			return -1
+		}
+		return 1 // revisions are distinct
+	})
+	snap, err := s.snapshot()
+	if err != nil {
+		return err
+	}
+	it, err := snap.NewIter(&engine.IterOptions{LowerBound: revAreaLower, UpperBound: revAreaUpper})
+	if err != nil {
+		return err
+	}
+	for _, i := range order {
+		s.key = appendRevBytes(append(s.key[:0], prefixKey), revs[i], false)
+		if !it.Seek(s.key) || !bytes.Equal(it.Key(), s.key) {
+			if err := it.Close(); err != nil {
+				return err
+			}
+			return fmt.Errorf("%w: revision %v is in the index but not in the backend", ErrCorrupt, revs[i])
+		}
+		out[i] = bytes.Clone(it.Value())
+	}
+	return it.Close()
+}
+
+// rangeOptions mirror etcd's mvcc.RangeOptions.
+type rangeOptions struct {
+	limit        int64
+	rev          int64
+	countOnly    bool
+	fastKeysOnly bool // keys only, served from the index (no value, no lease)
+	withTotal    bool
+}
+
+// rangeResult mirrors etcd's mvcc.RangeResult.
+type rangeResult struct {
+	kvs   []*mvccpb.KeyValue
+	rev   int64
+	count int
+}
+
+// reader executes the read side of requests: it is a consistent view of
+// the index and the data at revision rev0 (plus, in a WriteBatch, the
+// writes made so far).
+type reader struct {
+	ctx        context.Context
+	idx        *treeIndex
+	src        kvSource
+	rev0       int64 // the revision the request starts from
+	compactRev int64 // reads below it fail with ErrCompacted
+	minRead    int64 // lowest revision read, for the compaction re-check of views
+}
+
+// rangeKeys returns the keys in [key, end) at revision ro.rev (<= 0: curRev)
+// with etcd's mvcc rules: end nil is the single key, end empty is every key
+// >= key; the result's rev is curRev.
+func (r *reader) rangeKeys(key, end []byte, curRev int64, ro rangeOptions) (*rangeResult, error) {
+	rev := ro.rev
+	if rev > curRev {
+		return &rangeResult{count: -1, rev: curRev}, ErrFutureRev
+	}
+	if rev <= 0 {
+		rev = curRev
+	}
+	if rev < r.compactRev {
+		return &rangeResult{count: -1}, ErrCompacted
+	}
+	r.minRead = min(r.minRead, rev)
+	if ro.countOnly {
+		return &rangeResult{count: r.idx.count(key, end, rev), rev: curRev}, nil
+	}
+	ents, total := r.idx.rangeEntries(key, end, rev, int(ro.limit), ro.withTotal)
+	if len(ents) == 0 {
+		return &rangeResult{count: total, rev: curRev}, nil
+	}
+	if ro.limit > 0 && int(ro.limit) < len(ents) {
+		ents = ents[:ro.limit]
+	}
+	kvs := make([]*mvccpb.KeyValue, len(ents))
+	if ro.fastKeysOnly {
+		// etcd 3.7 serves these from the index: no value and no lease.
+		for i := range ents {
+			e := &ents[i]
+			kvs[i] = &mvccpb.KeyValue{Key: e.key, CreateRevision: e.created.main, ModRevision: e.modified.main, Version: e.ver}
+		}
+		return &rangeResult{kvs: kvs, count: total, rev: curRev}, nil
+	}
+	// Fetch the values in chunks, checking the context between them.
+	const chunk = 1024
+	revs := make([]revision, min(len(ents), chunk))
+	vals := make([][]byte, len(revs))
+	for start := 0; start < len(ents); start += chunk {
+		if r.ctx != nil && start > 0 {
+			if err := r.ctx.Err(); err != nil {
+				return nil, fmt.Errorf("mvcc: range: %w", err)
+			}
+		}
+		part := ents[start:min(start+chunk, len(ents))]
+		for i := range part {
+			revs[i] = part[i].modified
+		}
+		if err := r.src.fetchMany(revs[:len(part)], vals[:len(part)]); err != nil {
+			return nil, err
+		}
+		for i := range part {
+			kv := &mvccpb.KeyValue{}
+			if err := decodeKV(vals[i], kv); err != nil {
+				return nil, fmt.Errorf("revision %v: %w", part[i].modified, err)
+			}
+			kvs[start+i] = kv
+		}
+	}
+	return &rangeResult{kvs: kvs, count: total, rev: curRev}, nil
+}
+
+// View is a consistent read-only view of the store at one revision: the
+// revision current when it was taken, read from the index and from an
+// engine snapshot taken after it (at the view's first value read). A View
+// is not safe for concurrent use; Close it when done.
+type View struct {
+	s   *Store
+	st  storeState
+	src snapSource
+}
+
+// View returns a view of the current revision.
+func (s *Store) View() (*View, error) {
+	if s.closed.Load() {
+		return nil, ErrClosed
+	}
+	// The state is loaded first: a snapshot taken after it holds every
+	// revision up to st.rev.
+	return &View{s: s, st: *s.state.Load(), src: snapSource{be: s.be}}, nil
+}
+
+// Rev returns the view's revision, the store's current revision when the
+// view was taken.
+func (v *View) Rev() int64 { return v.st.rev }
+
+// CompactRev returns the compact revision when the view was taken.
+func (v *View) CompactRev() int64 { return v.st.compactRev }
+
+// Close releases the view's snapshot.
+func (v *View) Close() error { return v.src.close() }
+
+func (v *View) reader(ctx context.Context) *reader {
+	return &reader{ctx: ctx, idx: v.s.idx, src: &v.src, rev0: v.st.rev, compactRev: v.st.compactRev, minRead: v.st.rev}
+}
+
+// finish fails a read that went below a compaction that started after the
+// view was taken: the index it read, or the snapshot, may have lost
+// revisions it needed (a missing revision shows as ErrCorrupt).
+func (v *View) finish(r *reader, err error) error {
+	if err != nil && !errors.Is(err, ErrCorrupt) {
+		return err
+	}
+	if r.minRead < v.s.state.Load().compactRev {
+		return ErrCompacted
+	}
+	return err
+}
+
+// Range serves a RangeRequest at the view with etcd's semantics. The
+// response header carries only the revision (the view's).
+func (v *View) Range(ctx context.Context, req *pb.RangeRequest) (*pb.RangeResponse, error) {
+	r := v.reader(ctx)
+	t := &txnCtx{reader: r}
+	resp, err := t.executeRange(req)
+	if err := v.finish(r, err); err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+// Txn serves a read-only TxnRequest (one whose branches hold only ranges)
+// at the view, as etcd serves a serializable read-only txn. A txn that
+// writes fails with ErrTxnNotReadOnly.
+func (v *View) Txn(ctx context.Context, req *pb.TxnRequest) (*pb.TxnResponse, error) {
+	if !IsTxnReadOnly(req) {
+		return nil, ErrTxnNotReadOnly
+	}
+	r := v.reader(ctx)
+	t := &txnCtx{reader: r}
+	resp, err := t.txn(req)
+	if err := v.finish(r, err); err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+// Range serves a RangeRequest at the current revision (or the one it
+// names). It does not validate the request (see ValidateRange).
+func (s *Store) Range(ctx context.Context, req *pb.RangeRequest) (*pb.RangeResponse, error) {
+	v, err := s.View()
+	if err != nil {
+		return nil, err
+	}
+	defer v.Close()
+	return v.Range(ctx, req)
+}

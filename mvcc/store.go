@@ -1,0 +1,272 @@
+package mvcc
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+
+	"github.com/strata-kv/strata/engine"
+)
+
+// Options configure a Store. A nil *Options means all defaults.
+type Options struct {
+	// WriteOptions are used to commit every WriteBatch. The replication
+	// log is the durable copy of the writes (a restart replays it from the
+	// stored applied index), so the default is engine.NoSync.
+	WriteOptions *engine.WriteOptions
+	// CompactionBatchLimit is the number of revisions a compaction visits
+	// per engine commit. The default value is 1000.
+	CompactionBatchLimit int
+	// CompactionSleepInterval is the pause between two compaction batches.
+	// The default value is 10ms; a negative value means no pause.
+	CompactionSleepInterval time.Duration
+	// LeaseExists reports whether a lease is granted. A Put naming a lease
+	// for which it returns false fails with ErrLeaseNotFound. The default
+	// (nil) accepts every lease.
+	LeaseExists func(id int64) bool
+	// OnCommit, when set, is called by WriteBatch.Commit after the batch is
+	// committed and its revisions are visible to readers, with the events
+	// of the batch in revision order (a DELETE carries the key and the
+	// deletion revision, as etcd's watch events do) and the new current
+	// revision. Calls are made one at a time in commit order while the
+	// write lock is held: the hook must be quick and must not write to the
+	// store. It is the seam for a watchable layer. The default value is nil.
+	OnCommit func(rev int64, events []*mvccpb.Event)
+	// Logger receives the store's log lines. The default discards them.
+	Logger *slog.Logger
+}
+
+func (o *Options) withDefaults() Options {
+	var c Options
+	if o != nil {
+		c = *o
+	}
+	if c.WriteOptions == nil {
+		c.WriteOptions = engine.NoSync
+	}
+	if c.CompactionBatchLimit <= 0 {
+		c.CompactionBatchLimit = 1000
+	}
+	if c.CompactionSleepInterval == 0 {
+		c.CompactionSleepInterval = 10 * time.Millisecond
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// storeState is what readers need to know about the store, published
+// atomically after every commit.
+type storeState struct {
+	rev        int64  // current revision: every revision up to it is committed
+	compactRev int64  // compact revision; -1 before the first compaction
+	applied    uint64 // applied index stored with the last commit
+}
+
+// Store is an etcd v3 MVCC key-value store over an engine.Backend.
+//
+// # Concurrency
+//
+// Reads (Range, View, HashByRev) run concurrently with each other and with
+// the one open WriteBatch. A WriteBatch holds the store's write lock from
+// NewWriteBatch to Commit or Abort, so writers are serialized; Compact and
+// the other write helpers open one internally. The background compaction
+// runs concurrently with readers and writers.
+//
+// Readers see a state published after the engine commit of a batch: the
+// current revision never names a revision whose data is not committed, and
+// a batch's requests become visible together.
+type Store struct {
+	be   engine.Backend
+	opts Options
+	idx  *treeIndex
+
+	// writeMu is held by the open WriteBatch (and by Close).
+	writeMu sync.Mutex
+	// state is the published state; replaced (never modified) under writeMu.
+	state atomic.Pointer[storeState]
+	// formatWritten records whether the format marker is stored. Guarded
+	// by writeMu.
+	formatWritten bool
+	// batch is the engine batch commits reuse. Guarded by writeMu.
+	batch engine.Batch
+
+	compactor compactor
+
+	hashMu sync.RWMutex
+	hashes []KeyValueHash // hashes of the last compactions; guarded by hashMu
+
+	closed atomic.Bool
+}
+
+// Open opens the store kept in be, rebuilding the key index from the
+// revision area, and resumes a compaction that was interrupted. The Store
+// does not own be: close the Store, then be.
+func Open(be engine.Backend, opts *Options) (*Store, error) {
+	s := &Store{be: be, opts: opts.withDefaults(), idx: newTreeIndex()}
+	st, scheduled, finished, err := s.restore()
+	if err != nil {
+		return nil, err
+	}
+	s.state.Store(st)
+	s.compactor.start(s)
+	if scheduled > finished {
+		s.opts.Logger.Info("mvcc: resuming interrupted compaction", "revision", scheduled, "finished", finished)
+		// As etcd, the hash of a resumed compaction is not kept: it does
+		// not cover every revision since the compaction before.
+		s.compactor.enqueue(compactJob{rev: scheduled, prevCompactRev: finished, done: make(chan struct{})})
+	}
+	return s, nil
+}
+
+// restore reads the meta area and rebuilds the index.
+func (s *Store) restore() (st *storeState, scheduled, finished int64, err error) {
+	snap, err := s.be.NewSnapshot()
+	if err != nil {
+		return nil, 0, 0, fmt.Errorf("mvcc: open: %w", err)
+	}
+	defer snap.Close()
+
+	meta := func(key []byte) (int64, bool, error) {
+		v, err := snap.Get(key)
+		if errors.Is(err, engine.ErrNotFound) {
+			return 0, false, nil
+		}
+		if err != nil {
+			return 0, false, fmt.Errorf("mvcc: open: read %s: %w", key[1:], err)
+		}
+		u, err := getUint64(v)
+		return int64(u), true, err
+	}
+
+	format, err := snap.Get(metaFormat)
+	switch {
+	case err == nil:
+		if string(format) != formatVersion {
+			return nil, 0, 0, fmt.Errorf("%w: format %q, want %q", ErrForeignData, format, formatVersion)
+		}
+		s.formatWritten = true
+	case !errors.Is(err, engine.ErrNotFound):
+		return nil, 0, 0, fmt.Errorf("mvcc: open: %w", err)
+	}
+
+	st = &storeState{rev: 1, compactRev: -1}
+	applied, _, err := meta(metaAppliedIndex)
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	st.applied = uint64(applied)
+	storedRev, _, err := meta(metaCurrentRev)
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	scheduled, scheduledFound, err := meta(metaScheduledCompact)
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	if !scheduledFound {
+		scheduled = -1
+	}
+	finished, finishedFound, err := meta(metaFinishedCompact)
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	if finishedFound {
+		st.compactRev = finished
+	} else {
+		finished = -1
+	}
+
+	maxRev, n, err := s.rebuildIndex(snap)
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	if n > 0 && !s.formatWritten {
+		return nil, 0, 0, fmt.Errorf("%w: revision area without format marker", ErrForeignData)
+	}
+	// As etcd: a compaction may have removed the revisions at the top (a
+	// tombstone at the compact revision), so the stored revisions alone
+	// may be behind.
+	st.rev = max(st.rev, storedRev, maxRev, st.compactRev, scheduled)
+	if scheduled > st.compactRev {
+		st.compactRev = scheduled
+	}
+	return st, scheduled, finished, nil
+}
+
+// rebuildIndex scans the revision area in revision order and rebuilds the
+// key index, as etcd's restore does. It returns the highest revision seen
+// and the number of entries.
+func (s *Store) rebuildIndex(snap engine.Snapshot) (maxRev int64, n int, err error) {
+	it, err := snap.NewIter(&engine.IterOptions{LowerBound: revAreaLower, UpperBound: revAreaUpper})
+	if err != nil {
+		return 0, 0, fmt.Errorf("mvcc: open: %w", err)
+	}
+	defer it.Close()
+	tree := s.idx.tree // single-threaded here: no lock needed
+	var kv mvccpb.KeyValue
+	for ok := it.First(); ok; ok = it.Next() {
+		rev, tomb, err := parseRevKey(it.Key())
+		if err != nil {
+			return 0, 0, err
+		}
+		kv.Reset()
+		if err := decodeKV(it.Value(), &kv); err != nil {
+			return 0, 0, fmt.Errorf("revision %v: %w", rev, err)
+		}
+		n++
+		maxRev = rev.main
+		ki, found := tree.Get(&keyIndex{key: kv.Key})
+		switch {
+		case found && tomb:
+			ki.tombstone(rev) // a tombstone of a dead key is ignored, as etcd does
+		case found:
+			ki.put(rev)
+		default:
+			ki = &keyIndex{key: append([]byte(nil), kv.Key...)}
+			if tomb {
+				ki.restoreTombstone(rev)
+			} else {
+				ki.restore(revision{main: kv.CreateRevision}, rev, kv.Version)
+			}
+			tree.ReplaceOrInsert(ki)
+		}
+	}
+	if err := it.Error(); err != nil {
+		return 0, 0, fmt.Errorf("mvcc: open: scan: %w", err)
+	}
+	return maxRev, n, nil
+}
+
+// Close stops the background compaction (an unfinished one resumes on the
+// next Open) and waits for the open WriteBatch to finish. It does not close
+// the backend. Close is idempotent.
+func (s *Store) Close() error {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	if s.closed.Swap(true) {
+		return nil
+	}
+	s.compactor.stop()
+	return nil
+}
+
+// Rev returns the current revision.
+func (s *Store) Rev() int64 { return s.state.Load().rev }
+
+// CompactRev returns the compact revision, or -1 if the store was never
+// compacted.
+func (s *Store) CompactRev() int64 { return s.state.Load().compactRev }
+
+// AppliedIndex returns the applied index stored with the last commit.
+func (s *Store) AppliedIndex() uint64 { return s.state.Load().applied }
+
+// KeyCount returns the number of keys in the index, including deleted keys
+// whose history is not compacted yet.
+func (s *Store) KeyCount() int { return s.idx.Len() }
