@@ -1,0 +1,363 @@
+package replication
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+
+	"github.com/hashicorp/raft"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/strata-kv/strata/engine"
+	"github.com/strata-kv/strata/mvcc"
+)
+
+// ErrUnsupportedRequest is the result of a request kind the FSM does not
+// apply (yet).
+var ErrUnsupportedRequest = errors.New("replication: unsupported request")
+
+// maxBatchBytes bounds the engine batch one FSM commit writes. ApplyBatch
+// commits early when a batch grows past it (badger refuses large
+// transactions; every engine prefers moderate batches).
+const maxBatchBytes = 4 << 20
+
+// Result is the outcome of one request applied by the FSM.
+type Result struct {
+	// Resp is the response message (*pb.PutResponse, *pb.TxnResponse ...).
+	Resp proto.Message
+	// Err is the request's own error (an mvcc sentinel such as
+	// mvcc.ErrKeyNotFound); the request had no effect.
+	Err error
+	// Done, for a physical compaction, closes when it is on disk.
+	Done <-chan struct{}
+}
+
+// fsm applies committed raft entries to the MVCC store. It implements
+// raft.BatchingFSM: every ApplyBatch becomes one mvcc.WriteBatch, committed
+// once together with the index of its last entry (group commit). Entries at
+// or below the store's applied index were applied before a restart and are
+// skipped, which makes a restart replay-free and re-application harmless.
+type fsm struct {
+	dataDir string
+	eng     engine.Engine
+	engOpts engine.Options
+	logger  *slog.Logger
+
+	// swapMu guards be and store. Readers and snapshots hold it shared;
+	// Restore, which replaces both, holds it exclusively.
+	swapMu sync.RWMutex
+	be     engine.Backend
+	store  *mvcc.Store
+
+	// applied tracks the index of the last entry the FSM has made visible.
+	applied appliedIndex
+	// appliedEntries and skippedEntries count entries ApplyBatch applied
+	// and skipped as already applied (a restart's replay), for tests and
+	// metrics.
+	appliedEntries, skippedEntries atomic.Uint64
+	// restores counts snapshots restored into the store.
+	restores atomic.Uint64
+}
+
+var (
+	_ raft.BatchingFSM = (*fsm)(nil)
+)
+
+func openFSM(dataDir string, eng engine.Engine, engOpts engine.Options, logger *slog.Logger) (*fsm, error) {
+	if err := finishRestore(dataDir); err != nil {
+		return nil, err
+	}
+	f := &fsm{dataDir: dataDir, eng: eng, engOpts: engOpts, logger: logger}
+	if err := f.open(); err != nil {
+		return nil, err
+	}
+	f.applied.set(f.store.AppliedIndex())
+	return f, nil
+}
+
+func (f *fsm) open() error {
+	be, err := f.eng.Open(f.dataDir, f.engOpts)
+	if err != nil {
+		return fmt.Errorf("replication: open %s engine: %w", f.eng.Name, err)
+	}
+	st, err := mvcc.Open(be, &mvcc.Options{Logger: f.logger})
+	if err != nil {
+		be.Close()
+		return fmt.Errorf("replication: open store: %w", err)
+	}
+	f.be, f.store = be, st
+	return nil
+}
+
+func (f *fsm) close() error {
+	f.swapMu.Lock()
+	defer f.swapMu.Unlock()
+	return f.closeLocked()
+}
+
+func (f *fsm) closeLocked() error {
+	if f.store == nil {
+		return nil
+	}
+	err := f.store.Close()
+	if cerr := f.be.Close(); err == nil {
+		err = cerr
+	}
+	f.store, f.be = nil, nil
+	return err
+}
+
+// Apply implements raft.FSM for a single entry.
+func (f *fsm) Apply(l *raft.Log) any {
+	return f.ApplyBatch([]*raft.Log{l})[0]
+}
+
+// ApplyBatch implements raft.BatchingFSM. It returns, for each entry, a
+// []Result with one element per request of a command entry, or nil for an
+// entry skipped or with nothing to answer.
+func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
+	out := make([]any, len(logs))
+	f.swapMu.RLock()
+	defer f.swapMu.RUnlock()
+	applied := f.store.AppliedIndex()
+	var w *mvcc.WriteBatch
+	var last uint64
+	commit := func() {
+		if w == nil {
+			return
+		}
+		// An engine failure here leaves the replica unable to follow the
+		// log; continuing would make it diverge. Stop, as etcd does.
+		if err := w.Commit(last); err != nil {
+			panic(fmt.Sprintf("replication: commit applied index %d: %v", last, err))
+		}
+		w = nil
+		f.applied.set(last)
+	}
+	for i, l := range logs {
+		if l.Index <= applied {
+			f.skippedEntries.Add(1)
+			continue
+		}
+		f.appliedEntries.Add(1)
+		if w == nil {
+			var err error
+			if w, err = f.store.NewWriteBatch(); err != nil {
+				panic(fmt.Sprintf("replication: begin write batch: %v", err))
+			}
+		}
+		last = l.Index
+		if l.Type != raft.LogCommand {
+			// Configuration entries only move the applied index.
+			continue
+		}
+		reqs, err := decodeEntry(l.Data)
+		if err != nil {
+			// Every replica sees the same bytes, so every replica fails the
+			// same way; answer the proposer instead of stopping.
+			out[i] = []Result{{Err: fmt.Errorf("index %d: %w", l.Index, err)}}
+			continue
+		}
+		res := make([]Result, len(reqs))
+		for j, r := range reqs {
+			res[j] = applyRequest(w, r)
+		}
+		out[i] = res
+		if w.Size() > maxBatchBytes {
+			commit()
+		}
+	}
+	commit()
+	return out
+}
+
+func applyRequest(w *mvcc.WriteBatch, r *pb.InternalRaftRequest) Result {
+	var (
+		resp proto.Message
+		err  error
+		done <-chan struct{}
+	)
+	switch {
+	case r.Put != nil:
+		resp, err = w.Put(r.Put)
+	case r.DeleteRange != nil:
+		resp, err = w.DeleteRange(r.DeleteRange)
+	case r.Txn != nil:
+		resp, err = w.Txn(r.Txn)
+	case r.Compaction != nil:
+		resp, done, err = w.Compact(r.Compaction)
+	case r.Range != nil:
+		resp, err = w.Range(r.Range)
+	default:
+		err = ErrUnsupportedRequest
+	}
+	if err != nil {
+		return Result{Err: err, Done: done}
+	}
+	return Result{Resp: resp, Done: done}
+}
+
+// Snapshot implements raft.FSM. The snapshot holds the store open (shared)
+// until Release; Persist streams an engine backup. The backup may include
+// entries applied after this call: it carries its own applied index, and the
+// entries between raft's snapshot index and it are skipped when replayed.
+func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
+	f.swapMu.RLock()
+	if f.be == nil {
+		f.swapMu.RUnlock()
+		return nil, engine.ErrClosed
+	}
+	return &fsmSnapshot{f: f, be: f.be}, nil
+}
+
+type fsmSnapshot struct {
+	f    *fsm
+	be   engine.Backend
+	once sync.Once
+}
+
+func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	if err := s.be.Backup(sink); err != nil {
+		sink.Cancel()
+		return fmt.Errorf("replication: persist snapshot: %w", err)
+	}
+	return sink.Close()
+}
+
+func (s *fsmSnapshot) Release() { s.once.Do(s.f.swapMu.RUnlock) }
+
+// Restore implements raft.FSM: it replaces the data with a snapshot's. The
+// backup is restored beside the data directory and renamed over it, so a
+// crash leaves either the old or the new data (finishRestore completes an
+// interrupted swap at the next open).
+func (f *fsm) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	f.swapMu.Lock()
+	defer f.swapMu.Unlock()
+	tmp := f.dataDir + ".restore"
+	if err := os.RemoveAll(tmp); err != nil {
+		return fmt.Errorf("replication: restore: %w", err)
+	}
+	if err := f.eng.Restore(tmp, rc); err != nil {
+		os.RemoveAll(tmp)
+		return fmt.Errorf("replication: restore snapshot: %w", err)
+	}
+	if err := f.closeLocked(); err != nil {
+		return fmt.Errorf("replication: restore: close store: %w", err)
+	}
+	old := f.dataDir + ".old"
+	if err := os.Rename(f.dataDir, old); err != nil {
+		return fmt.Errorf("replication: restore: %w", err)
+	}
+	if err := os.Rename(tmp, f.dataDir); err != nil {
+		return fmt.Errorf("replication: restore: %w", err)
+	}
+	if err := engine.SyncDir(filepath.Dir(f.dataDir)); err != nil {
+		return fmt.Errorf("replication: restore: %w", err)
+	}
+	if err := os.RemoveAll(old); err != nil {
+		return fmt.Errorf("replication: restore: %w", err)
+	}
+	if err := f.open(); err != nil {
+		return err
+	}
+	f.applied.reset(f.store.AppliedIndex())
+	f.restores.Add(1)
+	f.logger.Info("restored snapshot", "applied_index", f.store.AppliedIndex(), "revision", f.store.Rev())
+	return nil
+}
+
+// finishRestore completes a data directory swap a crash interrupted.
+func finishRestore(dataDir string) error {
+	tmp, old := dataDir+".restore", dataDir+".old"
+	if _, err := os.Stat(dataDir); errors.Is(err, os.ErrNotExist) {
+		if _, err := os.Stat(tmp); err == nil {
+			// Crashed between the two renames: the restored copy is complete.
+			if err := os.Rename(tmp, dataDir); err != nil {
+				return fmt.Errorf("replication: finish restore: %w", err)
+			}
+		}
+	}
+	for _, d := range []string{tmp, old} {
+		if err := os.RemoveAll(d); err != nil {
+			return fmt.Errorf("replication: finish restore: %w", err)
+		}
+	}
+	return nil
+}
+
+// view runs fn with the current store, holding it against a Restore.
+func (f *fsm) view(fn func(*mvcc.Store) error) error {
+	f.swapMu.RLock()
+	defer f.swapMu.RUnlock()
+	if f.store == nil {
+		return engine.ErrClosed
+	}
+	return fn(f.store)
+}
+
+// appliedIndex is the FSM's applied index with a way to wait for it.
+type appliedIndex struct {
+	mu    sync.Mutex
+	index uint64
+	// changed is closed and replaced whenever index moves.
+	changed chan struct{}
+}
+
+func (a *appliedIndex) get() uint64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.index
+}
+
+func (a *appliedIndex) set(i uint64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if i > a.index {
+		a.index = i
+	}
+	a.notifyLocked()
+}
+
+// reset sets the index even if it goes backwards (after a restore).
+func (a *appliedIndex) reset(i uint64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.index = i
+	a.notifyLocked()
+}
+
+func (a *appliedIndex) notifyLocked() {
+	if a.changed != nil {
+		close(a.changed)
+		a.changed = nil
+	}
+}
+
+// wait returns once the index is at least i.
+func (a *appliedIndex) wait(ctx context.Context, i uint64) error {
+	for {
+		a.mu.Lock()
+		if a.index >= i {
+			a.mu.Unlock()
+			return nil
+		}
+		if a.changed == nil {
+			a.changed = make(chan struct{})
+		}
+		ch := a.changed
+		a.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}

@@ -1,0 +1,650 @@
+package replication
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+
+	"github.com/strata-kv/strata/engine"
+	"github.com/strata-kv/strata/mvcc"
+)
+
+// Errors returned by a Node. They map onto etcd's Unavailable errors at the
+// gRPC boundary.
+var (
+	// ErrNotLeader is returned for work only the leader does when this
+	// node is not the leader.
+	ErrNotLeader = errors.New("replication: not the leader")
+	// ErrNoLeader is returned when the cluster has no leader.
+	ErrNoLeader = errors.New("replication: no leader")
+	// ErrLeaderChanged is returned when leadership moved while a request
+	// was in flight. For a write the outcome is unknown.
+	ErrLeaderChanged = errors.New("replication: leader changed")
+	// ErrNotReady is returned by linearizable reads on a leader that has
+	// not yet committed an entry of its own term.
+	ErrNotReady = errors.New("replication: leader not ready")
+	// ErrStopped is returned once the node is closing.
+	ErrStopped = errors.New("replication: node stopped")
+)
+
+// Peer is one member of the initial cluster.
+type Peer struct {
+	// ID is the raft server ID: stable and unique in the cluster.
+	ID string
+	// Addr is the raft (peer) address, host:port.
+	Addr string
+}
+
+// LogStore is what raft needs to keep its log and its term and vote.
+type LogStore interface {
+	raft.LogStore
+	raft.StableStore
+	io.Closer
+}
+
+// Config configures a Node. Fields without a stated default are required.
+type Config struct {
+	// ID is this node's raft server ID.
+	ID string
+	// Dir holds the node's data: data/ (the engine), raft/ (log and
+	// snapshots).
+	Dir string
+	// Engine opens and restores the storage engine.
+	Engine engine.Engine
+	// EngineOptions are passed to Engine.Open.
+	EngineOptions engine.Options
+	// OpenLog opens raft's log and stable store in a directory.
+	OpenLog func(dir string) (LogStore, error)
+	// Bind is the raft listen address, host:port.
+	Bind string
+	// Advertise is the raft address peers use; the default is Bind.
+	Advertise string
+	// Bootstrap is the initial cluster, used only when the node has no
+	// raft state yet. Nil joins an existing cluster instead.
+	Bootstrap []Peer
+	// SnapshotCount is how many applied entries trigger a snapshot (etcd's
+	// --snapshot-count). The default value is 10000.
+	SnapshotCount uint64
+	// SnapshotInterval is how often raft checks whether to snapshot. The
+	// default value is 30 seconds.
+	SnapshotInterval time.Duration
+	// HeartbeatTimeout and ElectionTimeout are raft's timers. The defaults
+	// are 1 second each.
+	HeartbeatTimeout, ElectionTimeout time.Duration
+	// MaxBatch is the most client requests one raft entry carries. The
+	// default value is 256.
+	MaxBatch int
+	// Dial opens connections to peers; the default is plain TCP. Tests
+	// use it to inject network faults.
+	Dial Dialer
+	// Logger receives the node's log lines; nil discards them.
+	Logger *slog.Logger
+}
+
+func (c *Config) withDefaults() (Config, error) {
+	o := *c
+	if o.ID == "" || o.Dir == "" || o.Engine.Open == nil || o.OpenLog == nil || o.Bind == "" {
+		return o, errors.New("replication: config needs ID, Dir, Engine, OpenLog and Bind")
+	}
+	if o.Advertise == "" {
+		o.Advertise = o.Bind
+	}
+	if o.SnapshotCount == 0 {
+		o.SnapshotCount = 10000
+	}
+	if o.SnapshotInterval == 0 {
+		o.SnapshotInterval = 30 * time.Second
+	}
+	if o.HeartbeatTimeout == 0 {
+		o.HeartbeatTimeout = time.Second
+	}
+	if o.ElectionTimeout == 0 {
+		o.ElectionTimeout = time.Second
+	}
+	if o.MaxBatch == 0 {
+		o.MaxBatch = 256
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return o, nil
+}
+
+// Node is one member of a Strata cluster: a raft instance whose FSM is the
+// MVCC store.
+type Node struct {
+	cfg       Config
+	raft      *raft.Raft
+	fsm       *fsm
+	logs      LogStore
+	transport tcpTransport
+	mux       *peerMux
+	fwd       forwarder
+
+	propc    chan *proposal
+	inflight chan struct{}
+	verifier verifier
+
+	// readyTerm is the term in which this node, as leader, has applied
+	// its own first entry; linearizable reads wait for it.
+	readyTerm atomic.Uint64
+
+	stopc    chan struct{}
+	wg       sync.WaitGroup
+	stopOnce sync.Once
+}
+
+// Open starts a node.
+func Open(cfg Config) (*Node, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	raftDir := filepath.Join(cfg.Dir, "raft")
+	for _, d := range []string{cfg.Dir, raftDir} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, fmt.Errorf("replication: %w", err)
+		}
+	}
+	n := &Node{
+		cfg:      cfg,
+		propc:    make(chan *proposal, 4*cfg.MaxBatch),
+		inflight: make(chan struct{}, 8),
+		stopc:    make(chan struct{}),
+	}
+	hlog := hclogFor(cfg.Logger)
+	if n.fsm, err = openFSM(filepath.Join(cfg.Dir, "data"), cfg.Engine, cfg.EngineOptions, cfg.Logger); err != nil {
+		return nil, err
+	}
+	fail := func(err error) (*Node, error) {
+		if n.transport.NetworkTransport != nil {
+			n.transport.Close()
+		} else if n.mux != nil {
+			n.mux.close()
+		}
+		if n.logs != nil {
+			n.logs.Close()
+		}
+		n.fsm.close()
+		return nil, err
+	}
+	if n.logs, err = cfg.OpenLog(filepath.Join(raftDir, "log")); err != nil {
+		return fail(fmt.Errorf("replication: open raft log: %w", err))
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(filepath.Join(raftDir, "snapshots"), 2, hlog)
+	if err != nil {
+		return fail(fmt.Errorf("replication: snapshot store: %w", err))
+	}
+	if n.mux, err = listenPeers(cfg.Bind, cfg.Advertise, cfg.Dial); err != nil {
+		return fail(err)
+	}
+	n.fwd.m = n.mux
+	n.transport = newTCPTransport(n.mux, 10*time.Second, hlog)
+
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.ID)
+	rc.Logger = hlog
+	rc.HeartbeatTimeout = cfg.HeartbeatTimeout
+	rc.ElectionTimeout = cfg.ElectionTimeout
+	rc.LeaderLeaseTimeout = cfg.HeartbeatTimeout
+	rc.MaxAppendEntries = 512
+	rc.BatchApplyCh = true
+	rc.SnapshotThreshold = cfg.SnapshotCount
+	rc.SnapshotInterval = cfg.SnapshotInterval
+	rc.TrailingLogs = cfg.SnapshotCount
+	// Restart without replay: the store keeps its applied index with the
+	// data, so raft need not restore the newest snapshot at start, unless
+	// the store is behind it (a fresh or lost data directory); skipping the
+	// restore then would leave the entries between them unapplied here.
+	rc.NoSnapshotRestoreOnStart = true
+	if metas, err := snaps.List(); err == nil && len(metas) > 0 && metas[0].Index > n.fsm.applied.get() {
+		rc.NoSnapshotRestoreOnStart = false
+		cfg.Logger.Info("store is behind the newest snapshot; restoring it",
+			"applied_index", n.fsm.applied.get(), "snapshot_index", metas[0].Index)
+	}
+
+	if len(cfg.Bootstrap) > 0 {
+		existing, err := raft.HasExistingState(n.logs, n.logs, snaps)
+		if err != nil {
+			return fail(fmt.Errorf("replication: %w", err))
+		}
+		if !existing {
+			var servers []raft.Server
+			for _, p := range cfg.Bootstrap {
+				servers = append(servers, raft.Server{ID: raft.ServerID(p.ID), Address: raft.ServerAddress(p.Addr)})
+			}
+			if err := raft.BootstrapCluster(rc, n.logs, n.logs, snaps, n.transport, raft.Configuration{Servers: servers}); err != nil {
+				return fail(fmt.Errorf("replication: bootstrap: %w", err))
+			}
+		}
+	}
+	if n.raft, err = raft.NewRaft(rc, n.fsm, n.logs, n.logs, snaps, n.transport); err != nil {
+		return fail(fmt.Errorf("replication: start raft: %w", err))
+	}
+	n.verifier.init(n.raft, n.stopc)
+	n.mux.start(n.serveForward)
+	n.wg.Add(3)
+	go n.proposeLoop()
+	go n.leaderLoop()
+	go n.verifier.loop(&n.wg)
+	return n, nil
+}
+
+// Close stops the node: raft, the proposer, the store and the log.
+func (n *Node) Close() error {
+	var err error
+	n.stopOnce.Do(func() {
+		close(n.stopc)
+		err = n.raft.Shutdown().Error()
+		n.wg.Wait()
+		n.fwd.close()
+		if cerr := n.transport.Close(); err == nil {
+			err = cerr
+		}
+		if cerr := n.logs.Close(); err == nil {
+			err = cerr
+		}
+		if cerr := n.fsm.close(); err == nil {
+			err = cerr
+		}
+	})
+	return err
+}
+
+// ID returns the node's raft server ID.
+func (n *Node) ID() string { return n.cfg.ID }
+
+// Addr returns the node's raft address.
+func (n *Node) Addr() string { return string(n.transport.LocalAddr()) }
+
+// IsLeader reports whether this node is the raft leader.
+func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
+
+// Leader returns the current leader's ID and address, empty when unknown.
+func (n *Node) Leader() (id, addr string) {
+	a, i := n.raft.LeaderWithID()
+	return string(i), string(a)
+}
+
+// Term returns the current raft term.
+func (n *Node) Term() uint64 { return n.raft.CurrentTerm() }
+
+// AppliedIndex returns the index of the last entry applied to the store.
+func (n *Node) AppliedIndex() uint64 { return n.fsm.applied.get() }
+
+// CommitIndex returns raft's commit index.
+func (n *Node) CommitIndex() uint64 { return n.raft.CommitIndex() }
+
+// View runs fn with the store, after a linearizable read barrier when
+// linearizable is set (the store then reflects every write acknowledged
+// before View was called). fn must not keep the store.
+func (n *Node) View(ctx context.Context, linearizable bool, fn func(*mvcc.Store) error) error {
+	if linearizable {
+		if err := n.ReadBarrier(ctx); err != nil {
+			return err
+		}
+	}
+	return n.fsm.view(fn)
+}
+
+// Snapshot asks raft for a snapshot now (for tests and operators).
+func (n *Node) Snapshot() error { return n.raft.Snapshot().Error() }
+
+// Propose replicates req and returns its result once applied. Any member
+// takes proposals: a follower forwards them to the leader. A physical
+// compaction returns once it is on disk.
+func (n *Node) Propose(ctx context.Context, req *pb.InternalRaftRequest) (Result, error) {
+	for attempt := 0; ; attempt++ {
+		var res Result
+		var err error
+		if n.IsLeader() {
+			res, err = n.proposeLocal(ctx, req)
+		} else if _, addr := n.Leader(); addr != "" {
+			res, err = n.forwardPropose(ctx, addr, req)
+		} else {
+			err = ErrNoLeader
+		}
+		// ErrNotLeader and ErrNoLeader mean the request never entered the
+		// log, so it is safe to try again once a leader is known.
+		if (errors.Is(err, ErrNotLeader) || errors.Is(err, ErrNoLeader)) && attempt < 50 {
+			if werr := n.sleep(ctx, 20*time.Millisecond); werr != nil {
+				return Result{}, err
+			}
+			continue
+		}
+		return res, err
+	}
+}
+
+func (n *Node) sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-n.stopc:
+		return ErrStopped
+	}
+}
+
+// proposeLocal proposes on this node, which should be the leader.
+func (n *Node) proposeLocal(ctx context.Context, req *pb.InternalRaftRequest) (Result, error) {
+	p := &proposal{req: req, done: make(chan proposalResult, 1)}
+	select {
+	case n.propc <- p:
+	case <-ctx.Done():
+		return Result{}, ctx.Err()
+	case <-n.stopc:
+		return Result{}, ErrStopped
+	}
+	var r proposalResult
+	select {
+	case r = <-p.done:
+	case <-ctx.Done():
+		return Result{}, ctx.Err()
+	case <-n.stopc:
+		return Result{}, ErrStopped
+	}
+	if r.err == nil && r.res.Done != nil && req.Compaction != nil && req.Compaction.Physical {
+		select {
+		case <-r.res.Done:
+		case <-ctx.Done():
+			return Result{}, ctx.Err()
+		case <-n.stopc:
+			return Result{}, ErrStopped
+		}
+	}
+	return r.res, r.err
+}
+
+type proposal struct {
+	req  *pb.InternalRaftRequest
+	done chan proposalResult
+}
+
+type proposalResult struct {
+	res Result
+	err error
+}
+
+// proposeLoop packs waiting proposals into raft entries. While entries are
+// in flight (the log is being fsynced and replicated), new proposals queue up
+// and go out together in the next entry: proposal batching.
+func (n *Node) proposeLoop() {
+	defer n.wg.Done()
+	var (
+		batch []*proposal
+		reqs  []*pb.InternalRaftRequest
+		buf   []byte
+	)
+	for {
+		batch, reqs = batch[:0], reqs[:0]
+		select {
+		case p := <-n.propc:
+			batch = append(batch, p)
+		case <-n.stopc:
+			return
+		}
+	drain:
+		for len(batch) < n.cfg.MaxBatch {
+			select {
+			case p := <-n.propc:
+				batch = append(batch, p)
+			default:
+				break drain
+			}
+		}
+		for _, p := range batch {
+			reqs = append(reqs, p.req)
+		}
+		var err error
+		buf, err = encodeEntry(buf[:0], reqs)
+		if err != nil {
+			for _, p := range batch {
+				p.done <- proposalResult{err: err}
+			}
+			continue
+		}
+		select {
+		case n.inflight <- struct{}{}:
+		case <-n.stopc:
+			for _, p := range batch {
+				p.done <- proposalResult{err: ErrStopped}
+			}
+			return
+		}
+		// raft keeps the slice until the entry is stored: give it its own.
+		f := n.raft.Apply(append([]byte(nil), buf...), 0)
+		waiting := append([]*proposal(nil), batch...)
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			defer func() { <-n.inflight }()
+			n.finish(f, waiting)
+		}()
+	}
+}
+
+func (n *Node) finish(f raft.ApplyFuture, batch []*proposal) {
+	if err := f.Error(); err != nil {
+		err = translateRaftError(err)
+		for _, p := range batch {
+			p.done <- proposalResult{err: err}
+		}
+		return
+	}
+	results, _ := f.Response().([]Result)
+	for i, p := range batch {
+		switch {
+		case i < len(results):
+			p.done <- proposalResult{res: results[i]}
+		case len(results) == 1 && results[0].Err != nil:
+			p.done <- proposalResult{err: results[0].Err}
+		default:
+			p.done <- proposalResult{err: fmt.Errorf("replication: entry %d answered %d of %d requests", f.Index(), len(results), len(batch))}
+		}
+	}
+}
+
+func translateRaftError(err error) error {
+	switch {
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipTransferInProgress):
+		return fmt.Errorf("%w: %w", ErrNotLeader, err)
+	case errors.Is(err, raft.ErrLeadershipLost):
+		return fmt.Errorf("%w: %w", ErrLeaderChanged, err)
+	case errors.Is(err, raft.ErrRaftShutdown):
+		return ErrStopped
+	}
+	return err
+}
+
+// leaderLoop commits an empty entry whenever this node becomes leader; once
+// it is applied, the node serves linearizable reads in that term.
+func (n *Node) leaderLoop() {
+	defer n.wg.Done()
+	for {
+		select {
+		case <-n.stopc:
+			return
+		case leader := <-n.raft.LeaderCh():
+			n.readyTerm.Store(0)
+			if !leader {
+				continue
+			}
+			term := n.raft.CurrentTerm()
+			entry, _ := encodeEntry(nil, nil)
+			if err := n.raft.Apply(entry, 0).Error(); err != nil {
+				n.cfg.Logger.Warn("leader barrier failed", "term", term, "err", err)
+				continue
+			}
+			if n.raft.CurrentTerm() == term && n.raft.State() == raft.Leader {
+				n.readyTerm.Store(term)
+				n.cfg.Logger.Info("leader ready", "term", term)
+			}
+		}
+	}
+}
+
+// ReadBarrier returns once the store reflects every write committed before
+// it was called: the ReadIndex recipe. The leader reads its commit index,
+// confirms its leadership with a quorum (one round serves every read waiting
+// for it) and checks its term did not change; a follower asks the leader for
+// that index. Then the node waits until its store has applied it.
+func (n *Node) ReadBarrier(ctx context.Context) error {
+	var ri uint64
+	var err error
+	for attempt := 0; ; attempt++ {
+		if n.IsLeader() {
+			ri, err = n.leaderReadIndex(ctx)
+		} else if _, addr := n.Leader(); addr != "" {
+			ri, err = n.forwardReadIndex(ctx, addr)
+		} else {
+			err = ErrNoLeader
+		}
+		retry := errors.Is(err, ErrNotLeader) || errors.Is(err, ErrNoLeader) || errors.Is(err, ErrNotReady)
+		if retry && attempt < 50 {
+			if werr := n.sleep(ctx, 20*time.Millisecond); werr != nil {
+				return err
+			}
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		return n.fsm.applied.wait(ctx, ri)
+	}
+}
+
+// leaderReadIndex returns an index at or below which every write
+// acknowledged before the call is committed, after confirming this node
+// still leads.
+func (n *Node) leaderReadIndex(ctx context.Context) (uint64, error) {
+	if n.raft.State() != raft.Leader {
+		return 0, ErrNotLeader
+	}
+	term := n.raft.CurrentTerm()
+	if n.readyTerm.Load() != term {
+		return 0, ErrNotReady
+	}
+	ri := n.raft.CommitIndex()
+	if err := n.verifier.verify(ctx); err != nil {
+		return 0, err
+	}
+	if n.raft.CurrentTerm() != term {
+		return 0, ErrLeaderChanged
+	}
+	return ri, nil
+}
+
+// WaitReady waits until this node leads and serves linearizable reads, or
+// until another node is known to lead.
+func (n *Node) WaitReady(ctx context.Context) error {
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if n.readyTerm.Load() == n.raft.CurrentTerm() && n.IsLeader() {
+			return nil
+		}
+		if id, _ := n.Leader(); id != "" && id != n.cfg.ID {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-n.stopc:
+			return ErrStopped
+		case <-t.C:
+		}
+	}
+}
+
+// verifier batches leadership checks: every caller waiting when a round
+// starts is answered by that round's VerifyLeader.
+type verifier struct {
+	r     *raft.Raft
+	stopc chan struct{}
+	mu    sync.Mutex
+	wait  []chan error
+	kick  chan struct{}
+}
+
+func (v *verifier) init(r *raft.Raft, stopc chan struct{}) {
+	v.r, v.stopc, v.kick = r, stopc, make(chan struct{}, 1)
+}
+
+func (v *verifier) verify(ctx context.Context) error {
+	ch := make(chan error, 1)
+	v.mu.Lock()
+	v.wait = append(v.wait, ch)
+	v.mu.Unlock()
+	select {
+	case v.kick <- struct{}{}:
+	default:
+	}
+	select {
+	case err := <-ch:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-v.stopc:
+		return ErrStopped
+	}
+}
+
+func (v *verifier) loop(wg *sync.WaitGroup) {
+	defer wg.Done()
+	for {
+		select {
+		case <-v.stopc:
+			return
+		case <-v.kick:
+		}
+		v.mu.Lock()
+		waiting := v.wait
+		v.wait = nil
+		v.mu.Unlock()
+		if len(waiting) == 0 {
+			continue
+		}
+		err := v.r.VerifyLeader().Error()
+		if err != nil {
+			err = translateRaftError(err)
+		}
+		for _, ch := range waiting {
+			ch <- err
+		}
+	}
+}
+
+// hclogFor adapts a slog logger for raft: warnings and errors only.
+func hclogFor(l *slog.Logger) hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{
+		Name:   "raft",
+		Level:  hclog.Warn,
+		Output: slogWriter{l},
+	})
+}
+
+type slogWriter struct{ l *slog.Logger }
+
+func (w slogWriter) Write(p []byte) (int, error) {
+	msg := string(p)
+	for len(msg) > 0 && msg[len(msg)-1] == '\n' {
+		msg = msg[:len(msg)-1]
+	}
+	w.l.Warn(msg)
+	return len(p), nil
+}
