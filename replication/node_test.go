@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -312,6 +314,38 @@ func TestFollowerCatchUpBySnapshot(t *testing.T) {
 			c.stop(fi)
 			c.start(fi)
 			c.waitConverged()
+		})
+	}
+}
+
+// TestLostDataDirRestoresSnapshot wipes only a node's engine directory,
+// keeping its raft log and snapshots: the store is then behind the newest
+// snapshot, so the node must restore it rather than trust raft's snapshot
+// index (rqlite #2747), and end up with every write.
+func TestLostDataDirRestoresSnapshot(t *testing.T) {
+	for _, eng := range engines() {
+		t.Run(eng.Name, func(t *testing.T) {
+			c := newCluster(t, eng, 1, nil)
+			n := c.leader()
+			proposeAll(t, n, "a/", 300, 4)
+			if err := n.Snapshot(); err != nil {
+				t.Fatalf("snapshot: %v", err)
+			}
+			proposeAll(t, n, "b/", 300, 4)
+			c.stop(0)
+			if err := os.RemoveAll(filepath.Join(c.dirs[0], "data")); err != nil {
+				t.Fatal(err)
+			}
+			c.start(0)
+			n = c.leader()
+			if n.fsm.restores.Load() != 1 {
+				t.Fatalf("node restored %d snapshots at start, want 1", n.fsm.restores.Load())
+			}
+			for _, p := range []string{"a/", "b/"} {
+				if got := countPrefix(t, n, true, p); got != 300 {
+					t.Fatalf("%s: %d keys after recovering from a lost data dir, want 300", p, got)
+				}
+			}
 		})
 	}
 }
