@@ -33,6 +33,8 @@ import (
 const (
 	fwdPropose   byte = 1
 	fwdReadIndex byte = 2
+	fwdMember    byte = 3 // a membership operation, for the leader
+	fwdApplied   byte = 4 // the receiver's applied index
 
 	stOK         byte = 0
 	stRequestErr byte = 1
@@ -48,6 +50,7 @@ var wireErrors = []error{
 	mvcc.ErrEmptyKey, mvcc.ErrValueProvided, mvcc.ErrLeaseProvided, mvcc.ErrTooManyOps,
 	mvcc.ErrDuplicateKey, mvcc.ErrInvalidSortOption,
 	ErrNotLeader, ErrNoLeader, ErrLeaderChanged, ErrNotReady, ErrStopped, ErrUnsupportedRequest,
+	ErrMemberExists, ErrMemberNotFound, ErrNotLearner, ErrLearnerNotReady,
 	context.DeadlineExceeded, context.Canceled,
 }
 
@@ -149,6 +152,20 @@ func (n *Node) handleForward(req []byte) (byte, []byte) {
 			return stNodeErr, []byte(err.Error())
 		}
 		return stOK, binary.AppendUvarint(nil, ri)
+	case fwdMember:
+		if !n.IsLeader() {
+			return stNodeErr, []byte(ErrNotLeader.Error())
+		}
+		op, id, addr, err := decodeMemberOp(body)
+		if err == nil {
+			err = n.memberOpLocal(ctx, op, id, addr)
+		}
+		if err != nil {
+			return stNodeErr, []byte(err.Error())
+		}
+		return stOK, nil
+	case fwdApplied:
+		return stOK, binary.AppendUvarint(nil, n.AppliedIndex())
 	}
 	return stNodeErr, []byte(fmt.Sprintf("replication: unknown forward kind %d", kind))
 }

@@ -1,0 +1,203 @@
+package replication
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// Membership errors.
+var (
+	// ErrMemberExists is returned when adding an ID or address already in
+	// the cluster.
+	ErrMemberExists = errors.New("replication: member already exists")
+	// ErrMemberNotFound is returned for an ID not in the cluster.
+	ErrMemberNotFound = errors.New("replication: member not found")
+	// ErrNotLearner is returned when promoting a member that votes already.
+	ErrNotLearner = errors.New("replication: member is not a learner")
+	// ErrLearnerNotReady is returned when promoting a learner that has not
+	// caught up with the leader yet.
+	ErrLearnerNotReady = errors.New("replication: learner not in sync with leader")
+)
+
+// Member is one member of the raft configuration.
+type Member struct {
+	// ID is the raft server ID.
+	ID string
+	// Addr is the member's peer address.
+	Addr string
+	// Learner is set for a member that receives the log but does not vote.
+	Learner bool
+}
+
+// Members returns the current raft configuration as this node knows it.
+func (n *Node) Members() ([]Member, error) {
+	f := n.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, translateRaftError(err)
+	}
+	var out []Member
+	for _, s := range f.Configuration().Servers {
+		out = append(out, Member{ID: string(s.ID), Addr: string(s.Address), Learner: s.Suffrage != raft.Voter})
+	}
+	return out, nil
+}
+
+// Membership operations, as forwarded to the leader.
+const (
+	memberAddLearner byte = 1
+	memberPromote    byte = 2
+	memberRemove     byte = 3
+	memberTransfer   byte = 4
+)
+
+// AddLearner adds a member that receives the log but does not vote, as
+// etcd's `member add --learner`. Promote it once it has caught up.
+func (n *Node) AddLearner(ctx context.Context, id, addr string) error {
+	return n.memberOp(ctx, memberAddLearner, id, addr)
+}
+
+// PromoteLearner makes a caught-up learner a voter. A learner whose store
+// is below 90% of the leader's commit index is refused with
+// ErrLearnerNotReady, as etcd refuses promoting a learner out of sync.
+func (n *Node) PromoteLearner(ctx context.Context, id string) error {
+	return n.memberOp(ctx, memberPromote, id, "")
+}
+
+// RemoveMember removes a member. Removing the leader makes the others elect
+// a new one.
+func (n *Node) RemoveMember(ctx context.Context, id string) error {
+	return n.memberOp(ctx, memberRemove, id, "")
+}
+
+// TransferLeadership makes the member id the leader (etcd's MoveLeader).
+func (n *Node) TransferLeadership(ctx context.Context, id string) error {
+	return n.memberOp(ctx, memberTransfer, id, "")
+}
+
+func (n *Node) memberOp(ctx context.Context, op byte, id, addr string) error {
+	for attempt := 0; ; attempt++ {
+		var err error
+		if n.IsLeader() {
+			err = n.memberOpLocal(ctx, op, id, addr)
+		} else if _, leader := n.Leader(); leader != "" {
+			err = n.forwardMemberOp(ctx, leader, op, id, addr)
+		} else {
+			err = ErrNoLeader
+		}
+		if (errors.Is(err, ErrNotLeader) || errors.Is(err, ErrNoLeader)) && attempt < 50 {
+			if werr := n.sleep(ctx, 20*time.Millisecond); werr != nil {
+				return err
+			}
+			continue
+		}
+		return err
+	}
+}
+
+func (n *Node) memberOpLocal(ctx context.Context, op byte, id, addr string) error {
+	cf := n.raft.GetConfiguration()
+	if err := cf.Error(); err != nil {
+		return translateRaftError(err)
+	}
+	cfg, index := cf.Configuration(), cf.Index()
+	var cur *raft.Server
+	for i, s := range cfg.Servers {
+		if string(s.ID) == id {
+			cur = &cfg.Servers[i]
+		}
+		if op == memberAddLearner && (string(s.ID) == id || string(s.Address) == addr) {
+			return fmt.Errorf("%w: %s %s", ErrMemberExists, s.ID, s.Address)
+		}
+	}
+	if op != memberAddLearner && cur == nil {
+		return fmt.Errorf("%w: %s", ErrMemberNotFound, id)
+	}
+	timeout := 10 * time.Second
+	if d, ok := ctx.Deadline(); ok {
+		timeout = time.Until(d)
+	}
+	var f raft.Future
+	switch op {
+	case memberAddLearner:
+		f = n.raft.AddNonvoter(raft.ServerID(id), raft.ServerAddress(addr), index, timeout)
+	case memberPromote:
+		if cur.Suffrage == raft.Voter {
+			return fmt.Errorf("%w: %s", ErrNotLearner, id)
+		}
+		applied, err := n.memberApplied(ctx, string(cur.Address))
+		if err != nil {
+			return fmt.Errorf("%w: %s: %w", ErrLearnerNotReady, id, err)
+		}
+		if commit := n.raft.CommitIndex(); float64(applied) < 0.9*float64(commit) {
+			return fmt.Errorf("%w: %s applied %d of %d", ErrLearnerNotReady, id, applied, commit)
+		}
+		f = n.raft.AddVoter(cur.ID, cur.Address, index, timeout)
+	case memberRemove:
+		f = n.raft.RemoveServer(cur.ID, index, timeout)
+	case memberTransfer:
+		if cur.Suffrage != raft.Voter {
+			return fmt.Errorf("%w: %s cannot lead", ErrNotLearner, id)
+		}
+		if string(cur.ID) == n.cfg.ID {
+			return nil
+		}
+		f = n.raft.LeadershipTransferToServer(cur.ID, cur.Address)
+	default:
+		return fmt.Errorf("replication: unknown member operation %d", op)
+	}
+	if err := f.Error(); err != nil {
+		return translateRaftError(err)
+	}
+	return nil
+}
+
+// memberApplied asks the member at addr for its applied index.
+func (n *Node) memberApplied(ctx context.Context, addr string) (uint64, error) {
+	status, resp, err := n.fwd.call(ctx, addr, fwdApplied, nil)
+	if err != nil {
+		return 0, err
+	}
+	if status != stOK {
+		return 0, errorFromWire(string(resp))
+	}
+	v, w := binary.Uvarint(resp)
+	if w <= 0 {
+		return 0, errors.New("replication: bad applied index")
+	}
+	return v, nil
+}
+
+func encodeMemberOp(op byte, id, addr string) []byte {
+	b := []byte{op}
+	b = binary.AppendUvarint(b, uint64(len(id)))
+	b = append(b, id...)
+	return append(b, addr...)
+}
+
+func decodeMemberOp(b []byte) (op byte, id, addr string, err error) {
+	if len(b) < 2 {
+		return 0, "", "", errors.New("replication: short member operation")
+	}
+	n, w := binary.Uvarint(b[1:])
+	if w <= 0 || n > uint64(len(b)-1-w) {
+		return 0, "", "", errors.New("replication: bad member operation")
+	}
+	rest := b[1+w:]
+	return b[0], string(rest[:n]), string(rest[n:]), nil
+}
+
+func (n *Node) forwardMemberOp(ctx context.Context, leader string, op byte, id, addr string) error {
+	status, resp, err := n.fwd.call(ctx, leader, fwdMember, encodeMemberOp(op, id, addr))
+	if err != nil {
+		return err
+	}
+	if status != stOK {
+		return errorFromWire(string(resp))
+	}
+	return nil
+}
