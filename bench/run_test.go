@@ -6,6 +6,7 @@ import (
 
 	"github.com/strata-kv/strata/backends/bbolt"
 	"github.com/strata-kv/strata/bench"
+	"github.com/strata-kv/strata/mvcc"
 )
 
 // TestRunPresetsOnEngine loads a small keyspace into a real engine and runs
@@ -49,5 +50,38 @@ func TestRunPresetsOnEngine(t *testing.T) {
 				t.Fatalf("per-op counts %d and series %d do not add up to %d", perOp, series, res.Ops)
 			}
 		})
+	}
+}
+
+// TestRunOnMVCCStore runs a YCSB mix through the MVCC store.
+func TestRunOnMVCCStore(t *testing.T) {
+	db, err := bbolt.Open(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	st, err := mvcc.Open(db, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	s := &bench.MVCCStore{Store: st}
+	cfg := bench.Config{Records: 1000, Clients: 4, Ops: 1000, Seed: 3, Keyspace: bench.Keyspace{ValueSize: 64}}
+	ctx := context.Background()
+	if _, err := bench.Load(ctx, s, cfg); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"ycsb-a", "ycsb-e", "delete"} {
+		w, _ := bench.Preset(name)
+		res, err := bench.Run(ctx, s, w, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Errors != 0 || res.Ops != int64(cfg.Ops) {
+			t.Fatalf("%s: %d ops, %d errors (%s)", name, res.Ops, res.Errors, res.FirstError)
+		}
+	}
+	if st.Rev() < 1000 {
+		t.Fatalf("store at revision %d after loading 1000 records", st.Rev())
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/strata-kv/strata/backends"
 	"github.com/strata-kv/strata/bench"
 	"github.com/strata-kv/strata/engine"
+	"github.com/strata-kv/strata/mvcc"
 )
 
 func main() {
@@ -71,7 +72,7 @@ func newRunCmd() *cobra.Command {
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.mode, "mode", "engine", "what to drive: engine (a storage engine in process)")
+	fl.StringVar(&f.mode, "mode", "engine", "what to drive: engine (a storage engine in process), mvcc (the MVCC store in process)")
 	fl.StringSliceVar(&f.backends, "backend", []string{"bbolt", "pebble", "badger"}, "engines to compare; the first is the default baseline")
 	fl.StringSliceVar(&f.workloads, "workload", []string{"ycsb-a", "ycsb-b", "ycsb-c"}, "workloads to run in order (see `kvbench workloads`)")
 	fl.Uint64Var(&f.records, "records", 100000, "records loaded before the runs")
@@ -90,8 +91,8 @@ func newRunCmd() *cobra.Command {
 }
 
 func run(ctx context.Context, f *runFlags) error {
-	if f.mode != "engine" {
-		return fmt.Errorf("mode %q is not available yet (have: engine)", f.mode)
+	if f.mode != "engine" && f.mode != "mvcc" {
+		return fmt.Errorf("mode %q is not available yet (have: engine, mvcc)", f.mode)
 	}
 	if f.durability != "sync" && f.durability != "nosync" {
 		return fmt.Errorf("--durability must be sync or nosync, not %q", f.durability)
@@ -132,7 +133,7 @@ func run(ctx context.Context, f *runFlags) error {
 		Progress: progressPrinter(),
 	}
 	for _, name := range f.backends {
-		runs, err := runEngine(ctx, reg, name, dir, workloads, cfg, f.durability)
+		runs, err := runEngine(ctx, reg, f.mode, name, dir, workloads, cfg, f.durability)
 		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
@@ -153,17 +154,22 @@ func run(ctx context.Context, f *runFlags) error {
 	return nil
 }
 
-func runEngine(ctx context.Context, reg *engine.Registry, name, root string, workloads []bench.Workload,
+func runEngine(ctx context.Context, reg *engine.Registry, mode, name, root string, workloads []bench.Workload,
 	cfg bench.Config, durability string) ([]bench.RunReport, error) {
 	var (
 		runs   []bench.RunReport
 		db     engine.Backend
-		store  *bench.EngineStore
+		st     *mvcc.Store
+		store  bench.Store
 		hashed bool
 		took   time.Duration
 	)
 	dir := root + "/" + name
 	closeDB := func() {
+		if st != nil {
+			st.Close()
+			st = nil
+		}
 		if db != nil {
 			db.Close()
 			db = nil
@@ -183,6 +189,16 @@ func runEngine(ctx context.Context, reg *engine.Registry, name, root string, wor
 				return nil, err
 			}
 			store = &bench.EngineStore{Backend: db, Sync: durability == "sync"}
+			if mode == "mvcc" {
+				wo := engine.NoSync
+				if durability == "sync" {
+					wo = engine.Sync
+				}
+				if st, err = mvcc.Open(db, &mvcc.Options{WriteOptions: wo}); err != nil {
+					return nil, err
+				}
+				store = &bench.MVCCStore{Store: st}
+			}
 			hashed = w.HashedKeys
 			fmt.Fprintf(os.Stderr, "%s: loading %d records\n", name, cfg.Records)
 			loadCfg := cfg
@@ -200,7 +216,7 @@ func runEngine(ctx context.Context, reg *engine.Registry, name, root string, wor
 			return nil, err
 		}
 		rr := bench.RunReport{
-			Mode: "engine", Target: name, Workload: w.Name, Durability: durability,
+			Mode: mode, Target: name, Workload: w.Name, Durability: durability,
 			Records: cfg.Records, ValueSize: cfg.Keyspace.ValueSize, Clients: cfg.Clients, Result: res,
 			LoadSecs: took.Seconds(),
 		}
