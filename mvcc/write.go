@@ -360,11 +360,6 @@ func (w *WriteBatch) Commit(appliedIndex uint64) error {
 	if len(w.pending) > 0 || w.hasScheduled || appliedIndex != w.committed.applied {
 		b := &s.batch
 		b.Reset()
-		defer func() {
-			if b.Size() > maxKeptBatch {
-				*b = engine.Batch{} // do not keep a huge buffer around
-			}
-		}()
 		if !s.formatWritten {
 			b.Set(metaFormat, []byte(formatVersion))
 		}
@@ -379,7 +374,13 @@ func (w *WriteBatch) Commit(appliedIndex uint64) error {
 		if w.hasScheduled {
 			b.Set(metaScheduledCompact, putUint64(uint64(w.scheduled)))
 		}
-		if err := s.be.Commit(b, s.opts.WriteOptions); err != nil {
+		err := s.be.Commit(b, s.opts.WriteOptions)
+		// Checked here, while the write lock is held: the buffer is shared
+		// by every batch of the store.
+		if b.Size() > maxKeptBatch {
+			*b = engine.Batch{} // do not keep a huge buffer around
+		}
+		if err != nil {
 			w.abort()
 			return fmt.Errorf("mvcc: commit: %w", err)
 		}
