@@ -37,7 +37,7 @@ type Member struct {
 // Members returns the current raft configuration as this node knows it.
 func (n *Node) Members() ([]Member, error) {
 	f := n.raft.GetConfiguration()
-	if err := f.Error(); err != nil {
+	if err := awaitFuture(f, n.stopc); err != nil {
 		return nil, translateRaftError(err)
 	}
 	var out []Member
@@ -101,7 +101,7 @@ func (n *Node) memberOp(ctx context.Context, op byte, id, addr string) error {
 
 func (n *Node) memberOpLocal(ctx context.Context, op byte, id, addr string) error {
 	cf := n.raft.GetConfiguration()
-	if err := cf.Error(); err != nil {
+	if err := awaitFuture(cf, n.stopc); err != nil {
 		return translateRaftError(err)
 	}
 	cfg, index := cf.Configuration(), cf.Index()
@@ -150,7 +150,7 @@ func (n *Node) memberOpLocal(ctx context.Context, op byte, id, addr string) erro
 	default:
 		return fmt.Errorf("replication: unknown member operation %d", op)
 	}
-	if err := f.Error(); err != nil {
+	if err := awaitFuture(f, n.stopc); err != nil {
 		return translateRaftError(err)
 	}
 	return nil

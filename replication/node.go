@@ -299,7 +299,7 @@ func (n *Node) View(ctx context.Context, linearizable bool, fn func(*mvcc.Store)
 }
 
 // Snapshot asks raft for a snapshot now (for tests and operators).
-func (n *Node) Snapshot() error { return n.raft.Snapshot().Error() }
+func (n *Node) Snapshot() error { return awaitFuture(n.raft.Snapshot(), n.stopc) }
 
 // Propose replicates req and returns its result once applied. Any member
 // takes proposals: a follower forwards them to the leader. A physical
@@ -439,7 +439,7 @@ func (n *Node) proposeLoop() {
 }
 
 func (n *Node) finish(f raft.ApplyFuture, batch []*proposal) {
-	if err := f.Error(); err != nil {
+	if err := awaitFuture(f, n.stopc); err != nil {
 		err = translateRaftError(err)
 		for _, p := range batch {
 			p.done <- proposalResult{err: err}
@@ -486,7 +486,7 @@ func (n *Node) leaderLoop() {
 			}
 			term := n.raft.CurrentTerm()
 			entry, _ := encodeEntry(nil, nil)
-			if err := n.raft.Apply(entry, 0).Error(); err != nil {
+			if err := awaitFuture(n.raft.Apply(entry, 0), n.stopc); err != nil {
 				n.cfg.Logger.Warn("leader barrier failed", "term", term, "err", err)
 				continue
 			}
@@ -619,13 +619,30 @@ func (v *verifier) loop(wg *sync.WaitGroup) {
 		if len(waiting) == 0 {
 			continue
 		}
-		err := v.r.VerifyLeader().Error()
+		err := awaitFuture(v.r.VerifyLeader(), v.stopc)
 		if err != nil {
 			err = translateRaftError(err)
 		}
 		for _, ch := range waiting {
 			ch <- err
 		}
+	}
+}
+
+// awaitFuture waits for f, or for the node to stop. raft v1.8.0 does not
+// resolve every future that is in flight when it shuts down (a VerifyLeader
+// that reaches the leader loop as it exits is never answered), and the
+// node's Close must not hang on one: the wait also watches stopc. A
+// goroutine left waiting on such a future stays blocked; it is only ever left
+// behind at shutdown.
+func awaitFuture(f raft.Future, stopc <-chan struct{}) error {
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		return err
+	case <-stopc:
+		return ErrStopped
 	}
 }
 
