@@ -61,25 +61,96 @@ var kvModel = porcupine.Model{
 	},
 }
 
+// history records a porcupine history from clients writing and reading
+// linearizably. Writes that fail have an unknown outcome and are recorded as
+// never returning; failed reads tell nothing and are dropped.
+type history struct {
+	mu    sync.Mutex
+	ops   []porcupine.Operation
+	start time.Time
+	stop  atomic.Bool
+	wg    sync.WaitGroup
+	// acked counts acknowledged writes per phase.
+	acked [3]atomic.Int64
+	phase atomic.Int32
+}
+
+// run starts clients goroutines; client cl sends each operation to
+// pick(cl, r) and uses keys k0..k(keys-1).
+func (h *history) run(clients, keys int, timeout time.Duration, pick func(cl int, r *rand.Rand) *Node) {
+	h.start = time.Now()
+	now := func() int64 { return int64(time.Since(h.start)) }
+	for cl := range clients {
+		h.wg.Go(func() {
+			r := rand.New(rand.NewPCG(uint64(cl), 99))
+			for seq := 0; !h.stop.Load(); seq++ {
+				n := pick(cl, r)
+				key := fmt.Sprintf("k%d", r.IntN(keys))
+				ctx, cancel := context.WithTimeout(context.Background(), timeout)
+				op := porcupine.Operation{ClientId: cl, Call: now()}
+				if r.IntN(2) == 0 {
+					val := fmt.Sprintf("c%d-%d", cl, seq)
+					op.Input = kvInput{put: true, key: key, value: val}
+					res, err := n.Propose(ctx, put(key, val))
+					if err == nil {
+						err = res.Err
+					}
+					op.Return = now()
+					if err != nil {
+						op.Return = math.MaxInt64 // outcome unknown
+					} else {
+						h.acked[h.phase.Load()].Add(1)
+					}
+				} else {
+					op.Input = kvInput{key: key}
+					var val string
+					err := n.View(ctx, true, func(s *mvcc.Store) error {
+						resp, err := s.Range(ctx, &pb.RangeRequest{Key: []byte(key)})
+						if err == nil && len(resp.Kvs) == 1 {
+							val = string(resp.Kvs[0].Value)
+						}
+						return err
+					})
+					op.Return = now()
+					if err != nil {
+						cancel()
+						continue
+					}
+					op.Output = kvOutput{val}
+				}
+				cancel()
+				h.mu.Lock()
+				h.ops = append(h.ops, op)
+				h.mu.Unlock()
+			}
+		})
+	}
+}
+
+// finish stops the clients and checks the history.
+func (h *history) finish(t *testing.T) {
+	t.Helper()
+	h.stop.Store(true)
+	h.wg.Wait()
+	res, _ := porcupine.CheckOperationsVerbose(kvModel, h.ops, 60*time.Second)
+	t.Logf("%d operations; acknowledged writes by phase %d/%d/%d; %v",
+		len(h.ops), h.acked[0].Load(), h.acked[1].Load(), h.acked[2].Load(), res)
+	if res != porcupine.Ok {
+		t.Fatalf("history is not linearizable (%v)", res)
+	}
+}
+
 // TestLinearizableUnderLeaderFailure runs clients against every member
-// (followers forward) while the leader is killed and later restarted, records
-// the history and checks it with porcupine. Writes that fail have an
-// unknown outcome and are recorded as never returning.
+// (followers forward) while the leader is killed and later restarted, and
+// checks the history with porcupine.
 func TestLinearizableUnderLeaderFailure(t *testing.T) {
 	for _, eng := range engines() {
 		t.Run(eng.Name, func(t *testing.T) {
 			c := newCluster(t, eng, 3, nil)
 			c.leader()
-			var (
-				mu      sync.Mutex
-				history []porcupine.Operation
-				nodesMu sync.RWMutex
-				start   = time.Now()
-				stop    atomic.Bool
-				acked   atomic.Int64
-			)
-			now := func() int64 { return int64(time.Since(start)) }
-			pick := func(r *rand.Rand) *Node {
+			var nodesMu sync.RWMutex
+			var h history
+			h.run(6, 4, 3*time.Second, func(_ int, r *rand.Rand) *Node {
 				nodesMu.RLock()
 				defer nodesMu.RUnlock()
 				for {
@@ -87,53 +158,7 @@ func TestLinearizableUnderLeaderFailure(t *testing.T) {
 						return n
 					}
 				}
-			}
-			var wg sync.WaitGroup
-			for cl := range 6 {
-				wg.Go(func() {
-					r := rand.New(rand.NewPCG(uint64(cl), 99))
-					for seq := 0; !stop.Load(); seq++ {
-						n := pick(r)
-						key := fmt.Sprintf("k%d", r.IntN(4))
-						ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-						op := porcupine.Operation{ClientId: cl, Call: now()}
-						if r.IntN(2) == 0 {
-							val := fmt.Sprintf("c%d-%d", cl, seq)
-							op.Input = kvInput{put: true, key: key, value: val}
-							res, err := n.Propose(ctx, put(key, val))
-							if err == nil {
-								err = res.Err
-							}
-							op.Return = now()
-							if err != nil {
-								op.Return = math.MaxInt64 // outcome unknown
-							} else {
-								acked.Add(1)
-							}
-						} else {
-							op.Input = kvInput{key: key}
-							var val string
-							err := n.View(ctx, true, func(s *mvcc.Store) error {
-								resp, err := s.Range(ctx, &pb.RangeRequest{Key: []byte(key)})
-								if err == nil && len(resp.Kvs) == 1 {
-									val = string(resp.Kvs[0].Value)
-								}
-								return err
-							})
-							op.Return = now()
-							if err != nil {
-								cancel()
-								continue // a failed read tells nothing
-							}
-							op.Output = kvOutput{val}
-						}
-						cancel()
-						mu.Lock()
-						history = append(history, op)
-						mu.Unlock()
-					}
-				})
-			}
+			})
 			time.Sleep(time.Second)
 			l := c.leader()
 			li := 0
@@ -145,22 +170,16 @@ func TestLinearizableUnderLeaderFailure(t *testing.T) {
 			nodesMu.Lock()
 			c.stop(li)
 			nodesMu.Unlock()
+			h.phase.Store(1)
 			time.Sleep(1500 * time.Millisecond)
 			nodesMu.Lock()
 			c.start(li)
 			nodesMu.Unlock()
+			h.phase.Store(2)
 			time.Sleep(time.Second)
-			stop.Store(true)
-			wg.Wait()
-
-			res, info := porcupine.CheckOperationsVerbose(kvModel, history, 60*time.Second)
-			t.Logf("%d operations (%d acknowledged writes), result %v", len(history), acked.Load(), res)
-			if res != porcupine.Ok {
-				_ = info
-				t.Fatalf("history is not linearizable (%v)", res)
-			}
-			if acked.Load() < 50 {
-				t.Fatalf("only %d writes acknowledged: the cluster made no progress", acked.Load())
+			h.finish(t)
+			if h.acked[1].Load() == 0 || h.acked[2].Load() == 0 {
+				t.Fatalf("no write acknowledged without the old leader or after its return")
 			}
 			c.waitConverged()
 		})
