@@ -53,12 +53,20 @@ const (
 	memberPromote    byte = 2
 	memberRemove     byte = 3
 	memberTransfer   byte = 4
+	memberAddVoter   byte = 5
 )
 
 // AddLearner adds a member that receives the log but does not vote, as
 // etcd's `member add --learner`. Promote it once it has caught up.
 func (n *Node) AddLearner(ctx context.Context, id, addr string) error {
 	return n.memberOp(ctx, memberAddLearner, id, addr)
+}
+
+// AddVoter adds a voting member at once, as etcd's plain `member add`.
+// Until the new member runs and catches up, the cluster needs one more
+// member up for a quorum; AddLearner then PromoteLearner avoids that.
+func (n *Node) AddVoter(ctx context.Context, id, addr string) error {
+	return n.memberOp(ctx, memberAddVoter, id, addr)
 }
 
 // PromoteLearner makes a caught-up learner a voter. A learner whose store
@@ -110,11 +118,11 @@ func (n *Node) memberOpLocal(ctx context.Context, op byte, id, addr string) erro
 		if string(s.ID) == id {
 			cur = &cfg.Servers[i]
 		}
-		if op == memberAddLearner && (string(s.ID) == id || string(s.Address) == addr) {
+		if (op == memberAddLearner || op == memberAddVoter) && (string(s.ID) == id || string(s.Address) == addr) {
 			return fmt.Errorf("%w: %s %s", ErrMemberExists, s.ID, s.Address)
 		}
 	}
-	if op != memberAddLearner && cur == nil {
+	if op != memberAddLearner && op != memberAddVoter && cur == nil {
 		return fmt.Errorf("%w: %s", ErrMemberNotFound, id)
 	}
 	timeout := 10 * time.Second
@@ -125,6 +133,8 @@ func (n *Node) memberOpLocal(ctx context.Context, op byte, id, addr string) erro
 	switch op {
 	case memberAddLearner:
 		f = n.raft.AddNonvoter(raft.ServerID(id), raft.ServerAddress(addr), index, timeout)
+	case memberAddVoter:
+		f = n.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), index, timeout)
 	case memberPromote:
 		if cur.Suffrage == raft.Voter {
 			return fmt.Errorf("%w: %s", ErrNotLearner, id)

@@ -1,0 +1,346 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/strata-kv/strata/engine"
+	"github.com/strata-kv/strata/mvcc"
+)
+
+// Defaults, etcd's unless stated.
+const (
+	// DefaultName is the member name when none is given.
+	DefaultName = "default"
+	// DefaultListenClientURL and DefaultListenPeerURL are the client and
+	// peer URLs when none are given.
+	DefaultListenClientURL = "http://127.0.0.1:2379"
+	DefaultListenPeerURL   = "http://127.0.0.1:2380"
+	// DefaultInitialClusterToken is etcd's --initial-cluster-token default.
+	DefaultInitialClusterToken = "etcd-cluster"
+	// DefaultMaxRequestBytes is etcd's --max-request-bytes: 1.5 MiB.
+	DefaultMaxRequestBytes = 1536 * 1024
+	// DefaultQuotaBackendBytes is etcd's default backend quota: 2 GiB.
+	DefaultQuotaBackendBytes = 2 << 30
+	// DefaultSnapshotCount is etcd's --snapshot-count.
+	DefaultSnapshotCount = 10000
+	// DefaultHeartbeatInterval and DefaultElectionTimeout are etcd's.
+	DefaultHeartbeatInterval = 100 * time.Millisecond
+	DefaultElectionTimeout   = 1000 * time.Millisecond
+
+	// grpcOverheadBytes is what etcd adds to --max-request-bytes for the
+	// gRPC receive limit.
+	grpcOverheadBytes = 512 * 1024
+)
+
+// Cluster states (etcd's --initial-cluster-state).
+const (
+	ClusterStateNew      = "new"
+	ClusterStateExisting = "existing"
+)
+
+// Auto-compaction modes (etcd's --auto-compaction-mode).
+const (
+	CompactionPeriodic = "periodic"
+	CompactionRevision = "revision"
+)
+
+// Config configures a Server. The fields are etcd's flags of the same
+// names; zero values take etcd's defaults.
+type Config struct {
+	// Name is the member's name (--name). The default value is "default".
+	Name string
+	// DataDir is the member's data directory (--data-dir). The default
+	// value is "<Name>.strata".
+	DataDir string
+	// Engine is the storage engine (--backend).
+	Engine engine.Engine
+	// EngineOptions are passed to the engine.
+	EngineOptions engine.Options
+
+	// ListenClientURLs are the URLs served for clients, gRPC and HTTP on
+	// the same port (--listen-client-urls). The default value is
+	// http://127.0.0.1:2379. Port 0 picks a free port (see ClientURLs).
+	ListenClientURLs []string
+	// AdvertiseClientURLs are the client URLs announced to clients
+	// (--advertise-client-urls). The default value is ListenClientURLs.
+	AdvertiseClientURLs []string
+	// ListenMetricsURLs are extra URLs serving only the HTTP endpoints
+	// (--listen-metrics-urls). The default value is none.
+	ListenMetricsURLs []string
+	// ListenPeerURLs is the URL the raft transport listens on
+	// (--listen-peer-urls); only one is supported. The default value is
+	// http://127.0.0.1:2380.
+	ListenPeerURLs []string
+	// InitialAdvertisePeerURLs are the peer URLs announced to the cluster
+	// (--initial-advertise-peer-urls). The default value is
+	// ListenPeerURLs.
+	InitialAdvertisePeerURLs []string
+	// InitialCluster is the initial cluster, "name=peerURL,..."
+	// (--initial-cluster). The default value is
+	// "<Name>=<InitialAdvertisePeerURLs[0]>".
+	InitialCluster string
+	// InitialClusterState is "new" or "existing"
+	// (--initial-cluster-state). The default value is "new".
+	InitialClusterState string
+	// InitialClusterToken seeds the member and cluster IDs
+	// (--initial-cluster-token). The default value is "etcd-cluster".
+	InitialClusterToken string
+
+	// SnapshotCount is the number of applied entries between raft
+	// snapshots (--snapshot-count). The default value is 10000.
+	SnapshotCount uint64
+	// QuotaBackendBytes is the space quota (--quota-backend-bytes): puts
+	// are refused with "database space exceeded" once the engine is
+	// larger. The default value is 2 GiB; a negative value disables it.
+	QuotaBackendBytes int64
+	// MaxRequestBytes is the largest request proposed
+	// (--max-request-bytes). The default value is 1.5 MiB.
+	MaxRequestBytes uint
+	// MaxTxnOps is the most operations in a txn (--max-txn-ops). The
+	// default value is 128.
+	MaxTxnOps uint
+	// HeartbeatInterval is how often the leader heartbeats
+	// (--heartbeat-interval). The default value is 100ms.
+	HeartbeatInterval time.Duration
+	// ElectionTimeout is how long a follower waits for the leader before
+	// it stands for election (--election-timeout). The default value is
+	// 1s.
+	ElectionTimeout time.Duration
+	// AutoCompactionMode is "periodic" or "revision"
+	// (--auto-compaction-mode). The default value is "periodic".
+	AutoCompactionMode string
+	// AutoCompactionRetention is the periodic mode's window ("1" hours,
+	// or a duration such as "30m") or the revision mode's number of
+	// revisions kept (--auto-compaction-retention). The default value "0"
+	// disables auto-compaction.
+	AutoCompactionRetention string
+
+	// EnablePprof serves Go's profiles under /debug/pprof/ on the HTTP
+	// endpoints (--enable-pprof).
+	EnablePprof bool
+
+	// Logger receives the server's log lines. The default discards them.
+	Logger *slog.Logger
+}
+
+// config is a validated Config with parsed values.
+type config struct {
+	Config
+	listenClient    []*url.URL
+	advertiseClient []*url.URL
+	listenMetrics   []*url.URL
+	listenPeer      *url.URL
+	advertisePeer   []*url.URL
+	initialCluster  map[string][]string // name -> peer URLs
+	compactPeriod   time.Duration       // periodic mode
+	compactRevs     int64               // revision mode
+}
+
+func (c *Config) validate() (*config, error) {
+	o := &config{Config: *c}
+	if o.Name == "" {
+		o.Name = DefaultName
+	}
+	if o.DataDir == "" {
+		o.DataDir = o.Name + ".strata"
+	}
+	if o.Engine.Open == nil {
+		return nil, errors.New("server: config needs an Engine")
+	}
+	if len(o.ListenClientURLs) == 0 {
+		o.ListenClientURLs = []string{DefaultListenClientURL}
+	}
+	if len(o.ListenPeerURLs) == 0 {
+		o.ListenPeerURLs = []string{DefaultListenPeerURL}
+	}
+	if len(o.InitialAdvertisePeerURLs) == 0 {
+		o.InitialAdvertisePeerURLs = o.ListenPeerURLs
+	}
+	if o.InitialClusterState == "" {
+		o.InitialClusterState = ClusterStateNew
+	}
+	if o.InitialClusterToken == "" {
+		o.InitialClusterToken = DefaultInitialClusterToken
+	}
+	if o.SnapshotCount == 0 {
+		o.SnapshotCount = DefaultSnapshotCount
+	}
+	if o.QuotaBackendBytes == 0 {
+		o.QuotaBackendBytes = DefaultQuotaBackendBytes
+	}
+	if o.MaxRequestBytes == 0 {
+		o.MaxRequestBytes = DefaultMaxRequestBytes
+	}
+	if o.MaxTxnOps == 0 {
+		o.MaxTxnOps = mvcc.DefaultMaxTxnOps
+	}
+	if o.HeartbeatInterval == 0 {
+		o.HeartbeatInterval = DefaultHeartbeatInterval
+	}
+	if o.ElectionTimeout == 0 {
+		o.ElectionTimeout = DefaultElectionTimeout
+	}
+	if o.ElectionTimeout < 5*o.HeartbeatInterval {
+		return nil, fmt.Errorf("server: --election-timeout[%v] should be at least 5 times --heartbeat-interval[%v]", o.ElectionTimeout, o.HeartbeatInterval)
+	}
+	if o.AutoCompactionMode == "" {
+		o.AutoCompactionMode = CompactionPeriodic
+	}
+	if o.AutoCompactionRetention == "" {
+		o.AutoCompactionRetention = "0"
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+
+	var err error
+	if o.listenClient, err = parseURLs("--listen-client-urls", o.ListenClientURLs); err != nil {
+		return nil, err
+	}
+	if len(o.AdvertiseClientURLs) > 0 {
+		if o.advertiseClient, err = parseURLs("--advertise-client-urls", o.AdvertiseClientURLs); err != nil {
+			return nil, err
+		}
+	}
+	if o.listenMetrics, err = parseURLs("--listen-metrics-urls", o.ListenMetricsURLs); err != nil {
+		return nil, err
+	}
+	peers, err := parseURLs("--listen-peer-urls", o.ListenPeerURLs)
+	if err != nil {
+		return nil, err
+	}
+	if len(peers) != 1 {
+		return nil, fmt.Errorf("server: --listen-peer-urls: exactly one URL is supported, got %d", len(peers))
+	}
+	o.listenPeer = peers[0]
+	if o.advertisePeer, err = parseURLs("--initial-advertise-peer-urls", o.InitialAdvertisePeerURLs); err != nil {
+		return nil, err
+	}
+	if o.InitialCluster == "" {
+		var parts []string
+		for _, u := range o.InitialAdvertisePeerURLs {
+			parts = append(parts, o.Name+"="+u)
+		}
+		o.InitialCluster = strings.Join(parts, ",")
+	}
+	if o.initialCluster, err = parseInitialCluster(o.InitialCluster); err != nil {
+		return nil, err
+	}
+	if _, ok := o.initialCluster[o.Name]; !ok {
+		return nil, fmt.Errorf("server: --initial-cluster %q does not name this member %q", o.InitialCluster, o.Name)
+	}
+	if !sameURLs(o.initialCluster[o.Name], o.InitialAdvertisePeerURLs) {
+		return nil, fmt.Errorf("server: --initial-cluster has %s=%v but --initial-advertise-peer-urls is %v", o.Name, o.initialCluster[o.Name], o.InitialAdvertisePeerURLs)
+	}
+	switch o.InitialClusterState {
+	case ClusterStateNew, ClusterStateExisting:
+	default:
+		return nil, fmt.Errorf("server: --initial-cluster-state must be %q or %q, got %q", ClusterStateNew, ClusterStateExisting, o.InitialClusterState)
+	}
+	if err := o.parseCompaction(); err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
+// reqTimeout is etcd's request timeout: 5s for queueing and disk, plus
+// two election timeouts for an election.
+func (c *config) reqTimeout() time.Duration { return 5*time.Second + 2*c.ElectionTimeout }
+
+func (c *config) parseCompaction() error {
+	r := c.AutoCompactionRetention
+	switch c.AutoCompactionMode {
+	case CompactionPeriodic:
+		if h, err := strconv.ParseInt(r, 10, 64); err == nil {
+			c.compactPeriod = time.Duration(h) * time.Hour
+		} else if d, err := time.ParseDuration(r); err == nil {
+			c.compactPeriod = d
+		} else {
+			return fmt.Errorf("server: --auto-compaction-retention %q: want hours or a duration", r)
+		}
+		if c.compactPeriod < 0 {
+			return fmt.Errorf("server: --auto-compaction-retention %q is negative", r)
+		}
+	case CompactionRevision:
+		n, err := strconv.ParseInt(r, 10, 64)
+		if err != nil || n < 0 {
+			return fmt.Errorf("server: --auto-compaction-retention %q: want a number of revisions", r)
+		}
+		c.compactRevs = n
+	default:
+		return fmt.Errorf("server: --auto-compaction-mode must be %q or %q, got %q", CompactionPeriodic, CompactionRevision, c.AutoCompactionMode)
+	}
+	return nil
+}
+
+func parseURLs(flag string, ss []string) ([]*url.URL, error) {
+	var out []*url.URL
+	for _, s := range ss {
+		u, err := url.Parse(s)
+		if err != nil {
+			return nil, fmt.Errorf("server: %s: %w", flag, err)
+		}
+		switch u.Scheme {
+		case "http":
+		case "https":
+			return nil, fmt.Errorf("server: %s %q: TLS is not supported yet", flag, s)
+		default:
+			return nil, fmt.Errorf("server: %s %q: URL scheme must be http", flag, s)
+		}
+		if _, _, err := net.SplitHostPort(u.Host); err != nil {
+			return nil, fmt.Errorf("server: %s %q: expected host:port (%v)", flag, s, err)
+		}
+		if u.Path != "" && u.Path != "/" {
+			return nil, fmt.Errorf("server: %s %q: URL must not have a path", flag, s)
+		}
+		out = append(out, u)
+	}
+	return out, nil
+}
+
+// parseInitialCluster parses "name=url,name=url" (a name may repeat with
+// several URLs, as in etcd).
+func parseInitialCluster(s string) (map[string][]string, error) {
+	m := map[string][]string{}
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		name, u, ok := strings.Cut(part, "=")
+		if !ok || name == "" || u == "" {
+			return nil, fmt.Errorf("server: --initial-cluster: bad entry %q, want name=URL", part)
+		}
+		if _, err := parseURLs("--initial-cluster", []string{u}); err != nil {
+			return nil, err
+		}
+		m[name] = append(m[name], u)
+	}
+	if len(m) == 0 {
+		return nil, errors.New("server: --initial-cluster is empty")
+	}
+	return m, nil
+}
+
+func sameURLs(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	a, b = append([]string(nil), a...), append([]string(nil), b...)
+	sort.Strings(a)
+	sort.Strings(b)
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,99 @@
+// Package server serves etcd's v3 API over a replication.Node, so that
+// etcdctl, clientv3 and kube-apiserver work against a Strata cluster
+// unmodified. [Start] takes etcd's configuration ([Config] mirrors etcd's
+// flags) and returns a running member; cmd/strata binds the flags.
+//
+// # Services
+//
+// KV (Range, Put, DeleteRange, Txn, Compact), Maintenance (Status, HashKV,
+// Alarm, Defragment, Snapshot, MoveLeader), Cluster (MemberList,
+// MemberAdd of a learner, MemberPromote, MemberRemove), Auth (reporting
+// authentication disabled) and grpc.health.v1 (SERVING once ready) are
+// served. Watch, Lease, RangeStream, Hash, Downgrade, MemberUpdate, user
+// and role management answer codes.Unimplemented for now.
+//
+// Requests pass etcd's gRPC-layer checks (mvcc.Validate*, --max-txn-ops)
+// before anything else. Reads (Range, and read-only Txns as etcd serves
+// them) use the local store, after a linearizable read barrier unless
+// serializable. Writes are proposed through any member (a follower
+// forwards them to the leader), bounded by etcd's request timeout (5s + 2
+// election timeouts), after the --max-request-bytes check ("etcdserver:
+// request is too large"). The gRPC receive limit is --max-request-bytes +
+// 512 KiB, as etcd's.
+//
+// # Errors
+//
+// One function, togRPCError, turns every error into etcd's gRPC error
+// (rpctypes.ErrGRPC*: the exact code and text clientv3 maps back). Context
+// errors of reads pass through, as etcd's do; a proposal whose client
+// cancelled answers "request canceled", one that timed out "request timed
+// out". A client never sees "not leader": a node without a reachable
+// leader answers Unavailable ("no leader", "leader changed"), which
+// clients retry elsewhere.
+//
+// # Identity
+//
+// Member and cluster IDs are computed as etcd computes them from the same
+// flags (member: sha1 of the sorted peer URLs and --initial-cluster-token;
+// cluster: sha1 of the initial members' IDs), so a Strata member started
+// with etcd's flags has etcd's IDs. They are stored in the data directory
+// (strata-member.json) on the first start and kept from then on. The raft
+// server ID of a member is its member ID in hex, so the raft leader's ID
+// is the leader's member ID. A member joining with
+// --initial-cluster-state=existing (after MemberAdd) computes the cluster
+// ID from the other members of its --initial-cluster, which is right when
+// the cluster's membership did not change since it was bootstrapped.
+//
+// # Versions
+//
+// Status and /version report etcd 3.6.0: Strata serves the 3.6 API (not
+// 3.7's RangeStream), and kube-apiserver parses the version to enable
+// features (watch progress requests need >= 3.5.13).
+//
+// # Listeners
+//
+// Each client URL serves gRPC and HTTP on one port without cmux: a
+// connection opening with the HTTP/2 preface goes to the gRPC server, any
+// other to the HTTP server, as etcd's insecure listener splits them. The
+// HTTP endpoints are /health, /livez, /readyz (etcd's checks and
+// formats), /version and /metrics; --listen-metrics-urls serves them on
+// ports of their own. Metrics live in a registry of the server's own, with
+// etcd's names for the ones people alert on (etcd_server_has_leader,
+// etcd_server_leader_changes_seen_total, etcd_server_proposals_*,
+// etcd_mvcc_db_total_size_*, ...) and grpc_server_* for the RPCs.
+// Clients are served only once the member is ready (a leader is known);
+// "ready to serve client requests" is logged then, as etcd logs it.
+//
+// # Snapshots
+//
+// Maintenance.Snapshot streams, in etcd's framing (chunks with the bytes
+// remaining, then the sha256 of the payload), a Strata snapshot:
+//
+//	engine backup stream (engine.Backend.Backup: "strata-backup/1 <engine>\n" + the engine's data)
+//	zeros
+//	8 bytes: the backup stream's length, big-endian
+//	8 bytes: "STRATASN"
+//
+// sized to a multiple of 512 bytes, since `etcdctl snapshot save` keeps a
+// file only if its size modulo 512 is the 32 bytes of the digest, as a
+// bbolt file's is. [ReadSnapshot] checks such a file and returns the
+// backup stream, for the engine's Restore. etcdutl cannot read it.
+//
+// # Quota and alarms
+//
+// A write that would take the engine past --quota-backend-bytes raises a
+// NOSPACE alarm and fails with "database space exceeded"; while the alarm
+// is active, writes that add data fail the same way, deletes and
+// compactions work. Unlike etcd's, alarms are kept per member, not
+// replicated, until the replication layer applies alarm requests.
+//
+// # Caveats
+//
+// The node gives no access to its engine yet: Status and the size metrics
+// read the size of the engine's directory (in use = size), and Defragment
+// and Snapshot answer Unimplemented, until the node offers
+// WithBackend(func(engine.Backend) error) error (see backendAccessor),
+// which the server then uses without change. MemberList knows names and
+// client URLs only for this member and the members of --initial-cluster;
+// TLS is not supported yet.
+package server

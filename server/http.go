@@ -1,0 +1,196 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/pprof"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+
+	"github.com/strata-kv/strata/mvcc"
+)
+
+func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
+
+// buildHTTP sets up etcd's HTTP endpoints, served on the client URLs
+// (HTTP/1 connections) and on --listen-metrics-urls:
+//
+//	/health    {"health":"true|false","reason":...}; ?exclude=ALARM, ?serializable=true
+//	/livez     the serializable_read check
+//	/readyz    data_corruption, serializable_read, linearizable_read, non_learner
+//	/version   {"etcdserver":...,"etcdcluster":...,"storage":...}
+//	/metrics   Prometheus metrics
+func (s *Server) buildHTTP() {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/health", s.handleHealth)
+	mux.HandleFunc("/version", s.handleVersion)
+	mux.Handle("/metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
+	s.installChecks(mux, "livez", []namedCheck{
+		{"serializable_read", s.readCheck(true)},
+	})
+	s.installChecks(mux, "readyz", []namedCheck{
+		{"data_corruption", s.alarmCheck(pb.AlarmType_CORRUPT)},
+		{"serializable_read", s.readCheck(true)},
+		{"linearizable_read", s.readCheck(false)},
+		{"non_learner", s.learnerCheck},
+	})
+	if s.cfg.EnablePprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
+	s.httpServer = &http.Server{Handler: mux, ReadHeaderTimeout: time.Minute}
+}
+
+type healthJSON struct {
+	Health string `json:"health"`
+	Reason string `json:"reason"`
+}
+
+func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", http.MethodGet)
+		http.Error(w, "Method Not Allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	excluded := r.URL.Query()["exclude"]
+	serializable := r.URL.Query().Get("serializable") == "true"
+	h := healthJSON{Health: "true"}
+	for _, a := range s.alarms.get(pb.AlarmType_NONE) {
+		if slices.Contains(excluded, a.Alarm.String()) {
+			continue
+		}
+		h.Health = "false"
+		switch a.Alarm {
+		case pb.AlarmType_NOSPACE:
+			h.Reason = "ALARM NOSPACE"
+		case pb.AlarmType_CORRUPT:
+			h.Reason = "ALARM CORRUPT"
+		default:
+			h.Reason = "ALARM UNKNOWN"
+		}
+		break
+	}
+	if h.Health == "true" && !serializable && s.leaderID() == 0 {
+		h = healthJSON{Health: "false", Reason: "RAFT NO LEADER"}
+	}
+	if h.Health == "true" {
+		if err := s.readCheck(serializable)(r.Context()); err != nil {
+			h = healthJSON{Health: "false", Reason: fmt.Sprintf("RANGE ERROR:%s", err)}
+		}
+	}
+	d, _ := json.Marshal(h)
+	if h.Health != "true" {
+		s.metrics.healthFailed.Inc()
+		http.Error(w, string(d), http.StatusServiceUnavailable)
+		return
+	}
+	s.metrics.healthSuccess.Inc()
+	w.WriteHeader(http.StatusOK)
+	w.Write(d)
+}
+
+func (s *Server) handleVersion(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", http.MethodGet)
+		http.Error(w, "Method Not Allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(struct {
+		Server  string `json:"etcdserver"`
+		Cluster string `json:"etcdcluster"`
+		Storage string `json:"storage"`
+	}{ServerVersion, ClusterVersion, StorageVersion})
+}
+
+type namedCheck struct {
+	name  string
+	check func(context.Context) error
+}
+
+// readCheck is etcd's: a keys-only range of one key.
+func (s *Server) readCheck(serializable bool) func(context.Context) error {
+	return func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, s.cfg.reqTimeout())
+		defer cancel()
+		return s.view(ctx, !serializable, func(st *mvcc.Store) error {
+			_, err := st.Range(ctx, &pb.RangeRequest{Key: []byte("health"), KeysOnly: true, Limit: 1})
+			return err
+		})
+	}
+}
+
+func (s *Server) alarmCheck(t pb.AlarmType) func(context.Context) error {
+	return func(context.Context) error {
+		for _, a := range s.alarms.get(t) {
+			return fmt.Errorf("alarm activated: %s", a.Alarm)
+		}
+		return nil
+	}
+}
+
+func (s *Server) learnerCheck(context.Context) error {
+	if s.isLearner() {
+		return fmt.Errorf("can't be learner")
+	}
+	return nil
+}
+
+// installChecks serves /<kind> (every check, minus ?exclude=) and
+// /<kind>/<check>, answering "ok" or 503 with the failures, with each
+// check's line under ?verbose, as etcd does.
+func (s *Server) installChecks(mux *http.ServeMux, kind string, checks []namedCheck) {
+	run := func(w http.ResponseWriter, r *http.Request, checks []namedCheck) {
+		if r.Method != http.MethodGet {
+			w.Header().Set("Allow", http.MethodGet)
+			http.Error(w, "Method Not Allowed", http.StatusMethodNotAllowed)
+			return
+		}
+		var out strings.Builder
+		failed := false
+		for _, c := range checks {
+			if err := c.check(r.Context()); err != nil {
+				fmt.Fprintf(&out, "[-]%s failed: %v\n", c.name, err)
+				failed = true
+			} else {
+				fmt.Fprintf(&out, "[+]%s ok\n", c.name)
+			}
+		}
+		if failed {
+			http.Error(w, out.String(), http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		if _, ok := r.URL.Query()["verbose"]; ok {
+			io.WriteString(w, out.String())
+		}
+		io.WriteString(w, "ok\n")
+	}
+	mux.HandleFunc("/"+kind, func(w http.ResponseWriter, r *http.Request) {
+		excluded := r.URL.Query()["exclude"]
+		var sel []namedCheck
+		for _, c := range checks {
+			if !slices.Contains(excluded, c.name) {
+				sel = append(sel, c)
+			}
+		}
+		run(w, r, sel)
+	})
+	for _, c := range checks {
+		mux.HandleFunc("/"+kind+"/"+c.name, func(w http.ResponseWriter, r *http.Request) {
+			run(w, r, []namedCheck{c})
+		})
+	}
+}

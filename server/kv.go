@@ -1,0 +1,204 @@
+package server
+
+import (
+	"context"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/strata-kv/strata/mvcc"
+)
+
+// kvServer is etcd's KV service. Requests pass etcd's gRPC-layer checks
+// (the mvcc Validate functions) first. Reads are served from the local
+// store, after a linearizable read barrier unless serializable; writes are
+// proposed to the cluster through any member.
+type kvServer struct {
+	pb.UnimplementedKVServer
+	s *Server
+}
+
+func (k *kvServer) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResponse, error) {
+	if err := mvcc.ValidateRange(r); err != nil {
+		return nil, togRPCError(err)
+	}
+	var resp *pb.RangeResponse
+	err := k.s.view(ctx, !r.GetSerializable(), func(st *mvcc.Store) error {
+		var err error
+		resp, err = st.Range(ctx, r)
+		return err
+	})
+	if err != nil {
+		return nil, readError(ctx, err)
+	}
+	k.s.fillHeader(resp.Header)
+	return resp, nil
+}
+
+// RangeStream (etcd 3.7) is not served yet; clientv3's Get uses Range.
+func (k *kvServer) RangeStream(*pb.RangeRequest, pb.KV_RangeStreamServer) error {
+	return status.Error(codes.Unimplemented, "etcdserver: RangeStream is not supported by this server yet")
+}
+
+func (k *kvServer) Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, error) {
+	if err := k.s.quota.check(costPut(r)); err != nil {
+		return nil, err
+	}
+	if err := mvcc.ValidatePut(r); err != nil {
+		return nil, togRPCError(err)
+	}
+	resp, err := k.s.propose(ctx, &pb.InternalRaftRequest{Put: r})
+	if err != nil {
+		return nil, err
+	}
+	out, ok := resp.(*pb.PutResponse)
+	if !ok {
+		return nil, unexpectedResponse(resp)
+	}
+	k.s.fillHeader(out.Header)
+	return out, nil
+}
+
+func (k *kvServer) DeleteRange(ctx context.Context, r *pb.DeleteRangeRequest) (*pb.DeleteRangeResponse, error) {
+	if err := mvcc.ValidateDeleteRange(r); err != nil {
+		return nil, togRPCError(err)
+	}
+	resp, err := k.s.propose(ctx, &pb.InternalRaftRequest{DeleteRange: r})
+	if err != nil {
+		return nil, err
+	}
+	out, ok := resp.(*pb.DeleteRangeResponse)
+	if !ok {
+		return nil, unexpectedResponse(resp)
+	}
+	k.s.fillHeader(out.Header)
+	return out, nil
+}
+
+// Txn serves a read-only txn like a read (a linearizable barrier unless
+// every range in it is serializable, then the local store), as etcd does;
+// other txns are proposed.
+func (k *kvServer) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, error) {
+	if err := k.s.quota.check(costTxn(r)); err != nil {
+		return nil, err
+	}
+	if err := mvcc.ValidateTxn(r, int(k.s.cfg.MaxTxnOps)); err != nil {
+		return nil, togRPCError(err)
+	}
+	if mvcc.IsTxnReadOnly(r) {
+		var resp *pb.TxnResponse
+		err := k.s.view(ctx, !isTxnSerializable(r), func(st *mvcc.Store) error {
+			v, err := st.View()
+			if err != nil {
+				return err
+			}
+			defer v.Close()
+			resp, err = v.Txn(ctx, r)
+			return err
+		})
+		if err != nil {
+			return nil, readError(ctx, err)
+		}
+		k.s.fillHeader(resp.Header)
+		return resp, nil
+	}
+	resp, err := k.s.propose(ctx, &pb.InternalRaftRequest{Txn: r})
+	if err != nil {
+		return nil, err
+	}
+	out, ok := resp.(*pb.TxnResponse)
+	if !ok {
+		return nil, unexpectedResponse(resp)
+	}
+	k.s.fillHeader(out.Header)
+	return out, nil
+}
+
+// Compact proposes a compaction; a physical one answers once it is on
+// disk.
+func (k *kvServer) Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.CompactionResponse, error) {
+	resp, err := k.s.propose(ctx, &pb.InternalRaftRequest{Compaction: r})
+	if err != nil {
+		return nil, err
+	}
+	out, ok := resp.(*pb.CompactionResponse)
+	if !ok || out == nil {
+		out = &pb.CompactionResponse{}
+	}
+	if out.Header == nil {
+		out.Header = &pb.ResponseHeader{}
+	}
+	k.s.fillHeader(out.Header)
+	return out, nil
+}
+
+// isTxnSerializable is etcd's: every op of both branches is a
+// serializable range.
+func isTxnSerializable(r *pb.TxnRequest) bool {
+	for _, u := range r.GetSuccess() {
+		if rr := u.GetRequestRange(); rr == nil || !rr.GetSerializable() {
+			return false
+		}
+	}
+	for _, u := range r.GetFailure() {
+		if rr := u.GetRequestRange(); rr == nil || !rr.GetSerializable() {
+			return false
+		}
+	}
+	return true
+}
+
+// propose replicates req and returns its response, or the gRPC error to
+// answer. It bounds the wait with etcd's request timeout and refuses
+// requests larger than --max-request-bytes as etcd does.
+func (s *Server) propose(ctx context.Context, req *pb.InternalRaftRequest) (proto.Message, error) {
+	if proto.Size(req)+requestHeaderBytes > int(s.cfg.MaxRequestBytes) {
+		return nil, rpctypes.ErrGRPCRequestTooLarge
+	}
+	cctx, cancel := context.WithTimeout(ctx, s.cfg.reqTimeout())
+	defer cancel()
+	s.metrics.proposalsPending.Inc()
+	res, err := s.node.Propose(cctx, req)
+	s.metrics.proposalsPending.Dec()
+	if err != nil {
+		s.metrics.proposalsFailed.Inc()
+		return nil, proposeError(err)
+	}
+	if res.Err != nil {
+		return nil, togRPCError(res.Err)
+	}
+	return res.Resp, nil
+}
+
+// requestHeaderBytes is what the RequestHeader etcd adds to every proposal
+// before it checks --max-request-bytes takes at most (field 100, holding a
+// request ID of up to 10 varint bytes), so that the limit falls where
+// etcd's does.
+const requestHeaderBytes = 14
+
+func unexpectedResponse(m proto.Message) error {
+	return status.Errorf(codes.Internal, "etcdserver: unexpected response type %T", m)
+}
+
+// Request costs against the quota, etcd's (server/storage/quota.go).
+const kvOverhead = 256
+
+func costPut(r *pb.PutRequest) int { return kvOverhead + len(r.GetKey()) + len(r.GetValue()) }
+
+func costTxn(r *pb.TxnRequest) int {
+	cost := func(ops []*pb.RequestOp) int {
+		n := 0
+		for _, u := range ops {
+			if p := u.GetRequestPut(); p != nil {
+				n += costPut(p)
+			} else if t := u.GetRequestTxn(); t != nil {
+				n += costTxn(t)
+			}
+		}
+		return n
+	}
+	return max(cost(r.GetSuccess()), cost(r.GetFailure()))
+}

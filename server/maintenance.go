@@ -1,0 +1,273 @@
+package server
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/strata-kv/strata/engine"
+	"github.com/strata-kv/strata/mvcc"
+	"github.com/strata-kv/strata/replication"
+)
+
+// maintenanceServer is etcd's Maintenance service.
+type maintenanceServer struct {
+	pb.UnimplementedMaintenanceServer
+	s *Server
+}
+
+func (m *maintenanceServer) Status(ctx context.Context, r *pb.StatusRequest) (*pb.StatusResponse, error) {
+	s := m.s
+	size, inUse := s.dbSize()
+	resp := &pb.StatusResponse{
+		Header:           s.header(),
+		Version:          ServerVersion,
+		DbSize:           size,
+		DbSizeInUse:      inUse,
+		Leader:           s.leaderID(),
+		RaftIndex:        s.node.CommitIndex(),
+		RaftTerm:         s.node.Term(),
+		RaftAppliedIndex: s.node.AppliedIndex(),
+		IsLearner:        s.isLearner(),
+		StorageVersion:   StorageVersion,
+		DbSizeQuota:      max(s.cfg.QuotaBackendBytes, 0),
+		DowngradeInfo:    &pb.DowngradeInfo{},
+	}
+	if resp.Leader == 0 {
+		resp.Errors = append(resp.Errors, "etcdserver: no leader")
+	}
+	for _, a := range s.alarms.get(pb.AlarmType_NONE) {
+		resp.Errors = append(resp.Errors, fmt.Sprintf("memberID:%d alarm:%s ", a.MemberID, a.Alarm))
+	}
+	return resp, nil
+}
+
+func (s *Server) isLearner() bool {
+	members, err := s.node.Members()
+	if err != nil {
+		return false
+	}
+	for _, mb := range members {
+		if parseRaftID(mb.ID) == s.id.MemberID {
+			return mb.Learner
+		}
+	}
+	return false
+}
+
+func (m *maintenanceServer) HashKV(ctx context.Context, r *pb.HashKVRequest) (*pb.HashKVResponse, error) {
+	var (
+		h   mvcc.KeyValueHash
+		rev int64
+	)
+	err := m.s.node.View(ctx, false, func(st *mvcc.Store) error {
+		var err error
+		h, rev, err = st.HashByRev(r.GetRevision())
+		return err
+	})
+	if err != nil {
+		return nil, togRPCError(err)
+	}
+	resp := &pb.HashKVResponse{
+		Header:          &pb.ResponseHeader{Revision: rev},
+		Hash:            h.Hash,
+		CompactRevision: h.CompactRevision,
+		HashRevision:    h.Revision,
+	}
+	m.s.fillHeader(resp.Header)
+	return resp, nil
+}
+
+// Alarm lists, raises and clears the member's alarms (see alarms).
+func (m *maintenanceServer) Alarm(ctx context.Context, r *pb.AlarmRequest) (*pb.AlarmResponse, error) {
+	s := m.s
+	resp := &pb.AlarmResponse{Header: s.header()}
+	switch r.GetAction() {
+	case pb.AlarmRequest_GET:
+		resp.Alarms = s.alarms.get(r.GetAlarm())
+	case pb.AlarmRequest_ACTIVATE:
+		if r.GetAlarm() == pb.AlarmType_NONE {
+			break
+		}
+		if a := s.alarms.activate(r.GetMemberID(), r.GetAlarm()); a != nil {
+			s.cfg.Logger.Warn("alarm raised", "alarm", a.Alarm.String(), "member_id", raftID(a.MemberID))
+			resp.Alarms = append(resp.Alarms, a)
+		}
+	case pb.AlarmRequest_DEACTIVATE:
+		if a := s.alarms.deactivate(r.GetMemberID(), r.GetAlarm()); a != nil {
+			s.cfg.Logger.Info("alarm cleared", "alarm", a.Alarm.String(), "member_id", raftID(a.MemberID))
+			resp.Alarms = append(resp.Alarms, a)
+		}
+	default:
+		return nil, status.Error(codes.InvalidArgument, "etcdserver: unknown alarm action")
+	}
+	return resp, nil
+}
+
+// Defragment gives back the space freed by deletes, on this member only.
+func (m *maintenanceServer) Defragment(ctx context.Context, r *pb.DefragmentRequest) (*pb.DefragmentResponse, error) {
+	s := m.s
+	start := time.Now()
+	s.cfg.Logger.Info("starting defragment")
+	err := s.withBackend(func(be engine.Backend) error {
+		d, ok := be.(engine.Defragmenter)
+		if !ok {
+			return status.Errorf(codes.Unimplemented, "etcdserver: the %s engine cannot defragment", s.cfg.Engine.Name)
+		}
+		return d.Defrag(ctx)
+	})
+	if errors.Is(err, errNoBackendAccess) {
+		return nil, status.Error(codes.Unimplemented, "etcdserver: defragment is not supported by this server yet")
+	}
+	if err != nil {
+		s.cfg.Logger.Warn("failed to defragment", "err", err)
+		return nil, togRPCError(err)
+	}
+	s.refreshSize()
+	s.cfg.Logger.Info("finished defragment", "took", time.Since(start))
+	return &pb.DefragmentResponse{Header: s.header()}, nil
+}
+
+// Snapshot streams a copy of the member's data in etcd's framing: chunks
+// with the bytes remaining, then a last message holding the sha256 of
+// everything sent before, which `etcdctl snapshot save` checks. The
+// payload is a Strata snapshot (see doc.go), padded so that its size is a
+// multiple of 512 as etcdctl expects of a bbolt file. The backup is first
+// written to a file in the data directory, so that the engine is held
+// only for a local copy, not for as long as the client takes to read,
+// and remaining_bytes is exact.
+func (m *maintenanceServer) Snapshot(r *pb.SnapshotRequest, srv pb.Maintenance_SnapshotServer) error {
+	s := m.s
+	f, err := os.CreateTemp(s.cfg.DataDir, snapshotTempPattern)
+	if err != nil {
+		return togRPCError(err)
+	}
+	defer func() {
+		f.Close()
+		os.Remove(f.Name())
+	}()
+	err = s.withBackend(func(be engine.Backend) error { return be.Backup(f) })
+	if errors.Is(err, errNoBackendAccess) {
+		return status.Error(codes.Unimplemented, "etcdserver: snapshot is not supported by this server yet")
+	}
+	if err != nil {
+		return togRPCError(err)
+	}
+	n, err := f.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return togRPCError(err)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return togRPCError(err)
+	}
+	total := snapshotSize(n)
+	s.cfg.Logger.Info("sending database snapshot to client", "total_bytes", total)
+	start := time.Now()
+	payload := io.MultiReader(io.LimitReader(f, n), snapshotTrailer(n))
+	h := sha256.New()
+	var sent int64
+	for sent < total {
+		// Send does not wait for the message to be received: every
+		// message needs a buffer of its own.
+		buf := make([]byte, min(snapshotChunk, total-sent))
+		if _, err := io.ReadFull(payload, buf); err != nil {
+			return togRPCError(err)
+		}
+		sent += int64(len(buf))
+		h.Write(buf)
+		if err := srv.Send(&pb.SnapshotResponse{RemainingBytes: uint64(total - sent), Blob: buf, Version: StorageVersion}); err != nil {
+			return togRPCError(err)
+		}
+	}
+	if err := srv.Send(&pb.SnapshotResponse{Blob: h.Sum(nil), Version: StorageVersion}); err != nil {
+		return togRPCError(err)
+	}
+	s.cfg.Logger.Info("sent database snapshot to client", "total_bytes", total, "took", time.Since(start))
+	return nil
+}
+
+// Snapshot payload framing: the engine's backup stream, zeros, then a
+// 16-byte trailer (the backup's length, big-endian, and snapshotMagic)
+// ending the payload on a multiple of 512 bytes.
+const (
+	snapshotTempPattern = "snapshot-*.tmp"
+	snapshotChunk       = 32 << 10
+	snapshotAlign       = 512
+	snapshotMagic       = "STRATASN"
+)
+
+func snapshotSize(backup int64) int64 {
+	return (backup + 16 + snapshotAlign - 1) / snapshotAlign * snapshotAlign
+}
+
+func snapshotTrailer(backup int64) io.Reader {
+	pad := make([]byte, snapshotSize(backup)-backup)
+	binary.BigEndian.PutUint64(pad[len(pad)-16:], uint64(backup))
+	copy(pad[len(pad)-8:], snapshotMagic)
+	return bytesReader(pad)
+}
+
+// ReadSnapshot checks a snapshot file saved by `etcdctl snapshot save`
+// (its sha256 and framing) and returns a reader of the engine backup it
+// holds, to give to the engine's Restore.
+func ReadSnapshot(f io.ReaderAt, size int64) (io.Reader, error) {
+	if size < 32+16 || (size-32)%snapshotAlign != 0 {
+		return nil, fmt.Errorf("server: not a Strata snapshot (size %d)", size)
+	}
+	payload := size - 32
+	h := sha256.New()
+	if _, err := io.Copy(h, io.NewSectionReader(f, 0, payload)); err != nil {
+		return nil, err
+	}
+	sum := make([]byte, 32)
+	if _, err := f.ReadAt(sum, payload); err != nil {
+		return nil, err
+	}
+	if string(sum) != string(h.Sum(nil)) {
+		return nil, errors.New("server: snapshot sha256 mismatch")
+	}
+	var tr [16]byte
+	if _, err := f.ReadAt(tr[:], payload-16); err != nil {
+		return nil, err
+	}
+	if string(tr[8:]) != snapshotMagic {
+		return nil, errors.New("server: not a Strata snapshot (no trailer)")
+	}
+	n := int64(binary.BigEndian.Uint64(tr[:8]))
+	if n < 0 || snapshotSize(n) != payload {
+		return nil, errors.New("server: corrupt snapshot trailer")
+	}
+	return io.NewSectionReader(f, 0, n), nil
+}
+
+func (m *maintenanceServer) MoveLeader(ctx context.Context, r *pb.MoveLeaderRequest) (*pb.MoveLeaderResponse, error) {
+	s := m.s
+	target := r.GetTargetID()
+	if target == s.leaderID() && target != 0 {
+		return &pb.MoveLeaderResponse{Header: s.header()}, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.reqTimeout())
+	defer cancel()
+	err := s.node.TransferLeadership(ctx, raftID(target))
+	if errors.Is(err, replication.ErrMemberNotFound) || errors.Is(err, replication.ErrNotLearner) {
+		return nil, rpctypes.ErrGRPCBadLeaderTransferee
+	}
+	if err != nil {
+		return nil, proposeError(err)
+	}
+	return &pb.MoveLeaderResponse{Header: s.header()}, nil
+}
+
+func (m *maintenanceServer) Hash(context.Context, *pb.HashRequest) (*pb.HashResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "etcdserver: Hash is not supported; use HashKV")
+}

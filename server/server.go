@@ -1,0 +1,421 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/strata-kv/strata/engine"
+	"github.com/strata-kv/strata/mvcc"
+	"github.com/strata-kv/strata/replication"
+	"github.com/strata-kv/strata/replication/wal"
+)
+
+// Versions reported to clients (Status, /version). Strata serves the etcd
+// v3.6 API (3.7's RangeStream is not served yet), so it reports a 3.6
+// version: kube-apiserver parses it as semver to enable features (watch
+// progress requests need >= 3.5.13), and a 3.7 version could make clients
+// use RangeStream.
+const (
+	ServerVersion  = "3.6.0"
+	ClusterVersion = "3.6.0"
+	StorageVersion = "3.6.0"
+)
+
+// Server is one Strata member serving etcd's v3 API: a replication.Node
+// behind etcd's gRPC services and HTTP endpoints.
+type Server struct {
+	cfg  *config
+	id   *identity
+	node *replication.Node
+
+	grpc       *grpc.Server
+	health     *health.Server
+	httpServer *http.Server
+	clientLs   []*splitListener
+	metricsLs  []net.Listener
+	clientURLs []string
+
+	metrics   *metrics
+	alarms    alarms
+	quota     quota
+	compactor *compactor
+
+	// size caches the engine's size, refreshed by the monitor loop.
+	size, sizeInUse atomic.Int64
+
+	readyc    chan struct{}
+	stopc     chan struct{}
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Start opens the member's data, joins or bootstraps its cluster and
+// starts serving clients once the member is ready (a leader is known):
+// see ReadyNotify. Close stops it.
+func Start(cfg Config) (_ *Server, err error) {
+	c, err := cfg.validate()
+	if err != nil {
+		return nil, err
+	}
+	id, err := loadIdentity(c)
+	if err != nil {
+		return nil, err
+	}
+	// Snapshots being sent when the process stopped leave temporary files.
+	if stale, _ := filepath.Glob(filepath.Join(c.DataDir, snapshotTempPattern)); len(stale) > 0 {
+		for _, f := range stale {
+			os.Remove(f)
+		}
+	}
+	s := &Server{cfg: c, id: id, readyc: make(chan struct{}), stopc: make(chan struct{})}
+	s.quota = quota{s: s, max: c.QuotaBackendBytes}
+	defer func() {
+		if err != nil {
+			s.closeListeners()
+			if s.node != nil {
+				s.node.Close()
+			}
+		}
+	}()
+
+	// Client listeners first, so that a busy port fails the start before
+	// anything else happens.
+	for _, u := range c.listenClient {
+		l, err := net.Listen("tcp", u.Host)
+		if err != nil {
+			return nil, fmt.Errorf("server: listen on %s: %w", u, err)
+		}
+		s.clientLs = append(s.clientLs, newSplitListener(l))
+		bound := *u
+		bound.Host = l.Addr().String()
+		s.clientURLs = append(s.clientURLs, bound.String())
+	}
+	for _, u := range c.listenMetrics {
+		l, err := net.Listen("tcp", u.Host)
+		if err != nil {
+			return nil, fmt.Errorf("server: listen on %s: %w", u, err)
+		}
+		s.metricsLs = append(s.metricsLs, l)
+	}
+	if len(c.AdvertiseClientURLs) == 0 {
+		c.AdvertiseClientURLs = s.clientURLs
+	}
+
+	rc := replication.Config{
+		ID:            raftID(id.MemberID),
+		Dir:           filepath.Join(c.DataDir, "member"),
+		Engine:        c.Engine,
+		EngineOptions: c.EngineOptions,
+		OpenLog: func(dir string) (replication.LogStore, error) {
+			return wal.Open(dir, nil)
+		},
+		Bind:          c.listenPeer.Host,
+		Advertise:     mustURL(id.PeerURLs[0]).Host,
+		SnapshotCount: c.SnapshotCount,
+		// hashicorp/raft's heartbeat timeout is how long a follower
+		// waits for the leader (etcd's election timeout); the leader
+		// heartbeats every tenth of it (etcd's heartbeat interval).
+		HeartbeatTimeout: min(c.ElectionTimeout, 10*c.HeartbeatInterval),
+		ElectionTimeout:  c.ElectionTimeout,
+		Logger:           c.Logger.With("component", "replication"),
+	}
+	if c.InitialClusterState == ClusterStateNew {
+		for _, urls := range c.initialCluster {
+			rc.Bootstrap = append(rc.Bootstrap, replication.Peer{
+				ID:   raftID(memberID(urls, c.InitialClusterToken)),
+				Addr: mustURL(urls[0]).Host,
+			})
+		}
+	}
+	c.Logger.Info("starting member", "name", id.Name, "member_id", raftID(id.MemberID), "cluster_id", raftID(id.ClusterID),
+		"data_dir", c.DataDir, "backend", c.Engine.Name, "peer_url", c.listenPeer.String(), "client_urls", s.clientURLs,
+		"initial_cluster", c.InitialCluster, "initial_cluster_state", c.InitialClusterState)
+	if s.node, err = replication.Open(rc); err != nil {
+		return nil, err
+	}
+	s.refreshSize()
+	s.metrics = newMetrics(s)
+	s.buildGRPC()
+	s.buildHTTP()
+
+	s.wg.Add(2)
+	go s.serveWhenReady()
+	go s.monitor()
+	s.startCompactor()
+	return s, nil
+}
+
+func mustURL(s string) *url.URL {
+	u, err := url.Parse(s)
+	if err != nil {
+		panic(err) // validated before
+	}
+	return u
+}
+
+func (s *Server) buildGRPC() {
+	m := s.metrics.grpc
+	s.grpc = grpc.NewServer(
+		grpc.ChainUnaryInterceptor(m.UnaryServerInterceptor(), s.unaryInterceptor),
+		grpc.ChainStreamInterceptor(m.StreamServerInterceptor()),
+		grpc.MaxRecvMsgSize(int(s.cfg.MaxRequestBytes)+grpcOverheadBytes),
+		grpc.MaxSendMsgSize(math.MaxInt32),
+		grpc.MaxConcurrentStreams(math.MaxUint32),
+		// etcd's keepalive: clients (kube-apiserver pings every 30s) may
+		// ping every 5s; the server pings idle connections every 2h.
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Hour, Timeout: 20 * time.Second}),
+	)
+	pb.RegisterKVServer(s.grpc, &kvServer{s: s})
+	pb.RegisterWatchServer(s.grpc, &watchServer{})
+	pb.RegisterLeaseServer(s.grpc, &leaseServer{})
+	pb.RegisterClusterServer(s.grpc, &clusterServer{s: s})
+	pb.RegisterMaintenanceServer(s.grpc, &maintenanceServer{s: s})
+	pb.RegisterAuthServer(s.grpc, &authServer{s: s})
+	s.health = health.NewServer()
+	s.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	healthpb.RegisterHealthServer(s.grpc, s.health)
+	m.InitializeMetrics(s.grpc)
+}
+
+// serveWhenReady starts serving clients once the node is ready, as etcd
+// serves only after its member is ready.
+func (s *Server) serveWhenReady() {
+	defer s.wg.Done()
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		select {
+		case <-s.stopc:
+		case <-ctx.Done():
+		}
+		cancel()
+	}()
+	defer cancel()
+	if err := s.node.WaitReady(ctx); err != nil {
+		return
+	}
+	for _, l := range s.clientLs {
+		s.wg.Add(2)
+		go func() {
+			defer s.wg.Done()
+			s.grpc.Serve(l.grpc)
+		}()
+		go func() {
+			defer s.wg.Done()
+			s.httpServer.Serve(l.http)
+		}()
+	}
+	for _, l := range s.metricsLs {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.httpServer.Serve(l)
+		}()
+	}
+	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	s.cfg.Logger.Info("ready to serve client requests", "client_urls", s.clientURLs)
+	close(s.readyc)
+}
+
+// monitor follows leader changes for the metrics and refreshes the
+// engine size for Status, the metrics and the quota.
+func (s *Server) monitor() {
+	defer s.wg.Done()
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	lastLeader, _ := s.node.Leader()
+	tick := 0
+	for {
+		select {
+		case <-s.stopc:
+			return
+		case <-t.C:
+		}
+		if id, _ := s.node.Leader(); id != lastLeader {
+			if id != "" {
+				s.metrics.leaderChanges.Inc()
+				s.cfg.Logger.Info("leader changed", "leader", id, "term", s.node.Term())
+			} else {
+				s.cfg.Logger.Warn("no leader", "previous", lastLeader)
+			}
+			lastLeader = id
+		}
+		if tick++; tick%5 == 0 {
+			s.refreshSize()
+		}
+	}
+}
+
+// ReadyNotify returns a channel closed once the server serves clients.
+func (s *Server) ReadyNotify() <-chan struct{} { return s.readyc }
+
+// ClientURLs returns the URLs the server listens on for clients, with
+// the ports bound (a configured port 0 shows the port picked).
+func (s *Server) ClientURLs() []string { return append([]string(nil), s.clientURLs...) }
+
+// MemberID returns the member's ID.
+func (s *Server) MemberID() uint64 { return s.id.MemberID }
+
+// ClusterID returns the cluster's ID.
+func (s *Server) ClusterID() uint64 { return s.id.ClusterID }
+
+// Node returns the member's replication node.
+func (s *Server) Node() *replication.Node { return s.node }
+
+// Close stops serving (letting requests in flight finish for up to a few
+// seconds), then stops the node. Close is idempotent.
+func (s *Server) Close() error {
+	s.closeOnce.Do(func() {
+		close(s.stopc)
+		s.health.Shutdown()
+		done := make(chan struct{})
+		go func() {
+			s.grpc.GracefulStop()
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-time.After(3 * time.Second):
+			s.grpc.Stop()
+			<-done
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		s.httpServer.Shutdown(ctx)
+		cancel()
+		s.closeListeners()
+		s.stopCompactor()
+		s.wg.Wait()
+		s.closeErr = s.node.Close()
+		s.cfg.Logger.Info("stopped member", "name", s.id.Name)
+	})
+	return s.closeErr
+}
+
+func (s *Server) closeListeners() {
+	for _, l := range s.clientLs {
+		l.Close()
+	}
+	for _, l := range s.metricsLs {
+		l.Close()
+	}
+}
+
+// view runs fn with the store: after a linearizable read barrier bounded
+// by the request timeout when linearizable is set.
+func (s *Server) view(ctx context.Context, linearizable bool, fn func(*mvcc.Store) error) error {
+	if linearizable {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, s.cfg.reqTimeout())
+		defer cancel()
+	}
+	return s.node.View(ctx, linearizable, fn)
+}
+
+// fillHeader completes a response header as etcd does: cluster and member
+// IDs, raft term, and the store's current revision if the response did
+// not set one.
+func (s *Server) fillHeader(h *pb.ResponseHeader) {
+	if h == nil {
+		return
+	}
+	h.ClusterId = s.id.ClusterID
+	h.MemberId = s.id.MemberID
+	h.RaftTerm = s.node.Term()
+	if h.Revision == 0 {
+		_ = s.node.View(context.Background(), false, func(st *mvcc.Store) error {
+			h.Revision = st.Rev()
+			return nil
+		})
+	}
+}
+
+func (s *Server) header() *pb.ResponseHeader {
+	h := &pb.ResponseHeader{}
+	s.fillHeader(h)
+	return h
+}
+
+// leaderID returns the leader's member ID, 0 if none is known.
+func (s *Server) leaderID() uint64 {
+	id, _ := s.node.Leader()
+	return parseRaftID(id)
+}
+
+// backendAccessor is the access to the storage engine that Status,
+// Defragment and Snapshot need. The replication node does not offer it
+// yet: see doc.go.
+type backendAccessor interface {
+	// WithBackend runs fn with the node's engine, held against a snapshot
+	// restore replacing it. fn must not keep the backend.
+	WithBackend(fn func(engine.Backend) error) error
+}
+
+// errNoBackendAccess is returned while the node offers no backendAccessor.
+var errNoBackendAccess = errors.New("server: the replication node gives no access to its engine")
+
+func (s *Server) withBackend(fn func(engine.Backend) error) error {
+	if a, ok := any(s.node).(backendAccessor); ok {
+		return a.WithBackend(fn)
+	}
+	return errNoBackendAccess
+}
+
+// dbSize returns the cached size of the engine on disk and the part in
+// use.
+func (s *Server) dbSize() (size, inUse int64) { return s.size.Load(), s.sizeInUse.Load() }
+
+// refreshSize reads the engine's Stats, or, while the node gives no access
+// to the engine, the size of the engine's directory (then in use = size,
+// as engine.Stats does for engines that cannot tell).
+func (s *Server) refreshSize() {
+	err := s.withBackend(func(be engine.Backend) error {
+		st, err := be.Stats()
+		if err != nil {
+			return err
+		}
+		s.size.Store(st.Size)
+		s.sizeInUse.Store(st.InUse)
+		return nil
+	})
+	if err == nil {
+		return
+	}
+	size := dirSize(filepath.Join(s.cfg.DataDir, "member", "data"))
+	s.size.Store(size)
+	s.sizeInUse.Store(size)
+}
+
+// dirSize is the space the files under dir take on disk.
+func dirSize(dir string) int64 {
+	var n int64
+	filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return nil
+		}
+		if d.Type().IsRegular() {
+			if fi, err := d.Info(); err == nil {
+				n += fi.Size()
+			}
+		}
+		return nil
+	})
+	return n
+}
