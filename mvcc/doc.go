@@ -1,11 +1,12 @@
 // Package mvcc is Strata's multi-version key-value store: etcd v3's data
 // model (revisions, create/mod revision and version, tombstones,
-// compaction) and request semantics (Range, Put, DeleteRange, Txn,
-// Compact, HashKV) over any engine.Backend, with etcd's protobuf types as
-// requests and responses.
+// compaction), request semantics (Range, Put, DeleteRange, Txn, Compact,
+// HashKV), watches and leases over any engine.Backend, with etcd's
+// protobuf types as requests and responses.
 //
-// The semantics are etcd v3.7.3's, checked request by request against
-// etcd's own mvcc and etcdserver/txn packages by a differential test.
+// The semantics are etcd v3.7.3's, checked against etcd's own mvcc,
+// lease and etcdserver/txn packages by differential tests: request by
+// request, lease table by lease table, and watch event by watch event.
 // Where etcd crashes or loses data, this package does not; those places
 // are marked "etcd:" in the code.
 //
@@ -27,20 +28,23 @@
 //
 //	'k' + revision       -> mvccpb.KeyValue        the revision area
 //	'k' + revision + 't' -> mvccpb.KeyValue{Key}   a tombstone (delete)
+//	'l' + lease ID       -> leasepb.Lease          the lease area
 //	'm' + name           -> value                  the meta area
-//	'l' + ...                                      the lease area (reserved)
 //
 // A revision is encoded as etcd encodes it: 8 bytes of main, '_', 8 bytes
 // of sub, big-endian, so byte order is revision order. Values are the
 // protobuf encoding of mvccpb.KeyValue, byte-identical to etcd's
 // proto.Marshal; since keys and values are etcd's, HashByRev returns
-// etcd's hash for the same history. The meta area holds:
+// etcd's hash for the same history. A lease ID is 8 big-endian bytes and
+// a lease is etcd's leasepb.Lease{ID, TTL, RemainingTTL} encoding, so the
+// lease area holds what etcd's "lease" bucket holds. The meta area holds:
 //
 //	format             "strata-mvcc/1", written by the first commit
 //	current_rev        the current revision (8 bytes, big-endian)
 //	applied_index      the caller's applied index of the last commit
 //	scheduled_compact  the last compaction asked for
 //	finished_compact   the last compaction finished on disk
+//	lease_seq          the counter behind generated lease IDs
 //
 // When scheduled_compact is above finished_compact at Open, a compaction
 // was interrupted and is resumed.
@@ -77,16 +81,16 @@
 //
 // Each request gets its own revision and exact response and sees the
 // requests before it: the batch updates the index as it goes and reads its
-// own pending values from memory. A failing request is undone at once. At
-// Commit the batch's changes, current_rev and applied_index go to the
-// engine in one batch; only after the engine commit does the store publish
-// the new current revision. Abort (or a failed Commit) undoes the batch's
-// index changes. Requests must have passed the Validate functions, which
+// own pending values from memory; lease changes are kept aside in the
+// batch too. A failing request is undone at once. At Commit the batch's
+// changes, its lease changes, current_rev and applied_index go to the
+// engine in one batch; only after the engine commit does the store apply
+// the lease changes to its lease table and publish the new current
+// revision. Abort (or a failed Commit) undoes the batch's index changes. Requests must have passed the Validate functions, which
 // are etcd's gRPC-layer checks.
 //
-// The changes of each commit are handed to Options.OnCommit as watch
-// events, in commit order: the seam for a watchable layer, which can also
-// wrap the store.
+// The changes of each commit go to the watchers (see Watch), and to
+// Options.OnCommit if set, in commit order.
 //
 // # Concurrency
 //
@@ -107,10 +111,77 @@
 // no read at or above C needs, so it runs alongside readers and writers;
 // a read below C that races with it fails with ErrCompacted.
 //
+// The watch sync loop runs on a goroutine of its own, and each
+// WatchStream on one that feeds its channel (and reads prev_kv values);
+// Close stops them all. Lock order: the write lock, the watch hub's lock,
+// a stream's lock; the lease table's lock comes after the write lock
+// and is never held with the others.
+//
+// # Watch
+//
+// A WatchStream is what an etcd gRPC Watch stream serves: watchers on a
+// key or a range, from any revision, whose responses come out of one
+// channel, in order, ready to send.
+//
+//	ws, err := s.NewWatchStream(&mvcc.WatchStreamOptions{...})
+//	id, err := ws.Watch(createReq) // *pb.WatchCreateRequest, as received
+//	for resp := range ws.Chan() { send(resp) } // *pb.WatchResponse
+//	ws.RequestProgress(); ws.Cancel(id); ws.Reject(reason); ws.Close()
+//
+// The stream produces every response etcd's server sends, in the order a
+// client must see them: the created response of a watcher (or etcd's
+// refusal: negative start revision, empty range, duplicate ID) before its
+// events, its events in revision order with prev_kv and filters applied,
+// fragments, progress notifications (on request, only when every watcher
+// of the stream is synced, as etcd; and periodic ones for progress_notify
+// watchers), compacted and cancel responses. The server fills in the
+// header's cluster, member and term.
+//
+// Watchers are synced or unsynced (after etcd's watchable store). Commit
+// queues the events of each commit on the streams of the synced watchers
+// they match, under one lock and without blocking: a commit costs the
+// writer a few hundred nanoseconds per matching synced watcher. A stream
+// bounds the events queued per watcher (WatchStreamOptions.BufferEvents);
+// a watcher whose events do not fit becomes unsynced and costs writers
+// nothing more. A sync loop (every 100ms, and at once when a watcher needs
+// it) catches unsynced watchers up, when their stream has room again,
+// from the revision area (a bounded scan per pass, without the lock) and
+// then from a ring of the latest commits' events, until they are synced
+// again. A watcher from an old revision starts unsynced; one whose next
+// revision is compacted gets a compacted response (CompactRevision set,
+// header revision 0, as etcd's) and stays on its stream until cancelled.
+// So a slow reader holds up neither writers nor other streams, and every
+// watcher gets every revision once, in order, each revision whole in one
+// response unless fragments are asked for. Several revisions may share a
+// response (the revisions of one commit, or of a catch-up chunk); header
+// revisions never go back on a stream (compacted responses aside).
+//
+// # Leases
+//
+// Leases are part of the replicated state: WriteBatch.LeaseGrant,
+// LeaseRevoke and LeaseCheckpoint apply etcd's lease requests in the same
+// engine batch as the keys, and a Put attaches its key to its lease (a
+// Put naming an unknown lease fails with ErrLeaseNotFound). Revoking a
+// lease deletes its keys, in key order, in one revision, as etcd does.
+// Open rebuilds the lease table from the lease area and the keys'
+// attachments from the revision area.
+//
+// Expiry is not replicated: as etcd's lessor, the store keeps expiries in
+// memory only while it is primary (between Promote and Demote, called by
+// whoever drives the store when it gains or loses leadership), and never
+// revokes anything by itself. The driver renews leases (LeaseRenew, the
+// keepalive), asks which have expired (Expired) and which are due for a
+// checkpoint (DueCheckpoints), and proposes the revokes and checkpoints
+// through the log. Promote counts each lease from its checkpointed
+// remaining TTL, so a leader change does not give leases their full TTL
+// back. LeaseTimeToLive and Leases read the table.
+//
 // # Caveats
 //
 // Responses may share byte slices with requests, with each other and with
-// the index: treat their byte slices as read-only. Requests given to a
-// WriteBatch must not change until it is done. Watch and leases are not
-// part of this package yet: LeaseExists and OnCommit are their hooks.
+// the index, and watch events are shared between watchers: treat their
+// byte slices and events as read-only. Requests given to a WriteBatch
+// must not change until it is done. Watchers do not survive a Close (nor
+// a replacement of the store's data): their clients resume from their
+// last revision + 1, which the store serves while it is not compacted.
 package mvcc

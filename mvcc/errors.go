@@ -36,9 +36,27 @@ var (
 	// ErrInvalidSortOption is returned by ValidateRange for an unknown sort
 	// order or sort target.
 	ErrInvalidSortOption = errors.New("etcdserver: invalid sort option")
-	// ErrLeaseNotFound is returned by a Put naming a lease that
-	// Options.LeaseExists does not know.
+	// ErrLeaseNotFound is returned by a Put naming a lease that is not
+	// granted, and by the lease operations on an unknown lease.
 	ErrLeaseNotFound = errors.New("etcdserver: requested lease not found")
+	// ErrLeaseExists is returned by LeaseGrant for an ID already granted.
+	ErrLeaseExists = errors.New("etcdserver: lease already exists")
+	// ErrLeaseTTLTooLarge is returned by LeaseGrant for a TTL above
+	// MaxLeaseTTL.
+	ErrLeaseTTLTooLarge = errors.New("etcdserver: too large lease TTL")
+	// ErrNotPrimary is returned by LeaseRenew and LeaseTimeToLive when the
+	// store is not primary (see Promote): only the leader keeps expiries.
+	ErrNotPrimary = errors.New("mvcc: not the primary lessor")
+
+	// ErrWatcherNotExist is returned by WatchStream.Cancel for an unknown
+	// watch ID.
+	ErrWatcherNotExist = errors.New("mvcc: watcher does not exist")
+	// ErrEmptyWatcherRange is returned by WatchStream.Watch for a range
+	// whose end is not above its key.
+	ErrEmptyWatcherRange = errors.New("mvcc: watcher range is empty")
+	// ErrWatcherDuplicateID is returned by WatchStream.Watch for a watch
+	// ID already used on the stream.
+	ErrWatcherDuplicateID = errors.New("mvcc: duplicate watch ID provided on the WatchStream")
 
 	// ErrClosed is returned by operations on a closed Store.
 	ErrClosed = errors.New("mvcc: store closed")

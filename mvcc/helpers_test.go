@@ -89,3 +89,8 @@ func openBackendNoCleanup(t testing.TB, e engine.Engine, dir string) engine.Back
 	}
 	return be
 }
+
+type (
+	engineBackend     = engine.Backend
+	engineIterOptions = engine.IterOptions
+)

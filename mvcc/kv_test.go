@@ -179,6 +179,7 @@ func TestRevisions(t *testing.T) {
 // c=vc(6), then a=va2 (7, lease 1), and deletes d after putting it (8, 9).
 func rangeFixture(t *testing.T, s *Store) {
 	t.Helper()
+	mustGrant(t, s, 1, 60)
 	if _, err := s.Put(&pb.PutRequest{Key: []byte("a"), Value: []byte("va"), Lease: 1}); err != nil {
 		t.Fatal(err)
 	}
@@ -277,9 +278,9 @@ func TestRangeSemantics(t *testing.T) {
 
 func TestPutAndDelete(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, e engineT) {
-		opts := testOptions()
-		opts.LeaseExists = func(id int64) bool { return id == 5 || id == 6 }
-		s, _ := newTestStore(t, e, opts)
+		s, _ := newTestStore(t, e, nil)
+		mustGrant(t, s, 5, 60)
+		mustGrant(t, s, 6, 60)
 		for _, req := range []*pb.PutRequest{
 			{Key: []byte("k"), IgnoreValue: true},
 			{Key: []byte("k"), IgnoreLease: true},

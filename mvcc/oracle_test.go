@@ -7,37 +7,45 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
+	"sort"
 	"testing"
 
+	"github.com/coreos/go-semver/semver"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/version"
 	"go.etcd.io/etcd/pkg/v3/traceutil"
 	etxn "go.etcd.io/etcd/server/v3/etcdserver/txn"
 	"go.etcd.io/etcd/server/v3/lease"
 	"go.etcd.io/etcd/server/v3/storage/backend"
 	emvcc "go.etcd.io/etcd/server/v3/storage/mvcc"
+	"go.etcd.io/etcd/server/v3/storage/schema"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"google.golang.org/protobuf/encoding/prototext"
 	"google.golang.org/protobuf/proto"
 )
 
-// oracle is etcd v3.7.3's own MVCC store with etcd's request layer
-// (server/etcdserver/txn) on top: the reference the differential tests
-// compare the Store with.
+// oracle is etcd v3.7.3's own MVCC store and lessor with etcd's request
+// layer (server/etcdserver/txn) on top: the reference the differential
+// tests compare the Store with. A watchable oracle is etcd's watchable
+// store.
 type oracle struct {
-	cfg  emvcc.StoreConfig
-	be   backend.Backend
-	path string
-	kv   emvcc.KV
-	le   *lease.FakeLessor
-	lg   *zap.Logger
+	cfg       emvcc.StoreConfig
+	be        backend.Backend
+	path      string
+	kv        emvcc.KV
+	wkv       emvcc.WatchableKV // the watchable store, if watchable
+	le        lease.Lessor
+	lg        *zap.Logger
+	watchable bool
 }
 
-// oracleLeases are the leases granted in the oracle and known to the
-// Store's LeaseExists.
+// oracleLeases are the leases granted in the oracle and in the Store
+// before a random sequence.
 var oracleLeases = map[int64]bool{1: true, 2: true, 3: true}
 
-func newOracle(t testing.TB, dir string, batchLimit int) *oracle {
+func newOracle(t testing.TB, dir string, batchLimit int, watchable bool) *oracle {
 	cfg := backend.DefaultBackendConfig(zap.NewNop())
 	f, err := os.CreateTemp(dir, "etcd-*.db")
 	if err != nil {
@@ -48,25 +56,134 @@ func newOracle(t testing.TB, dir string, batchLimit int) *oracle {
 	// Log etcd's warnings, and turn its Fatal (os.Exit) into a panic.
 	lg := zap.New(zapcore.NewCore(zapcore.NewConsoleEncoder(zap.NewDevelopmentEncoderConfig()),
 		zapcore.AddSync(os.Stderr), zap.WarnLevel), zap.WithFatalHook(zapcore.WriteThenPanic))
-	o := &oracle{be: backend.New(cfg), path: cfg.Path, lg: lg, le: &lease.FakeLessor{LeaseSet: map[lease.LeaseID]struct{}{}}}
-	for id := range oracleLeases {
-		o.le.LeaseSet[lease.LeaseID(id)] = struct{}{}
-	}
+	o := &oracle{be: backend.New(cfg), path: cfg.Path, lg: lg, watchable: watchable}
 	o.cfg = emvcc.StoreConfig{CompactionBatchLimit: batchLimit, CompactionSleepInterval: 1}
-	o.kv = emvcc.NewStore(o.lg, o.be, o.le, o.cfg)
+	o.open()
+	for id := range oracleLeases {
+		if _, err := o.le.Grant(lease.LeaseID(id), 3600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	return o
 }
 
-// reopen restarts etcd's store on the same backend, as a restart does.
+// open starts etcd's lessor and store on the backend, as etcd's server
+// does: the lessor reads the leases, the store attaches the keys.
+func (o *oracle) open() {
+	o.le = lease.NewLessor(o.lg, o.be, cluster36{}, lease.LessorConfig{CheckpointPersist: true})
+	if o.watchable {
+		o.wkv = emvcc.New(o.lg, o.be, o.le, o.cfg)
+		o.kv = o.wkv
+	} else {
+		o.kv = emvcc.NewStore(o.lg, o.be, o.le, o.cfg)
+	}
+}
+
+// cluster36 is the cluster etcd's lessor asks for its version: 3.6, from
+// which checkpoints are persisted.
+type cluster36 struct{}
+
+func (cluster36) Version() *semver.Version { v := version.V3_6; return &v }
+
+// reopen restarts etcd's store and lessor on the same backend, as a
+// restart does.
 func (o *oracle) reopen() {
 	o.kv.Close()
-	o.kv = emvcc.NewStore(o.lg, o.be, o.le, o.cfg)
+	o.le.Stop()
+	o.open()
 }
 
 func (o *oracle) close() {
 	o.kv.Close()
+	o.le.Stop()
 	o.be.Close()
 	os.Remove(o.path)
+}
+
+// The lease requests, as etcd's applier (etcdserver/apply/backend.go)
+// applies them.
+
+func (o *oracle) leaseGrant(r *pb.LeaseGrantRequest) (*pb.LeaseGrantResponse, error) {
+	l, err := o.le.Grant(lease.LeaseID(r.ID), r.TTL)
+	if err != nil {
+		return nil, err
+	}
+	return &pb.LeaseGrantResponse{Header: &pb.ResponseHeader{Revision: o.rev()}, ID: int64(l.ID), TTL: l.TTL()}, nil
+}
+
+func (o *oracle) leaseRevoke(r *pb.LeaseRevokeRequest) (*pb.LeaseRevokeResponse, error) {
+	if err := o.le.Revoke(lease.LeaseID(r.ID)); err != nil {
+		return nil, err
+	}
+	return &pb.LeaseRevokeResponse{Header: &pb.ResponseHeader{Revision: o.rev()}}, nil
+}
+
+func (o *oracle) leaseCheckpoint(r *pb.LeaseCheckpointRequest) (*pb.LeaseCheckpointResponse, error) {
+	for _, c := range r.Checkpoints {
+		if err := o.le.Checkpoint(lease.LeaseID(c.ID), c.Remaining_TTL); err != nil {
+			return nil, err
+		}
+	}
+	return &pb.LeaseCheckpointResponse{Header: &pb.ResponseHeader{Revision: o.rev()}}, nil
+}
+
+// leaseTable describes etcd's leases as leaseTable describes the Store's:
+// "id ttl/remaining: keys", the remaining TTL as persisted.
+func (o *oracle) leaseTable() []string {
+	tx := o.be.BatchTx()
+	tx.LockOutsideApply()
+	stored := schema.MustUnsafeGetAllLeases(tx)
+	tx.Unlock()
+	remaining := map[int64]int64{}
+	for _, l := range stored {
+		remaining[l.ID] = l.RemainingTTL
+	}
+	var out []string
+	for _, l := range o.le.Leases() {
+		ks := l.Keys()
+		sort.Strings(ks)
+		if ks == nil {
+			ks = []string{}
+		}
+		out = append(out, fmt.Sprintf("%d %d/%d: %v", l.ID, l.TTL(), remaining[int64(l.ID)], ks))
+	}
+	sort.Strings(out)
+	return out
+}
+
+// storedLeases describes the lease areas of etcd and of the Store, which
+// must be byte for byte the same: "id: value".
+func (o *oracle) storedLeases() []string {
+	tx := o.be.BatchTx()
+	tx.LockOutsideApply()
+	defer tx.Unlock()
+	var out []string
+	tx.UnsafeForEach(schema.Lease, func(k, v []byte) error {
+		out = append(out, fmt.Sprintf("%x: %x", k, v))
+		return nil
+	})
+	return out
+}
+
+func storedLeases(t testing.TB, s *Store) []string {
+	t.Helper()
+	snap, err := s.be.NewSnapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer snap.Close()
+	it, err := snap.NewIter(&engineIterOptions{LowerBound: leaseAreaLower, UpperBound: leaseAreaUpper})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for ok := it.First(); ok; ok = it.Next() {
+		out = append(out, fmt.Sprintf("%x: %x", it.Key()[1:], it.Value()))
+	}
+	if err := it.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 func (o *oracle) rev() int64 { return o.kv.Rev() }
@@ -128,8 +245,14 @@ func sameErr(oerr, err error) bool {
 	if oerr == nil || err == nil {
 		return oerr == nil && err == nil
 	}
-	if errors.Is(oerr, lease.ErrLeaseNotFound) {
-		return errors.Is(err, ErrLeaseNotFound)
+	for oe, e := range map[error]error{
+		lease.ErrLeaseNotFound:    ErrLeaseNotFound,
+		lease.ErrLeaseExists:      ErrLeaseExists,
+		lease.ErrLeaseTTLTooLarge: ErrLeaseTTLTooLarge,
+	} {
+		if errors.Is(oerr, oe) {
+			return errors.Is(err, e)
+		}
 	}
 	return oerr.Error() == err.Error()
 }
@@ -236,13 +359,30 @@ func (g *reqGen) rangeReq() *pb.RangeRequest {
 func (g *reqGen) putReq() *pb.PutRequest {
 	r := &pb.PutRequest{Key: g.key(), Value: g.value(), PrevKv: g.chance(0.3)}
 	if g.chance(0.15) {
-		r.Lease = []int64{1, 2, 3, 7}[g.rng.IntN(4)]
+		r.Lease = g.leaseID()
 	}
 	if g.chance(0.1) {
 		r.IgnoreValue, r.Value = true, nil
 	}
 	if g.chance(0.1) {
 		r.IgnoreLease, r.Lease = true, 0
+	}
+	return r
+}
+
+// leaseID returns one of the IDs the lease requests use (1, 2 and 3 are
+// granted at the start).
+func (g *reqGen) leaseID() int64 { return 1 + g.rng.Int64N(6) }
+
+func (g *reqGen) leaseGrantReq() *pb.LeaseGrantRequest {
+	ttl := []int64{1, 10, 3600, -1, MaxLeaseTTL, MaxLeaseTTL + 1}[g.rng.IntN(6)]
+	return &pb.LeaseGrantRequest{ID: g.leaseID(), TTL: ttl}
+}
+
+func (g *reqGen) leaseCheckpointReq() *pb.LeaseCheckpointRequest {
+	r := &pb.LeaseCheckpointRequest{}
+	for range 1 + g.rng.IntN(2) {
+		r.Checkpoints = append(r.Checkpoints, &pb.LeaseCheckpoint{ID: g.leaseID(), Remaining_TTL: g.rng.Int64N(20)})
 	}
 	return r
 }
@@ -359,6 +499,9 @@ type diffRun struct {
 	applied uint64
 	ops     int
 	label   string
+	// noCompact leaves compactions out of the batches (the watch test
+	// makes them steps of their own).
+	noCompact bool
 }
 
 func (d *diffRun) fail(format string, args ...any) {
@@ -401,8 +544,12 @@ func (d *diffRun) batch() {
 	n := 1 + d.g.rng.IntN(8)
 	for range n {
 		d.syncGen()
-		switch k := d.g.rng.IntN(100); {
-		case k < 30:
+		k := d.g.rng.IntN(100)
+		if d.noCompact {
+			k = d.g.rng.IntN(93)
+		}
+		switch {
+		case k < 27:
 			req := d.g.putReq()
 			if ValidatePut(req) != nil {
 				continue
@@ -410,17 +557,17 @@ func (d *diffRun) batch() {
 			or, oerr := d.o.put(req)
 			r, err := w.Put(req)
 			d.check("put", req, or, oerr, r, err)
-		case k < 45:
+		case k < 40:
 			req := d.g.deleteReq()
 			or, oerr := d.o.deleteRange(req)
 			r, err := w.DeleteRange(req)
 			d.check("delete", req, or, oerr, r, err)
-		case k < 85:
+		case k < 75:
 			req := d.g.txnReq()
 			or, oerr := d.o.txn(req)
 			r, err := w.Txn(req)
 			d.check("txn", req, or, oerr, r, err)
-		case k < 93:
+		case k < 82:
 			req := d.g.rangeReq()
 			if ValidateRange(req) != nil {
 				continue
@@ -428,6 +575,21 @@ func (d *diffRun) batch() {
 			or, oerr := d.o.rangeReq(req)
 			r, err := w.Range(req)
 			d.check("batch range", req, or, oerr, r, err)
+		case k < 86:
+			req := d.g.leaseGrantReq()
+			or, oerr := d.o.leaseGrant(req)
+			r, err := w.LeaseGrant(req)
+			d.check("lease grant", req, or, oerr, r, err)
+		case k < 90:
+			req := &pb.LeaseRevokeRequest{ID: d.g.leaseID()}
+			or, oerr := d.o.leaseRevoke(req)
+			r, err := w.LeaseRevoke(req)
+			d.check("lease revoke", req, or, oerr, r, err)
+		case k < 93:
+			req := d.g.leaseCheckpointReq()
+			or, oerr := d.o.leaseCheckpoint(req)
+			r, err := w.LeaseCheckpoint(req)
+			d.check("lease checkpoint", req, or, oerr, r, err)
 		default:
 			req := &pb.CompactionRequest{Revision: d.g.revAround(), Physical: d.g.chance(0.5)}
 			or, oerr := d.o.compact(req)
@@ -488,10 +650,26 @@ func (d *diffRun) step() {
 		}
 		d.checkHash(rev)
 	default:
+		if d.reopen == nil {
+			d.batch()
+			return
+		}
 		d.trace("restart")
 		d.s = d.reopen()
 		d.o.reopen()
 		d.checkState()
+		d.checkLeases()
+	}
+}
+
+// checkLeases compares the lease tables, in memory and as stored.
+func (d *diffRun) checkLeases() {
+	d.t.Helper()
+	if got, want := leaseTable(d.s), d.o.leaseTable(); !slices.Equal(got, want) {
+		d.fail("leases %q, etcd %q", got, want)
+	}
+	if got, want := storedLeases(d.t, d.s), d.o.storedLeases(); !slices.Equal(got, want) {
+		d.fail("stored leases %q, etcd %q", got, want)
 	}
 }
 
@@ -533,6 +711,7 @@ func (d *diffRun) checkAll() {
 		d.check("final range", req, or, oerr, r, err)
 	}
 	d.checkHash(0)
+	d.checkLeases()
 }
 
 // diffSeqs returns the number of random sequences per engine.
@@ -575,13 +754,15 @@ func TestDifferential(t *testing.T) {
 			rng := rand.New(rand.NewPCG(seed, 0x5eed))
 			wipe(t, be)
 			batchLimit := 1 + rng.IntN(5)
-			opts := &Options{CompactionBatchLimit: batchLimit, CompactionSleepInterval: -1,
-				LeaseExists: func(id int64) bool { return oracleLeases[id] }}
+			opts := &Options{CompactionBatchLimit: batchLimit, CompactionSleepInterval: -1}
 			s, err := Open(be, opts)
 			if err != nil {
 				t.Fatal(err)
 			}
-			o := newOracle(t, odir, batchLimit)
+			for id := range oracleLeases {
+				mustGrant(t, s, id, 3600)
+			}
+			o := newOracle(t, odir, batchLimit, false)
 			d := &diffRun{t: t, g: &reqGen{rng: rng, rev: 1}, o: o, s: s, label: fmt.Sprintf("seed %d", seed)}
 			d.reopen = func() *Store {
 				d.s.Close()

@@ -25,17 +25,29 @@ type Options struct {
 	// CompactionSleepInterval is the pause between two compaction batches.
 	// The default value is 10ms; a negative value means no pause.
 	CompactionSleepInterval time.Duration
-	// LeaseExists reports whether a lease is granted. A Put naming a lease
-	// for which it returns false fails with ErrLeaseNotFound. The default
-	// (nil) accepts every lease.
-	LeaseExists func(id int64) bool
+	// LeaseCheckpointInterval is how often, while primary, the remaining
+	// TTL of a long lease is due for a checkpoint (see DueCheckpoints);
+	// etcd's --lease-checkpoint-interval. The default value is 5 minutes;
+	// a negative value disables checkpoints.
+	LeaseCheckpointInterval time.Duration
+	// MinLeaseTTL is the smallest TTL a lease is granted with, in seconds:
+	// LeaseGrant raises a smaller TTL to it, as etcd's lessor does (etcd
+	// derives it from the election timeout; the caller may instead raise
+	// TTLs before proposing them). It must be the same on every replica.
+	// The default value is 0 (negative TTLs become 0).
+	MinLeaseTTL int64
+	// LeaseRetryInterval is how long after Expired returned a lease it
+	// returns it again if it is still not revoked. The default value is 3
+	// seconds, etcd's.
+	LeaseRetryInterval time.Duration
 	// OnCommit, when set, is called by WriteBatch.Commit after the batch is
 	// committed and its revisions are visible to readers, with the events
 	// of the batch in revision order (a DELETE carries the key and the
 	// deletion revision, as etcd's watch events do) and the new current
 	// revision. Calls are made one at a time in commit order while the
 	// write lock is held: the hook must be quick and must not write to the
-	// store. It is the seam for a watchable layer. The default value is nil.
+	// store. Watchers do not need it (see NewWatchStream). The default
+	// value is nil.
 	OnCommit func(rev int64, events []*mvccpb.Event)
 	// Logger receives the store's log lines. The default discards them.
 	Logger *slog.Logger
@@ -54,6 +66,12 @@ func (o *Options) withDefaults() Options {
 	}
 	if c.CompactionSleepInterval == 0 {
 		c.CompactionSleepInterval = 10 * time.Millisecond
+	}
+	if c.LeaseCheckpointInterval == 0 {
+		c.LeaseCheckpointInterval = defaultLeaseCheckpointInterval
+	}
+	if c.LeaseRetryInterval <= 0 {
+		c.LeaseRetryInterval = defaultLeaseRetryInterval
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -83,9 +101,11 @@ type storeState struct {
 // current revision never names a revision whose data is not committed, and
 // a batch's requests become visible together.
 type Store struct {
-	be   engine.Backend
-	opts Options
-	idx  *treeIndex
+	be     engine.Backend
+	opts   Options
+	idx    *treeIndex
+	leases *lessor
+	hub    *watchHub
 
 	// writeMu is held by the open WriteBatch (and by Close).
 	writeMu sync.Mutex
@@ -103,19 +123,22 @@ type Store struct {
 	hashes []KeyValueHash // hashes of the last compactions; guarded by hashMu
 
 	closed atomic.Bool
+	closec chan struct{} // closed by Close
 }
 
 // Open opens the store kept in be, rebuilding the key index from the
 // revision area, and resumes a compaction that was interrupted. The Store
 // does not own be: close the Store, then be.
 func Open(be engine.Backend, opts *Options) (*Store, error) {
-	s := &Store{be: be, opts: opts.withDefaults(), idx: newTreeIndex()}
+	s := &Store{be: be, opts: opts.withDefaults(), idx: newTreeIndex(), closec: make(chan struct{})}
+	s.leases = newLessor(&s.opts)
 	st, scheduled, finished, err := s.restore()
 	if err != nil {
 		return nil, err
 	}
 	s.state.Store(st)
 	s.compactor.start(s)
+	s.hub = newWatchHub(s, st.rev)
 	if scheduled > finished {
 		s.opts.Logger.Info("mvcc: resuming interrupted compaction", "revision", scheduled, "finished", finished)
 		// As etcd, the hash of a resumed compaction is not kept: it does
@@ -183,6 +206,9 @@ func (s *Store) restore() (st *storeState, scheduled, finished int64, err error)
 		finished = -1
 	}
 
+	if err := s.leases.restore(snap); err != nil {
+		return nil, 0, 0, err
+	}
 	maxRev, n, err := s.rebuildIndex(snap)
 	if err != nil {
 		return nil, 0, 0, err
@@ -201,8 +227,8 @@ func (s *Store) restore() (st *storeState, scheduled, finished int64, err error)
 }
 
 // rebuildIndex scans the revision area in revision order and rebuilds the
-// key index, as etcd's restore does. It returns the highest revision seen
-// and the number of entries.
+// key index, as etcd's restore does, and attaches the live keys to their
+// leases. It returns the highest revision seen and the number of entries.
 func (s *Store) rebuildIndex(snap engine.Snapshot) (maxRev int64, n int, err error) {
 	it, err := snap.NewIter(&engine.IterOptions{LowerBound: revAreaLower, UpperBound: revAreaUpper})
 	if err != nil {
@@ -210,6 +236,7 @@ func (s *Store) rebuildIndex(snap engine.Snapshot) (maxRev int64, n int, err err
 	}
 	defer it.Close()
 	tree := s.idx.tree // single-threaded here: no lock needed
+	keyLease := make(map[string]int64)
 	var kv mvccpb.KeyValue
 	for ok := it.First(); ok; ok = it.Next() {
 		rev, tomb, err := parseRevKey(it.Key())
@@ -222,6 +249,12 @@ func (s *Store) rebuildIndex(snap engine.Snapshot) (maxRev int64, n int, err err
 		}
 		n++
 		maxRev = rev.main
+		switch {
+		case !tomb && kv.Lease != 0:
+			keyLease[string(kv.Key)] = kv.Lease
+		case len(keyLease) > 0:
+			delete(keyLease, string(kv.Key))
+		}
 		ki, found := tree.Get(&keyIndex{key: kv.Key})
 		switch {
 		case found && tomb:
@@ -241,18 +274,22 @@ func (s *Store) rebuildIndex(snap engine.Snapshot) (maxRev int64, n int, err err
 	if err := it.Error(); err != nil {
 		return 0, 0, fmt.Errorf("mvcc: open: scan: %w", err)
 	}
+	s.attachRestored(keyLease)
 	return maxRev, n, nil
 }
 
 // Close stops the background compaction (an unfinished one resumes on the
-// next Open) and waits for the open WriteBatch to finish. It does not close
-// the backend. Close is idempotent.
+// next Open), closes every WatchStream and stops the watch loops, and
+// waits for the open WriteBatch to finish. It does not close the backend.
+// Close is idempotent.
 func (s *Store) Close() error {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
 	if s.closed.Swap(true) {
 		return nil
 	}
+	close(s.closec)
+	s.hub.close()
 	s.compactor.stop()
 	return nil
 }

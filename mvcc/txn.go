@@ -20,6 +20,9 @@ type txnCtx struct {
 	*reader
 	w       *WriteBatch
 	changes int64 // changes made by this request so far
+	// leaseMark is the position of the batch's lease journal when the
+	// request began.
+	leaseMark int
 }
 
 // rangeRev is the revision reads of the request see: rev0, or the
@@ -41,6 +44,7 @@ func (t *txnCtx) put(key, value []byte, lease int64) int64 {
 	rev := revision{main: t.rev0 + 1, sub: t.changes}
 	created, ver := t.idx.put(key, rev)
 	t.w.addPut(key, rev, created, ver, value, lease)
+	t.w.setKeyLease(key, lease)
 	t.changes++
 	return rev.main
 }
@@ -56,6 +60,7 @@ func (t *txnCtx) deleteRange(key, end []byte) (n, rev int64) {
 			panic("mvcc: tombstone of a key that is not live: " + string(k))
 		}
 		t.w.addTombstone(k, rev)
+		t.w.setKeyLease(k, 0)
 		t.changes++
 	}
 	n = int64(len(keys))
@@ -222,7 +227,7 @@ func (s kvSortByValue) Less(i, j int) bool {
 
 // checkLease fails a put naming an unknown lease.
 func (t *txnCtx) checkLease(p *pb.PutRequest) error {
-	if id := p.GetLease(); id != 0 && t.w != nil && t.w.s.opts.LeaseExists != nil && !t.w.s.opts.LeaseExists(id) {
+	if id := p.GetLease(); id != 0 && t.w != nil && !t.w.leaseExists(id) {
 		return ErrLeaseNotFound
 	}
 	return nil

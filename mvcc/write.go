@@ -52,6 +52,9 @@ type WriteBatch struct {
 	scheduled    int64 // last compaction scheduled by the batch, if hasScheduled
 	hasScheduled bool
 
+	// lb holds the batch's lease changes.
+	lb batchLeases
+
 	err  error // sticky engine error
 	done bool
 }
@@ -152,7 +155,7 @@ func (w *WriteBatch) usable() error {
 // begin starts a request at the batch's current revision.
 func (w *WriteBatch) begin() *txnCtx {
 	r := &reader{idx: w.s.idx, src: &w.src, rev0: w.rev, compactRev: w.compactRev, minRead: w.rev}
-	return &txnCtx{reader: r, w: w}
+	return &txnCtx{reader: r, w: w, leaseMark: len(w.lb.journal)}
 }
 
 // end finishes a request: on success its changes, if any, take the next
@@ -160,6 +163,7 @@ func (w *WriteBatch) begin() *txnCtx {
 func (w *WriteBatch) end(t *txnCtx, mark int, err error) error {
 	if err != nil {
 		w.rollback(mark, revision{main: t.rev0 + 1})
+		w.undoLeases(t.leaseMark)
 		if !isRequestError(err) {
 			w.err = err
 		}
@@ -174,7 +178,7 @@ func (w *WriteBatch) end(t *txnCtx, mark int, err error) error {
 // isRequestError tells request failures (the request has no effect) from
 // engine failures (the batch is broken).
 func isRequestError(err error) bool {
-	for _, e := range [...]error{ErrKeyNotFound, ErrFutureRev, ErrCompacted, ErrLeaseNotFound} {
+	for _, e := range [...]error{ErrKeyNotFound, ErrFutureRev, ErrCompacted, ErrLeaseNotFound, ErrLeaseExists, ErrLeaseTTLTooLarge} {
 		if errors.Is(err, e) {
 			return true
 		}
@@ -357,7 +361,8 @@ func (w *WriteBatch) Commit(appliedIndex uint64) error {
 		return fmt.Errorf("%w: %d after %d", ErrAppliedIndexRegressed, appliedIndex, w.committed.applied)
 	}
 	s := w.s
-	if len(w.pending) > 0 || w.hasScheduled || appliedIndex != w.committed.applied {
+	leaseChanges := len(w.lb.leases) > 0 || w.lb.seqChanged
+	if len(w.pending) > 0 || w.hasScheduled || leaseChanges || appliedIndex != w.committed.applied {
 		b := &s.batch
 		b.Reset()
 		if !s.formatWritten {
@@ -369,6 +374,7 @@ func (w *WriteBatch) Commit(appliedIndex uint64) error {
 			key = appendRevBytes(append(key[:0], prefixKey), p.rev, p.tomb)
 			b.Set(key, p.value)
 		}
+		w.writeLeases(b)
 		b.Set(metaCurrentRev, putUint64(uint64(w.rev)))
 		b.Set(metaAppliedIndex, putUint64(appliedIndex))
 		if w.hasScheduled {
@@ -386,12 +392,16 @@ func (w *WriteBatch) Commit(appliedIndex uint64) error {
 		}
 		s.formatWritten = true
 	}
+	w.applyLeases()
 	s.state.Store(&storeState{rev: w.rev, compactRev: w.compactRev, applied: appliedIndex})
 	for _, job := range w.compacts {
 		s.compactor.enqueue(job)
 	}
-	if s.opts.OnCommit != nil && len(w.pending) > 0 {
-		s.opts.OnCommit(w.rev, w.events())
+	if len(w.pending) > 0 {
+		s.hub.notify(w.pending, w.rev)
+		if s.opts.OnCommit != nil {
+			s.opts.OnCommit(w.rev, w.events())
+		}
 	}
 	w.finish()
 	return nil

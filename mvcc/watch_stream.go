@@ -1,0 +1,613 @@
+package mvcc
+
+import (
+	"bytes"
+	"context"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+)
+
+// Watch IDs with a meaning of their own, as in etcd's clientv3.
+const (
+	// AutoWatchID in a WatchCreateRequest asks the stream to pick the ID.
+	AutoWatchID int64 = 0
+	// InvalidWatchID is the ID of responses about no single watcher:
+	// rejected creations and stream-wide progress notifications.
+	InvalidWatchID int64 = -1
+)
+
+// WatchStreamOptions configure a WatchStream. A nil *WatchStreamOptions
+// means all defaults.
+type WatchStreamOptions struct {
+	// ProgressNotifyInterval is the period of the progress notifications
+	// sent to the watchers created with progress_notify (etcd's
+	// --watch-progress-notify-interval), plus up to 10% of jitter; a
+	// watcher that got events since the last one gets none. The default
+	// value is 10 minutes, etcd's; a negative value sends none.
+	ProgressNotifyInterval time.Duration
+	// FragmentBytes is the size from which a response of a watcher
+	// created with fragment is split into fragments (the server's
+	// --max-request-bytes plus gRPC overhead, as etcd does). The default
+	// value, 0, never splits.
+	FragmentBytes int
+	// BufferEvents bounds, per watcher, the events queued on the stream
+	// and not yet received from Chan. A watcher whose events do not fit
+	// falls behind (unsynced) and is caught up from the store once the
+	// stream has room, so a slow reader costs memory up to this bound per
+	// watcher and never holds up writers or other streams. A single
+	// revision larger than the bound is still sent whole. The default
+	// value is 4096.
+	BufferEvents int
+}
+
+const (
+	defaultProgressNotifyInterval = 10 * time.Minute
+	defaultBufferEvents           = 4096
+)
+
+// WatchStream is a set of watchers whose responses come out, in order, on
+// one channel: what an etcd gRPC Watch stream serves. It is safe for
+// concurrent use.
+//
+// Every response of the stream goes through Chan in the order it was
+// produced, so that the server can send them as they come: the created
+// response of a watcher comes before its events, its events in revision
+// order, a progress notification after every event it covers, and a
+// cancel response after the watcher's last event. Each response carries
+// only Revision in its header; the server fills in the rest. Responses
+// are the stream's to hand over, but events and their KeyValues are
+// shared with other watchers and must be treated as read-only.
+//
+// A stream owns a goroutine that feeds Chan; Close (or the store's Close)
+// stops it and closes Chan.
+type WatchStream struct {
+	h    *watchHub
+	opts WatchStreamOptions
+	out  chan *pb.WatchResponse
+
+	// mu guards the fields below and the stream-side fields of its
+	// watchers.
+	mu       sync.Mutex
+	watchers map[int64]*watcher
+	nextID   int64
+	queue    []streamEntry // queue[head:] are waiting
+	head     int
+	base     int64 // the position of queue[0] among every entry ever queued
+	progress int64 // the position of the queued stream-wide progress, or -1
+	closed   bool
+
+	// touched lists the watchers with events in the commit being
+	// notified; guarded by the hub's mu.
+	touched []*watcher
+
+	wake      chan struct{}
+	stopc     chan struct{}
+	donec     chan struct{}
+	closeOnce sync.Once
+}
+
+// streamEntry is a queued response; the stream's goroutine makes it a
+// pb.WatchResponse, so that writers queuing events allocate nothing.
+type streamEntry struct {
+	kind   entryKind
+	dead   bool
+	w      *watcher // the watcher it counts against (events and progress)
+	id     int64
+	rev    int64 // header revision
+	evs    []*mvccpb.Event
+	cost   int
+	compat int64  // compact revision
+	reason string // cancel reason
+}
+
+type entryKind uint8
+
+const (
+	entryEvents entryKind = iota
+	entryProgress
+	entryCreated
+	entryCanceled
+	entryRejected
+	entryCompacted
+)
+
+// response makes the pb.WatchResponse of e.
+func (e *streamEntry) response() *pb.WatchResponse {
+	r := &pb.WatchResponse{Header: &pb.ResponseHeader{Revision: e.rev}, WatchId: e.id, Events: e.evs}
+	switch e.kind {
+	case entryCreated:
+		r.Created = true
+	case entryCanceled:
+		r.Canceled = true
+	case entryRejected:
+		r.Created, r.Canceled, r.CancelReason = true, true, e.reason
+	case entryCompacted:
+		r.Canceled, r.CompactRevision = true, e.compat
+	}
+	return r
+}
+
+// NewWatchStream opens a watch stream on the store.
+func (s *Store) NewWatchStream(opts *WatchStreamOptions) (*WatchStream, error) {
+	ws := &WatchStream{
+		progress: -1,
+		out:      make(chan *pb.WatchResponse),
+		watchers: make(map[int64]*watcher),
+		wake:     make(chan struct{}, 1),
+		stopc:    make(chan struct{}),
+		donec:    make(chan struct{}),
+	}
+	if opts != nil {
+		ws.opts = *opts
+	}
+	if ws.opts.ProgressNotifyInterval == 0 {
+		ws.opts.ProgressNotifyInterval = defaultProgressNotifyInterval
+	}
+	if ws.opts.BufferEvents <= 0 {
+		ws.opts.BufferEvents = defaultBufferEvents
+	}
+	h := s.hub
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return nil, ErrClosed
+	}
+	ws.h = h
+	h.streams[ws] = struct{}{}
+	go ws.run()
+	return ws, nil
+}
+
+// Chan returns the channel the stream's responses come out of. It is
+// closed when the stream is.
+func (ws *WatchStream) Chan() <-chan *pb.WatchResponse { return ws.out }
+
+// Watch creates a watcher from a WatchCreateRequest, with the meaning
+// etcd's gRPC layer gives its fields: an empty key is "\x00", a range_end
+// of "\x00" means every key from key on, and an empty one the key alone;
+// start_revision 0 watches the revisions after the current one; a
+// watch_id of 0 (AutoWatchID) lets the stream pick the lowest unused ID.
+//
+// The created response (header revision: the current revision) is queued
+// on the stream before any event of the watcher. A watcher starting at a
+// compacted revision is created, then gets a compacted response.
+//
+// A request etcd refuses gets its refusal queued as etcd's server sends
+// it (created and canceled, watch ID -1, the reason) and returns the
+// error: a negative start_revision (ErrCompacted), an empty range
+// (ErrEmptyWatcherRange) or a watch ID in use (ErrWatcherDuplicateID).
+func (ws *WatchStream) Watch(req *pb.WatchCreateRequest) (int64, error) {
+	key, end := req.GetKey(), req.GetRangeEnd()
+	if len(key) == 0 {
+		key = []byte{0}
+	}
+	switch {
+	case len(end) == 0:
+		end = nil
+	case len(end) == 1 && end[0] == 0:
+		end = []byte{}
+	}
+	h := ws.h
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	if ws.closed || h.closed {
+		return InvalidWatchID, ErrClosed
+	}
+	var err error
+	reason := ""
+	id := req.GetWatchId()
+	switch {
+	case req.GetStartRevision() < 0:
+		// etcd's gRPC layer refuses it with its own error text.
+		err, reason = ErrCompacted, "etcdserver: "+ErrCompacted.Error()
+	case len(end) != 0 && bytes.Compare(key, end) >= 0:
+		err = ErrEmptyWatcherRange
+	case id == AutoWatchID:
+		for ws.watchers[ws.nextID] != nil {
+			ws.nextID++
+		}
+		id = ws.nextID
+		ws.nextID++
+	case ws.watchers[id] != nil:
+		err = ErrWatcherDuplicateID
+	}
+	if err != nil {
+		if reason == "" {
+			reason = err.Error()
+		}
+		ws.rejectLocked(reason)
+		return InvalidWatchID, err
+	}
+	w := &watcher{
+		st:             ws,
+		id:             id,
+		key:            bytes.Clone(key),
+		end:            bytes.Clone(end),
+		startRev:       req.GetStartRevision(),
+		prevKV:         req.GetPrevKv(),
+		progressNotify: req.GetProgressNotify(),
+		fragment:       req.GetFragment(),
+	}
+	if end != nil && w.end == nil {
+		w.end = []byte{}
+	}
+	for _, f := range req.GetFilters() {
+		switch f {
+		case pb.WatchCreateRequest_NOPUT:
+			w.noPut = true
+		case pb.WatchCreateRequest_NODELETE:
+			w.noDelete = true
+		}
+	}
+	ws.watchers[id] = w
+	ws.pushLocked(streamEntry{kind: entryCreated, id: id, rev: h.rev})
+	h.register(w)
+	return id, nil
+}
+
+// Reject queues a refused creation, as etcd's server answers a create
+// request it does not pass on (a permission denied, for example): created
+// and canceled, watch ID -1, the reason, the current revision. It keeps
+// the creations' responses in request order, which clients rely on.
+func (ws *WatchStream) Reject(reason string) {
+	ws.h.mu.Lock()
+	defer ws.h.mu.Unlock()
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	if !ws.closed {
+		ws.rejectLocked(reason)
+	}
+}
+
+func (ws *WatchStream) rejectLocked(reason string) {
+	ws.pushLocked(streamEntry{kind: entryRejected, id: InvalidWatchID, rev: ws.h.rev, reason: reason})
+}
+
+// Cancel removes watcher id: the responses of it still queued are
+// dropped and a cancel response is queued. An unknown ID fails with
+// ErrWatcherNotExist (etcd's server then answers nothing).
+func (ws *WatchStream) Cancel(id int64) error {
+	h := ws.h
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	w := ws.watchers[id]
+	if w == nil || ws.closed {
+		return ErrWatcherNotExist
+	}
+	h.remove(w)
+	delete(ws.watchers, id)
+	for i := ws.head; i < len(ws.queue); i++ {
+		if ws.queue[i].w == w {
+			ws.queue[i].dead = true
+		}
+	}
+	ws.pushLocked(streamEntry{kind: entryCanceled, id: id, rev: h.rev})
+	return nil
+}
+
+// RequestProgress asks for a progress notification, as etcd's
+// RequestProgressAll: if every watcher of the stream is synced (and none
+// starts after the current revision), a response with watch ID -1 and the
+// current revision is queued after every event up to that revision;
+// otherwise, or with no watchers (or one cancelled by compaction), nothing
+// is sent. A notification still queued is replaced.
+func (ws *WatchStream) RequestProgress() {
+	h := ws.h
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	if ws.closed || len(ws.watchers) == 0 {
+		return
+	}
+	for _, w := range ws.watchers {
+		if w.state != watcherSynced || h.rev < w.startRev {
+			return
+		}
+	}
+	if i := int(ws.progress - ws.base); ws.progress >= 0 && i >= ws.head && i < len(ws.queue) {
+		ws.queue[i].dead = true
+	}
+	ws.progress = ws.base + int64(len(ws.queue))
+	ws.pushLocked(streamEntry{kind: entryProgress, id: InvalidWatchID, rev: h.rev})
+}
+
+// Close removes every watcher, stops the stream's goroutine and closes
+// Chan. Responses not yet received are dropped. Close is idempotent.
+func (ws *WatchStream) Close() {
+	ws.closeOnce.Do(func() {
+		close(ws.stopc)
+		<-ws.donec
+		h := ws.h
+		h.mu.Lock()
+		ws.mu.Lock()
+		for _, w := range ws.watchers {
+			h.remove(w)
+		}
+		ws.watchers = nil
+		clear(ws.queue)
+		ws.queue, ws.head, ws.progress = nil, 0, -1
+		ws.closed = true
+		delete(h.streams, ws)
+		ws.mu.Unlock()
+		h.mu.Unlock()
+		close(ws.out)
+	})
+}
+
+// pushLocked queues e. The caller holds mu.
+func (ws *WatchStream) pushLocked(e streamEntry) {
+	if ws.closed {
+		return
+	}
+	ws.queue = append(ws.queue, e)
+	ws.wakeUp()
+}
+
+// wakeUp wakes the stream's goroutine.
+func (ws *WatchStream) wakeUp() {
+	select {
+	case ws.wake <- struct{}{}:
+	default:
+	}
+}
+
+// chunkEvents is the size of the catch-up responses: a quarter of the
+// buffer, so that a stream with room takes at least two.
+func (ws *WatchStream) chunkEvents() int { return max(1, ws.opts.BufferEvents/4) }
+
+// hasRoom reports whether w has room for catching up: half of its buffer
+// is free.
+func (ws *WatchStream) hasRoom(w *watcher) bool {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	return !ws.closed && w.queued <= ws.opts.BufferEvents/2
+}
+
+// enqueueEvents queues events of w under header revision rev if they fit
+// in w's buffer (or the buffer is empty). The caller holds the hub's mu.
+func (ws *WatchStream) enqueueEvents(w *watcher, evs []*mvccpb.Event, rev int64) bool {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	ok := ws.admitLocked(w, evs, rev)
+	ws.wakeUp()
+	return ok
+}
+
+// enqueueCommit queues the events of a commit (evs, up to revision rev)
+// for the watchers in ws.touched, under one lock, and returns overflow
+// with the watchers whose events did not fit appended. The caller holds
+// the hub's mu.
+func (ws *WatchStream) enqueueCommit(evs []*mvccpb.Event, rev int64, overflow []*watcher) []*watcher {
+	ws.mu.Lock()
+	for _, w := range ws.touched {
+		batch := w.batch
+		if batch == nil {
+			batch = evs[w.from : w.from+w.n : w.from+w.n]
+		}
+		w.batch, w.from, w.n = nil, 0, 0
+		if !ws.admitLocked(w, batch, rev) {
+			overflow = append(overflow, w)
+		}
+	}
+	ws.mu.Unlock()
+	clear(ws.touched)
+	ws.touched = ws.touched[:0]
+	ws.wakeUp()
+	return overflow
+}
+
+// admitLocked queues events of w if they fit. The caller holds mu.
+func (ws *WatchStream) admitLocked(w *watcher, evs []*mvccpb.Event, rev int64) bool {
+	if ws.closed {
+		return true // dropped: the stream is going away
+	}
+	cost := len(evs) + 1
+	if w.queued > 0 && w.queued+cost > ws.opts.BufferEvents {
+		return false
+	}
+	w.queued += cost
+	ws.queue = append(ws.queue, streamEntry{kind: entryEvents, w: w, id: w.id, rev: rev, evs: evs, cost: cost})
+	return true
+}
+
+// enqueueCompacted queues the compacted response of w. The caller holds
+// the hub's mu.
+func (ws *WatchStream) enqueueCompacted(w *watcher, compactRev int64) {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	ws.pushLocked(streamEntry{kind: entryCompacted, id: w.id, compat: compactRev})
+}
+
+// popBatch is the most entries the stream's goroutine takes at once.
+const popBatch = 64
+
+// pop appends up to popBatch live entries taken off the queue to out.
+func (ws *WatchStream) pop(out []streamEntry) []streamEntry {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	for ws.head < len(ws.queue) && len(out) < popBatch {
+		if ws.base+int64(ws.head) == ws.progress {
+			ws.progress = -1
+		}
+		e := ws.queue[ws.head]
+		ws.queue[ws.head] = streamEntry{}
+		ws.head++
+		if ws.head == len(ws.queue) {
+			ws.base += int64(ws.head)
+			ws.queue, ws.head = ws.queue[:0], 0
+		} else if ws.head >= 1024 && ws.head > len(ws.queue)/2 {
+			n := copy(ws.queue, ws.queue[ws.head:])
+			clear(ws.queue[n:])
+			ws.base += int64(ws.head)
+			ws.queue, ws.head = ws.queue[:n], 0
+		}
+		if w := e.w; w != nil {
+			half := ws.opts.BufferEvents / 2
+			wasFull := w.queued > half
+			w.queued -= e.cost
+			if (wasFull && w.queued <= half) || (e.cost > 0 && w.queued == 0) {
+				ws.h.nudge() // it may be waiting to catch up
+			}
+			if e.kind == entryProgress {
+				w.progressPending = false
+			}
+			if len(e.evs) > 0 {
+				w.sentEvents = true
+			}
+		}
+		if !e.dead {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// run feeds Chan from the queue.
+func (ws *WatchStream) run() {
+	defer close(ws.donec)
+	var tick <-chan time.Time
+	batch := make([]streamEntry, 0, popBatch)
+	if d := ws.opts.ProgressNotifyInterval; d > 0 {
+		t := time.NewTicker(d + rand.N(d/10+1))
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		select {
+		case <-tick:
+			ws.progressTick()
+		default:
+		}
+		batch = ws.pop(batch[:0])
+		if len(batch) == 0 {
+			select {
+			case <-ws.wake:
+			case <-tick:
+				ws.progressTick()
+			case <-ws.stopc:
+				return
+			}
+			continue
+		}
+		for i := range batch {
+			for _, resp := range ws.finish(&batch[i]) {
+				select {
+				case ws.out <- resp:
+				case <-ws.stopc:
+					return
+				}
+			}
+		}
+		clear(batch)
+	}
+}
+
+// progressTick queues the periodic progress notifications: one for each
+// synced watcher with progress_notify that got no events since the last
+// tick, as etcd's server does.
+func (ws *WatchStream) progressTick() {
+	h := ws.h
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	for _, w := range ws.watchers {
+		if !w.progressNotify {
+			continue
+		}
+		sent := w.sentEvents
+		w.sentEvents = false
+		if sent || w.progressPending || w.state != watcherSynced || h.rev < w.startRev {
+			continue
+		}
+		w.progressPending = true
+		ws.pushLocked(streamEntry{kind: entryProgress, w: w, id: w.id, rev: h.rev})
+	}
+}
+
+// finish completes a response on its way out: the previous values of a
+// prev_kv watcher, read at each event's revision - 1 (left out when
+// compacted, as etcd does), and fragments.
+func (ws *WatchStream) finish(e *streamEntry) []*pb.WatchResponse {
+	resp, w := e.response(), e.w
+	if w == nil || len(resp.Events) == 0 {
+		return []*pb.WatchResponse{resp}
+	}
+	if w.prevKV {
+		resp.Events = ws.withPrevKV(resp.Events)
+	}
+	if w.fragment && ws.opts.FragmentBytes > 0 {
+		return fragment(resp, ws.opts.FragmentBytes)
+	}
+	return []*pb.WatchResponse{resp}
+}
+
+func (ws *WatchStream) withPrevKV(evs []*mvccpb.Event) []*mvccpb.Event {
+	v, err := ws.h.s.View()
+	if err != nil {
+		return evs
+	}
+	defer v.Close()
+	out := make([]*mvccpb.Event, len(evs))
+	for i, ev := range evs {
+		out[i] = ev
+		rev := ev.Kv.ModRevision - 1
+		if (ev.Type == mvccpb.Event_PUT && ev.Kv.CreateRevision == ev.Kv.ModRevision) || rev < 1 {
+			continue // a creation: nothing before it
+		}
+		r, err := v.Range(context.Background(), &pb.RangeRequest{Key: ev.Kv.Key, Revision: rev})
+		if err == nil && len(r.Kvs) > 0 {
+			out[i] = &mvccpb.Event{Type: ev.Type, Kv: ev.Kv, PrevKv: r.Kvs[0]}
+		}
+	}
+	return out
+}
+
+// fragment splits resp as etcd's server does (sendFragments): when it is
+// at least max bytes and holds two events or more, into responses of
+// events whose encoding stays below max (at least one event each), all
+// with Fragment set but the last.
+func fragment(resp *pb.WatchResponse, max int) []*pb.WatchResponse {
+	if len(resp.Events) < 2 || proto.Size(resp) < max {
+		return []*pb.WatchResponse{resp}
+	}
+	newFrag := func() *pb.WatchResponse {
+		return &pb.WatchResponse{
+			Header: &pb.ResponseHeader{Revision: resp.Header.GetRevision()}, WatchId: resp.WatchId,
+			Created: resp.Created, Canceled: resp.Canceled, CompactRevision: resp.CompactRevision,
+			CancelReason: resp.CancelReason, Fragment: true,
+		}
+	}
+	base := proto.Size(newFrag())
+	var out []*pb.WatchResponse
+	evs := resp.Events
+	for len(evs) > 0 {
+		cur := newFrag()
+		size := base
+		n := 0
+		for n < len(evs) {
+			s := proto.Size(evs[n])
+			size += 1 + protowire.SizeVarint(uint64(s)) + s
+			if n > 0 && size >= max {
+				break
+			}
+			n++
+		}
+		cur.Events = evs[:n:n]
+		evs = evs[n:]
+		out = append(out, cur)
+	}
+	out[len(out)-1].Fragment = false
+	return out
+}
