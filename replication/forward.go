@@ -31,10 +31,12 @@ import (
 // uvarint index), stRequestErr (body: the request's own error text; it had no
 // effect), stNodeErr (body: the node error's text).
 const (
-	fwdPropose   byte = 1
-	fwdReadIndex byte = 2
-	fwdMember    byte = 3 // a membership operation, for the leader
-	fwdApplied   byte = 4 // the receiver's applied index
+	fwdPropose    byte = 1
+	fwdReadIndex  byte = 2
+	fwdMember     byte = 3 // a membership operation, for the leader
+	fwdApplied    byte = 4 // the receiver's applied index
+	fwdLeaseRenew byte = 5 // a keep-alive, for the leader
+	fwdLeaseTTL   byte = 6 // a lease time-to-live question, for the leader
 
 	stOK         byte = 0
 	stRequestErr byte = 1
@@ -49,6 +51,7 @@ var wireErrors = []error{
 	mvcc.ErrCompacted, mvcc.ErrFutureRev, mvcc.ErrKeyNotFound, mvcc.ErrLeaseNotFound,
 	mvcc.ErrEmptyKey, mvcc.ErrValueProvided, mvcc.ErrLeaseProvided, mvcc.ErrTooManyOps,
 	mvcc.ErrDuplicateKey, mvcc.ErrInvalidSortOption,
+	mvcc.ErrLeaseExists, mvcc.ErrLeaseTTLTooLarge, mvcc.ErrNotPrimary,
 	ErrNotLeader, ErrNoLeader, ErrLeaderChanged, ErrNotReady, ErrStopped, ErrUnsupportedRequest,
 	ErrMemberExists, ErrMemberNotFound, ErrNotLearner, ErrLearnerNotReady,
 	context.DeadlineExceeded, context.Canceled,
@@ -164,6 +167,8 @@ func (n *Node) handleForward(req []byte) (byte, []byte) {
 			return stNodeErr, []byte(err.Error())
 		}
 		return stOK, nil
+	case fwdLeaseRenew, fwdLeaseTTL:
+		return n.handleLeaseForward(ctx, kind, body)
 	case fwdApplied:
 		return stOK, binary.AppendUvarint(nil, n.AppliedIndex())
 	}
@@ -278,6 +283,8 @@ func newResponse(r *pb.InternalRaftRequest) proto.Message {
 		return &pb.LeaseGrantResponse{}
 	case r.LeaseRevoke != nil:
 		return &pb.LeaseRevokeResponse{}
+	case r.LeaseCheckpoint != nil:
+		return &pb.LeaseCheckpointResponse{}
 	}
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/raft"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -64,6 +65,27 @@ type fsm struct {
 	appliedEntries, skippedEntries atomic.Uint64
 	// restores counts snapshots restored into the store.
 	restores atomic.Uint64
+
+	// primary and extend record whether the store keeps lease clocks (this
+	// node leads), so that a store reopened by Restore is promoted too.
+	// Guarded by swapMu.
+	primary bool
+	extend  time.Duration
+}
+
+// setPrimary promotes (with extend) or demotes the store's lessor.
+func (f *fsm) setPrimary(primary bool, extend time.Duration) {
+	f.swapMu.Lock()
+	defer f.swapMu.Unlock()
+	f.primary, f.extend = primary, extend
+	if f.store == nil {
+		return
+	}
+	if primary {
+		f.store.Promote(extend)
+	} else {
+		f.store.Demote()
+	}
 }
 
 var (
@@ -195,6 +217,12 @@ func applyRequest(w *mvcc.WriteBatch, r *pb.InternalRaftRequest) Result {
 		resp, done, err = w.Compact(r.Compaction)
 	case r.Range != nil:
 		resp, err = w.Range(r.Range)
+	case r.LeaseGrant != nil:
+		resp, err = w.LeaseGrant(r.LeaseGrant)
+	case r.LeaseRevoke != nil:
+		resp, err = w.LeaseRevoke(r.LeaseRevoke)
+	case r.LeaseCheckpoint != nil:
+		resp, err = w.LeaseCheckpoint(r.LeaseCheckpoint)
 	default:
 		err = ErrUnsupportedRequest
 	}
@@ -267,6 +295,9 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	}
 	if err := f.open(); err != nil {
 		return err
+	}
+	if f.primary {
+		f.store.Promote(f.extend)
 	}
 	f.applied.reset(f.store.AppliedIndex())
 	f.restores.Add(1)

@@ -234,7 +234,8 @@ func Open(cfg Config) (*Node, error) {
 	}
 	n.verifier.init(n.raft, n.stopc)
 	n.mux.start(n.serveForward)
-	n.wg.Add(3)
+	n.wg.Add(4)
+	go n.leaseLoop()
 	go n.proposeLoop()
 	go n.leaderLoop()
 	go n.verifier.loop(&n.wg)
@@ -482,6 +483,7 @@ func (n *Node) leaderLoop() {
 		case leader := <-n.raft.LeaderCh():
 			n.readyTerm.Store(0)
 			if !leader {
+				n.fsm.setPrimary(false, 0)
 				continue
 			}
 			term := n.raft.CurrentTerm()
@@ -491,6 +493,9 @@ func (n *Node) leaderLoop() {
 				continue
 			}
 			if n.raft.CurrentTerm() == term && n.raft.State() == raft.Leader {
+				// Lease clocks start here, with an election timeout of grace
+				// on top of every remaining TTL (etcd's Promote).
+				n.fsm.setPrimary(true, n.cfg.ElectionTimeout)
 				n.readyTerm.Store(term)
 				n.cfg.Logger.Info("leader ready", "term", term)
 			}

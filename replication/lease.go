@@ -1,0 +1,232 @@
+package replication
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/strata-kv/strata/mvcc"
+)
+
+// Leases are replicated like every write (grant, revoke and checkpoint are
+// raft entries), but their clocks live on the leader only, as in etcd: the
+// leader's store is primary (mvcc.Store.Promote), renewals (keep-alives) and
+// time-to-live questions go to it, and it proposes the revokes of the leases
+// that expire. A new leader promotes its store with every lease's remaining
+// TTL plus an election timeout, so a leader change never cuts a TTL short.
+
+// leaseTick is how often the leader looks for expired leases and due
+// checkpoints.
+const leaseTick = 250 * time.Millisecond
+
+// leaseLoop runs the leader's lease duties.
+func (n *Node) leaseLoop() {
+	defer n.wg.Done()
+	t := time.NewTicker(leaseTick)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.stopc:
+			return
+		case <-t.C:
+		}
+		if !n.IsLeader() || n.readyTerm.Load() != n.raft.CurrentTerm() {
+			continue
+		}
+		var expired []int64
+		var cps []*pb.LeaseCheckpoint
+		now := time.Now()
+		n.fsm.view(func(s *mvcc.Store) error {
+			expired = s.Expired(now, 64)
+			cps = s.DueCheckpoints(now, 256)
+			return nil
+		})
+		for _, id := range expired {
+			n.wg.Add(1)
+			go func() {
+				defer n.wg.Done()
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				_, err := n.proposeLocal(ctx, &pb.InternalRaftRequest{LeaseRevoke: &pb.LeaseRevokeRequest{ID: id}})
+				if err != nil && !errors.Is(err, ErrStopped) {
+					n.cfg.Logger.Warn("revoking an expired lease failed; it is retried", "lease", id, "err", err)
+				}
+			}()
+		}
+		if len(cps) > 0 {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_, err := n.proposeLocal(ctx, &pb.InternalRaftRequest{LeaseCheckpoint: &pb.LeaseCheckpointRequest{Checkpoints: cps}})
+			cancel()
+			if err != nil && !errors.Is(err, ErrStopped) {
+				n.cfg.Logger.Warn("lease checkpoint failed", "err", err)
+			}
+		}
+	}
+}
+
+// LeaseRenew is a keep-alive: it resets lease id's expiry on the leader and
+// returns its TTL. Followers forward it.
+func (n *Node) LeaseRenew(ctx context.Context, id int64) (int64, error) {
+	for attempt := 0; ; attempt++ {
+		var ttl int64
+		var err error
+		if n.IsLeader() {
+			ttl, err = n.leaseRenewLocal(ctx, id)
+		} else if _, addr := n.Leader(); addr != "" {
+			ttl, err = n.forwardLeaseRenew(ctx, addr, id)
+		} else {
+			err = ErrNoLeader
+		}
+		if (errors.Is(err, ErrNotLeader) || errors.Is(err, ErrNoLeader) || errors.Is(err, ErrNotReady)) && attempt < 50 {
+			if werr := n.sleep(ctx, 20*time.Millisecond); werr != nil {
+				return 0, err
+			}
+			continue
+		}
+		return ttl, err
+	}
+}
+
+func (n *Node) leaseRenewLocal(ctx context.Context, id int64) (int64, error) {
+	// As etcd: the leader renews only once it has applied everything it
+	// committed, so a lease granted just before is known.
+	if n.readyTerm.Load() != n.raft.CurrentTerm() {
+		return 0, ErrNotReady
+	}
+	if err := n.fsm.applied.wait(ctx, n.raft.CommitIndex()); err != nil {
+		return 0, err
+	}
+	var ttl int64
+	var clear bool
+	err := n.fsm.view(func(s *mvcc.Store) error {
+		var err error
+		ttl, clear, err = s.LeaseRenew(ctx, id)
+		return err
+	})
+	if errors.Is(err, mvcc.ErrNotPrimary) {
+		return 0, ErrNotLeader
+	}
+	if err != nil {
+		return 0, err
+	}
+	if clear {
+		// The checkpointed remaining TTL is stale now; clear it so that a
+		// later leader counts from the full TTL.
+		cp := &pb.InternalRaftRequest{LeaseCheckpoint: &pb.LeaseCheckpointRequest{
+			Checkpoints: []*pb.LeaseCheckpoint{{ID: id, Remaining_TTL: 0}}}}
+		if _, err := n.proposeLocal(ctx, cp); err != nil {
+			return 0, err
+		}
+	}
+	return ttl, nil
+}
+
+// LeaseTimeToLive answers etcd's LeaseTimeToLive from the leader, which
+// alone knows the remaining TTLs. Followers forward it.
+func (n *Node) LeaseTimeToLive(ctx context.Context, id int64, keys bool) (*pb.LeaseTimeToLiveResponse, error) {
+	for attempt := 0; ; attempt++ {
+		var resp *pb.LeaseTimeToLiveResponse
+		var err error
+		if n.IsLeader() {
+			resp, err = n.leaseTTLLocal(ctx, id, keys)
+		} else if _, addr := n.Leader(); addr != "" {
+			resp, err = n.forwardLeaseTTL(ctx, addr, id, keys)
+		} else {
+			err = ErrNoLeader
+		}
+		if (errors.Is(err, ErrNotLeader) || errors.Is(err, ErrNoLeader) || errors.Is(err, ErrNotReady)) && attempt < 50 {
+			if werr := n.sleep(ctx, 20*time.Millisecond); werr != nil {
+				return nil, err
+			}
+			continue
+		}
+		return resp, err
+	}
+}
+
+func (n *Node) leaseTTLLocal(ctx context.Context, id int64, keys bool) (*pb.LeaseTimeToLiveResponse, error) {
+	if err := n.ReadBarrier(ctx); err != nil {
+		return nil, err
+	}
+	var resp *pb.LeaseTimeToLiveResponse
+	err := n.fsm.view(func(s *mvcc.Store) error {
+		var err error
+		resp, err = s.LeaseTimeToLive(id, keys)
+		return err
+	})
+	if errors.Is(err, mvcc.ErrNotPrimary) {
+		return nil, ErrNotLeader
+	}
+	return resp, err
+}
+
+func (n *Node) forwardLeaseRenew(ctx context.Context, addr string, id int64) (int64, error) {
+	status, resp, err := n.fwd.call(ctx, addr, fwdLeaseRenew, binary.AppendVarint(nil, id))
+	if err != nil {
+		return 0, err
+	}
+	if status != stOK {
+		return 0, errorFromWire(string(resp))
+	}
+	ttl, w := binary.Varint(resp)
+	if w <= 0 {
+		return 0, errors.New("replication: bad lease TTL from leader")
+	}
+	return ttl, nil
+}
+
+func (n *Node) forwardLeaseTTL(ctx context.Context, addr string, id int64, keys bool) (*pb.LeaseTimeToLiveResponse, error) {
+	body := binary.AppendVarint(nil, id)
+	if keys {
+		body = append(body, 1)
+	} else {
+		body = append(body, 0)
+	}
+	status, resp, err := n.fwd.call(ctx, addr, fwdLeaseTTL, body)
+	if err != nil {
+		return nil, err
+	}
+	if status != stOK {
+		return nil, errorFromWire(string(resp))
+	}
+	out := &pb.LeaseTimeToLiveResponse{}
+	if err := proto.Unmarshal(resp, out); err != nil {
+		return nil, fmt.Errorf("replication: lease TTL from leader: %w", err)
+	}
+	return out, nil
+}
+
+// handleLeaseForward serves fwdLeaseRenew and fwdLeaseTTL on the leader.
+func (n *Node) handleLeaseForward(ctx context.Context, kind byte, body []byte) (byte, []byte) {
+	id, w := binary.Varint(body)
+	if w <= 0 {
+		return stNodeErr, []byte("replication: bad lease request")
+	}
+	if !n.IsLeader() {
+		return stNodeErr, []byte(ErrNotLeader.Error())
+	}
+	switch kind {
+	case fwdLeaseRenew:
+		ttl, err := n.leaseRenewLocal(ctx, id)
+		if err != nil {
+			return stNodeErr, []byte(err.Error())
+		}
+		return stOK, binary.AppendVarint(nil, ttl)
+	default:
+		keys := len(body) > w && body[w] == 1
+		resp, err := n.leaseTTLLocal(ctx, id, keys)
+		if err != nil {
+			return stNodeErr, []byte(err.Error())
+		}
+		out, err := proto.Marshal(resp)
+		if err != nil {
+			return stNodeErr, []byte(err.Error())
+		}
+		return stOK, out
+	}
+}

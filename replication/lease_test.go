@@ -1,0 +1,114 @@
+package replication
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+)
+
+func grant(t *testing.T, n *Node, ttl int64) int64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	res, err := n.Propose(ctx, &pb.InternalRaftRequest{LeaseGrant: &pb.LeaseGrantRequest{TTL: ttl}})
+	if err == nil {
+		err = res.Err
+	}
+	if err != nil {
+		t.Fatalf("grant: %v", err)
+	}
+	return res.Resp.(*pb.LeaseGrantResponse).ID
+}
+
+func keyExists(t *testing.T, n *Node, key string) bool {
+	t.Helper()
+	return countPrefix(t, n, false, key) == 1
+}
+
+// TestLeasesThroughFollower grants, attaches, renews and lets a lease expire,
+// all through a follower: renewals and time-to-live questions reach the
+// leader, and the leader revokes the expired lease, deleting its key on
+// every member.
+func TestLeasesThroughFollower(t *testing.T) {
+	for _, eng := range engines() {
+		t.Run(eng.Name, func(t *testing.T) {
+			c := newCluster(t, eng, 3, nil)
+			l := c.leader()
+			var f *Node
+			for _, n := range c.nodes {
+				if n != l {
+					f = n
+					break
+				}
+			}
+			ctx := context.Background()
+			id := grant(t, f, 2)
+			res, err := f.Propose(ctx, &pb.InternalRaftRequest{Put: &pb.PutRequest{Key: []byte("leased"), Value: []byte("v"), Lease: id}})
+			if err != nil || res.Err != nil {
+				t.Fatalf("put with lease: %v %v", err, res.Err)
+			}
+			ttl, err := f.LeaseTimeToLive(ctx, id, true)
+			if err != nil {
+				t.Fatalf("time to live: %v", err)
+			}
+			if ttl.GrantedTTL != 2 || ttl.TTL < 1 || ttl.TTL > 2 || len(ttl.Keys) != 1 || string(ttl.Keys[0]) != "leased" {
+				t.Fatalf("time to live = %v", ttl)
+			}
+			// Keep it alive well past its TTL.
+			for range 8 {
+				got, err := f.LeaseRenew(ctx, id)
+				if err != nil || got != 2 {
+					t.Fatalf("renew = %d, %v", got, err)
+				}
+				time.Sleep(400 * time.Millisecond)
+			}
+			if !keyExists(t, l, "leased") {
+				t.Fatalf("a renewed lease expired")
+			}
+			// Stop renewing: the leader revokes it and the key goes away.
+			waitFor(t, "the lease to expire", func() bool {
+				for _, n := range c.nodes {
+					if keyExists(t, n, "leased") {
+						return false
+					}
+				}
+				return true
+			})
+			if _, err := f.LeaseRenew(ctx, id); err == nil {
+				t.Fatalf("renewed a revoked lease")
+			}
+		})
+	}
+}
+
+// TestLeaseSurvivesLeaderChange checks a leader change does not cut a TTL
+// short: the new leader counts the remaining TTL from its own promotion.
+func TestLeaseSurvivesLeaderChange(t *testing.T) {
+	for _, eng := range engines() {
+		t.Run(eng.Name, func(t *testing.T) {
+			c := newCluster(t, eng, 3, nil)
+			l := c.leader()
+			id := grant(t, l, 3)
+			granted := time.Now()
+			res, err := l.Propose(context.Background(), &pb.InternalRaftRequest{Put: &pb.PutRequest{Key: []byte("k"), Lease: id}})
+			if err != nil || res.Err != nil {
+				t.Fatalf("put: %v %v", err, res.Err)
+			}
+			for i, n := range c.nodes {
+				if n == l {
+					c.stop(i)
+				}
+			}
+			l = c.leader()
+			if since := time.Since(granted); since < 2500*time.Millisecond && !keyExists(t, l, "k") {
+				t.Fatalf("lease gone %s after a 3 s grant", since)
+			}
+			waitFor(t, "the lease to expire under the new leader", func() bool { return !keyExists(t, l, "k") })
+			if since := time.Since(granted); since < 3*time.Second {
+				t.Fatalf("lease expired %s after a 3 s grant", since)
+			}
+		})
+	}
+}
