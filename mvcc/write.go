@@ -54,6 +54,8 @@ type WriteBatch struct {
 
 	// lb holds the batch's lease changes.
 	lb batchLeases
+	// aux holds the batch's changes to the auxiliary area, by name.
+	aux map[string]auxChange
 
 	err  error // sticky engine error
 	done bool
@@ -362,7 +364,7 @@ func (w *WriteBatch) Commit(appliedIndex uint64) error {
 	}
 	s := w.s
 	leaseChanges := len(w.lb.leases) > 0 || w.lb.seqChanged
-	if len(w.pending) > 0 || w.hasScheduled || leaseChanges || appliedIndex != w.committed.applied {
+	if len(w.pending) > 0 || w.hasScheduled || leaseChanges || len(w.aux) > 0 || appliedIndex != w.committed.applied {
 		b := &s.batch
 		b.Reset()
 		if !s.formatWritten {
@@ -375,6 +377,7 @@ func (w *WriteBatch) Commit(appliedIndex uint64) error {
 			b.Set(key, p.value)
 		}
 		w.writeLeases(b)
+		w.writeAux(b)
 		b.Set(metaCurrentRev, putUint64(uint64(w.rev)))
 		b.Set(metaAppliedIndex, putUint64(appliedIndex))
 		if w.hasScheduled {

@@ -144,6 +144,9 @@ func (n *Node) handleForward(req []byte) (byte, []byte) {
 		if res.Err != nil {
 			return stRequestErr, []byte(res.Err.Error())
 		}
+		if res.Resp == nil {
+			return stOK, nil
+		}
 		out, err := proto.Marshal(res.Resp)
 		if err != nil {
 			return stNodeErr, []byte(err.Error())
@@ -300,6 +303,9 @@ func (n *Node) forwardPropose(ctx context.Context, addr string, req *pb.Internal
 	}
 	switch status {
 	case stOK:
+		if req.ClusterMemberAttrSet != nil {
+			return Result{}, nil // answered with no message
+		}
 		m := newResponse(req)
 		if m == nil {
 			return Result{}, ErrUnsupportedRequest

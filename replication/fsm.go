@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -223,6 +224,14 @@ func applyRequest(w *mvcc.WriteBatch, r *pb.InternalRaftRequest) Result {
 		resp, err = w.LeaseRevoke(r.LeaseRevoke)
 	case r.LeaseCheckpoint != nil:
 		resp, err = w.LeaseCheckpoint(r.LeaseCheckpoint)
+	case r.ClusterMemberAttrSet != nil:
+		a := r.ClusterMemberAttrSet
+		b, merr := proto.Marshal(a.MemberAttributes)
+		if merr != nil {
+			err = merr
+			break
+		}
+		w.SetAux([]byte(memberAttrPrefix+strconv.FormatUint(a.Member_ID, 16)), b)
 	default:
 		err = ErrUnsupportedRequest
 	}

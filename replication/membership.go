@@ -5,9 +5,15 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/hashicorp/raft"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/membershippb"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/strata-kv/strata/mvcc"
 )
 
 // Membership errors.
@@ -32,7 +38,15 @@ type Member struct {
 	Addr string
 	// Learner is set for a member that receives the log but does not vote.
 	Learner bool
+	// Name and ClientURLs are the attributes the member published with
+	// SetMemberAttrs, empty until it has.
+	Name       string
+	ClientURLs []string
 }
+
+// memberAttrPrefix names member attribute records in the store's
+// auxiliary area: memberAttrPrefix + raft ID -> MemberAttributes.
+const memberAttrPrefix = "member/"
 
 // Members returns the current raft configuration as this node knows it.
 func (n *Node) Members() ([]Member, error) {
@@ -40,11 +54,44 @@ func (n *Node) Members() ([]Member, error) {
 	if err := awaitFuture(f, n.stopc); err != nil {
 		return nil, translateRaftError(err)
 	}
+	var attrs map[string][]byte
+	if err := n.fsm.view(func(s *mvcc.Store) error {
+		var err error
+		attrs, err = s.Aux([]byte(memberAttrPrefix))
+		return err
+	}); err != nil {
+		return nil, err
+	}
 	var out []Member
 	for _, s := range f.Configuration().Servers {
-		out = append(out, Member{ID: string(s.ID), Addr: string(s.Address), Learner: s.Suffrage != raft.Voter})
+		m := Member{ID: string(s.ID), Addr: string(s.Address), Learner: s.Suffrage != raft.Voter}
+		if b, ok := attrs[memberAttrPrefix+m.ID]; ok {
+			a := &membershippb.Attributes{}
+			if err := proto.Unmarshal(b, a); err == nil {
+				m.Name, m.ClientURLs = a.Name, a.ClientUrls
+			}
+		}
+		out = append(out, m)
 	}
 	return out, nil
+}
+
+// SetMemberAttrs replicates a member's name and client URLs, which
+// Members then reports on every node (etcd's member publish). Attributes
+// are keyed by raft ID, which must be a member ID in hexadecimal.
+func (n *Node) SetMemberAttrs(ctx context.Context, id, name string, clientURLs []string) error {
+	mid, err := strconv.ParseUint(id, 16, 64)
+	if err != nil {
+		return fmt.Errorf("replication: member attributes need a hexadecimal member ID, not %q", id)
+	}
+	res, err := n.Propose(ctx, &pb.InternalRaftRequest{ClusterMemberAttrSet: &membershippb.ClusterMemberAttrSetRequest{
+		Member_ID:        mid,
+		MemberAttributes: &membershippb.Attributes{Name: name, ClientUrls: clientURLs},
+	}})
+	if err != nil {
+		return err
+	}
+	return res.Err
 }
 
 // Membership operations, as forwarded to the leader.

@@ -20,7 +20,7 @@ func (c *cluster) addNode() int {
 	i := len(c.nodes)
 	c.dirs = append(c.dirs, c.t.TempDir())
 	c.addrs = append(c.addrs, freeAddrs(c.t, 1)[0])
-	c.peers = append(c.peers, Peer{ID: fmt.Sprintf("n%d", i), Addr: c.addrs[i]})
+	c.peers = append(c.peers, Peer{ID: fmt.Sprintf("a%d", i), Addr: c.addrs[i]})
 	c.nodes = append(c.nodes, nil)
 	tweak := c.tweak
 	c.tweak = func(cfg *Config) {
@@ -186,4 +186,41 @@ func TestMembershipUnderLoad(t *testing.T) {
 			t.Logf("%d acknowledged writes survived the membership changes", n)
 		})
 	}
+}
+
+// TestMemberAttrs publishes members' names and client URLs through
+// followers and reads them back on every member, also after a restart.
+func TestMemberAttrs(t *testing.T) {
+	c := newCluster(t, engines()[0], 3, nil)
+	c.leader()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for i, n := range c.nodes {
+		url := fmt.Sprintf("http://127.0.0.1:%d", 3000+i)
+		if err := n.SetMemberAttrs(ctx, n.ID(), "name-"+n.ID(), []string{url}); err != nil {
+			t.Fatalf("set attrs of %s: %v", n.ID(), err)
+		}
+	}
+	if err := c.nodes[0].SetMemberAttrs(ctx, "not-hex", "x", nil); err == nil {
+		t.Fatalf("attributes accepted for a non-hexadecimal ID")
+	}
+	check := func() {
+		c.waitConverged()
+		for _, n := range c.nodes {
+			ms, err := n.Members()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, m := range ms {
+				want := fmt.Sprintf("http://127.0.0.1:%d", 3000+i)
+				if m.Name != "name-"+m.ID || len(m.ClientURLs) != 1 || m.ClientURLs[0] != want {
+					t.Fatalf("%s sees member %+v", n.ID(), m)
+				}
+			}
+		}
+	}
+	check()
+	c.stop(1)
+	c.start(1)
+	check()
 }

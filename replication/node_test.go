@@ -59,7 +59,7 @@ func newCluster(t *testing.T, eng engine.Engine, size int, tweak func(*Config)) 
 	c := &cluster{t: t, eng: eng, addrs: freeAddrs(t, size), nodes: make([]*Node, size), tweak: tweak}
 	for i := range size {
 		c.dirs = append(c.dirs, t.TempDir())
-		c.peers = append(c.peers, Peer{ID: fmt.Sprintf("n%d", i), Addr: c.addrs[i]})
+		c.peers = append(c.peers, Peer{ID: fmt.Sprintf("a%d", i), Addr: c.addrs[i]})
 	}
 	for i := range size {
 		c.start(i)
