@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"slices"
 	"sort"
+	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -66,6 +67,13 @@ func (s *Server) members() ([]*pb.Member, error) {
 			m.PeerURLs = slices.Clone(s.cfg.initialCluster[name])
 		default:
 			m.PeerURLs = []string{(&url.URL{Scheme: "http", Host: rm.Addr}).String()}
+		}
+		// What the member published is authoritative (etcd's publish).
+		if rm.Name != "" {
+			m.Name = rm.Name
+		}
+		if len(rm.ClientURLs) > 0 {
+			m.ClientURLs = slices.Clone(rm.ClientURLs)
 		}
 		out = append(out, m)
 	}
@@ -171,4 +179,26 @@ func memberError(err error) error {
 		return togRPCError(err)
 	}
 	return proposeError(err)
+}
+
+// publish replicates this member's name and client URLs, as etcd's
+// publish does at start, so that every member lists them. It retries
+// until it succeeds or the server stops (ctx).
+func (s *Server) publish(ctx context.Context) {
+	for {
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := s.node.SetMemberAttrs(pctx, raftID(s.id.MemberID), s.id.Name, s.cfg.AdvertiseClientURLs)
+		cancel()
+		if err == nil {
+			return
+		}
+		s.cfg.Logger.Warn("publishing member attributes failed; retrying", "err", err)
+		t := time.NewTimer(time.Second)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
 }

@@ -233,6 +233,7 @@ func (s *Server) serveWhenReady() {
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	s.cfg.Logger.Info("ready to serve client requests", "client_urls", s.clientURLs)
 	close(s.readyc)
+	s.publish(ctx)
 }
 
 // monitor follows leader changes for the metrics and refreshes the
