@@ -85,3 +85,36 @@ func TestRunOnMVCCStore(t *testing.T) {
 		t.Fatalf("store at revision %d after loading 1000 records", st.Rev())
 	}
 }
+
+// TestRunOnCluster starts a one-member Strata cluster and drives it over
+// gRPC with clientv3, as kvbench's cluster mode does.
+func TestRunOnCluster(t *testing.T) {
+	c, err := bench.StartCluster(t.TempDir(), 1, bbolt.Engine())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s, err := bench.NewClientStore(c.Endpoints())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	cfg := bench.Config{Records: 500, Clients: 8, Ops: 500, Seed: 5, Keyspace: bench.Keyspace{ValueSize: 64}}
+	ctx := context.Background()
+	if _, err := bench.Load(ctx, s, cfg); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"ycsb-a", "ycsb-e"} {
+		w, _ := bench.Preset(name)
+		res, err := bench.Run(ctx, s, w, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Errors != 0 || res.Ops != int64(cfg.Ops) {
+			t.Fatalf("%s: %d ops, %d errors (%s)", name, res.Ops, res.Errors, res.FirstError)
+		}
+	}
+	if c.DU() <= 0 {
+		t.Fatalf("cluster data dir size %d", c.DU())
+	}
+}

@@ -60,6 +60,11 @@ type runFlags struct {
 	dir        string
 	jsonOut    string
 	baseline   string
+
+	nodes        int
+	endpoints    []string
+	label        string
+	serializable bool
 }
 
 func newRunCmd() *cobra.Command {
@@ -72,7 +77,11 @@ func newRunCmd() *cobra.Command {
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.mode, "mode", "engine", "what to drive: engine (a storage engine in process), mvcc (the MVCC store in process)")
+	fl.StringVar(&f.mode, "mode", "engine", "what to drive: engine (a storage engine in process), mvcc (the MVCC store in process), cluster (a Strata cluster per backend, over gRPC), endpoints (any etcd v3 endpoints, e.g. a real etcd)")
+	fl.IntVar(&f.nodes, "nodes", 1, "cluster mode: members per cluster")
+	fl.StringSliceVar(&f.endpoints, "endpoints", nil, "endpoints mode: client addresses host:port")
+	fl.StringVar(&f.label, "label", "endpoints", "endpoints mode: the target's name in the report")
+	fl.BoolVar(&f.serializable, "serializable", false, "cluster and endpoints modes: serializable reads instead of linearizable")
 	fl.StringSliceVar(&f.backends, "backend", []string{"bbolt", "pebble", "badger"}, "engines to compare; the first is the default baseline")
 	fl.StringSliceVar(&f.workloads, "workload", []string{"ycsb-a", "ycsb-b", "ycsb-c"}, "workloads to run in order (see `kvbench workloads`)")
 	fl.Uint64Var(&f.records, "records", 100000, "records loaded before the runs")
@@ -91,8 +100,13 @@ func newRunCmd() *cobra.Command {
 }
 
 func run(ctx context.Context, f *runFlags) error {
-	if f.mode != "engine" && f.mode != "mvcc" {
-		return fmt.Errorf("mode %q is not available yet (have: engine, mvcc)", f.mode)
+	switch f.mode {
+	case "engine", "mvcc", "cluster", "endpoints":
+	default:
+		return fmt.Errorf("unknown mode %q (have: engine, mvcc, cluster, endpoints)", f.mode)
+	}
+	if f.mode == "endpoints" && len(f.endpoints) == 0 {
+		return fmt.Errorf("--mode=endpoints needs --endpoints")
 	}
 	if f.durability != "sync" && f.durability != "nosync" {
 		return fmt.Errorf("--durability must be sync or nosync, not %q", f.durability)
@@ -132,8 +146,18 @@ func run(ctx context.Context, f *runFlags) error {
 		Seed:     f.seed,
 		Progress: progressPrinter(),
 	}
-	for _, name := range f.backends {
-		runs, err := runEngine(ctx, reg, f.mode, name, dir, workloads, cfg, f.durability)
+	targets := f.backends
+	if f.mode == "endpoints" {
+		targets = []string{f.label}
+	}
+	for _, name := range targets {
+		var runs []bench.RunReport
+		var err error
+		if f.mode == "engine" || f.mode == "mvcc" {
+			runs, err = runEngine(ctx, reg, f.mode, name, dir, workloads, cfg, f.durability)
+		} else {
+			runs, err = runRemote(ctx, reg, f, name, dir, workloads, cfg)
+		}
 		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
@@ -225,6 +249,82 @@ func runEngine(ctx context.Context, reg *engine.Registry, mode, name, root strin
 			rr.Disk.EngineSize, rr.Disk.EngineInUse = st.Size, st.InUse
 		}
 		rr.Disk.DU, _ = bench.DU(dir)
+		runs = append(runs, rr)
+	}
+	return runs, nil
+}
+
+// runRemote runs the workloads over gRPC: against a fresh in-process
+// Strata cluster of backend name (cluster mode), or against the given
+// endpoints. Workloads that disagree on key order each get a fresh load
+// (a fresh cluster; for endpoints, keys are simply written again).
+func runRemote(ctx context.Context, reg *engine.Registry, f *runFlags, name, root string,
+	workloads []bench.Workload, cfg bench.Config) ([]bench.RunReport, error) {
+	var (
+		runs    []bench.RunReport
+		cluster *bench.Cluster
+		store   *bench.ClientStore
+		loaded  bool
+		hashed  bool
+		took    time.Duration
+		round   int
+	)
+	closeAll := func() {
+		if store != nil {
+			store.Close()
+			store = nil
+		}
+		if cluster != nil {
+			cluster.Close()
+			cluster = nil
+		}
+	}
+	defer closeAll()
+	durability := "raft-fsync"
+	for _, w := range workloads {
+		if !loaded || w.HashedKeys != hashed {
+			closeAll()
+			eps := f.endpoints
+			if f.mode == "cluster" {
+				e, err := reg.Lookup(name)
+				if err != nil {
+					return nil, err
+				}
+				round++
+				dir := fmt.Sprintf("%s/%s-%d", root, name, round)
+				fmt.Fprintf(os.Stderr, "%s: starting a %d-member cluster\n", name, f.nodes)
+				if cluster, err = bench.StartCluster(dir, f.nodes, e); err != nil {
+					return nil, err
+				}
+				eps = cluster.Endpoints()
+			}
+			var err error
+			if store, err = bench.NewClientStore(eps); err != nil {
+				return nil, err
+			}
+			store.Serializable = f.serializable
+			hashed, loaded = w.HashedKeys, true
+			loadCfg := cfg
+			loadCfg.Keyspace.Hashed = hashed
+			fmt.Fprintf(os.Stderr, "%s: loading %d records\n", name, cfg.Records)
+			if took, err = bench.Load(ctx, store, loadCfg); err != nil {
+				return nil, err
+			}
+		}
+		fmt.Fprintf(os.Stderr, "%s: running %s\n", name, w.Name)
+		res, err := bench.Run(ctx, store, w, cfg)
+		if err != nil {
+			return nil, err
+		}
+		rr := bench.RunReport{
+			Mode: f.mode, Target: name, Workload: w.Name, Durability: durability,
+			Records: cfg.Records, ValueSize: cfg.Keyspace.ValueSize, Clients: cfg.Clients, Result: res,
+			LoadSecs: took.Seconds(),
+		}
+		took = 0
+		if cluster != nil {
+			rr.Disk.DU = cluster.DU()
+		}
 		runs = append(runs, rr)
 	}
 	return runs, nil
