@@ -245,11 +245,20 @@ func applyRequest(w *mvcc.WriteBatch, r *pb.InternalRaftRequest) Result {
 // until Release; Persist streams an engine backup. The backup may include
 // entries applied after this call: it carries its own applied index, and the
 // entries between raft's snapshot index and it are skipped when replayed.
+//
+// The engine is synced first: raft truncates its log up to the snapshot
+// afterwards, and the FSM's commits skip fsync (the log is the durable
+// copy), so everything applied so far must be on disk before those entries
+// can go.
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	f.swapMu.RLock()
 	if f.be == nil {
 		f.swapMu.RUnlock()
 		return nil, engine.ErrClosed
+	}
+	if err := f.be.Sync(); err != nil {
+		f.swapMu.RUnlock()
+		return nil, fmt.Errorf("replication: sync engine before snapshot: %w", err)
 	}
 	return &fsmSnapshot{f: f, be: f.be}, nil
 }
