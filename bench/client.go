@@ -166,4 +166,3 @@ func freePorts(n int) ([]int, error) {
 	}
 	return ports, nil
 }
-

@@ -22,7 +22,7 @@ type Report struct {
 	GoVersion string    `json:"go_version"`
 	CPUs      int       `json:"cpus"`
 	// Args is the command line, for the record.
-	Args []string `json:"args"`
+	Args []string    `json:"args"`
 	Runs []RunReport `json:"runs"`
 }
 

@@ -123,6 +123,12 @@ type Config struct {
 	// disables auto-compaction.
 	AutoCompactionRetention string
 
+	// WatchProgressNotifyInterval is the period of the progress
+	// notifications sent to watchers created with progress_notify
+	// (--watch-progress-notify-interval). The default value is 10
+	// minutes, etcd's; a negative value sends none.
+	WatchProgressNotifyInterval time.Duration
+
 	// EnablePprof serves Go's profiles under /debug/pprof/ on the HTTP
 	// endpoints (--enable-pprof).
 	EnablePprof bool

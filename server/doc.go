@@ -5,12 +5,13 @@
 //
 // # Services
 //
-// KV (Range, Put, DeleteRange, Txn, Compact), Maintenance (Status, HashKV,
-// Alarm, Defragment, Snapshot, MoveLeader), Cluster (MemberList,
-// MemberAdd of a learner, MemberPromote, MemberRemove), Auth (reporting
-// authentication disabled) and grpc.health.v1 (SERVING once ready) are
-// served. Watch, Lease, RangeStream, Hash, Downgrade, MemberUpdate, user
-// and role management answer codes.Unimplemented for now.
+// KV (Range, Put, DeleteRange, Txn, Compact), Watch, Lease, Lock,
+// Election, Maintenance (Status, HashKV, Alarm, Defragment, Snapshot, MoveLeader),
+// Cluster (MemberList, MemberAdd of a learner, MemberPromote,
+// MemberRemove), Auth (reporting authentication disabled) and
+// grpc.health.v1 (SERVING once ready) are served. RangeStream, Hash,
+// Downgrade, MemberUpdate, user and role management answer
+// codes.Unimplemented for now.
 //
 // Requests pass etcd's gRPC-layer checks (mvcc.Validate*, --max-txn-ops)
 // before anything else. Reads (Range, and read-only Txns as etcd serves
@@ -30,6 +31,50 @@
 // out". A client never sees "not leader": a node without a reachable
 // leader answers Unavailable ("no leader", "leader changed"), which
 // clients retry elsewhere.
+//
+// # Watch
+//
+// A Watch stream is an mvcc.WatchStream on the member's store, which
+// interprets the requests (create, cancel, progress) and produces etcd's
+// responses in etcd's order, refusals included; the server forwards them
+// with the cluster and member IDs and the raft term filled in. Progress
+// notifications of progress_notify watchers come every
+// --watch-progress-notify-interval (10 minutes); fragment watchers get
+// responses split from --max-request-bytes + 512 KiB on, as etcd's. Any
+// member serves watches, a follower from its own store as it applies.
+// As etcd, the stream goes on after the client closes its sending side,
+// until the client goes away.
+//
+// A snapshot restore on a member (a follower that fell too far behind)
+// replaces its store, which closes the store's watch streams: the gRPC
+// stream then ends with Unavailable ("etcdserver: watch stream closed:
+// the store was replaced by a snapshot restore"), on which clientv3
+// reopens its watches from the revision after the last event it got. A
+// member stopping ends them with "etcdserver: server stopped".
+//
+// Streams asking for a leader (clientv3.WithRequireLeader, the
+// "hasleader" metadata) are refused with "etcdserver: no leader" while
+// the member knows none, and ended with it once the member has seen none
+// for three election timeouts in a row, as etcd does.
+//
+// # Leases
+//
+// LeaseGrant (ID 0: the store picks one) and LeaseRevoke are proposed
+// like writes. LeaseKeepAlive and LeaseTimeToLive go to the leader, whose
+// store keeps the leases' clocks (a follower forwards them); as etcd, a
+// keep-alive of an unknown or expired lease answers TTL 0 and a
+// time-to-live question TTL -1, not errors. LeaseLeases lists the local
+// store's leases after a linearizable read barrier.
+//
+// # Lock and Election
+//
+// The v3lock and v3election services are built as etcd builds them: from
+// clientv3's concurrency recipes (a session on a lease, keys ordered by
+// create revision, a watch on the predecessor), run by an in-process
+// clientv3 client of the member's own first client URL, made on first
+// use and closed first by Close. Their errors are clientv3's, as etcd's.
+// (etcdctl lock and elect run the same recipes client-side and do not use
+// these services.)
 //
 // # Identity
 //

@@ -1,12 +1,17 @@
 package server_test
 
 import (
+	"bufio"
+	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 // etcdctlPath returns the etcdctl binary to test with: $STRATA_ETCDCTL, or
@@ -125,5 +130,132 @@ func TestEtcdctl(t *testing.T) {
 		t.Fatalf("snapshot save: %v\n%s", err, out)
 	case !strings.Contains(out, "Snapshot saved at "+path):
 		t.Fatalf("snapshot save: %s", out)
+	}
+
+	testEtcdctlWatchLease(t, bin, ep, must)
+	testEtcdctlLockElect(t, bin, ep, must)
+}
+
+// testEtcdctlLockElect runs etcdctl lock (with a command) and elect (in
+// the background, campaigning).
+func testEtcdctlLockElect(t *testing.T, bin, ep string, must func(stdin string, args ...string) string) {
+	if out := must("", "lock", "mylock", "echo", "locked"); out != "locked\n" {
+		t.Fatalf("etcdctl lock mylock echo locked: %q", out)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "--endpoints="+ep, "elect", "myelection", "leader1")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Wait()
+	lines := make(chan string, 4)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	var got []string
+	for len(got) < 2 {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatalf("etcdctl elect ended; output %q", got)
+			}
+			got = append(got, l)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("etcdctl elect: output so far %q", got)
+		}
+	}
+	if !strings.HasPrefix(got[0], "myelection/") || got[1] != "leader1" {
+		t.Fatalf("etcdctl elect output %q", got)
+	}
+	if out := must("", "get", "--prefix", "myelection/", "--print-value-only"); out != "leader1\n" {
+		t.Fatalf("election key: %q", out)
+	}
+	cancel()
+}
+
+// testEtcdctlWatchLease drives watch and the lease commands with etcdctl.
+func testEtcdctlWatchLease(t *testing.T, bin, ep string, must func(stdin string, args ...string) string) {
+	var put struct {
+		Header struct {
+			Revision int64 `json:"revision"`
+		} `json:"header"`
+	}
+	if err := json.Unmarshal([]byte(must("", "put", "wfoo", "0", "-w", "json")), &put); err != nil || put.Header.Revision == 0 {
+		t.Fatalf("put -w json: %+v %v", put, err)
+	}
+	// etcdctl watch in the background, from the next revision so that
+	// no event is missed while it connects.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "--endpoints="+ep, "watch", "wfoo", fmt.Sprintf("--rev=%d", put.Header.Revision+1))
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Wait()
+	lines := make(chan string, 16)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	must("", "put", "wfoo", "bar")
+	must("", "del", "wfoo")
+	var got []string
+	for len(got) < 5 {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatalf("etcdctl watch ended; output so far %q", got)
+			}
+			got = append(got, l)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("etcdctl watch: output so far %q", got)
+		}
+	}
+	if strings.Join(got, "\n") != "PUT\nwfoo\nbar\nDELETE\nwfoo" {
+		t.Fatalf("etcdctl watch output %q", got)
+	}
+	cancel()
+
+	out := must("", "lease", "grant", "60")
+	m := regexp.MustCompile(`^lease ([0-9a-f]+) granted with TTL\(60s\)\n$`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("lease grant: %q", out)
+	}
+	id := m[1]
+	must("", "put", "lfoo", "1", "--lease="+id)
+	if out := must("", "lease", "keep-alive", "--once", id); out != "lease "+id+" keepalived with TTL(60)\n" {
+		t.Fatalf("lease keep-alive --once: %q", out)
+	}
+	out = must("", "lease", "timetolive", "--keys", id)
+	if !regexp.MustCompile(`^lease ` + id + ` granted with TTL\(60s\), remaining\(\d+s\), attached keys\(\[lfoo\]\)\n$`).MatchString(out) {
+		t.Fatalf("lease timetolive --keys: %q", out)
+	}
+	if out := must("", "lease", "list"); !strings.Contains(out, "found 1 leases\n"+id+"\n") {
+		t.Fatalf("lease list: %q", out)
+	}
+	if out := must("", "lease", "revoke", id); out != "lease "+id+" revoked\n" {
+		t.Fatalf("lease revoke: %q", out)
+	}
+	if out := must("", "get", "lfoo"); out != "" {
+		t.Fatalf("get of a revoked lease's key: %q", out)
+	}
+	if out := must("", "lease", "timetolive", id); out != "lease "+id+" already expired\n" {
+		t.Fatalf("lease timetolive of a revoked lease: %q", out)
 	}
 }

@@ -214,10 +214,22 @@ func testErrors(t *testing.T, c *cluster, cli *clientv3.Client) {
 		t.Fatalf("clientv3 put of an empty key: %v", err)
 	}
 
-	// Watch and Lease are not served yet.
-	_, err = cli.Lease.Grant(ctx, 10)
-	if status.Code(err) != codes.Unimplemented {
-		t.Fatalf("lease grant: %v, want Unimplemented", err)
+	// Lease errors, with etcd's codes and texts.
+	_, err = pb.NewLeaseClient(cli.ActiveConnection()).LeaseRevoke(ctx, &pb.LeaseRevokeRequest{ID: 987654321})
+	wantGRPC(t, "revoking an unknown lease", err, rpctypes.ErrGRPCLeaseNotFound)
+	if _, err := cli.Lease.Revoke(ctx, 987654321); !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		t.Fatalf("clientv3 revoke of an unknown lease: %v", err)
+	}
+	_, err = pb.NewLeaseClient(cli.ActiveConnection()).LeaseGrant(ctx, &pb.LeaseGrantRequest{TTL: mvcc.MaxLeaseTTL + 1})
+	wantGRPC(t, "granting a too large TTL", err, rpctypes.ErrGRPCLeaseTTLTooLarge)
+	lg, err := cli.Lease.Grant(ctx, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = pb.NewLeaseClient(cli.ActiveConnection()).LeaseGrant(ctx, &pb.LeaseGrantRequest{ID: int64(lg.ID), TTL: 10})
+	wantGRPC(t, "granting a lease twice", err, rpctypes.ErrGRPCLeaseExist)
+	if _, err := cli.Lease.Revoke(ctx, lg.ID); err != nil {
+		t.Fatal(err)
 	}
 	_, err = pb.NewAuthClient(cli.ActiveConnection()).Authenticate(ctx, &pb.AuthenticateRequest{Name: "root", Password: "pw"})
 	wantGRPC(t, "authenticate", err, rpctypes.ErrGRPCAuthNotEnabled)

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/v3election/v3electionpb"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/v3lock/v3lockpb"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -56,6 +58,7 @@ type Server struct {
 	alarms    alarms
 	quota     quota
 	compactor *compactor
+	self      selfClient // Lock and Election's client of this member
 
 	// size caches the engine's size, refreshed by the monitor loop.
 	size, sizeInUse atomic.Int64
@@ -175,7 +178,7 @@ func (s *Server) buildGRPC() {
 	m := s.metrics.grpc
 	s.grpc = grpc.NewServer(
 		grpc.ChainUnaryInterceptor(m.UnaryServerInterceptor(), s.unaryInterceptor),
-		grpc.ChainStreamInterceptor(m.StreamServerInterceptor()),
+		grpc.ChainStreamInterceptor(m.StreamServerInterceptor(), s.streamInterceptor),
 		grpc.MaxRecvMsgSize(int(s.cfg.MaxRequestBytes)+grpcOverheadBytes),
 		grpc.MaxSendMsgSize(math.MaxInt32),
 		grpc.MaxConcurrentStreams(math.MaxUint32),
@@ -185,11 +188,14 @@ func (s *Server) buildGRPC() {
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Hour, Timeout: 20 * time.Second}),
 	)
 	pb.RegisterKVServer(s.grpc, &kvServer{s: s})
-	pb.RegisterWatchServer(s.grpc, &watchServer{})
-	pb.RegisterLeaseServer(s.grpc, &leaseServer{})
+	pb.RegisterWatchServer(s.grpc, &watchServer{s: s})
+	pb.RegisterLeaseServer(s.grpc, &leaseServer{s: s})
 	pb.RegisterClusterServer(s.grpc, &clusterServer{s: s})
 	pb.RegisterMaintenanceServer(s.grpc, &maintenanceServer{s: s})
 	pb.RegisterAuthServer(s.grpc, &authServer{s: s})
+	s.self.s = s
+	v3lockpb.RegisterLockServer(s.grpc, &lockServer{c: &s.self})
+	v3electionpb.RegisterElectionServer(s.grpc, &electionServer{c: &s.self})
 	s.health = health.NewServer()
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	healthpb.RegisterHealthServer(s.grpc, s.health)
@@ -287,6 +293,7 @@ func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.stopc)
 		s.health.Shutdown()
+		s.self.close()
 		done := make(chan struct{})
 		go func() {
 			s.grpc.GracefulStop()

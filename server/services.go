@@ -7,18 +7,6 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 )
 
-// watchServer is etcd's Watch service; watches are not served yet (the
-// MVCC store is gaining them), so Watch answers Unimplemented.
-type watchServer struct {
-	pb.UnimplementedWatchServer
-}
-
-// leaseServer is etcd's Lease service; leases are not served yet, so
-// every RPC answers Unimplemented.
-type leaseServer struct {
-	pb.UnimplementedLeaseServer
-}
-
 // authServer is etcd's Auth service with authentication disabled, as a
 // fresh etcd is: AuthStatus reports it off, Authenticate answers "authentication
 // is not enabled" and AuthDisable succeeds. Enabling needs a root user,

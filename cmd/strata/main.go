@@ -85,6 +85,7 @@ func run(args []string) error {
 	fs.UintVar(&maxTxnOps, "max-txn-ops", 128, "Maximum number of operations permitted in a transaction.")
 	fs.UintVar(&heartbeatMs, "heartbeat-interval", 100, "Time (in milliseconds) of a heartbeat interval.")
 	fs.UintVar(&elecMs, "election-timeout", 1000, "Time (in milliseconds) for an election to timeout.")
+	fs.DurationVar(&cfg.WatchProgressNotifyInterval, "watch-progress-notify-interval", 10*time.Minute, "Duration of periodic watch progress notifications.")
 	fs.StringVar(&backend, "backend", backends.Default, "Storage engine: "+strings.Join(reg.Names(), "|")+".")
 	fs.StringVar(&logLevel, "log-level", "info", "Log level: debug, info, warn or error.")
 	fs.BoolVar(&cfg.EnablePprof, "enable-pprof", false, "Enable runtime profiling data via HTTP server. Address is at client URL + \"/debug/pprof/\"")

@@ -1,0 +1,134 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"io"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+
+	"github.com/strata-kv/strata/mvcc"
+)
+
+// leaseServer is etcd's Lease service. Grants and revokes are proposed;
+// keep-alives and time-to-live questions go to the leader, whose store
+// keeps the leases' clocks (followers forward them).
+type leaseServer struct {
+	pb.UnimplementedLeaseServer
+	s *Server
+}
+
+// LeaseGrant proposes the grant; an ID of 0 lets the store pick one.
+func (l *leaseServer) LeaseGrant(ctx context.Context, r *pb.LeaseGrantRequest) (*pb.LeaseGrantResponse, error) {
+	resp, err := l.s.propose(ctx, &pb.InternalRaftRequest{LeaseGrant: r})
+	if err != nil {
+		return nil, err
+	}
+	out, ok := resp.(*pb.LeaseGrantResponse)
+	if !ok {
+		return nil, unexpectedResponse(resp)
+	}
+	if out.Header == nil {
+		out.Header = &pb.ResponseHeader{}
+	}
+	l.s.fillHeader(out.Header)
+	return out, nil
+}
+
+// LeaseRevoke proposes the revoke, which deletes the lease's keys.
+func (l *leaseServer) LeaseRevoke(ctx context.Context, r *pb.LeaseRevokeRequest) (*pb.LeaseRevokeResponse, error) {
+	resp, err := l.s.propose(ctx, &pb.InternalRaftRequest{LeaseRevoke: r})
+	if err != nil {
+		return nil, err
+	}
+	out, ok := resp.(*pb.LeaseRevokeResponse)
+	if !ok {
+		return nil, unexpectedResponse(resp)
+	}
+	if out.Header == nil {
+		out.Header = &pb.ResponseHeader{}
+	}
+	l.s.fillHeader(out.Header)
+	return out, nil
+}
+
+// LeaseTimeToLive answers as etcd does: an unknown lease gets a response
+// with TTL -1, not an error.
+func (l *leaseServer) LeaseTimeToLive(ctx context.Context, r *pb.LeaseTimeToLiveRequest) (*pb.LeaseTimeToLiveResponse, error) {
+	cctx, cancel := context.WithTimeout(ctx, l.s.cfg.reqTimeout())
+	defer cancel()
+	resp, err := l.s.node.LeaseTimeToLive(cctx, r.GetID(), r.GetKeys())
+	if errors.Is(err, mvcc.ErrLeaseNotFound) {
+		resp, err = &pb.LeaseTimeToLiveResponse{ID: r.GetID(), TTL: -1}, nil
+	}
+	if err != nil {
+		return nil, readError(ctx, err)
+	}
+	if resp.Header == nil {
+		resp.Header = &pb.ResponseHeader{}
+	}
+	l.s.fillHeader(resp.Header)
+	return resp, nil
+}
+
+// LeaseLeases lists the leases of the store, after a linearizable read
+// barrier.
+func (l *leaseServer) LeaseLeases(ctx context.Context, _ *pb.LeaseLeasesRequest) (*pb.LeaseLeasesResponse, error) {
+	resp := &pb.LeaseLeasesResponse{Header: &pb.ResponseHeader{}, Leases: []*pb.LeaseStatus{}}
+	err := l.s.view(ctx, true, func(st *mvcc.Store) error {
+		for _, id := range st.Leases() {
+			resp.Leases = append(resp.Leases, &pb.LeaseStatus{ID: id})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, readError(ctx, err)
+	}
+	l.s.fillHeader(resp.Header)
+	return resp, nil
+}
+
+// LeaseKeepAlive renews a lease per request and answers its TTL; an
+// unknown or expired lease answers TTL 0, as etcd's. The stream ends when
+// the client closes its side or goes away.
+func (l *leaseServer) LeaseKeepAlive(stream pb.Lease_LeaseKeepAliveServer) error {
+	ctx := stream.Context()
+	errc := make(chan error, 1)
+	go func() { errc <- l.keepAlive(stream) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-l.s.stopc:
+		return rpctypes.ErrGRPCStopped
+	case <-ctx.Done():
+		return streamError(ctx, ctx.Err())
+	}
+}
+
+func (l *leaseServer) keepAlive(stream pb.Lease_LeaseKeepAliveServer) error {
+	ctx := stream.Context()
+	for {
+		req, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return streamError(ctx, err)
+		}
+		cctx, cancel := context.WithTimeout(ctx, l.s.cfg.reqTimeout())
+		ttl, err := l.s.node.LeaseRenew(cctx, req.GetID())
+		cancel()
+		if errors.Is(err, mvcc.ErrLeaseNotFound) {
+			ttl, err = 0, nil
+		}
+		if err != nil {
+			return streamError(ctx, readError(ctx, err))
+		}
+		resp := &pb.LeaseKeepAliveResponse{Header: &pb.ResponseHeader{}, ID: req.GetID(), TTL: ttl}
+		l.s.fillHeader(resp.Header)
+		if err := stream.Send(resp); err != nil {
+			return streamError(ctx, err)
+		}
+	}
+}
