@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"testing"
+	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -92,4 +93,21 @@ func TestTogRPCError(t *testing.T) {
 func sha256Sum(b []byte) []byte {
 	s := sha256.Sum256(b)
 	return s[:]
+}
+
+func TestMinLeaseTTL(t *testing.T) {
+	for _, tc := range []struct {
+		hb, election time.Duration
+		want         int64
+	}{
+		{100 * time.Millisecond, time.Second, 2}, // etcd's defaults: 1.5 s rounded up
+		{100 * time.Millisecond, 2 * time.Second, 3},
+		{50 * time.Millisecond, 500 * time.Millisecond, 1},
+	} {
+		c := &config{}
+		c.HeartbeatInterval, c.ElectionTimeout = tc.hb, tc.election
+		if got := c.minLeaseTTL(); got != tc.want {
+			t.Errorf("heartbeat %s election %s: min TTL %d, want %d", tc.hb, tc.election, got, tc.want)
+		}
+	}
 }

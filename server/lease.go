@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math"
+	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -19,8 +21,14 @@ type leaseServer struct {
 	s *Server
 }
 
-// LeaseGrant proposes the grant; an ID of 0 lets the store pick one.
+// LeaseGrant proposes the grant; an ID of 0 lets the store pick one. A TTL
+// below the minimum is raised to it, as etcd's lessor does (etcdctl lease
+// grant 1 answers TTL(2s) with the default timers). The TTL is raised
+// before proposing, so every member applies the same one.
 func (l *leaseServer) LeaseGrant(ctx context.Context, r *pb.LeaseGrantRequest) (*pb.LeaseGrantResponse, error) {
+	if min := l.s.cfg.minLeaseTTL(); r.TTL < min {
+		r = &pb.LeaseGrantRequest{TTL: min, ID: r.ID}
+	}
 	resp, err := l.s.propose(ctx, &pb.InternalRaftRequest{LeaseGrant: r})
 	if err != nil {
 		return nil, err
@@ -131,4 +139,16 @@ func (l *leaseServer) keepAlive(stream pb.Lease_LeaseKeepAliveServer) error {
 			return streamError(ctx, err)
 		}
 	}
+}
+
+// minLeaseTTL is etcd's minimum lease TTL in seconds: one and a half
+// election timeouts, counted in heartbeat ticks, rounded up.
+func (c *config) minLeaseTTL() int64 {
+	hb := c.HeartbeatInterval
+	if hb <= 0 {
+		return 1
+	}
+	ticks := int64(c.ElectionTimeout / hb)
+	minTTL := time.Duration(3*ticks/2) * hb
+	return int64(math.Ceil(minTTL.Seconds()))
 }
