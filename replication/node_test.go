@@ -46,7 +46,7 @@ func freeAddrs(t testing.TB, n int) []string {
 }
 
 type cluster struct {
-	t     *testing.T
+	t     testing.TB
 	eng   engine.Engine
 	dirs  []string
 	addrs []string
@@ -55,7 +55,7 @@ type cluster struct {
 	tweak func(*Config)
 }
 
-func newCluster(t *testing.T, eng engine.Engine, size int, tweak func(*Config)) *cluster {
+func newCluster(t testing.TB, eng engine.Engine, size int, tweak func(*Config)) *cluster {
 	c := &cluster{t: t, eng: eng, addrs: freeAddrs(t, size), nodes: make([]*Node, size), tweak: tweak}
 	for i := range size {
 		c.dirs = append(c.dirs, t.TempDir())
@@ -348,4 +348,9 @@ func TestLostDataDirRestoresSnapshot(t *testing.T) {
 			}
 		})
 	}
+}
+
+// newBenchCluster starts a one-node cluster for benchmarks.
+func newBenchCluster(b *testing.B, eng engine.Engine) *cluster {
+	return newCluster(b, eng, 1, nil)
 }
