@@ -24,6 +24,9 @@ type Report struct {
 	// Args is the command line, for the record.
 	Args []string    `json:"args"`
 	Runs []RunReport `json:"runs"`
+	// Baseline is the target ratios are computed against in rendered
+	// reports (the first target of a table when empty or absent).
+	Baseline string `json:"baseline,omitempty"`
 }
 
 // NewReport returns an empty report stamped with the environment.
@@ -43,6 +46,10 @@ type RunReport struct {
 	LoadSecs   float64 `json:"load_seconds,omitempty"`
 	Result     *Result `json:"result"`
 	Disk       Disk    `json:"disk"`
+	// PeakRSS is the highest resident set size seen during the run, in
+	// bytes, of the process serving it (kvbench itself in the in-process
+	// modes); zero when unknown.
+	PeakRSS int64 `json:"peak_rss,omitempty"`
 }
 
 // Disk records space used by a target, where the mode can see it.
@@ -99,52 +106,78 @@ func ReadReport(rd io.Reader) (*Report, error) {
 	return &r, nil
 }
 
-// WriteTables prints one comparison table per workload (and durability),
-// with ratios against baseline (a target name; the first target when empty
-// or absent).
-func (r *Report) WriteTables(w io.Writer, baseline string) {
-	type group struct {
-		key  string
-		runs []RunReport
-	}
-	var groups []*group
-	byKey := map[string]*group{}
+// tableGroup is one comparison table: the runs of one workload, mode and
+// durability, with ratios against a baseline run.
+type tableGroup struct {
+	Key      string // workload-mode-durability, for file names
+	Title    string
+	Sub      string
+	Runs     []RunReport
+	Header   []string
+	Rows     [][]string
+	OpHeader []string
+	OpRows   [][]string
+}
+
+func (r *Report) tableGroups(baseline string) []*tableGroup {
+	var groups []*tableGroup
+	byKey := map[string]*tableGroup{}
 	for _, run := range r.Runs {
 		key := run.Workload + " (" + run.Mode + ", " + run.Durability + ")"
 		g := byKey[key]
 		if g == nil {
-			g = &group{key: key}
+			g = &tableGroup{Key: run.Workload + "-" + run.Mode + "-" + run.Durability, Title: key}
 			byKey[key] = g
 			groups = append(groups, g)
 		}
-		g.runs = append(g.runs, run)
+		g.Runs = append(g.Runs, run)
 	}
 	for _, g := range groups {
-		base := g.runs[0]
-		for _, run := range g.runs {
+		base := g.Runs[0]
+		for _, run := range g.Runs {
 			if run.Target == baseline {
 				base = run
 			}
 		}
-		fmt.Fprintf(w, "\n%s — %d records × %d B, %d clients; ratios vs %s\n", g.key,
-			base.Records, base.ValueSize, base.Clients, base.Target)
-		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "target\tops/s\tratio\tp50 µs\tp99 µs\tp99.9 µs\tmax µs\terrors\tengine size\tdu\t")
-		for _, run := range g.runs {
+		g.Sub = fmt.Sprintf("%d records × %d B, %d clients; ratios vs %s", base.Records, base.ValueSize, base.Clients, base.Target)
+		g.Header = []string{"target", "ops/s", "ratio", "p50 µs", "p99 µs", "p99.9 µs", "max µs", "errors", "engine size", "du", "peak RSS"}
+		for _, run := range g.Runs {
 			res := run.Result
 			ratio := res.OpsSec / base.Result.OpsSec
-			fmt.Fprintf(tw, "%s\t%.0f\t%.2fx\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t\n", run.Target, res.OpsSec, ratio,
-				res.Total.P50, res.Total.P99, res.Total.P999, res.Total.Max, res.Errors,
-				bytesString(run.Disk.EngineSize), bytesString(run.Disk.DU))
+			g.Rows = append(g.Rows, []string{run.Target, fmt.Sprintf("%.0f", res.OpsSec), fmt.Sprintf("%.2fx", ratio),
+				fmt.Sprint(res.Total.P50), fmt.Sprint(res.Total.P99), fmt.Sprint(res.Total.P999), fmt.Sprint(res.Total.Max),
+				fmt.Sprint(res.Errors), bytesString(run.Disk.EngineSize), bytesString(run.Disk.DU), bytesString(run.PeakRSS)})
+		}
+		if len(base.Result.PerOp) > 1 {
+			g.OpHeader = []string{"per op", "op", "ops/s", "p50 µs", "p99 µs", "p99.9 µs"}
+			for _, run := range g.Runs {
+				for _, o := range run.Result.PerOp {
+					g.OpRows = append(g.OpRows, []string{run.Target, o.Op, fmt.Sprintf("%.0f", o.OpsSec),
+						fmt.Sprint(o.P50), fmt.Sprint(o.P99), fmt.Sprint(o.P999)})
+				}
+			}
+		}
+	}
+	return groups
+}
+
+// WriteTables prints one comparison table per workload (and durability),
+// with ratios against baseline (a target name; the first target when empty
+// or absent).
+func (r *Report) WriteTables(w io.Writer, baseline string) {
+	for _, g := range r.tableGroups(baseline) {
+		fmt.Fprintf(w, "\n%s — %s\n", g.Title, g.Sub)
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, strings.Join(g.Header, "\t")+"\t")
+		for _, row := range g.Rows {
+			fmt.Fprintln(tw, strings.Join(row, "\t")+"\t")
 		}
 		tw.Flush()
-		if len(base.Result.PerOp) > 1 {
+		if len(g.OpRows) > 0 {
 			tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-			fmt.Fprintln(tw, "  per op\top\tops/s\tp50 µs\tp99 µs\tp99.9 µs\t")
-			for _, run := range g.runs {
-				for _, o := range run.Result.PerOp {
-					fmt.Fprintf(tw, "  %s\t%s\t%.0f\t%d\t%d\t%d\t\n", run.Target, o.Op, o.OpsSec, o.P50, o.P99, o.P999)
-				}
+			fmt.Fprintln(tw, "  "+strings.Join(g.OpHeader, "\t")+"\t")
+			for _, row := range g.OpRows {
+				fmt.Fprintln(tw, "  "+strings.Join(row, "\t")+"\t")
 			}
 			tw.Flush()
 		}

@@ -11,8 +11,10 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"text/tabwriter"
 	"time"
 
@@ -40,7 +42,7 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newRunCmd(), newCompareCmd(), newWorkloadsCmd())
+	root.AddCommand(newRunCmd(), newCompareCmd(), newWorkloadsCmd(), newReportCmd(), newVersusCmd())
 	return root
 }
 
@@ -60,6 +62,10 @@ type runFlags struct {
 	dir        string
 	jsonOut    string
 	baseline   string
+
+	htmlOut string
+	pngDir  string
+	pid     int
 
 	nodes        int
 	endpoints    []string
@@ -96,6 +102,9 @@ func newRunCmd() *cobra.Command {
 	fl.StringVar(&f.dir, "dir", "", "directory for data (default: a temporary directory, removed after)")
 	fl.StringVar(&f.jsonOut, "json", "", "also write the report as JSON to this file")
 	fl.StringVar(&f.baseline, "baseline", "", "target the ratios are computed against (default: the first)")
+	fl.StringVar(&f.htmlOut, "html", "", "also write the report as a self-contained HTML page (tables and charts) to this file")
+	fl.StringVar(&f.pngDir, "png", "", "also write the report's charts as PNG files into this directory")
+	fl.IntVar(&f.pid, "pid", 0, "endpoints mode: pid of the local server process, to record its peak RSS")
 	return cmd
 }
 
@@ -135,6 +144,15 @@ func run(ctx context.Context, f *runFlags) error {
 		dir = tmp
 	}
 	report := bench.NewReport(os.Args)
+	report.Baseline = f.baseline
+	prog = newProgress()
+	rssPid = 0 // engine, mvcc and cluster modes run in kvbench's process
+	if f.mode == "endpoints" {
+		rssPid = f.pid
+		if rssPid == 0 {
+			rssPid = -1
+		}
+	}
 	cfg := bench.Config{
 		Records:  f.records,
 		Keyspace: bench.Keyspace{ValueSize: f.valueSize},
@@ -144,7 +162,6 @@ func run(ctx context.Context, f *runFlags) error {
 		Warmup:   f.warmup,
 		Rate:     f.rate,
 		Seed:     f.seed,
-		Progress: progressPrinter(),
 	}
 	targets := f.backends
 	if f.mode == "endpoints" {
@@ -159,21 +176,81 @@ func run(ctx context.Context, f *runFlags) error {
 			runs, err = runRemote(ctx, reg, f, name, dir, workloads, cfg)
 		}
 		if err != nil {
+			prog.wait()
 			return fmt.Errorf("%s: %w", name, err)
 		}
 		report.Runs = append(report.Runs, runs...)
 	}
+	prog.wait()
 	report.WriteTables(os.Stdout, f.baseline)
 	if f.jsonOut != "" {
-		out, err := os.Create(f.jsonOut)
+		if err := writeFile(f.jsonOut, report.WriteJSON); err != nil {
+			return err
+		}
+	}
+	return writeRendered(report, f.htmlOut, f.pngDir)
+}
+
+var (
+	// prog draws the progress bars of a run command.
+	prog = &progress{}
+	// rssPid is the process whose peak RSS is recorded per run: 0 for
+	// kvbench itself, -1 for none.
+	rssPid int
+)
+
+// measure runs workload w with a progress bar, sampling the peak RSS of
+// process rssPid meanwhile.
+func measure(ctx context.Context, store bench.Store, w bench.Workload, cfg bench.Config, name string) (*bench.Result, int64, error) {
+	if prog.p == nil {
+		fmt.Fprintf(os.Stderr, "%s: running %s\n", name, w.Name)
+	}
+	cfg, done := prog.bar(cfg, name+" "+w.Name)
+	var rss *bench.RSSSampler
+	if rssPid >= 0 {
+		if rssPid == 0 {
+			// Hand back what earlier targets left, so their memory is not
+			// counted against this one.
+			debug.FreeOSMemory()
+		}
+		rss = bench.StartRSS(rssPid, 0)
+	}
+	res, err := bench.Run(ctx, store, w, cfg)
+	var peak int64
+	if rss != nil {
+		peak = rss.Stop()
+	}
+	done(res)
+	return res, peak, err
+}
+
+func writeFile(path string, write func(io.Writer) error) error {
+	out, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := write(out); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+func writeRendered(report *bench.Report, htmlOut, pngDir string) error {
+	if htmlOut != "" {
+		if err := writeFile(htmlOut, report.WriteHTML); err != nil {
+			return err
+		}
+		fmt.Fprintln(os.Stderr, "wrote", htmlOut)
+	}
+	if pngDir != "" {
+		paths, err := report.WritePNG(pngDir)
 		if err != nil {
 			return err
 		}
-		if err := report.WriteJSON(out); err != nil {
-			out.Close()
-			return err
+		for _, p := range paths {
+			fmt.Fprintln(os.Stderr, "wrote", p)
 		}
-		return out.Close()
 	}
 	return nil
 }
@@ -224,7 +301,7 @@ func runEngine(ctx context.Context, reg *engine.Registry, mode, name, root strin
 				store = &bench.MVCCStore{Store: st}
 			}
 			hashed = w.HashedKeys
-			fmt.Fprintf(os.Stderr, "%s: loading %d records\n", name, cfg.Records)
+			fmt.Fprintf(prog.log(), "%s: loading %d records\n", name, cfg.Records)
 			loadCfg := cfg
 			loadCfg.Keyspace.Hashed = hashed
 			if took, err = bench.Load(ctx, store, loadCfg); err != nil {
@@ -234,15 +311,14 @@ func runEngine(ctx context.Context, reg *engine.Registry, mode, name, root strin
 				return nil, err
 			}
 		}
-		fmt.Fprintf(os.Stderr, "%s: running %s\n", name, w.Name)
-		res, err := bench.Run(ctx, store, w, cfg)
+		res, peak, err := measure(ctx, store, w, cfg, name)
 		if err != nil {
 			return nil, err
 		}
 		rr := bench.RunReport{
 			Mode: mode, Target: name, Workload: w.Name, Durability: durability,
 			Records: cfg.Records, ValueSize: cfg.Keyspace.ValueSize, Clients: cfg.Clients, Result: res,
-			LoadSecs: took.Seconds(),
+			LoadSecs: took.Seconds(), PeakRSS: peak,
 		}
 		took = 0
 		if st, err := db.Stats(); err == nil {
@@ -292,7 +368,7 @@ func runRemote(ctx context.Context, reg *engine.Registry, f *runFlags, name, roo
 				}
 				round++
 				dir := fmt.Sprintf("%s/%s-%d", root, name, round)
-				fmt.Fprintf(os.Stderr, "%s: starting a %d-member cluster\n", name, f.nodes)
+				fmt.Fprintf(prog.log(), "%s: starting a %d-member cluster\n", name, f.nodes)
 				if cluster, err = bench.StartCluster(dir, f.nodes, e); err != nil {
 					return nil, err
 				}
@@ -306,20 +382,19 @@ func runRemote(ctx context.Context, reg *engine.Registry, f *runFlags, name, roo
 			hashed, loaded = w.HashedKeys, true
 			loadCfg := cfg
 			loadCfg.Keyspace.Hashed = hashed
-			fmt.Fprintf(os.Stderr, "%s: loading %d records\n", name, cfg.Records)
+			fmt.Fprintf(prog.log(), "%s: loading %d records\n", name, cfg.Records)
 			if took, err = bench.Load(ctx, store, loadCfg); err != nil {
 				return nil, err
 			}
 		}
-		fmt.Fprintf(os.Stderr, "%s: running %s\n", name, w.Name)
-		res, err := bench.Run(ctx, store, w, cfg)
+		res, peak, err := measure(ctx, store, w, cfg, name)
 		if err != nil {
 			return nil, err
 		}
 		rr := bench.RunReport{
 			Mode: f.mode, Target: name, Workload: w.Name, Durability: durability,
 			Records: cfg.Records, ValueSize: cfg.Keyspace.ValueSize, Clients: cfg.Clients, Result: res,
-			LoadSecs: took.Seconds(),
+			LoadSecs: took.Seconds(), PeakRSS: peak,
 		}
 		took = 0
 		if cluster != nil {
@@ -328,18 +403,6 @@ func runRemote(ctx context.Context, reg *engine.Registry, f *runFlags, name, roo
 		runs = append(runs, rr)
 	}
 	return runs, nil
-}
-
-// progressPrinter reports progress on stderr when it is a terminal, and
-// stays silent in pipes and CI logs.
-func progressPrinter() func(uint64, time.Duration) {
-	st, err := os.Stderr.Stat()
-	if err != nil || st.Mode()&os.ModeCharDevice == 0 {
-		return nil
-	}
-	return func(done uint64, elapsed time.Duration) {
-		fmt.Fprintf(os.Stderr, "\r  %d ops, %.0f ops/s, %s   ", done, float64(done)/elapsed.Seconds(), elapsed.Truncate(time.Second))
-	}
 }
 
 func newCompareCmd() *cobra.Command {

@@ -1,0 +1,141 @@
+package bench_test
+
+import (
+	"bytes"
+	"context"
+	"image/png"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/strata-kv/strata/backends/bbolt"
+	"github.com/strata-kv/strata/bench"
+)
+
+// smallReport runs two workloads on a real engine and reports them under
+// two target names, so that tables and charts have several lines.
+func smallReport(t *testing.T) *bench.Report {
+	t.Helper()
+	db, err := bbolt.Open(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	s := &bench.EngineStore{Backend: db}
+	cfg := bench.Config{Records: 1000, Clients: 4, Ops: 1000, Seed: 3, Keyspace: bench.Keyspace{ValueSize: 64}}
+	ctx := context.Background()
+	if _, err := bench.Load(ctx, s, cfg); err != nil {
+		t.Fatal(err)
+	}
+	rep := bench.NewReport([]string{"kvbench", "test"})
+	for _, name := range []string{"ycsb-a", "ycsb-c"} {
+		w, err := bench.Preset(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, target := range []string{"first", "second"} {
+			res, err := bench.Run(ctx, s, w, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rep.Runs = append(rep.Runs, bench.RunReport{Mode: "engine", Target: target, Workload: name,
+				Durability: "nosync", Records: cfg.Records, ValueSize: 64, Clients: 4, Result: res, PeakRSS: 42 << 20})
+		}
+	}
+	return rep
+}
+
+func TestWriteHTML(t *testing.T) {
+	rep := smallReport(t)
+	rep.Baseline = "second"
+	var buf bytes.Buffer
+	if err := rep.WriteHTML(&buf); err != nil {
+		t.Fatal(err)
+	}
+	page := buf.String()
+	for _, want := range []string{
+		"<!DOCTYPE html>", "ycsb-a (engine, nosync)", "ycsb-c (engine, nosync)",
+		"ratios vs second", "<th>peak RSS</th>", "<td>42.0 MiB</td>", "<td>first</td>", "<td>1.00x</td>",
+		"latency CDF", "throughput over time",
+	} {
+		if !strings.Contains(page, want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+	// Two charts per workload, inlined; nothing fetched or run.
+	if n := strings.Count(page, "<svg"); n != 4 {
+		t.Errorf("%d inline SVGs, want 4", n)
+	}
+	for _, bad := range []string{"<script", "<?xml", "<link", "src="} {
+		if strings.Contains(page, bad) {
+			t.Errorf("page contains %q", bad)
+		}
+	}
+	// The text tables carry the same rows.
+	var tables bytes.Buffer
+	rep.WriteTables(&tables, "second")
+	if !strings.Contains(tables.String(), "peak RSS") || !strings.Contains(tables.String(), "42.0 MiB") {
+		t.Errorf("tables lack peak RSS:\n%s", tables.String())
+	}
+}
+
+func TestWritePNG(t *testing.T) {
+	rep := smallReport(t)
+	dir := t.TempDir()
+	paths, err := rep.WritePNG(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(paths) != 4 {
+		t.Fatalf("wrote %v, want 4 files", paths)
+	}
+	for _, p := range paths {
+		fh, err := os.Open(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, err := png.Decode(fh)
+		fh.Close()
+		if err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		if b := img.Bounds(); b.Dx() < 300 || b.Dy() < 200 {
+			t.Errorf("%s: %v is too small", p, b)
+		}
+	}
+}
+
+// TestReportJSONRoundTrip renders a report read back from JSON, as
+// `kvbench report` does: the histograms must survive.
+func TestReportJSONRoundTrip(t *testing.T) {
+	rep := smallReport(t)
+	var js bytes.Buffer
+	if err := rep.WriteJSON(&js); err != nil {
+		t.Fatal(err)
+	}
+	back, err := bench.ReadReport(&js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := back.WriteHTML(&buf); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(buf.String(), "<svg"); n != 4 {
+		t.Errorf("%d inline SVGs after a JSON round trip, want 4", n)
+	}
+}
+
+func TestReadRSS(t *testing.T) {
+	n, err := bench.ReadRSS(0)
+	if err != nil {
+		t.Skip("no /proc:", err)
+	}
+	if n < 1<<20 {
+		t.Fatalf("RSS %d is implausibly small", n)
+	}
+	s := bench.StartRSS(os.Getpid(), 0)
+	if peak := s.Stop(); peak < 1<<20 {
+		t.Fatalf("peak RSS %d is implausibly small", peak)
+	}
+}
