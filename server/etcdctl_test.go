@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/strata-kv/strata/server"
 )
 
 // etcdctlPath returns the etcdctl binary to test with: $STRATA_ETCDCTL, or
@@ -257,5 +259,119 @@ func testEtcdctlWatchLease(t *testing.T, bin, ep string, must func(stdin string,
 	}
 	if out := must("", "lease", "timetolive", id); out != "lease "+id+" already expired\n" {
 		t.Fatalf("lease timetolive of a revoked lease: %q", out)
+	}
+}
+
+// TestEtcdctlMembership drives membership changes and leadership
+// transfer of a three-member cluster with the real etcdctl: member add
+// --learner, starting the learner, member promote, move-leader and
+// member remove.
+func TestEtcdctlMembership(t *testing.T) {
+	bin := etcdctlPath(t)
+	c := newCluster(t, 3, engines()[0], nil)
+	var gone = -1 // the removed member, no longer an endpoint
+	run := func(args ...string) (string, error) {
+		t.Helper()
+		var eps []string
+		for i := range c.members {
+			if i != gone {
+				eps = append(eps, c.endpoint(i))
+			}
+		}
+		cmd := exec.Command(bin, append([]string{"--endpoints=" + strings.Join(eps, ","), "--command-timeout=10s"}, args...)...)
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		t.Logf("etcdctl %s: %v\n%s%s", strings.Join(args, " "), err, out, stderr.String())
+		if err != nil {
+			return string(out) + stderr.String(), err
+		}
+		return string(out), nil
+	}
+	must := func(args ...string) string {
+		t.Helper()
+		out, err := run(args...)
+		if err != nil {
+			t.Fatalf("etcdctl %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return out
+	}
+
+	peer := "http://" + freePorts(t, 1)[0]
+	out := must("member", "add", "m3", "--learner", "--peer-urls="+peer)
+	// etcdctl prints the IDs as %16x: padded with spaces, not zeros.
+	m := regexp.MustCompile(`Member +([0-9a-f]+) added as learner to cluster +([0-9a-f]+)`).FindStringSubmatch(out)
+	if m == nil || !strings.Contains(out, `ETCD_INITIAL_CLUSTER_STATE="existing"`) || !strings.Contains(out, "m3="+peer) {
+		t.Fatalf("member add --learner: %s", out)
+	}
+	id := m[1]
+	if want := fmt.Sprintf("%x", c.members[0].ClusterID()); m[2] != want {
+		t.Fatalf("member add: cluster %s, want %s", m[2], want)
+	}
+	cfg := c.cfgs[0]
+	cfg.Name = "m3"
+	cfg.DataDir = filepath.Join(t.TempDir(), "m3")
+	cfg.ListenPeerURLs = []string{peer}
+	cfg.InitialAdvertisePeerURLs = []string{peer}
+	cfg.InitialCluster = c.cfgs[0].InitialCluster + ",m3=" + peer
+	cfg.InitialClusterState = server.ClusterStateExisting
+	cfg.Logger = testLogger(t, "m3")
+	m3, err := server.Start(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.members = append(c.members, m3)
+	c.cfgs = append(c.cfgs, cfg)
+	select {
+	case <-m3.ReadyNotify():
+	case <-time.After(20 * time.Second):
+		t.Fatal("the learner is not ready")
+	}
+	if fmt.Sprintf("%x", m3.MemberID()) != id {
+		t.Fatalf("learner ID %x, want %s", m3.MemberID(), id)
+	}
+	if out := must("member", "list"); !strings.Contains(out, id+", started, m3, "+peer) || !strings.Contains(out, ", true\n") {
+		t.Fatalf("member list with a learner: %s", out)
+	}
+	// The learner may still be catching up: etcd refuses to promote it
+	// until it is ("can only promote a learner member which is in sync
+	// with leader").
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		out, err := run("member", "promote", id)
+		if err == nil {
+			if !strings.Contains(out, fmt.Sprintf("Member %16s promoted in cluster", id)) {
+				t.Fatalf("member promote: %s", out)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("member promote: %v\n%s", err, out)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if out := must("member", "list"); strings.Contains(out, ", true\n") {
+		t.Fatalf("member list after promote still shows a learner: %s", out)
+	}
+
+	lead := c.leader()
+	target := (lead + 1) % len(c.members)
+	out = must("move-leader", fmt.Sprintf("%x", c.members[target].MemberID()))
+	if want := fmt.Sprintf("Leadership transferred from %x to %x", c.members[lead].MemberID(), c.members[target].MemberID()); !strings.Contains(out, want) {
+		t.Fatalf("move-leader: %s, want %q", out, want)
+	}
+	if got := c.leader(); got != target {
+		t.Fatalf("leader after move-leader: m%d, want m%d", got, target)
+	}
+
+	victim := (target + 1) % len(c.members)
+	vid := fmt.Sprintf("%x", c.members[victim].MemberID())
+	out = must("member", "remove", vid)
+	if !strings.Contains(out, fmt.Sprintf("Member %16s removed from cluster", vid)) {
+		t.Fatalf("member remove: %s", out)
+	}
+	gone = victim
+	if out := must("member", "list"); strings.Contains(out, vid) || strings.Count(out, "\n") != 3 {
+		t.Fatalf("member list after remove: %s", out)
 	}
 }

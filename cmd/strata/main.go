@@ -14,6 +14,15 @@
 // --backend picks the storage engine (bbolt, pebble or badger). It logs
 // "ready to serve client requests" once it serves, and stops gracefully on
 // SIGINT or SIGTERM.
+//
+// Offline subcommands work on a stopped member's data directory:
+//
+//	strata snapshot restore FILE --data-dir DIR [--name NAME] [--backend ENGINE]
+//	strata defrag --data-dir DIR [--backend ENGINE]
+//
+// restore makes, from a snapshot saved with `etcdctl snapshot save`, the
+// data directory of a new single-member cluster (as `etcdutl snapshot
+// restore`); defrag defragments the member's engine.
 package main
 
 import (
@@ -53,6 +62,14 @@ func (u *urlsFlag) Set(s string) error {
 }
 
 func run(args []string) error {
+	if len(args) > 0 {
+		switch args[0] {
+		case "snapshot":
+			return runSnapshot(args[1:])
+		case "defrag":
+			return runDefrag(args[1:])
+		}
+	}
 	reg := backends.Registry()
 	fs := flag.NewFlagSet("strata", flag.ContinueOnError)
 	var (

@@ -1,0 +1,196 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/strata-kv/strata/backends"
+	"github.com/strata-kv/strata/engine"
+	"github.com/strata-kv/strata/mvcc"
+	"github.com/strata-kv/strata/server"
+)
+
+// Offline subcommands work on a stopped member's data directory, as
+// etcdutl's do:
+//
+//	strata snapshot restore FILE [--name NAME] [--data-dir DIR] [--backend ENGINE]
+//	strata defrag --data-dir DIR [--backend ENGINE]
+//
+// A member's data directory holds strata-member.json (its identity) and
+// member/ with data/ (the engine) and raft/ (log and snapshots).
+
+// memberDataDir is where a member keeps its engine's data.
+func memberDataDir(dataDir string) string { return filepath.Join(dataDir, "member", "data") }
+
+// parseInterspersed parses args with fs, allowing flags after positional
+// arguments (`snapshot restore FILE --data-dir DIR`), and returns the
+// positional ones.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+}
+
+// runSnapshot runs `strata snapshot SUBCOMMAND`.
+func runSnapshot(args []string) error {
+	if len(args) == 0 || args[0] != "restore" {
+		return errors.New("usage: strata snapshot restore FILE [--name NAME] [--data-dir DIR] [--backend ENGINE]")
+	}
+	return runSnapshotRestore(args[1:])
+}
+
+// runSnapshotRestore restores a snapshot saved from a member (`etcdctl
+// snapshot save`, Maintenance.Snapshot) into a new data directory, from
+// which `strata --name NAME --data-dir DIR` starts a new single-member
+// cluster holding the snapshot's keys, revisions and leases. The raft
+// log starts afresh: the store's applied index is reset, as etcdutl
+// resets etcd's consistent index; the member's identity is made at its
+// first start from its flags.
+func runSnapshotRestore(args []string) error {
+	reg := backends.Registry()
+	fs := flag.NewFlagSet("strata snapshot restore", flag.ContinueOnError)
+	name := fs.String("name", server.DefaultName, "Human-readable name for the member the data is restored for.")
+	dataDir := fs.String("data-dir", "", "Path to the data directory to create (default \"${name}.strata\"); it must not exist.")
+	backend := fs.String("backend", backends.Default, "Storage engine of the member the snapshot was saved from: "+strings.Join(reg.Names(), "|")+".")
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return errors.New("snapshot restore: one snapshot file is required")
+	}
+	if *dataDir == "" {
+		*dataDir = *name + ".strata"
+	}
+	if !reg.Has(*backend) {
+		return fmt.Errorf("--backend: unknown engine %q (%s)", *backend, strings.Join(reg.Names(), "|"))
+	}
+	if _, err := os.Stat(*dataDir); err == nil {
+		return fmt.Errorf("snapshot restore: data-dir %q exists", *dataDir)
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	f, err := os.Open(pos[0])
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	rd, err := server.ReadSnapshot(f, fi.Size())
+	if err != nil {
+		return fmt.Errorf("snapshot restore: %s: %w", pos[0], err)
+	}
+	if err := os.MkdirAll(filepath.Join(*dataDir, "member"), 0o700); err != nil {
+		return err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			os.RemoveAll(*dataDir)
+		}
+	}()
+	dir := memberDataDir(*dataDir)
+	if err := reg.Restore(*backend, dir, rd); err != nil {
+		return fmt.Errorf("snapshot restore: %w", err)
+	}
+	be, err := reg.Open(*backend, dir, engine.Options{})
+	if err != nil {
+		return err
+	}
+	if err := mvcc.ResetAppliedIndex(be); err != nil {
+		be.Close()
+		return err
+	}
+	if err := be.Close(); err != nil {
+		return err
+	}
+	if err := engine.SyncDir(filepath.Join(*dataDir, "member")); err != nil {
+		return err
+	}
+	ok = true
+	fmt.Printf("restored snapshot %s into %s (%s); start it with: strata --name %s --data-dir %s --backend %s\n",
+		pos[0], *dataDir, *backend, *name, *dataDir, *backend)
+	return nil
+}
+
+// runDefrag defragments a stopped member's engine (engine.Defragmenter).
+// --backend defaults to the engine recorded in the member's identity.
+func runDefrag(args []string) error {
+	reg := backends.Registry()
+	fs := flag.NewFlagSet("strata defrag", flag.ContinueOnError)
+	dataDir := fs.String("data-dir", "", "Data directory of the stopped member (required).")
+	backend := fs.String("backend", "", "Storage engine: "+strings.Join(reg.Names(), "|")+" (default: the member's).")
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return fmt.Errorf("defrag: unexpected arguments %q", pos)
+	}
+	if *dataDir == "" {
+		return errors.New("defrag: --data-dir is required")
+	}
+	if *backend == "" {
+		*backend = memberEngine(*dataDir)
+	}
+	if !reg.Has(*backend) {
+		return fmt.Errorf("--backend: unknown engine %q (%s)", *backend, strings.Join(reg.Names(), "|"))
+	}
+	dir := memberDataDir(*dataDir)
+	if _, err := os.Stat(dir); err != nil {
+		return fmt.Errorf("defrag: %w", err)
+	}
+	be, err := reg.Open(*backend, dir, engine.Options{})
+	if err != nil {
+		return err
+	}
+	d, ok := be.(engine.Defragmenter)
+	if !ok {
+		be.Close()
+		return fmt.Errorf("defrag: engine %s cannot defragment", *backend)
+	}
+	before, _ := be.Stats()
+	if err := d.Defrag(context.Background()); err != nil {
+		be.Close()
+		return fmt.Errorf("defrag: %w", err)
+	}
+	after, _ := be.Stats()
+	if err := be.Close(); err != nil {
+		return err
+	}
+	fmt.Printf("Finished defragmenting %s (%s): %d -> %d bytes\n", *dataDir, *backend, before.Size, after.Size)
+	return nil
+}
+
+// memberEngine returns the engine recorded in dataDir's identity file, or
+// the default engine.
+func memberEngine(dataDir string) string {
+	b, err := os.ReadFile(filepath.Join(dataDir, "strata-member.json"))
+	if err != nil {
+		return backends.Default
+	}
+	var id struct {
+		Engine string `json:"engine"`
+	}
+	if json.Unmarshal(b, &id) != nil || id.Engine == "" {
+		return backends.Default
+	}
+	return id.Engine
+}

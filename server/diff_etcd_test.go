@@ -1,0 +1,602 @@
+package server_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/url"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/prototext"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/strata-kv/strata/engine"
+	"github.com/strata-kv/strata/server"
+)
+
+// startEtcd runs a one-member etcd in a private directory on free
+// loopback ports.
+func startEtcd(t *testing.T) string {
+	t.Helper()
+	ports := freePorts(t, 2)
+	cfg := embed.NewConfig()
+	cfg.Name = "oracle"
+	cfg.Dir = t.TempDir()
+	cu := url.URL{Scheme: "http", Host: ports[0]}
+	pu := url.URL{Scheme: "http", Host: ports[1]}
+	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{cu}, []url.URL{cu}
+	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{pu}, []url.URL{pu}
+	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
+	cfg.Logger = "zap"
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
+	e, err := embed.StartEtcd(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	select {
+	case <-e.Server.ReadyNotify():
+	case <-time.After(30 * time.Second):
+		t.Fatal("etcd not ready after 30s")
+	}
+	return ports[0]
+}
+
+func diffClient(t *testing.T, ep string) *clientv3.Client {
+	t.Helper()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{ep}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	return cli
+}
+
+type diffSide struct {
+	name  string
+	cli   *clientv3.Client
+	kv    pb.KVClient
+	lease pb.LeaseClient
+	watch pb.WatchClient
+}
+
+func newDiffSide(t *testing.T, name, ep string) *diffSide {
+	cli := diffClient(t, ep)
+	conn := cli.ActiveConnection()
+	return &diffSide{name: name, cli: cli, kv: pb.NewKVClient(conn), lease: pb.NewLeaseClient(conn), watch: pb.NewWatchClient(conn)}
+}
+
+// normalize clears what may differ between two clusters: the header's
+// cluster and member IDs and raft term, everywhere in the message.
+func normalize(m proto.Message) proto.Message {
+	if m == nil {
+		return nil
+	}
+	m = proto.Clone(m)
+	var walk func(v any)
+	walk = func(v any) {
+		switch r := v.(type) {
+		case *pb.ResponseHeader:
+			if r != nil {
+				r.ClusterId, r.MemberId, r.RaftTerm = 0, 0, 0
+			}
+		case *pb.RangeResponse:
+			walk(r.Header)
+		case *pb.PutResponse:
+			walk(r.Header)
+		case *pb.DeleteRangeResponse:
+			walk(r.Header)
+		case *pb.CompactionResponse:
+			walk(r.Header)
+		case *pb.LeaseGrantResponse:
+			walk(r.Header)
+		case *pb.LeaseRevokeResponse:
+			walk(r.Header)
+		case *pb.LeaseTimeToLiveResponse:
+			walk(r.Header)
+			r.TTL = 0 // the countdown is not compared
+		case *pb.TxnResponse:
+			walk(r.Header)
+			for _, op := range r.Responses {
+				switch x := op.Response.(type) {
+				case *pb.ResponseOp_ResponseRange:
+					walk(x.ResponseRange)
+				case *pb.ResponseOp_ResponsePut:
+					walk(x.ResponsePut)
+				case *pb.ResponseOp_ResponseDeleteRange:
+					walk(x.ResponseDeleteRange)
+				case *pb.ResponseOp_ResponseTxn:
+					walk(x.ResponseTxn)
+				}
+			}
+		}
+	}
+	walk(m)
+	return m
+}
+
+func describe(m proto.Message, err error) string {
+	if err != nil {
+		s, _ := status.FromError(err)
+		return fmt.Sprintf("error code=%s msg=%q", s.Code(), s.Message())
+	}
+	if m == nil {
+		return "<nil>"
+	}
+	return prototext.MarshalOptions{}.Format(normalize(m))
+}
+
+type diffGen struct {
+	r       *rand.Rand
+	leases  []int64
+	lastRev int64
+}
+
+var diffKeys = []string{"k0", "k1", "k2", "k3", "k4", "k5", "k6", "k7", "k8", "k9"}
+
+func (g *diffGen) key() []byte { return []byte(diffKeys[g.r.IntN(len(diffKeys))]) }
+
+// keyRange returns a key and range end: one key, a range, a prefix, or
+// everything from the key on.
+func (g *diffGen) keyRange() ([]byte, []byte) {
+	switch g.r.IntN(5) {
+	case 0, 1:
+		return g.key(), nil
+	case 2:
+		a, b := g.key(), g.key()
+		if string(a) > string(b) && g.r.IntN(4) != 0 { // sometimes an empty (inverted) range
+			a, b = b, a
+		}
+		return a, b
+	case 3:
+		return []byte("k"), []byte("l")
+	default:
+		return g.key(), []byte{0}
+	}
+}
+
+func (g *diffGen) rev() int64 {
+	switch g.r.IntN(4) {
+	case 0:
+		return 0
+	case 1:
+		return g.lastRev + int64(g.r.IntN(3)) // maybe a future revision
+	default:
+		return int64(g.r.IntN(int(g.lastRev) + 1))
+	}
+}
+
+func (g *diffGen) leaseID() int64 { return int64(g.r.IntN(6) + 1) }
+
+func (g *diffGen) put() *pb.PutRequest {
+	p := &pb.PutRequest{Key: g.key(), Value: []byte(fmt.Sprintf("v%d", g.r.IntN(1000))), PrevKv: g.r.IntN(2) == 0}
+	if g.r.IntN(4) == 0 {
+		p.Lease = g.leaseID()
+	}
+	if g.r.IntN(8) == 0 {
+		p.IgnoreValue = true
+		if g.r.IntN(2) == 0 {
+			p.Value = nil
+		}
+	}
+	if g.r.IntN(8) == 0 {
+		p.IgnoreLease = true
+		if g.r.IntN(2) == 0 {
+			p.Lease = 0
+		}
+	}
+	return p
+}
+
+func (g *diffGen) rangeReq(inTxn bool) *pb.RangeRequest {
+	k, e := g.keyRange()
+	r := &pb.RangeRequest{Key: k, RangeEnd: e}
+	if g.r.IntN(3) == 0 {
+		r.Limit = int64(g.r.IntN(4))
+	}
+	if g.r.IntN(3) == 0 {
+		r.Revision = g.rev()
+	}
+	if g.r.IntN(2) == 0 {
+		r.SortOrder = pb.RangeRequest_SortOrder(g.r.IntN(3))
+		r.SortTarget = pb.RangeRequest_SortTarget(g.r.IntN(5))
+	}
+	r.KeysOnly = g.r.IntN(4) == 0
+	r.CountOnly = g.r.IntN(6) == 0
+	if g.r.IntN(4) == 0 {
+		r.MinModRevision = int64(g.r.IntN(int(g.lastRev) + 2))
+	}
+	if g.r.IntN(4) == 0 {
+		r.MaxModRevision = int64(g.r.IntN(int(g.lastRev) + 2))
+	}
+	if g.r.IntN(4) == 0 {
+		r.MinCreateRevision = int64(g.r.IntN(int(g.lastRev) + 2))
+	}
+	if g.r.IntN(4) == 0 {
+		r.MaxCreateRevision = int64(g.r.IntN(int(g.lastRev) + 2))
+	}
+	return r
+}
+
+func (g *diffGen) del() *pb.DeleteRangeRequest {
+	k, e := g.keyRange()
+	return &pb.DeleteRangeRequest{Key: k, RangeEnd: e, PrevKv: g.r.IntN(2) == 0}
+}
+
+func (g *diffGen) compare() *pb.Compare {
+	k, e := g.keyRange()
+	c := &pb.Compare{Key: k, Result: pb.Compare_CompareResult(g.r.IntN(4))}
+	if g.r.IntN(3) == 0 {
+		c.RangeEnd = e
+	}
+	switch g.r.IntN(5) {
+	case 0:
+		c.Target, c.TargetUnion = pb.Compare_VERSION, &pb.Compare_Version{Version: int64(g.r.IntN(4))}
+	case 1:
+		c.Target, c.TargetUnion = pb.Compare_CREATE, &pb.Compare_CreateRevision{CreateRevision: int64(g.r.IntN(int(g.lastRev) + 2))}
+	case 2:
+		c.Target, c.TargetUnion = pb.Compare_MOD, &pb.Compare_ModRevision{ModRevision: int64(g.r.IntN(int(g.lastRev) + 2))}
+	case 3:
+		c.Target, c.TargetUnion = pb.Compare_VALUE, &pb.Compare_Value{Value: []byte(fmt.Sprintf("v%d", g.r.IntN(1000)))}
+	default:
+		c.Target, c.TargetUnion = pb.Compare_LEASE, &pb.Compare_Lease{Lease: int64(g.r.IntN(3))}
+	}
+	return c
+}
+
+func (g *diffGen) txn(depth int) *pb.TxnRequest {
+	t := &pb.TxnRequest{}
+	for range g.r.IntN(3) {
+		t.Compare = append(t.Compare, g.compare())
+	}
+	ops := func() []*pb.RequestOp {
+		var ops []*pb.RequestOp
+		for range g.r.IntN(4) {
+			switch n := g.r.IntN(10); {
+			case n < 4:
+				ops = append(ops, &pb.RequestOp{Request: &pb.RequestOp_RequestRange{RequestRange: g.rangeReq(true)}})
+			case n < 7:
+				ops = append(ops, &pb.RequestOp{Request: &pb.RequestOp_RequestPut{RequestPut: g.put()}})
+			case n < 9 || depth > 1:
+				ops = append(ops, &pb.RequestOp{Request: &pb.RequestOp_RequestDeleteRange{RequestDeleteRange: g.del()}})
+			default:
+				ops = append(ops, &pb.RequestOp{Request: &pb.RequestOp_RequestTxn{RequestTxn: g.txn(depth + 1)}})
+			}
+		}
+		return ops
+	}
+	t.Success, t.Failure = ops(), ops()
+	return t
+}
+
+// avoidEtcdPanic clears ignore_value and ignore_lease from the puts of a
+// txn that also deletes with range_end "\x00" (every key from key on).
+// etcd v3.7.3 crashes on such a txn when the delete removes the put's key
+// before the put runs: checkIntervals (etcdserver/api/v3rpc/key.go:236)
+// takes range_end "\x00" as a literal bound, not as +infinity, so it does
+// not see the overlap ("duplicate key given in txn request"), and put
+// (etcdserver/txn/put.go:55) then indexes the missing previous KV:
+// "panic: runtime error: index out of range [0] with length 0" in the
+// apply loop, which takes the whole process down.
+func avoidEtcdPanic(t *pb.TxnRequest) {
+	var dels bool
+	var puts []*pb.PutRequest
+	var walk func(t *pb.TxnRequest)
+	walk = func(t *pb.TxnRequest) {
+		for _, op := range append(append([]*pb.RequestOp(nil), t.Success...), t.Failure...) {
+			switch x := op.Request.(type) {
+			case *pb.RequestOp_RequestDeleteRange:
+				dels = dels || string(x.RequestDeleteRange.RangeEnd) == "\x00"
+			case *pb.RequestOp_RequestPut:
+				puts = append(puts, x.RequestPut)
+			case *pb.RequestOp_RequestTxn:
+				walk(x.RequestTxn)
+			}
+		}
+	}
+	walk(t)
+	if dels {
+		for _, p := range puts {
+			p.IgnoreValue, p.IgnoreLease = false, false
+		}
+	}
+}
+
+// diffWatcher is one watch stream on one side, read continuously so
+// that the watcher stays synced (a watcher the server cannot send to falls
+// behind, and a compaction then cancels it, at times that depend on flow
+// control).
+type diffWatcher struct {
+	desc    string
+	stream  pb.Watch_WatchClient
+	cancel  context.CancelFunc
+	noDel   bool
+	mu      sync.Mutex
+	created string
+	events  []*mvccpb.Event
+	done    bool
+	err     error
+	updated chan struct{}
+}
+
+// openWatcher creates a watcher and returns it with its creation response,
+// described.
+func openWatcher(t *testing.T, s *diffSide, req *pb.WatchCreateRequest) (*diffWatcher, string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	st, err := s.watch.Watch(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Send(&pb.WatchRequest{RequestUnion: &pb.WatchRequest_CreateRequest{CreateRequest: req}}); err != nil {
+		t.Fatal(err)
+	}
+	w := &diffWatcher{stream: st, cancel: cancel, updated: make(chan struct{}, 1)}
+	for _, f := range req.Filters {
+		w.noDel = w.noDel || f == pb.WatchCreateRequest_NODELETE
+	}
+	resp, err := st.Recv()
+	if err != nil {
+		t.Fatalf("%s: watch create: %v", s.name, err)
+	}
+	if !resp.Created {
+		t.Fatalf("%s: first watch response is not the creation: %v", s.name, resp)
+	}
+	w.created = fmt.Sprintf("canceled=%v compact_revision=%d reason=%q events=%d", resp.Canceled, resp.CompactRevision, resp.CancelReason, len(resp.Events))
+	w.events = append(w.events, resp.Events...)
+	created := w.created
+	if resp.Canceled {
+		w.done = true
+		return w, created
+	}
+	go func() {
+		for {
+			resp, err := st.Recv()
+			w.mu.Lock()
+			if err != nil {
+				w.err, w.done = err, true
+			} else {
+				if resp.Canceled {
+					w.created += fmt.Sprintf(" later-canceled=%q compact_revision=%d", resp.CancelReason, resp.CompactRevision)
+					w.done = true
+				}
+				w.events = append(w.events, resp.Events...)
+			}
+			done := w.done
+			w.mu.Unlock()
+			select {
+			case w.updated <- struct{}{}:
+			default:
+			}
+			if done {
+				return
+			}
+		}
+	}()
+	return w, created
+}
+
+// collect waits until w has seen the sentinel's put (at end-1) or delete
+// (at end), or was canceled.
+func (w *diffWatcher) collect(t *testing.T, end int64) {
+	t.Helper()
+	want := end
+	if w.noDel {
+		want = end - 1
+	}
+	deadline := time.After(10 * time.Second)
+	for {
+		w.mu.Lock()
+		n := len(w.events)
+		ok := w.done || (n > 0 && w.events[n-1].Kv.ModRevision >= want)
+		err := w.err
+		w.mu.Unlock()
+		if err != nil {
+			t.Fatalf("watch %s: %v after %d events (want up to revision %d)", w.desc, err, n, want)
+		}
+		if ok {
+			break
+		}
+		select {
+		case <-w.updated:
+		case <-deadline:
+			t.Fatalf("watch %s: %d events after 10s, want up to revision %d", w.desc, n, want)
+		}
+	}
+	w.cancel()
+	w.mu.Lock()
+	w.done = true
+	w.mu.Unlock()
+}
+
+func (w *diffWatcher) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var b strings.Builder
+	b.WriteString(w.created)
+	for _, ev := range w.events {
+		b.WriteString("\n  " + prototext.MarshalOptions{}.Format(ev))
+	}
+	return b.String()
+}
+
+// TestDiffEtcd sends the same random requests (fixed seeds) to an embedded
+// etcd v3.7.3 and to a one-member Strata cluster, over clientv3's
+// connection, and compares the answers field by field (headers by
+// revision only; a lease's remaining TTL is not compared) and the errors
+// by gRPC code and message: Put (prev_kv, lease, ignore_value,
+// ignore_lease), Range (every option), DeleteRange, Txn (compares of every
+// target, on ranges too, nested txns), Compact, LeaseGrant with given IDs,
+// LeaseRevoke, LeaseTimeToLive with keys, and watchers (prev_kv, filters,
+// start revisions past, compacted or future) whose creation responses and
+// event streams are compared at the end. STRATA_DIFF_LONG=1 runs more
+// seeds and longer sequences, on every engine.
+//
+// Left out: a Txn that deletes with range_end "\x00" and puts with
+// ignore_value/ignore_lease a key the delete removes crashes etcd v3.7.3
+// (see avoidEtcdPanic); Strata answers it "etcdserver: key not found".
+func TestDiffEtcd(t *testing.T) {
+	seeds, ops := []uint64{1, 2, 3, 4}, 250
+	engs := engines()[:1]
+	if os.Getenv("STRATA_DIFF_LONG") != "" {
+		seeds, ops = []uint64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}, 1500
+		engs = engines()
+	}
+	for _, eng := range engs {
+		for _, seed := range seeds {
+			t.Run(fmt.Sprintf("%s/seed%d", eng.Name, seed), func(t *testing.T) {
+				diffRun(t, eng, seed, ops)
+			})
+		}
+	}
+}
+
+func diffRun(t *testing.T, eng engine.Engine, seed uint64, nops int) {
+	etcdEP := startEtcd(t)
+	c := newCluster(t, 1, eng, func(cfg *server.Config) { cfg.HeartbeatInterval = 100 * time.Millisecond })
+	sides := []*diffSide{newDiffSide(t, "etcd", etcdEP), newDiffSide(t, "strata", c.endpoint(0))}
+	g := &diffGen{r: rand.New(rand.NewPCG(seed, seed*7919)), lastRev: 1}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+
+	var watchers [][2]*diffWatcher
+	var log []string
+	errs := map[string]int{} // errors both sides answered, by text
+	check := func(op string, do func(s *diffSide) (proto.Message, error)) proto.Message {
+		t.Helper()
+		var got [2]string
+		var first proto.Message
+		for i, s := range sides {
+			m, err := do(s)
+			got[i] = describe(m, err)
+			if i == 0 {
+				first = m
+				if err != nil {
+					first = nil
+				}
+			}
+		}
+		log = append(log, op)
+		if strings.HasPrefix(got[0], "error") {
+			errs[got[0]]++
+		}
+		if got[0] != got[1] {
+			t.Fatalf("seed %d, op %d: %s\netcd:   %s\nstrata: %s\n(recent ops: %s)", seed, len(log), op, got[0], got[1], strings.Join(log[max(0, len(log)-5):], " | "))
+		}
+		return first
+	}
+	// headerRev keeps the generator's idea of the current revision.
+	headerRev := func(m proto.Message) {
+		type hdr interface{ GetHeader() *pb.ResponseHeader }
+		if h, ok := m.(hdr); ok && h.GetHeader() != nil && h.GetHeader().Revision > g.lastRev {
+			g.lastRev = h.GetHeader().Revision
+		}
+	}
+
+	for range nops {
+		switch n := g.r.IntN(100); {
+		case n < 25:
+			p := g.put()
+			headerRev(check("put "+prototext.Format(p), func(s *diffSide) (proto.Message, error) { return s.kv.Put(ctx, p) }))
+		case n < 45:
+			r := g.rangeReq(false)
+			check("range "+prototext.Format(r), func(s *diffSide) (proto.Message, error) { return s.kv.Range(ctx, r) })
+		case n < 53:
+			d := g.del()
+			headerRev(check("delete "+prototext.Format(d), func(s *diffSide) (proto.Message, error) { return s.kv.DeleteRange(ctx, d) }))
+		case n < 70:
+			x := g.txn(0)
+			avoidEtcdPanic(x)
+			headerRev(check("txn "+prototext.Format(x), func(s *diffSide) (proto.Message, error) { return s.kv.Txn(ctx, x) }))
+		case n < 73:
+			cr := &pb.CompactionRequest{Revision: g.rev(), Physical: g.r.IntN(2) == 0}
+			if len(watchers) > 0 {
+				// Let the watchers catch up first: etcd syncs a watcher
+				// that started in the past every 100ms, and a compaction
+				// before that cancels it (a timing difference, not a
+				// semantic one).
+				time.Sleep(250 * time.Millisecond)
+			}
+			check("compact "+prototext.Format(cr), func(s *diffSide) (proto.Message, error) { return s.kv.Compact(ctx, cr) })
+		case n < 79:
+			lg := &pb.LeaseGrantRequest{ID: g.leaseID(), TTL: int64(60 + g.r.IntN(100))}
+			check("lease grant "+prototext.Format(lg), func(s *diffSide) (proto.Message, error) { return s.lease.LeaseGrant(ctx, lg) })
+		case n < 82:
+			lr := &pb.LeaseRevokeRequest{ID: g.leaseID()}
+			headerRev(check("lease revoke "+prototext.Format(lr), func(s *diffSide) (proto.Message, error) { return s.lease.LeaseRevoke(ctx, lr) }))
+		case n < 87:
+			lt := &pb.LeaseTimeToLiveRequest{ID: g.leaseID(), Keys: g.r.IntN(2) == 0}
+			check("lease ttl "+prototext.Format(lt), func(s *diffSide) (proto.Message, error) {
+				resp, err := s.lease.LeaseTimeToLive(ctx, lt)
+				if resp != nil {
+					sort.Slice(resp.Keys, func(i, j int) bool { return string(resp.Keys[i]) < string(resp.Keys[j]) })
+				}
+				return resp, err
+			})
+		case n < 92:
+			// A watcher on a range that includes the sentinel "kz".
+			var k, e []byte
+			switch g.r.IntN(2) {
+			case 0:
+				k, e = []byte("k"), []byte("l")
+			default:
+				k, e = g.key(), []byte{0}
+			}
+			req := &pb.WatchCreateRequest{Key: k, RangeEnd: e, PrevKv: g.r.IntN(2) == 0, StartRevision: g.rev()}
+			switch g.r.IntN(4) {
+			case 0:
+				req.Filters = []pb.WatchCreateRequest_FilterType{pb.WatchCreateRequest_NOPUT}
+			case 1:
+				req.Filters = []pb.WatchCreateRequest_FilterType{pb.WatchCreateRequest_NODELETE}
+			}
+			if req.StartRevision == 0 {
+				// Explicit, so that both start at the same revision.
+				req.StartRevision = g.lastRev + 1
+			}
+			var pair [2]*diffWatcher
+			var created [2]string
+			for i, s := range sides {
+				pair[i], created[i] = openWatcher(t, s, req)
+				pair[i].desc = fmt.Sprintf("%s %s", s.name, prototext.Format(req))
+			}
+			if created[0] != created[1] {
+				t.Fatalf("seed %d: watch %s created:\netcd:   %s\nstrata: %s", seed, prototext.Format(req), created[0], created[1])
+			}
+			watchers = append(watchers, pair)
+			log = append(log, "watch "+prototext.Format(req))
+		default:
+			// A keys-only range of everything, to move on.
+			r := &pb.RangeRequest{Key: []byte{0}, RangeEnd: []byte{0}, CountOnly: true}
+			check("count all", func(s *diffSide) (proto.Message, error) { return s.kv.Range(ctx, r) })
+		}
+	}
+
+	// The sentinel: every watcher sees its put or its delete.
+	headerRev(check("sentinel put", func(s *diffSide) (proto.Message, error) {
+		return s.kv.Put(ctx, &pb.PutRequest{Key: []byte("kz"), Value: []byte("end")})
+	}))
+	headerRev(check("sentinel delete", func(s *diffSide) (proto.Message, error) {
+		return s.kv.DeleteRange(ctx, &pb.DeleteRangeRequest{Key: []byte("kz")})
+	}))
+	for _, pair := range watchers {
+		for _, w := range pair {
+			w.collect(t, g.lastRev)
+		}
+		if a, b := pair[0].String(), pair[1].String(); a != b {
+			t.Fatalf("seed %d: %s\netcd:   %s\nstrata: %s", seed, pair[0].desc, a, b)
+		}
+	}
+	t.Logf("seed %d: %d ops, %d watchers, final revision %d, errors (same on both): %v", seed, nops, len(watchers), g.lastRev, errs)
+}
