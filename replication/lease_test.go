@@ -8,17 +8,31 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 )
 
+// proposeRetry proposes req until the cluster answers it, as a client
+// would after "leader changed" on a loaded machine, and fails the test on
+// a request error.
+func proposeRetry(t *testing.T, n *Node, req *pb.InternalRaftRequest) Result {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		res, err := n.Propose(ctx, req)
+		cancel()
+		if err == nil {
+			if res.Err != nil {
+				t.Fatalf("%v: %v", req, res.Err)
+			}
+			return res
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%v: %v", req, err)
+		}
+	}
+}
+
 func grant(t *testing.T, n *Node, ttl int64) int64 {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	res, err := n.Propose(ctx, &pb.InternalRaftRequest{LeaseGrant: &pb.LeaseGrantRequest{TTL: ttl}})
-	if err == nil {
-		err = res.Err
-	}
-	if err != nil {
-		t.Fatalf("grant: %v", err)
-	}
+	res := proposeRetry(t, n, &pb.InternalRaftRequest{LeaseGrant: &pb.LeaseGrantRequest{TTL: ttl}})
 	return res.Resp.(*pb.LeaseGrantResponse).ID
 }
 
@@ -45,10 +59,7 @@ func TestLeasesThroughFollower(t *testing.T) {
 			}
 			ctx := context.Background()
 			id := grant(t, f, 2)
-			res, err := f.Propose(ctx, &pb.InternalRaftRequest{Put: &pb.PutRequest{Key: []byte("leased"), Value: []byte("v"), Lease: id}})
-			if err != nil || res.Err != nil {
-				t.Fatalf("put with lease: %v %v", err, res.Err)
-			}
+			proposeRetry(t, f, &pb.InternalRaftRequest{Put: &pb.PutRequest{Key: []byte("leased"), Value: []byte("v"), Lease: id}})
 			ttl, err := f.LeaseTimeToLive(ctx, id, true)
 			if err != nil {
 				t.Fatalf("time to live: %v", err)
@@ -92,10 +103,7 @@ func TestLeaseSurvivesLeaderChange(t *testing.T) {
 			l := c.leader()
 			id := grant(t, l, 3)
 			granted := time.Now()
-			res, err := l.Propose(context.Background(), &pb.InternalRaftRequest{Put: &pb.PutRequest{Key: []byte("k"), Lease: id}})
-			if err != nil || res.Err != nil {
-				t.Fatalf("put: %v %v", err, res.Err)
-			}
+			proposeRetry(t, l, &pb.InternalRaftRequest{Put: &pb.PutRequest{Key: []byte("k"), Lease: id}})
 			for i, n := range c.nodes {
 				if n == l {
 					c.stop(i)

@@ -127,15 +127,25 @@ func proposeAll(t *testing.T, n *Node, prefix string, count, clients int) {
 	for c := range clients {
 		wg.Go(func() {
 			for i := c; i < count; i += clients {
-				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				res, err := n.Propose(ctx, put(fmt.Sprintf("%s%06d", prefix, i), fmt.Sprint(i)))
-				cancel()
-				if err == nil {
-					err = res.Err
-				}
-				if err != nil {
-					errc <- fmt.Errorf("put %d: %w", i, err)
-					return
+				// A put of a fixed key and value is idempotent, so a write
+				// whose outcome is unknown (a leader change under a loaded
+				// machine) is simply sent again.
+				deadline := time.Now().Add(30 * time.Second)
+				for {
+					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+					res, err := n.Propose(ctx, put(fmt.Sprintf("%s%06d", prefix, i), fmt.Sprint(i)))
+					cancel()
+					if err == nil && res.Err == nil {
+						break
+					}
+					if err == nil {
+						errc <- fmt.Errorf("put %d: %w", i, res.Err)
+						return
+					}
+					if time.Now().After(deadline) {
+						errc <- fmt.Errorf("put %d: %w", i, err)
+						return
+					}
 				}
 			}
 		})
