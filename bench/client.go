@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"fmt"
-	"net"
 	"path/filepath"
 	"strings"
 	"time"
@@ -12,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/strata-kv/strata/engine"
+	"github.com/strata-kv/strata/internal/freeport"
 	"github.com/strata-kv/strata/server"
 )
 
@@ -82,13 +82,13 @@ type Cluster struct {
 // StartCluster starts n Strata members on loopback ports with engine e, with
 // data under dir, and waits until they serve.
 func StartCluster(dir string, n int, e engine.Engine) (*Cluster, error) {
-	ports, err := freePorts(2 * n)
+	addrs, err := freeport.Addrs(2 * n)
 	if err != nil {
 		return nil, err
 	}
 	var initial []string
 	for i := range n {
-		initial = append(initial, fmt.Sprintf("m%d=http://127.0.0.1:%d", i, ports[2*i+1]))
+		initial = append(initial, fmt.Sprintf("m%d=http://%s", i, addrs[2*i+1]))
 	}
 	c := &Cluster{dir: dir}
 	for i := range n {
@@ -96,9 +96,9 @@ func StartCluster(dir string, n int, e engine.Engine) (*Cluster, error) {
 			Name:                     fmt.Sprintf("m%d", i),
 			DataDir:                  filepath.Join(dir, fmt.Sprintf("m%d", i)),
 			Engine:                   e,
-			ListenClientURLs:         []string{fmt.Sprintf("http://127.0.0.1:%d", ports[2*i])},
-			ListenPeerURLs:           []string{fmt.Sprintf("http://127.0.0.1:%d", ports[2*i+1])},
-			InitialAdvertisePeerURLs: []string{fmt.Sprintf("http://127.0.0.1:%d", ports[2*i+1])},
+			ListenClientURLs:         []string{"http://" + addrs[2*i]},
+			ListenPeerURLs:           []string{"http://" + addrs[2*i+1]},
+			InitialAdvertisePeerURLs: []string{"http://" + addrs[2*i+1]},
 			InitialCluster:           strings.Join(initial, ","),
 		})
 		if err != nil {
@@ -146,23 +146,4 @@ func (c *Cluster) Close() error {
 		}
 	}
 	return first
-}
-
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }

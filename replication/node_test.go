@@ -3,7 +3,6 @@ package replication
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -16,6 +15,7 @@ import (
 	"github.com/strata-kv/strata/backends/bbolt"
 	"github.com/strata-kv/strata/backends/pebble"
 	"github.com/strata-kv/strata/engine"
+	"github.com/strata-kv/strata/internal/freeport"
 	"github.com/strata-kv/strata/mvcc"
 	"github.com/strata-kv/strata/replication/wal"
 )
@@ -29,18 +29,9 @@ func openWAL(dir string) (LogStore, error) { return wal.Open(dir, nil) }
 // freeAddrs reserves n loopback ports for raft to bind.
 func freeAddrs(t testing.TB, n int) []string {
 	t.Helper()
-	var addrs []string
-	var ls []net.Listener
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ls = append(ls, l)
-		addrs = append(addrs, l.Addr().String())
-	}
-	for _, l := range ls {
-		l.Close()
+	addrs, err := freeport.Addrs(n)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return addrs
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,6 +18,7 @@ import (
 	"github.com/strata-kv/strata/backends/bbolt"
 	"github.com/strata-kv/strata/backends/pebble"
 	"github.com/strata-kv/strata/engine"
+	"github.com/strata-kv/strata/internal/freeport"
 	"github.com/strata-kv/strata/server"
 )
 
@@ -45,18 +45,9 @@ func (w testWriter) Write(p []byte) (int, error) {
 // freePorts reserves n loopback ports.
 func freePorts(t testing.TB, n int) []string {
 	t.Helper()
-	var addrs []string
-	var ls []net.Listener
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ls = append(ls, l)
-		addrs = append(addrs, l.Addr().String())
-	}
-	for _, l := range ls {
-		l.Close()
+	addrs, err := freeport.Addrs(n)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return addrs
 }
