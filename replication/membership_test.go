@@ -11,6 +11,7 @@ import (
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
+	"github.com/strata-kv/strata/engine"
 	"github.com/strata-kv/strata/mvcc"
 )
 
@@ -191,7 +192,13 @@ func TestMembershipUnderLoad(t *testing.T) {
 // TestMemberAttrs publishes members' names and client URLs through
 // followers and reads them back on every member, also after a restart.
 func TestMemberAttrs(t *testing.T) {
-	c := newCluster(t, engines()[0], 3, nil)
+	for _, eng := range engines() {
+		t.Run(eng.Name, func(t *testing.T) { testMemberAttrs(t, eng) })
+	}
+}
+
+func testMemberAttrs(t *testing.T, eng engine.Engine) {
+	c := newCluster(t, eng, 3, nil)
 	c.leader()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
