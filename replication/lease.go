@@ -72,24 +72,9 @@ func (n *Node) leaseLoop() {
 // LeaseRenew is a keep-alive: it resets lease id's expiry on the leader and
 // returns its TTL. Followers forward it.
 func (n *Node) LeaseRenew(ctx context.Context, id int64) (int64, error) {
-	for attempt := 0; ; attempt++ {
-		var ttl int64
-		var err error
-		if n.IsLeader() {
-			ttl, err = n.leaseRenewLocal(ctx, id)
-		} else if _, addr := n.Leader(); addr != "" {
-			ttl, err = n.forwardLeaseRenew(ctx, addr, id)
-		} else {
-			err = ErrNoLeader
-		}
-		if (errors.Is(err, ErrNotLeader) || errors.Is(err, ErrNoLeader) || errors.Is(err, ErrNotReady)) && attempt < 50 {
-			if werr := n.sleep(ctx, 20*time.Millisecond); werr != nil {
-				return 0, err
-			}
-			continue
-		}
-		return ttl, err
-	}
+	return atLeader(ctx, n,
+		func() (int64, error) { return n.leaseRenewLocal(ctx, id) },
+		func(addr string) (int64, error) { return n.forwardLeaseRenew(ctx, addr, id) })
 }
 
 func (n *Node) leaseRenewLocal(ctx context.Context, id int64) (int64, error) {
@@ -129,24 +114,9 @@ func (n *Node) leaseRenewLocal(ctx context.Context, id int64) (int64, error) {
 // LeaseTimeToLive answers etcd's LeaseTimeToLive from the leader, which
 // alone knows the remaining TTLs. Followers forward it.
 func (n *Node) LeaseTimeToLive(ctx context.Context, id int64, keys bool) (*pb.LeaseTimeToLiveResponse, error) {
-	for attempt := 0; ; attempt++ {
-		var resp *pb.LeaseTimeToLiveResponse
-		var err error
-		if n.IsLeader() {
-			resp, err = n.leaseTTLLocal(ctx, id, keys)
-		} else if _, addr := n.Leader(); addr != "" {
-			resp, err = n.forwardLeaseTTL(ctx, addr, id, keys)
-		} else {
-			err = ErrNoLeader
-		}
-		if (errors.Is(err, ErrNotLeader) || errors.Is(err, ErrNoLeader) || errors.Is(err, ErrNotReady)) && attempt < 50 {
-			if werr := n.sleep(ctx, 20*time.Millisecond); werr != nil {
-				return nil, err
-			}
-			continue
-		}
-		return resp, err
-	}
+	return atLeader(ctx, n,
+		func() (*pb.LeaseTimeToLiveResponse, error) { return n.leaseTTLLocal(ctx, id, keys) },
+		func(addr string) (*pb.LeaseTimeToLiveResponse, error) { return n.forwardLeaseTTL(ctx, addr, id, keys) })
 }
 
 func (n *Node) leaseTTLLocal(ctx context.Context, id int64, keys bool) (*pb.LeaseTimeToLiveResponse, error) {

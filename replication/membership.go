@@ -135,23 +135,10 @@ func (n *Node) TransferLeadership(ctx context.Context, id string) error {
 }
 
 func (n *Node) memberOp(ctx context.Context, op byte, id, addr string) error {
-	for attempt := 0; ; attempt++ {
-		var err error
-		if n.IsLeader() {
-			err = n.memberOpLocal(ctx, op, id, addr)
-		} else if _, leader := n.Leader(); leader != "" {
-			err = n.forwardMemberOp(ctx, leader, op, id, addr)
-		} else {
-			err = ErrNoLeader
-		}
-		if (errors.Is(err, ErrNotLeader) || errors.Is(err, ErrNoLeader)) && attempt < 50 {
-			if werr := n.sleep(ctx, 20*time.Millisecond); werr != nil {
-				return err
-			}
-			continue
-		}
-		return err
-	}
+	_, err := atLeader(ctx, n,
+		func() (struct{}, error) { return struct{}{}, n.memberOpLocal(ctx, op, id, addr) },
+		func(leader string) (struct{}, error) { return struct{}{}, n.forwardMemberOp(ctx, leader, op, id, addr) })
+	return err
 }
 
 func (n *Node) memberOpLocal(ctx context.Context, op byte, id, addr string) error {

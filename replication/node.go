@@ -306,25 +306,35 @@ func (n *Node) Snapshot() error { return awaitFuture(n.raft.Snapshot(), n.stopc)
 // takes proposals: a follower forwards them to the leader. A physical
 // compaction returns once it is on disk.
 func (n *Node) Propose(ctx context.Context, req *pb.InternalRaftRequest) (Result, error) {
+	return atLeader(ctx, n,
+		func() (Result, error) { return n.proposeLocal(ctx, req) },
+		func(addr string) (Result, error) { return n.forwardPropose(ctx, addr, req) })
+}
+
+// atLeader runs a request only the leader serves: local on the leader,
+// remote (forwarded to the leader's peer address) on any other member. While
+// no leader is known, or the answer proves the request was not served
+// (ErrNotLeader, ErrNoLeader, ErrNotReady: a proposal answered so never
+// entered the log), it tries again every 20 ms, up to 50 times.
+func atLeader[T any](ctx context.Context, n *Node, local func() (T, error), remote func(addr string) (T, error)) (T, error) {
 	for attempt := 0; ; attempt++ {
-		var res Result
+		var v T
 		var err error
 		if n.IsLeader() {
-			res, err = n.proposeLocal(ctx, req)
+			v, err = local()
 		} else if _, addr := n.Leader(); addr != "" {
-			res, err = n.forwardPropose(ctx, addr, req)
+			v, err = remote(addr)
 		} else {
 			err = ErrNoLeader
 		}
-		// ErrNotLeader and ErrNoLeader mean the request never entered the
-		// log, so it is safe to try again once a leader is known.
-		if (errors.Is(err, ErrNotLeader) || errors.Is(err, ErrNoLeader)) && attempt < 50 {
-			if werr := n.sleep(ctx, 20*time.Millisecond); werr != nil {
-				return Result{}, err
-			}
-			continue
+		retry := errors.Is(err, ErrNotLeader) || errors.Is(err, ErrNoLeader) || errors.Is(err, ErrNotReady)
+		if !retry || attempt >= 50 {
+			return v, err
 		}
-		return res, err
+		if werr := n.sleep(ctx, 20*time.Millisecond); werr != nil {
+			var zero T
+			return zero, err
+		}
 	}
 }
 
@@ -509,28 +519,13 @@ func (n *Node) leaderLoop() {
 // for it) and checks its term did not change; a follower asks the leader for
 // that index. Then the node waits until its store has applied it.
 func (n *Node) ReadBarrier(ctx context.Context) error {
-	var ri uint64
-	var err error
-	for attempt := 0; ; attempt++ {
-		if n.IsLeader() {
-			ri, err = n.leaderReadIndex(ctx)
-		} else if _, addr := n.Leader(); addr != "" {
-			ri, err = n.forwardReadIndex(ctx, addr)
-		} else {
-			err = ErrNoLeader
-		}
-		retry := errors.Is(err, ErrNotLeader) || errors.Is(err, ErrNoLeader) || errors.Is(err, ErrNotReady)
-		if retry && attempt < 50 {
-			if werr := n.sleep(ctx, 20*time.Millisecond); werr != nil {
-				return err
-			}
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		return n.fsm.applied.wait(ctx, ri)
+	ri, err := atLeader(ctx, n,
+		func() (uint64, error) { return n.leaderReadIndex(ctx) },
+		func(addr string) (uint64, error) { return n.forwardReadIndex(ctx, addr) })
+	if err != nil {
+		return err
 	}
+	return n.fsm.applied.wait(ctx, ri)
 }
 
 // leaderReadIndex returns an index at or below which every write
