@@ -134,11 +134,8 @@
 //
 // # Caveats
 //
-// The node gives no access to its engine yet: Status and the size metrics
-// read the size of the engine's directory (in use = size), and Defragment
-// and Snapshot answer Unimplemented, until the node offers
-// WithBackend(func(engine.Backend) error) error (see backendAccessor),
-// which the server then uses without change. MemberList knows names and
-// client URLs only for this member and the members of --initial-cluster;
-// TLS is not supported yet.
+// Each member publishes its name and client URLs through the log once it
+// serves (etcd's publish); until then MemberList knows them only for this
+// member and the members of --initial-cluster. A removed member keeps
+// running (etcd stops it). TLS is not supported yet.
 package server

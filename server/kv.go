@@ -50,13 +50,9 @@ func (k *kvServer) Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, 
 	if err := mvcc.ValidatePut(r); err != nil {
 		return nil, togRPCError(err)
 	}
-	resp, err := k.s.propose(ctx, &pb.InternalRaftRequest{Put: r})
+	out, err := proposeAs[*pb.PutResponse](ctx, k.s, &pb.InternalRaftRequest{Put: r})
 	if err != nil {
 		return nil, err
-	}
-	out, ok := resp.(*pb.PutResponse)
-	if !ok {
-		return nil, unexpectedResponse(resp)
 	}
 	k.s.fillHeader(out.Header)
 	return out, nil
@@ -66,13 +62,9 @@ func (k *kvServer) DeleteRange(ctx context.Context, r *pb.DeleteRangeRequest) (*
 	if err := mvcc.ValidateDeleteRange(r); err != nil {
 		return nil, togRPCError(err)
 	}
-	resp, err := k.s.propose(ctx, &pb.InternalRaftRequest{DeleteRange: r})
+	out, err := proposeAs[*pb.DeleteRangeResponse](ctx, k.s, &pb.InternalRaftRequest{DeleteRange: r})
 	if err != nil {
 		return nil, err
-	}
-	out, ok := resp.(*pb.DeleteRangeResponse)
-	if !ok {
-		return nil, unexpectedResponse(resp)
 	}
 	k.s.fillHeader(out.Header)
 	return out, nil
@@ -105,13 +97,9 @@ func (k *kvServer) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, 
 		k.s.fillHeader(resp.Header)
 		return resp, nil
 	}
-	resp, err := k.s.propose(ctx, &pb.InternalRaftRequest{Txn: r})
+	out, err := proposeAs[*pb.TxnResponse](ctx, k.s, &pb.InternalRaftRequest{Txn: r})
 	if err != nil {
 		return nil, err
-	}
-	out, ok := resp.(*pb.TxnResponse)
-	if !ok {
-		return nil, unexpectedResponse(resp)
 	}
 	k.s.fillHeader(out.Header)
 	return out, nil
@@ -178,6 +166,21 @@ func (s *Server) propose(ctx context.Context, req *pb.InternalRaftRequest) (prot
 // request ID of up to 10 varint bytes), so that the limit falls where
 // etcd's does.
 const requestHeaderBytes = 14
+
+// proposeAs proposes req and returns its response as the message type the
+// RPC answers with.
+func proposeAs[T proto.Message](ctx context.Context, s *Server, req *pb.InternalRaftRequest) (T, error) {
+	var zero T
+	resp, err := s.propose(ctx, req)
+	if err != nil {
+		return zero, err
+	}
+	out, ok := resp.(T)
+	if !ok {
+		return zero, unexpectedResponse(resp)
+	}
+	return out, nil
+}
 
 func unexpectedResponse(m proto.Message) error {
 	return status.Errorf(codes.Internal, "etcdserver: unexpected response type %T", m)

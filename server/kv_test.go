@@ -18,7 +18,6 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/snapshot"
 	"go.uber.org/zap"
-	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
@@ -278,16 +277,11 @@ func testMaintenance(t *testing.T, c *cluster, cli *clientv3.Client) {
 	if _, err := cli.MoveLeader(ctx, m.MemberID()); err != nil {
 		t.Fatalf("move leader to itself: %v", err)
 	}
-	_, err = cli.Defragment(ctx, ep)
-	switch {
-	case status.Code(err) == codes.Unimplemented:
-		t.Logf("defragment not served yet: %v (needs replication.Node.WithBackend)", err)
-	case err != nil:
+	if _, err = cli.Defragment(ctx, ep); err != nil {
 		t.Fatalf("defragment: %v", err)
-	default:
-		if g, err := cli.Get(ctx, "kv/a", clientv3.WithSerializable()); err != nil {
-			t.Fatalf("get after defragment: %v %v", g, err)
-		}
+	}
+	if g, err := cli.Get(ctx, "kv/a", clientv3.WithSerializable()); err != nil {
+		t.Fatalf("get after defragment: %v %v", g, err)
 	}
 }
 
@@ -338,9 +332,6 @@ func testSnapshot(t *testing.T, c *cluster) {
 	ctx := ctxT(t)
 	path := filepath.Join(t.TempDir(), "snap.db")
 	_, err := snapshot.SaveWithVersion(ctx, zap.NewNop(), clientv3.Config{Endpoints: []string{c.endpoint(0)}}, path)
-	if status.Code(err) == codes.Unimplemented {
-		t.Skipf("snapshot not served yet: %v (needs replication.Node.WithBackend)", err)
-	}
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,13 +29,9 @@ func (l *leaseServer) LeaseGrant(ctx context.Context, r *pb.LeaseGrantRequest) (
 	if min := l.s.cfg.minLeaseTTL(); r.TTL < min {
 		r = &pb.LeaseGrantRequest{TTL: min, ID: r.ID}
 	}
-	resp, err := l.s.propose(ctx, &pb.InternalRaftRequest{LeaseGrant: r})
+	out, err := proposeAs[*pb.LeaseGrantResponse](ctx, l.s, &pb.InternalRaftRequest{LeaseGrant: r})
 	if err != nil {
 		return nil, err
-	}
-	out, ok := resp.(*pb.LeaseGrantResponse)
-	if !ok {
-		return nil, unexpectedResponse(resp)
 	}
 	if out.Header == nil {
 		out.Header = &pb.ResponseHeader{}
@@ -46,13 +42,9 @@ func (l *leaseServer) LeaseGrant(ctx context.Context, r *pb.LeaseGrantRequest) (
 
 // LeaseRevoke proposes the revoke, which deletes the lease's keys.
 func (l *leaseServer) LeaseRevoke(ctx context.Context, r *pb.LeaseRevokeRequest) (*pb.LeaseRevokeResponse, error) {
-	resp, err := l.s.propose(ctx, &pb.InternalRaftRequest{LeaseRevoke: r})
+	out, err := proposeAs[*pb.LeaseRevokeResponse](ctx, l.s, &pb.InternalRaftRequest{LeaseRevoke: r})
 	if err != nil {
 		return nil, err
-	}
-	out, ok := resp.(*pb.LeaseRevokeResponse)
-	if !ok {
-		return nil, unexpectedResponse(resp)
 	}
 	if out.Header == nil {
 		out.Header = &pb.ResponseHeader{}

@@ -119,16 +119,13 @@ func (m *maintenanceServer) Defragment(ctx context.Context, r *pb.DefragmentRequ
 	s := m.s
 	start := time.Now()
 	s.cfg.Logger.Info("starting defragment")
-	err := s.withBackend(func(be engine.Backend) error {
+	err := s.node.WithBackend(func(be engine.Backend) error {
 		d, ok := be.(engine.Defragmenter)
 		if !ok {
 			return status.Errorf(codes.Unimplemented, "etcdserver: the %s engine cannot defragment", s.cfg.Engine.Name)
 		}
 		return d.Defrag(ctx)
 	})
-	if errors.Is(err, errNoBackendAccess) {
-		return nil, status.Error(codes.Unimplemented, "etcdserver: defragment is not supported by this server yet")
-	}
 	if err != nil {
 		s.cfg.Logger.Warn("failed to defragment", "err", err)
 		return nil, togRPCError(err)
@@ -156,10 +153,7 @@ func (m *maintenanceServer) Snapshot(r *pb.SnapshotRequest, srv pb.Maintenance_S
 		f.Close()
 		os.Remove(f.Name())
 	}()
-	err = s.withBackend(func(be engine.Backend) error { return be.Backup(f) })
-	if errors.Is(err, errNoBackendAccess) {
-		return status.Error(codes.Unimplemented, "etcdserver: snapshot is not supported by this server yet")
-	}
+	err = s.node.WithBackend(func(be engine.Backend) error { return be.Backup(f) })
 	if err != nil {
 		return togRPCError(err)
 	}

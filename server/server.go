@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io/fs"
 	"math"
@@ -367,34 +366,15 @@ func (s *Server) leaderID() uint64 {
 	return parseRaftID(id)
 }
 
-// backendAccessor is the access to the storage engine that Status,
-// Defragment and Snapshot need. The replication node does not offer it
-// yet: see doc.go.
-type backendAccessor interface {
-	// WithBackend runs fn with the node's engine, held against a snapshot
-	// restore replacing it. fn must not keep the backend.
-	WithBackend(fn func(engine.Backend) error) error
-}
-
-// errNoBackendAccess is returned while the node offers no backendAccessor.
-var errNoBackendAccess = errors.New("server: the replication node gives no access to its engine")
-
-func (s *Server) withBackend(fn func(engine.Backend) error) error {
-	if a, ok := any(s.node).(backendAccessor); ok {
-		return a.WithBackend(fn)
-	}
-	return errNoBackendAccess
-}
-
 // dbSize returns the cached size of the engine on disk and the part in
 // use.
 func (s *Server) dbSize() (size, inUse int64) { return s.size.Load(), s.sizeInUse.Load() }
 
-// refreshSize reads the engine's Stats, or, while the node gives no access
-// to the engine, the size of the engine's directory (then in use = size,
-// as engine.Stats does for engines that cannot tell).
+// refreshSize reads the engine's Stats, or, if that fails, the size of the
+// engine's directory (then in use = size, as engine.Stats does for engines
+// that cannot tell).
 func (s *Server) refreshSize() {
-	err := s.withBackend(func(be engine.Backend) error {
+	err := s.node.WithBackend(func(be engine.Backend) error {
 		st, err := be.Stats()
 		if err != nil {
 			return err
