@@ -37,6 +37,7 @@ const (
 	fwdApplied    byte = 4 // the receiver's applied index
 	fwdLeaseRenew byte = 5 // a keep-alive, for the leader
 	fwdLeaseTTL   byte = 6 // a lease time-to-live question, for the leader
+	fwdIsMember   byte = 7 // is the body's ID a member? (memberState)
 
 	stOK         byte = 0
 	stRequestErr byte = 1
@@ -53,7 +54,7 @@ var wireErrors = []error{
 	mvcc.ErrDuplicateKey, mvcc.ErrInvalidSortOption,
 	mvcc.ErrLeaseExists, mvcc.ErrLeaseTTLTooLarge, mvcc.ErrNotPrimary,
 	ErrNotLeader, ErrNoLeader, ErrLeaderChanged, ErrNotReady, ErrStopped, ErrUnsupportedRequest,
-	ErrMemberExists, ErrMemberNotFound, ErrNotLearner, ErrLearnerNotReady,
+	ErrMemberExists, ErrMemberNotFound, ErrNotLearner, ErrLearnerNotReady, ErrRemoved, ErrNoSpace,
 	context.DeadlineExceeded, context.Canceled,
 }
 
@@ -174,6 +175,8 @@ func (n *Node) handleForward(req []byte) (byte, []byte) {
 		return n.handleLeaseForward(ctx, kind, body)
 	case fwdApplied:
 		return stOK, binary.AppendUvarint(nil, n.AppliedIndex())
+	case fwdIsMember:
+		return stOK, []byte{n.memberState(string(body))}
 	}
 	return stNodeErr, []byte(fmt.Sprintf("replication: unknown forward kind %d", kind))
 }

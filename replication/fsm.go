@@ -72,6 +72,9 @@ type fsm struct {
 	// Guarded by swapMu.
 	primary bool
 	extend  time.Duration
+
+	// alarms is the applied alarm list, reloaded with the store.
+	alarms alarms
 }
 
 // setPrimary promotes (with extend) or demotes the store's lessor.
@@ -114,6 +117,11 @@ func (f *fsm) open() error {
 	if err != nil {
 		be.Close()
 		return fmt.Errorf("replication: open store: %w", err)
+	}
+	if err := f.alarms.load(st); err != nil {
+		st.Close()
+		be.Close()
+		return err
 	}
 	f.be, f.store = be, st
 	return nil
@@ -190,7 +198,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 		}
 		res := make([]Result, len(reqs))
 		for j, r := range reqs {
-			res[j] = applyRequest(w, r)
+			res[j] = f.applyRequest(w, r)
 		}
 		out[i] = res
 		if w.Size() > maxBatchBytes {
@@ -201,12 +209,15 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 	return out
 }
 
-func applyRequest(w *mvcc.WriteBatch, r *pb.InternalRaftRequest) Result {
+func (f *fsm) applyRequest(w *mvcc.WriteBatch, r *pb.InternalRaftRequest) Result {
 	var (
 		resp proto.Message
 		err  error
 		done <-chan struct{}
 	)
+	if f.alarms.noSpace.Load() && addsData(r) {
+		return Result{Err: ErrNoSpace}
+	}
 	switch {
 	case r.Put != nil:
 		resp, err = w.Put(r.Put)
@@ -232,6 +243,8 @@ func applyRequest(w *mvcc.WriteBatch, r *pb.InternalRaftRequest) Result {
 			break
 		}
 		w.SetAux([]byte(memberAttrPrefix+strconv.FormatUint(a.Member_ID, 16)), b)
+	case r.Alarm != nil:
+		resp = f.alarms.apply(w, r.Alarm)
 	default:
 		err = ErrUnsupportedRequest
 	}

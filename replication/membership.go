@@ -28,6 +28,9 @@ var (
 	// ErrLearnerNotReady is returned when promoting a learner that has not
 	// caught up with the leader yet.
 	ErrLearnerNotReady = errors.New("replication: learner not in sync with leader")
+	// ErrRemoved is the reason a node gives once it has learned that it
+	// was removed from the cluster (see Node.Removed).
+	ErrRemoved = errors.New("replication: the member has been permanently removed from the cluster")
 )
 
 // Member is one member of the raft configuration.
@@ -101,6 +104,7 @@ const (
 	memberRemove     byte = 3
 	memberTransfer   byte = 4
 	memberAddVoter   byte = 5
+	memberUpdate     byte = 6
 )
 
 // AddLearner adds a member that receives the log but does not vote, as
@@ -129,6 +133,13 @@ func (n *Node) RemoveMember(ctx context.Context, id string) error {
 	return n.memberOp(ctx, memberRemove, id, "")
 }
 
+// UpdateMember changes a member's peer address (etcd's member update). The
+// member keeps its ID, its vote or learner status and its data; it must be
+// restarted listening on the new address.
+func (n *Node) UpdateMember(ctx context.Context, id, addr string) error {
+	return n.memberOp(ctx, memberUpdate, id, addr)
+}
+
 // TransferLeadership makes the member id the leader (etcd's MoveLeader).
 func (n *Node) TransferLeadership(ctx context.Context, id string) error {
 	return n.memberOp(ctx, memberTransfer, id, "")
@@ -153,6 +164,9 @@ func (n *Node) memberOpLocal(ctx context.Context, op byte, id, addr string) erro
 			cur = &cfg.Servers[i]
 		}
 		if (op == memberAddLearner || op == memberAddVoter) && (string(s.ID) == id || string(s.Address) == addr) {
+			return fmt.Errorf("%w: %s %s", ErrMemberExists, s.ID, s.Address)
+		}
+		if op == memberUpdate && string(s.ID) != id && string(s.Address) == addr {
 			return fmt.Errorf("%w: %s %s", ErrMemberExists, s.ID, s.Address)
 		}
 	}
@@ -181,6 +195,14 @@ func (n *Node) memberOpLocal(ctx context.Context, op byte, id, addr string) erro
 			return fmt.Errorf("%w: %s applied %d of %d", ErrLearnerNotReady, id, applied, commit)
 		}
 		f = n.raft.AddVoter(cur.ID, cur.Address, index, timeout)
+	case memberUpdate:
+		// raft changes the address of a server added again under the
+		// same ID, keeping its suffrage.
+		if cur.Suffrage == raft.Voter {
+			f = n.raft.AddVoter(cur.ID, raft.ServerAddress(addr), index, timeout)
+		} else {
+			f = n.raft.AddNonvoter(cur.ID, raft.ServerAddress(addr), index, timeout)
+		}
 	case memberRemove:
 		f = n.raft.RemoveServer(cur.ID, index, timeout)
 	case memberTransfer:
@@ -244,4 +266,104 @@ func (n *Node) forwardMemberOp(ctx context.Context, leader string, op byte, id, 
 		return errorFromWire(string(resp))
 	}
 	return nil
+}
+
+// Removed returns a channel closed once the node has learned that it was
+// removed from the cluster; it then takes no more requests and its owner
+// should close it (etcd stops a removed member). A node learns it from its
+// own configuration, or, a removed follower usually never receiving the
+// entry that removes it, by asking the leader while it has none.
+func (n *Node) Removed() <-chan struct{} { return n.removedc }
+
+// removalLoop watches for this node's removal from the cluster.
+func (n *Node) removalLoop() {
+	defer n.wg.Done()
+	t := time.NewTicker(n.cfg.ElectionTimeout)
+	defer t.Stop()
+	leaderless := 0
+	for {
+		select {
+		case <-n.stopc:
+			return
+		case <-t.C:
+		}
+		if id, _ := n.Leader(); id != "" {
+			leaderless = 0
+		} else {
+			leaderless++
+		}
+		if n.removed(leaderless >= 3) {
+			n.cfg.Logger.Error(ErrRemoved.Error(), "id", n.cfg.ID)
+			close(n.removedc)
+			return
+		}
+	}
+}
+
+// removed reports whether this node is out of the cluster: raft shut itself
+// down after the leader removed itself, or a committed configuration this
+// node has does not list it, or (when ask is set) the leader, found among
+// the last configuration's members, says so.
+func (n *Node) removed(ask bool) bool {
+	if n.raft.State() == raft.Shutdown {
+		return true
+	}
+	cf := n.raft.GetConfiguration()
+	if err := awaitFuture(cf, n.stopc); err != nil {
+		return false
+	}
+	servers := cf.Configuration().Servers
+	if len(servers) == 0 {
+		// A new member not yet reached by the leader.
+		return false
+	}
+	if !inConfiguration(servers, n.cfg.ID) {
+		return cf.Index() <= n.raft.CommitIndex()
+	}
+	if !ask {
+		return false
+	}
+	for _, s := range servers {
+		if string(s.ID) == n.cfg.ID {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ElectionTimeout)
+		status, resp, err := n.fwd.call(ctx, string(s.Address), fwdIsMember, []byte(n.cfg.ID))
+		cancel()
+		if err == nil && status == stOK && len(resp) == 1 && resp[0] == memberStateRemoved {
+			return true
+		}
+	}
+	return false
+}
+
+// Answers to fwdIsMember.
+const (
+	memberStateUnknown byte = 0 // the receiver is not the leader
+	memberStateMember  byte = 1
+	memberStateRemoved byte = 2 // not in the leader's committed configuration
+)
+
+// memberState answers whether id is a member, if this node leads.
+func (n *Node) memberState(id string) byte {
+	if !n.IsLeader() {
+		return memberStateUnknown
+	}
+	cf := n.raft.GetConfiguration()
+	if err := awaitFuture(cf, n.stopc); err != nil || !n.IsLeader() {
+		return memberStateUnknown
+	}
+	if inConfiguration(cf.Configuration().Servers, id) || cf.Index() > n.raft.CommitIndex() {
+		return memberStateMember
+	}
+	return memberStateRemoved
+}
+
+func inConfiguration(servers []raft.Server, id string) bool {
+	for _, s := range servers {
+		if string(s.ID) == id {
+			return true
+		}
+	}
+	return false
 }

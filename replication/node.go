@@ -140,6 +140,7 @@ type Node struct {
 	// its own first entry; linearizable reads wait for it.
 	readyTerm atomic.Uint64
 
+	removedc chan struct{}
 	stopc    chan struct{}
 	wg       sync.WaitGroup
 	stopOnce sync.Once
@@ -161,6 +162,7 @@ func Open(cfg Config) (*Node, error) {
 		cfg:      cfg,
 		propc:    make(chan *proposal, 4*cfg.MaxBatch),
 		inflight: make(chan struct{}, 8),
+		removedc: make(chan struct{}),
 		stopc:    make(chan struct{}),
 	}
 	hlog := hclogFor(cfg.Logger)
@@ -234,7 +236,8 @@ func Open(cfg Config) (*Node, error) {
 	}
 	n.verifier.init(n.raft, n.stopc)
 	n.mux.start(n.serveForward)
-	n.wg.Add(4)
+	n.wg.Add(5)
+	go n.removalLoop()
 	go n.leaseLoop()
 	go n.proposeLoop()
 	go n.leaderLoop()

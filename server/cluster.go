@@ -10,7 +10,6 @@ import (
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/strata-kv/strata/mvcc"
@@ -20,11 +19,9 @@ import (
 // clusterServer is etcd's Cluster service over the raft configuration.
 //
 // The raft configuration knows each member's ID, peer address and
-// whether it votes; names and client URLs are known for this member, and
-// names and peer URLs for the members of --initial-cluster. Other members
-// are listed with no name and no client URLs, as etcd lists a member that
-// has not started yet, until the replication layer carries member
-// attributes (see doc.go).
+// whether it votes; names and client URLs are what members published
+// (replication.Node.SetMemberAttrs), and a member that has not published
+// yet is listed without them, as etcd lists a member not started.
 type clusterServer struct {
 	pb.UnimplementedClusterServer
 	s *Server
@@ -57,16 +54,21 @@ func (s *Server) members() ([]*pb.Member, error) {
 	for _, rm := range rms {
 		id := parseRaftID(rm.ID)
 		m := &pb.Member{ID: id, IsLearner: rm.Learner}
+		// Peer URLs as configured while they still name the raft address
+		// (a member update moves it).
 		switch name, initial := byID[id]; {
-		case id == s.id.MemberID:
+		case id == s.id.MemberID && urlsAt(s.id.PeerURLs, rm.Addr):
 			m.Name = s.id.Name
 			m.PeerURLs = slices.Clone(s.id.PeerURLs)
-			m.ClientURLs = slices.Clone(s.cfg.AdvertiseClientURLs)
-		case initial:
+		case initial && urlsAt(s.cfg.initialCluster[name], rm.Addr):
 			m.Name = name
 			m.PeerURLs = slices.Clone(s.cfg.initialCluster[name])
 		default:
 			m.PeerURLs = []string{(&url.URL{Scheme: "http", Host: rm.Addr}).String()}
+		}
+		if id == s.id.MemberID {
+			m.Name = s.id.Name
+			m.ClientURLs = slices.Clone(s.cfg.AdvertiseClientURLs)
 		}
 		// What the member published is authoritative (etcd's publish).
 		if rm.Name != "" {
@@ -81,11 +83,63 @@ func (s *Server) members() ([]*pb.Member, error) {
 	return out, nil
 }
 
-// MemberAdd adds a learner: its ID is computed from its peer URLs and the
-// cluster token as etcd does (without etcd's timestamp), which is also
-// the ID the new member takes when started with
-// --initial-cluster-state=existing. Adding a voting member directly is not
-// supported yet: add a learner, start it, then promote it.
+// urlsAt reports whether the first of urls has host addr.
+func urlsAt(urls []string, addr string) bool {
+	if len(urls) == 0 {
+		return false
+	}
+	u, err := url.Parse(urls[0])
+	return err == nil && u.Host == addr
+}
+
+// started reports whether a member has started: it has published its
+// name, as etcd's Member.IsStarted.
+func started(m *pb.Member) bool { return m.Name != "" }
+
+// readyToAddVoter is etcd's strict reconfiguration check for adding a
+// voting member (RaftCluster.IsReadyToAddVotingMember): the started voting
+// members must make a quorum of the cluster with the new member, except
+// when a second member joins a one-member cluster.
+func readyToAddVoter(members []*pb.Member) bool {
+	nmembers, nstarted := 1, 0
+	for _, m := range members {
+		if m.IsLearner {
+			continue
+		}
+		if started(m) {
+			nstarted++
+		}
+		nmembers++
+	}
+	if nstarted == 1 && nmembers == 2 {
+		return true
+	}
+	return nstarted >= nmembers/2+1
+}
+
+// readyToRemoveVoter is etcd's strict check for removing voting member id
+// (RaftCluster.IsReadyToRemoveVotingMember): the started voting members
+// left must make a quorum of the voting members left.
+func readyToRemoveVoter(members []*pb.Member, id uint64) bool {
+	nmembers, nstarted := 0, 0
+	for _, m := range members {
+		if m.IsLearner || m.ID == id {
+			continue
+		}
+		if started(m) {
+			nstarted++
+		}
+		nmembers++
+	}
+	return nstarted >= nmembers/2+1
+}
+
+// MemberAdd adds a learner or a voting member: its ID is computed from its
+// peer URLs and the cluster token as etcd does (without etcd's timestamp),
+// which is also the ID the new member takes when started with
+// --initial-cluster-state=existing. A voting member counts towards the
+// quorum at once, so, as etcd's strict reconfiguration check, it is added
+// only if the started members still make a quorum with it.
 func (c *clusterServer) MemberAdd(ctx context.Context, r *pb.MemberAddRequest) (*pb.MemberAddResponse, error) {
 	s := c.s
 	if len(r.GetPeerURLs()) == 0 {
@@ -95,12 +149,12 @@ func (c *clusterServer) MemberAdd(ctx context.Context, r *pb.MemberAddRequest) (
 	if err != nil {
 		return nil, rpctypes.ErrGRPCMemberBadURLs
 	}
-	if !r.GetIsLearner() {
-		return nil, status.Error(codes.Unimplemented, "etcdserver: adding a voting member is not supported yet; add it with --learner, then promote it")
-	}
 	existing, err := s.members()
 	if err != nil {
 		return nil, togRPCError(err)
+	}
+	if !r.GetIsLearner() && !readyToAddVoter(existing) {
+		return nil, rpctypes.ErrGRPCMemberNotEnoughStarted
 	}
 	for _, m := range existing {
 		for _, u := range m.PeerURLs {
@@ -112,10 +166,14 @@ func (c *clusterServer) MemberAdd(ctx context.Context, r *pb.MemberAddRequest) (
 	id := memberID(r.GetPeerURLs(), s.cfg.InitialClusterToken)
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.reqTimeout())
 	defer cancel()
-	if err := s.node.AddLearner(ctx, raftID(id), urls[0].Host); err != nil {
-		return nil, proposeError(err)
+	add := s.node.AddVoter
+	if r.GetIsLearner() {
+		add = s.node.AddLearner
 	}
-	added := &pb.Member{ID: id, PeerURLs: slices.Clone(r.GetPeerURLs()), IsLearner: true}
+	if err := add(ctx, raftID(id), urls[0].Host); err != nil {
+		return nil, memberError(err)
+	}
+	added := &pb.Member{ID: id, PeerURLs: slices.Clone(r.GetPeerURLs()), IsLearner: r.GetIsLearner()}
 	members, err := s.members()
 	if err != nil {
 		return nil, togRPCError(err)
@@ -137,6 +195,17 @@ func (c *clusterServer) MemberAdd(ctx context.Context, r *pb.MemberAddRequest) (
 
 func (c *clusterServer) MemberRemove(ctx context.Context, r *pb.MemberRemoveRequest) (*pb.MemberRemoveResponse, error) {
 	s := c.s
+	existing, err := s.members()
+	if err != nil {
+		return nil, togRPCError(err)
+	}
+	if !readyToRemoveVoter(existing, r.GetID()) {
+		for _, m := range existing {
+			if m.ID == r.GetID() && !m.IsLearner {
+				return nil, rpctypes.ErrGRPCMemberNotEnoughStarted
+			}
+		}
+	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.reqTimeout())
 	defer cancel()
 	if err := s.node.RemoveMember(ctx, raftID(r.GetID())); err != nil {
@@ -163,10 +232,52 @@ func (c *clusterServer) MemberPromote(ctx context.Context, r *pb.MemberPromoteRe
 	return &pb.MemberPromoteResponse{Header: s.header(), Members: members}, nil
 }
 
-// MemberUpdate (changing a member's peer URLs) needs the replication layer
-// to change a member's address.
-func (c *clusterServer) MemberUpdate(context.Context, *pb.MemberUpdateRequest) (*pb.MemberUpdateResponse, error) {
-	return nil, status.Error(codes.Unimplemented, "etcdserver: member update is not supported yet")
+// MemberUpdate changes a member's peer URLs; the member must then be
+// restarted listening on them. Raft knows one address per member: the
+// first URL's host.
+func (c *clusterServer) MemberUpdate(ctx context.Context, r *pb.MemberUpdateRequest) (*pb.MemberUpdateResponse, error) {
+	s := c.s
+	if len(r.GetPeerURLs()) == 0 {
+		return nil, rpctypes.ErrGRPCMemberBadURLs
+	}
+	urls, err := parseURLs("peer URLs", r.GetPeerURLs())
+	if err != nil {
+		return nil, rpctypes.ErrGRPCMemberBadURLs
+	}
+	existing, err := s.members()
+	if err != nil {
+		return nil, togRPCError(err)
+	}
+	found := false
+	for _, m := range existing {
+		if m.ID == r.GetID() {
+			found = true
+			continue
+		}
+		for _, u := range m.PeerURLs {
+			if slices.Contains(r.GetPeerURLs(), u) {
+				return nil, rpctypes.ErrGRPCPeerURLExist
+			}
+		}
+	}
+	if !found {
+		return nil, rpctypes.ErrGRPCMemberNotFound
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.reqTimeout())
+	defer cancel()
+	if err := s.node.UpdateMember(ctx, raftID(r.GetID()), urls[0].Host); err != nil {
+		return nil, memberError(err)
+	}
+	members, err := s.members()
+	if err != nil {
+		return nil, togRPCError(err)
+	}
+	for _, m := range members {
+		if m.ID == r.GetID() {
+			m.PeerURLs = slices.Clone(r.GetPeerURLs())
+		}
+	}
+	return &pb.MemberUpdateResponse{Header: s.header(), Members: members}, nil
 }
 
 func memberError(err error) error {

@@ -7,11 +7,11 @@
 //
 // KV (Range, Put, DeleteRange, Txn, Compact), Watch, Lease, Lock,
 // Election, Maintenance (Status, HashKV, Alarm, Defragment, Snapshot, MoveLeader),
-// Cluster (MemberList, MemberAdd of a learner, MemberPromote,
-// MemberRemove), Auth (reporting authentication disabled) and
-// grpc.health.v1 (SERVING once ready) are served. RangeStream, Hash,
-// Downgrade, MemberUpdate, user and role management answer
-// codes.Unimplemented for now.
+// Cluster (MemberList, MemberAdd of a learner or a voter under etcd's
+// strict reconfiguration check, MemberPromote, MemberRemove, MemberUpdate),
+// Auth (reporting authentication disabled) and grpc.health.v1 (SERVING
+// once ready) are served. RangeStream, Hash, Downgrade, user and role
+// management answer codes.Unimplemented for now.
 //
 // Requests pass etcd's gRPC-layer checks (mvcc.Validate*, --max-txn-ops)
 // before anything else. Reads (Range, and read-only Txns as etcd serves
@@ -129,13 +129,17 @@
 // A write that would take the engine past --quota-backend-bytes raises a
 // NOSPACE alarm and fails with "database space exceeded"; while the alarm
 // is active, writes that add data fail the same way, deletes and
-// compactions work. Unlike etcd's, alarms are kept per member, not
-// replicated, until the replication layer applies alarm requests.
+// compactions work. Alarms are raised and cleared through the log, as
+// etcd's, so every member lists them and refuses such writes, both before
+// proposing and when applying them.
 //
 // # Caveats
 //
 // Each member publishes its name and client URLs through the log once it
 // serves (etcd's publish); until then MemberList knows them only for this
-// member and the members of --initial-cluster. A removed member keeps
-// running (etcd stops it). TLS is not supported yet.
+// member and the members of --initial-cluster. A removed member learns it
+// (from its configuration, or by asking the leader when it has none) and
+// stops, logging "the member has been permanently removed from the
+// cluster", as etcd's does; `strata` then exits 0. TLS is not supported
+// yet.
 package server

@@ -33,6 +33,7 @@ var grpcErrors = []struct {
 	{mvcc.ErrLeaseNotFound, rpctypes.ErrGRPCLeaseNotFound},
 	{mvcc.ErrLeaseExists, rpctypes.ErrGRPCLeaseExist},
 	{mvcc.ErrLeaseTTLTooLarge, rpctypes.ErrGRPCLeaseTTLTooLarge},
+	{replication.ErrNoSpace, rpctypes.ErrGRPCNoSpace},
 
 	// Node errors. A client never sees "not leader": any member takes
 	// requests, so a node that could not reach a leader answers
@@ -42,6 +43,7 @@ var grpcErrors = []struct {
 	{replication.ErrLeaderChanged, rpctypes.ErrGRPCLeaderChanged},
 	{replication.ErrNotReady, rpctypes.ErrGRPCTimeout},
 	{replication.ErrStopped, rpctypes.ErrGRPCStopped},
+	{replication.ErrRemoved, rpctypes.ErrGRPCStopped},
 	{mvcc.ErrClosed, rpctypes.ErrGRPCStopped},
 	{engine.ErrClosed, rpctypes.ErrGRPCStopped},
 	{replication.ErrUnsupportedRequest, status.Error(codes.Unimplemented, "etcdserver: request not supported by this server yet")},

@@ -369,4 +369,43 @@ func TestEtcdctlMembership(t *testing.T) {
 	if out := must("member", "list"); strings.Contains(out, vid) || strings.Count(out, "\n") != 3 {
 		t.Fatalf("member list after remove: %s", out)
 	}
+	select {
+	case <-c.members[victim].StopNotify():
+	case <-time.After(20 * time.Second):
+		t.Fatal("the removed member did not stop")
+	}
+
+	// Move a stopped follower to a new peer URL, then restart it there.
+	mover := -1
+	for i := range c.members {
+		if i != target && i != victim && mover < 0 {
+			mover = i
+		}
+	}
+	mid := fmt.Sprintf("%x", c.members[mover].MemberID())
+	if err := c.members[mover].Close(); err != nil {
+		t.Fatal(err)
+	}
+	moved := "http://" + freePorts(t, 1)[0]
+	eps := []string{c.endpoint(target)}
+	upd := exec.Command(bin, "--endpoints="+strings.Join(eps, ","), "--command-timeout=10s", "member", "update", mid, "--peer-urls="+moved)
+	out2, err := upd.CombinedOutput()
+	t.Logf("etcdctl member update %s --peer-urls=%s: %v\n%s", mid, moved, err, out2)
+	if err != nil || !strings.Contains(string(out2), fmt.Sprintf("Member %16s updated in cluster", mid)) {
+		t.Fatalf("member update: %v\n%s", err, out2)
+	}
+	cfg = c.cfgs[mover]
+	old := cfg.InitialAdvertisePeerURLs[0]
+	cfg.ListenPeerURLs = []string{moved}
+	cfg.InitialAdvertisePeerURLs = []string{moved}
+	cfg.InitialCluster = strings.Replace(cfg.InitialCluster, cfg.Name+"="+old, cfg.Name+"="+moved, 1)
+	if c.members[mover], err = server.Start(cfg); err != nil {
+		t.Fatal(err)
+	}
+	c.cfgs[mover] = cfg
+	<-c.members[mover].ReadyNotify()
+	if out := must("member", "list"); !strings.Contains(out, mid+", started, "+cfg.Name+", "+moved) {
+		t.Fatalf("member list after update: %s", out)
+	}
+	must("endpoint", "health")
 }

@@ -66,7 +66,7 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 	excluded := r.URL.Query()["exclude"]
 	serializable := r.URL.Query().Get("serializable") == "true"
 	h := healthJSON{Health: "true"}
-	for _, a := range s.alarms.get(pb.AlarmType_NONE) {
+	for _, a := range s.node.Alarms(pb.AlarmType_NONE) {
 		if slices.Contains(excluded, a.Alarm.String()) {
 			continue
 		}
@@ -133,7 +133,7 @@ func (s *Server) readCheck(serializable bool) func(context.Context) error {
 
 func (s *Server) alarmCheck(t pb.AlarmType) func(context.Context) error {
 	return func(context.Context) error {
-		for _, a := range s.alarms.get(t) {
+		for _, a := range s.node.Alarms(t) {
 			return fmt.Errorf("alarm activated: %s", a.Alarm)
 		}
 		return nil

@@ -44,7 +44,7 @@ func (k *kvServer) RangeStream(*pb.RangeRequest, pb.KV_RangeStreamServer) error 
 }
 
 func (k *kvServer) Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, error) {
-	if err := k.s.quota.check(costPut(r)); err != nil {
+	if err := k.s.quota.check(ctx, costPut(r)); err != nil {
 		return nil, err
 	}
 	if err := mvcc.ValidatePut(r); err != nil {
@@ -74,7 +74,7 @@ func (k *kvServer) DeleteRange(ctx context.Context, r *pb.DeleteRangeRequest) (*
 // every range in it is serializable, then the local store), as etcd does;
 // other txns are proposed.
 func (k *kvServer) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, error) {
-	if err := k.s.quota.check(costTxn(r)); err != nil {
+	if err := k.s.quota.check(ctx, costTxn(r)); err != nil {
 		return nil, err
 	}
 	if err := mvcc.ValidateTxn(r, int(k.s.cfg.MaxTxnOps)); err != nil {
@@ -187,7 +187,10 @@ func unexpectedResponse(m proto.Message) error {
 }
 
 // Request costs against the quota, etcd's (server/storage/quota.go).
-const kvOverhead = 256
+const (
+	kvOverhead = 256
+	costLease  = 64 // etcd's leaseOverhead
+)
 
 func costPut(r *pb.PutRequest) int { return kvOverhead + len(r.GetKey()) + len(r.GetValue()) }
 

@@ -412,3 +412,44 @@ func TestQuota(t *testing.T) {
 		t.Fatalf("alarm list after disarm: %v %v", al, err)
 	}
 }
+
+// TestQuotaThreeMembers: NOSPACE raised by one member (the only one with a
+// tiny quota) is replicated: every member lists it and refuses puts, and
+// disarming it through another member lets writes in everywhere.
+func TestQuotaThreeMembers(t *testing.T) {
+	c := newCluster(t, 3, engines()[0], func(cfg *server.Config) {
+		if cfg.Name == "m0" {
+			cfg.QuotaBackendBytes = 1
+		}
+	})
+	ctx := ctxT(t)
+	_, err := pb.NewKVClient(c.client(0).ActiveConnection()).Put(ctx, &pb.PutRequest{Key: []byte("a"), Value: []byte("b")})
+	wantGRPC(t, "put over the quota", err, rpctypes.ErrGRPCNoSpace)
+	for i := range 3 {
+		cli := c.client(i)
+		waitFor(t, fmt.Sprintf("member %d to list NOSPACE", i), func() bool {
+			al, err := cli.AlarmList(ctx)
+			return err == nil && len(al.Alarms) == 1 && al.Alarms[0].Alarm == pb.AlarmType_NOSPACE && al.Alarms[0].MemberID == c.members[0].MemberID()
+		})
+		_, err := pb.NewKVClient(cli.ActiveConnection()).Put(ctx, &pb.PutRequest{Key: []byte("a"), Value: []byte("b")})
+		wantGRPC(t, fmt.Sprintf("put through member %d", i), err, rpctypes.ErrGRPCNoSpace)
+		if _, err := cli.Grant(ctx, 60); !errors.Is(err, rpctypes.ErrNoSpace) {
+			t.Fatalf("lease grant through member %d: %v, want %v", i, err, rpctypes.ErrNoSpace)
+		}
+	}
+	cli := c.client(2)
+	al, _ := cli.AlarmList(ctx)
+	if _, err := cli.AlarmDisarm(ctx, (*clientv3.AlarmMember)(al.Alarms[0])); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i < 3; i++ {
+		cli := c.client(i)
+		waitFor(t, fmt.Sprintf("member %d to clear NOSPACE", i), func() bool {
+			al, err := cli.AlarmList(ctx)
+			return err == nil && len(al.Alarms) == 0
+		})
+		if _, err := cli.Put(ctx, "a", "b"); err != nil {
+			t.Fatalf("put through member %d after disarm: %v", i, err)
+		}
+	}
+}

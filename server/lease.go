@@ -26,6 +26,9 @@ type leaseServer struct {
 // grant 1 answers TTL(2s) with the default timers). The TTL is raised
 // before proposing, so every member applies the same one.
 func (l *leaseServer) LeaseGrant(ctx context.Context, r *pb.LeaseGrantRequest) (*pb.LeaseGrantResponse, error) {
+	if err := l.s.quota.check(ctx, costLease); err != nil {
+		return nil, err
+	}
 	if min := l.s.cfg.minLeaseTTL(); r.TTL < min {
 		r = &pb.LeaseGrantRequest{TTL: min, ID: r.ID}
 	}

@@ -46,7 +46,7 @@ func (m *maintenanceServer) Status(ctx context.Context, r *pb.StatusRequest) (*p
 	if resp.Leader == 0 {
 		resp.Errors = append(resp.Errors, "etcdserver: no leader")
 	}
-	for _, a := range s.alarms.get(pb.AlarmType_NONE) {
+	for _, a := range s.node.Alarms(pb.AlarmType_NONE) {
 		resp.Errors = append(resp.Errors, fmt.Sprintf("memberID:%d alarm:%s ", a.MemberID, a.Alarm))
 	}
 	return resp, nil
@@ -88,29 +88,30 @@ func (m *maintenanceServer) HashKV(ctx context.Context, r *pb.HashKVRequest) (*p
 	return resp, nil
 }
 
-// Alarm lists, raises and clears the member's alarms (see alarms).
+// Alarm lists, raises and clears the cluster's alarms. Raising and
+// clearing go through the log, so every member applies them; the list is
+// read from this member's store, which holds what it has applied.
 func (m *maintenanceServer) Alarm(ctx context.Context, r *pb.AlarmRequest) (*pb.AlarmResponse, error) {
 	s := m.s
-	resp := &pb.AlarmResponse{Header: s.header()}
 	switch r.GetAction() {
 	case pb.AlarmRequest_GET:
-		resp.Alarms = s.alarms.get(r.GetAlarm())
-	case pb.AlarmRequest_ACTIVATE:
-		if r.GetAlarm() == pb.AlarmType_NONE {
-			break
-		}
-		if a := s.alarms.activate(r.GetMemberID(), r.GetAlarm()); a != nil {
-			s.cfg.Logger.Warn("alarm raised", "alarm", a.Alarm.String(), "member_id", raftID(a.MemberID))
-			resp.Alarms = append(resp.Alarms, a)
-		}
-	case pb.AlarmRequest_DEACTIVATE:
-		if a := s.alarms.deactivate(r.GetMemberID(), r.GetAlarm()); a != nil {
-			s.cfg.Logger.Info("alarm cleared", "alarm", a.Alarm.String(), "member_id", raftID(a.MemberID))
-			resp.Alarms = append(resp.Alarms, a)
-		}
+		return &pb.AlarmResponse{Header: s.header(), Alarms: s.node.Alarms(r.GetAlarm())}, nil
+	case pb.AlarmRequest_ACTIVATE, pb.AlarmRequest_DEACTIVATE:
 	default:
 		return nil, status.Error(codes.InvalidArgument, "etcdserver: unknown alarm action")
 	}
+	resp, err := proposeAs[*pb.AlarmResponse](ctx, s, &pb.InternalRaftRequest{Alarm: r})
+	if err != nil {
+		return nil, err
+	}
+	for _, a := range resp.Alarms {
+		if r.GetAction() == pb.AlarmRequest_ACTIVATE {
+			s.cfg.Logger.Warn("alarm raised", "alarm", a.Alarm.String(), "member_id", raftID(a.MemberID))
+		} else {
+			s.cfg.Logger.Info("alarm cleared", "alarm", a.Alarm.String(), "member_id", raftID(a.MemberID))
+		}
+	}
+	resp.Header = s.header()
 	return resp, nil
 }
 

@@ -1,12 +1,14 @@
 package server_test
 
 import (
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/strata-kv/strata/server"
@@ -23,9 +25,6 @@ func TestMemberAddLearner(t *testing.T) {
 		t.Fatal(err)
 	}
 	peer := "http://" + freePorts(t, 1)[0]
-	if _, err := cli.MemberAdd(ctx, []string{peer}); err == nil || !strings.Contains(err.Error(), "learner") {
-		t.Fatalf("adding a voter: %v, want Unimplemented", err)
-	}
 	add, err := cli.MemberAddAsLearner(ctx, []string{peer})
 	if err != nil {
 		t.Fatal(err)
@@ -77,7 +76,8 @@ func TestMemberAddLearner(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// Remove a follower (not the one cli3 talks to).
+	// Remove a follower (not the one cli3 talks to): it learns it was
+	// removed and stops, as etcd's member does.
 	lead := c.leader()
 	victim := 0
 	for victim == lead {
@@ -89,5 +89,156 @@ func TestMemberAddLearner(t *testing.T) {
 	ml, err = cli3.MemberList(ctx)
 	if err != nil || len(ml.Members) != 3 {
 		t.Fatalf("member list after remove: %v %v", ml, err)
+	}
+	select {
+	case <-c.members[victim].StopNotify():
+	case <-time.After(20 * time.Second):
+		t.Fatal("the removed member did not stop")
+	}
+	// Restarted on its old data, it stops again.
+	again, err := server.Start(c.cfgs[victim])
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.members[victim] = again
+	select {
+	case <-again.StopNotify():
+	case <-time.After(20 * time.Second):
+		t.Fatal("the removed member, restarted, did not stop")
+	}
+}
+
+// startMember starts a member joining c with peer URL peer.
+func (c *cluster) startMember(name, peer, dataDir string) *server.Server {
+	t := c.t
+	t.Helper()
+	cfg := c.cfgs[0]
+	cfg.Name = name
+	cfg.DataDir = dataDir
+	cfg.ListenPeerURLs = []string{peer}
+	cfg.InitialAdvertisePeerURLs = []string{peer}
+	cfg.InitialCluster = c.cfgs[0].InitialCluster + "," + name + "=" + peer
+	cfg.InitialClusterState = server.ClusterStateExisting
+	cfg.Logger = testLogger(t, name)
+	m, err := server.Start(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.members = append(c.members, m)
+	c.cfgs = append(c.cfgs, cfg)
+	select {
+	case <-m.ReadyNotify():
+	case <-time.After(20 * time.Second):
+		t.Fatalf("member %s is not ready", name)
+	}
+	return m
+}
+
+// TestMemberAddVoterUpdate adds voting members under etcd's strict
+// reconfiguration check, then moves a member to a new peer URL.
+func TestMemberAddVoterUpdate(t *testing.T) {
+	c := newCluster(t, 3, engines()[0], nil)
+	cli := c.client()
+	ctx := ctxT(t)
+	if _, err := cli.Put(ctx, "before", "1"); err != nil {
+		t.Fatal(err)
+	}
+	// A voter that starts: 3 of 4 started is a quorum.
+	peers := freePorts(t, 5)
+	add, err := cli.MemberAdd(ctx, []string{"http://" + peers[0]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if add.Member.IsLearner || len(add.Members) != 4 {
+		t.Fatalf("member add: %v", add)
+	}
+	m3 := c.startMember("m3", "http://"+peers[0], filepath.Join(t.TempDir(), "m3"))
+	if m3.MemberID() != add.Member.ID {
+		t.Fatalf("new member ID %x, want %x", m3.MemberID(), add.Member.ID)
+	}
+	if _, err := c.client(3).Put(ctx, "through-m3", "1"); err != nil {
+		t.Fatal(err)
+	}
+	// Voters that never start: 4 started of 5, 6 and 7 still make a
+	// quorum; 4 of 8 do not.
+	var ghosts []uint64
+	for _, p := range peers[1:4] {
+		a, err := cli.MemberAdd(ctx, []string{"http://" + p})
+		if err != nil {
+			t.Fatalf("adding voter %s: %v", p, err)
+		}
+		ghosts = append(ghosts, a.Member.ID)
+	}
+	if _, err := cli.MemberAdd(ctx, []string{"http://" + peers[4]}); !errors.Is(err, rpctypes.ErrMemberNotEnoughStarted) {
+		t.Fatalf("adding a fourth unstarted voter: %v, want %v", err, rpctypes.ErrMemberNotEnoughStarted)
+	}
+	if _, err := cli.MemberAddAsLearner(ctx, []string{"http://" + peers[4]}); err != nil {
+		t.Fatalf("a learner needs no quorum check: %v", err)
+	}
+	if _, err := cli.MemberAddAsLearner(ctx, []string{"http://" + peers[0]}); !errors.Is(err, rpctypes.ErrPeerURLExist) {
+		t.Fatalf("adding a used peer URL: %v, want %v", err, rpctypes.ErrPeerURLExist)
+	}
+	for _, id := range ghosts {
+		if _, err := cli.MemberRemove(ctx, id); err != nil {
+			t.Fatalf("removing unstarted voter %x: %v", id, err)
+		}
+	}
+	if _, err := cli.Put(ctx, "after-ghosts", "1"); err != nil {
+		t.Fatal(err)
+	}
+
+	// Move a follower to a new peer URL.
+	lead := c.leader()
+	f := (lead + 1) % 3
+	fid := c.members[f].MemberID()
+	moved := "http://" + freePorts(t, 1)[0]
+	if _, err := cli.MemberUpdate(ctx, 12345, []string{moved}); !errors.Is(err, rpctypes.ErrMemberNotFound) {
+		t.Fatalf("update of an unknown member: %v, want %v", err, rpctypes.ErrMemberNotFound)
+	}
+	if _, err := cli.MemberUpdate(ctx, fid, []string{"http://" + peers[0]}); !errors.Is(err, rpctypes.ErrPeerURLExist) {
+		t.Fatalf("update to a used peer URL: %v, want %v", err, rpctypes.ErrPeerURLExist)
+	}
+	if err := c.members[f].Close(); err != nil {
+		t.Fatal(err)
+	}
+	c.members[f] = nil
+	up, err := c.client(lead).MemberUpdate(ctx, fid, []string{moved})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var listed bool
+	for _, m := range up.Members {
+		if m.ID == fid {
+			listed = len(m.PeerURLs) == 1 && m.PeerURLs[0] == moved
+		}
+	}
+	if !listed {
+		t.Fatalf("member update response: %v", up.Members)
+	}
+	if _, err := c.client(lead).Put(ctx, "while-moving", "1"); err != nil {
+		t.Fatal(err)
+	}
+	cfg := c.cfgs[f]
+	old := cfg.InitialAdvertisePeerURLs[0]
+	cfg.ListenPeerURLs = []string{moved}
+	cfg.InitialAdvertisePeerURLs = []string{moved}
+	cfg.InitialCluster = strings.Replace(cfg.InitialCluster, cfg.Name+"="+old, cfg.Name+"="+moved, 1)
+	if c.members[f], err = server.Start(cfg); err != nil {
+		t.Fatal(err)
+	}
+	c.cfgs[f] = cfg
+	<-c.members[f].ReadyNotify()
+	waitFor(t, "the moved member to catch up", func() bool {
+		g, err := c.client(f).Get(ctx, "while-moving", clientv3.WithSerializable())
+		return err == nil && len(g.Kvs) == 1
+	})
+	ml, err := c.client(f).MemberList(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range ml.Members {
+		if m.ID == fid && (len(m.PeerURLs) != 1 || m.PeerURLs[0] != moved) {
+			t.Fatalf("moved member listed with %v, want %s", m.PeerURLs, moved)
+		}
 	}
 }

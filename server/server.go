@@ -54,7 +54,6 @@ type Server struct {
 	clientURLs []string
 
 	metrics   *metrics
-	alarms    alarms
 	quota     quota
 	compactor *compactor
 	self      selfClient // Lock and Election's client of this member
@@ -64,6 +63,7 @@ type Server struct {
 
 	readyc    chan struct{}
 	stopc     chan struct{}
+	donec     chan struct{} // closed once Close has finished
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 	closeErr  error
@@ -87,7 +87,7 @@ func Start(cfg Config) (_ *Server, err error) {
 			os.Remove(f)
 		}
 	}
-	s := &Server{cfg: c, id: id, readyc: make(chan struct{}), stopc: make(chan struct{})}
+	s := &Server{cfg: c, id: id, readyc: make(chan struct{}), stopc: make(chan struct{}), donec: make(chan struct{})}
 	s.quota = quota{s: s, max: c.QuotaBackendBytes}
 	defer func() {
 		if err != nil {
@@ -129,8 +129,10 @@ func Start(cfg Config) (_ *Server, err error) {
 		OpenLog: func(dir string) (replication.LogStore, error) {
 			return wal.Open(dir, nil)
 		},
-		Bind:          c.listenPeer.Host,
-		Advertise:     mustURL(id.PeerURLs[0]).Host,
+		Bind: c.listenPeer.Host,
+		// The configured address, not the stored one: a member moved by
+		// MemberUpdate restarts announcing its new address.
+		Advertise:     c.advertisePeer[0].Host,
 		SnapshotCount: c.SnapshotCount,
 		// hashicorp/raft's heartbeat timeout is how long a follower
 		// waits for the leader (etcd's election timeout); the leader
@@ -253,6 +255,13 @@ func (s *Server) monitor() {
 		select {
 		case <-s.stopc:
 			return
+		case <-s.node.Removed():
+			// As etcd: the member stops, and its data directory is of no
+			// more use.
+			s.cfg.Logger.Warn("server error", "err", replication.ErrRemoved)
+			s.cfg.Logger.Warn("data-dir used by this member must be removed", "data_dir", s.cfg.DataDir)
+			go s.Close()
+			return
 		case <-t.C:
 		}
 		if id, _ := s.node.Leader(); id != lastLeader {
@@ -286,6 +295,10 @@ func (s *Server) ClusterID() uint64 { return s.id.ClusterID }
 // Node returns the member's replication node.
 func (s *Server) Node() *replication.Node { return s.node }
 
+// StopNotify returns a channel closed once the server has stopped: after
+// Close, or on its own when the member was removed from the cluster.
+func (s *Server) StopNotify() <-chan struct{} { return s.donec }
+
 // Close stops serving (letting requests in flight finish for up to a few
 // seconds), then stops the node. Close is idempotent.
 func (s *Server) Close() error {
@@ -312,6 +325,7 @@ func (s *Server) Close() error {
 		s.wg.Wait()
 		s.closeErr = s.node.Close()
 		s.cfg.Logger.Info("stopped member", "name", s.id.Name)
+		close(s.donec)
 	})
 	return s.closeErr
 }

@@ -148,8 +148,13 @@ func run(args []string) error {
 	}
 	sigc := make(chan os.Signal, 1)
 	signal.Notify(sigc, syscall.SIGINT, syscall.SIGTERM)
-	sig := <-sigc
-	logger.Info("received signal; shutting down", "signal", sig.String())
-	signal.Stop(sigc)
-	return s.Close()
+	defer signal.Stop(sigc)
+	select {
+	case sig := <-sigc:
+		logger.Info("received signal; shutting down", "signal", sig.String())
+		return s.Close()
+	case <-s.StopNotify():
+		// Removed from the cluster: etcd exits 0 then too.
+		return nil
+	}
 }
