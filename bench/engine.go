@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/strata-kv/strata/engine"
 )
@@ -17,8 +18,10 @@ type EngineStore struct {
 }
 
 var (
-	_ Store       = (*EngineStore)(nil)
-	_ BatchWriter = (*EngineStore)(nil)
+	_ Store        = (*EngineStore)(nil)
+	_ BatchWriter  = (*EngineStore)(nil)
+	_ Defragger    = (*EngineStore)(nil)
+	_ EngineStater = (*EngineStore)(nil)
 )
 
 func (s *EngineStore) opts() *engine.WriteOptions {
@@ -81,4 +84,34 @@ func (s *EngineStore) Delete(_ context.Context, key []byte) error {
 	var b engine.Batch
 	b.Delete(key)
 	return s.Backend.Commit(&b, s.opts())
+}
+
+// EngineStats implements EngineStater.
+func (s *EngineStore) EngineStats(context.Context) (engine.Stats, error) { return s.Backend.Stats() }
+
+// DefragTargets implements Defragger: "engine" when the backend can
+// defragment.
+func (s *EngineStore) DefragTargets() []string { return engineDefragTargets(s.Backend) }
+
+// Defrag implements Defragger.
+func (s *EngineStore) Defrag(ctx context.Context, _ string) error {
+	return defragEngine(ctx, s.Backend)
+}
+
+func engineDefragTargets(be engine.Backend) []string {
+	if _, ok := be.(engine.Defragmenter); ok {
+		return []string{"engine"}
+	}
+	return nil
+}
+
+func defragEngine(ctx context.Context, be engine.Backend) error {
+	d, ok := be.(engine.Defragmenter)
+	if !ok {
+		return errors.New("bench: the engine cannot defragment")
+	}
+	if err := d.Defrag(ctx); err != nil {
+		return fmt.Errorf("bench: defragment: %w", err)
+	}
+	return nil
 }

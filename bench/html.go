@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"html/template"
+	"image/color"
 	"io"
 	"math"
 	"os"
@@ -26,13 +27,19 @@ const (
 )
 
 // latencyCDF plots, per run, the cumulative share of operations (y, %)
-// finished within a latency (x, log scale). Runs without a histogram are
-// skipped; nil is returned when no run has one.
+// finished within a latency (x, log scale), and, dashed, that of the watch
+// events received within a delay of their put. Runs without a histogram
+// are skipped; nil is returned when no run has one.
 func latencyCDF(title string, runs []RunReport) (*plot.Plot, error) {
 	p := plot.New()
 	p.Title.Text = title + ": latency CDF"
 	p.X.Label.Text = "latency (µs, log scale)"
 	p.Y.Label.Text = "operations finished within (percentile)"
+	for _, run := range runs {
+		if run.Result != nil && run.Result.Watch != nil {
+			p.Y.Label.Text = "operations / events within (percentile)"
+		}
+	}
 	p.X.Scale = plot.LogScale{}
 	p.X.Tick.Marker = plot.LogTicks{Prec: -1}
 	// The percentile axis counts nines, so the tail (p99, p99.9...) gets
@@ -42,6 +49,9 @@ func latencyCDF(title string, runs []RunReport) (*plot.Plot, error) {
 	for _, run := range runs {
 		if run.Result != nil {
 			most = max(most, run.Result.Total.Count)
+			if w := run.Result.Watch; w != nil {
+				most = max(most, w.Latency.Count)
+			}
 		}
 	}
 	ns := ninesScale{nines: math.Min(5, math.Max(2, math.Ceil(math.Log10(float64(max(most, 1))))))}
@@ -55,42 +65,68 @@ func latencyCDF(title string, runs []RunReport) (*plot.Plot, error) {
 	p.Add(plotter.NewGrid())
 	lines := 0
 	for i, run := range runs {
-		if run.Result == nil || run.Result.Total.Hist == nil {
+		if run.Result == nil {
 			continue
 		}
-		h := hdrhistogram.Import(run.Result.Total.Hist)
-		if h.TotalCount() == 0 {
-			continue
+		type curve struct {
+			snap   *hdrhistogram.Snapshot
+			label  string
+			dashed bool
 		}
-		// One point per non-empty bucket: (bucket's upper bound, share of
-		// operations at or below it).
-		total := float64(h.TotalCount())
-		var pts plotter.XYs
-		var cum int64
-		for _, b := range h.Distribution() {
-			if b.Count == 0 {
+		curves := []curve{{run.Result.Total.Hist, run.Target, false}}
+		if w := run.Result.Watch; w != nil {
+			curves = append(curves, curve{w.Latency.Hist, run.Target + " watch events", true})
+		}
+		for _, c := range curves {
+			pts := cdfPoints(c.snap)
+			if pts == nil {
 				continue
 			}
-			if len(pts) == 0 {
-				pts = append(pts, plotter.XY{X: math.Max(float64(b.From), 1), Y: 0})
+			l, err := plotter.NewLine(pts)
+			if err != nil {
+				return nil, err
 			}
-			cum += b.Count
-			pts = append(pts, plotter.XY{X: math.Max(float64(b.To), 1), Y: 100 * float64(cum) / total})
+			l.Color = plotutil.Color(i)
+			l.Width = vg.Points(1.5)
+			if c.dashed {
+				l.Dashes = []vg.Length{vg.Points(5), vg.Points(3)}
+			}
+			p.Add(l)
+			p.Legend.Add(c.label, l)
+			lines++
 		}
-		l, err := plotter.NewLine(pts)
-		if err != nil {
-			return nil, err
-		}
-		l.Color = plotutil.Color(i)
-		l.Width = vg.Points(1.5)
-		p.Add(l)
-		p.Legend.Add(run.Target, l)
-		lines++
 	}
 	if lines == 0 {
 		return nil, nil
 	}
 	return p, nil
+}
+
+// cdfPoints returns one point per non-empty bucket of a histogram: the
+// bucket's upper bound, and the share of values at or below it; nil for
+// an empty or absent histogram.
+func cdfPoints(snap *hdrhistogram.Snapshot) plotter.XYs {
+	if snap == nil {
+		return nil
+	}
+	h := hdrhistogram.Import(snap)
+	if h.TotalCount() == 0 {
+		return nil
+	}
+	total := float64(h.TotalCount())
+	var pts plotter.XYs
+	var cum int64
+	for _, b := range h.Distribution() {
+		if b.Count == 0 {
+			continue
+		}
+		if len(pts) == 0 {
+			pts = append(pts, plotter.XY{X: math.Max(float64(b.From), 1), Y: 0})
+		}
+		cum += b.Count
+		pts = append(pts, plotter.XY{X: math.Max(float64(b.To), 1), Y: 100 * float64(cum) / total})
+	}
+	return pts
 }
 
 // throughput plots, per run, the operations finished in each second.
@@ -149,6 +185,31 @@ func throughput(title string, runs []RunReport) (*plot.Plot, error) {
 		return nil, nil
 	}
 	p.Y.Max = peak * (1.15 + 0.08*float64(lines))
+	// Pauses (compactions, defrags) are dashed lines in their run's
+	// colour, at the time they began.
+	dashes := []vg.Length{vg.Points(3), vg.Points(3)}
+	marked := false
+	for i, run := range runs {
+		if run.Result == nil {
+			continue
+		}
+		for _, ps := range run.Result.Pauses {
+			x := ps.At.Seconds()
+			l, err := plotter.NewLine(plotter.XYs{{X: x, Y: 0}, {X: x, Y: p.Y.Max}})
+			if err != nil {
+				return nil, err
+			}
+			l.Color = plotutil.Color(i)
+			l.Width = vg.Points(0.75)
+			l.Dashes = dashes
+			p.Add(l)
+			if !marked {
+				key := &plotter.Line{LineStyle: draw.LineStyle{Color: color.Gray{Y: 110}, Width: vg.Points(0.75), Dashes: dashes}}
+				p.Legend.Add("compaction / defrag", key)
+				marked = true
+			}
+		}
+	}
 	return p, nil
 }
 
@@ -253,6 +314,7 @@ type htmlGroup struct {
 	Rows    [][]string
 	OpHdr   []string
 	OpRows  [][]string
+	Extra   []tableSection
 	CDF     template.HTML
 	Through template.HTML
 }
@@ -266,6 +328,7 @@ th,td{border:1px solid #ccc;padding:.25em .6em;text-align:right}
 th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
 .charts svg{max-width:100%;height:auto;margin-right:1em}
 .meta{color:#666;font-size:.9em}
+h3{font-size:1em;margin:.8em 0 .2em}
 </style></head><body>
 <h1>kvbench report</h1>
 <p class="meta">started {{.Started}} · {{.GoVersion}} · {{.CPUs}} CPUs<br><code>{{.Args}}</code></p>
@@ -278,7 +341,11 @@ th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
 {{if .OpRows}}<table><tr>{{range .OpHdr}}<th>{{.}}</th>{{end}}</tr>
 {{range .OpRows}}<tr>{{range .}}<td>{{.}}</td>{{end}}</tr>
 {{end}}</table>{{end}}
-<div class="charts">{{.CDF}}{{.Through}}</div>
+{{range .Extra}}<h3>{{.Title}}</h3>
+<table><tr>{{range .Header}}<th>{{.}}</th>{{end}}</tr>
+{{range .Rows}}<tr>{{range .}}<td>{{.}}</td>{{end}}</tr>
+{{end}}</table>
+{{end}}<div class="charts">{{.CDF}}{{.Through}}</div>
 {{end}}
 </body></html>
 `))
@@ -301,7 +368,7 @@ func (r *Report) WriteHTML(w io.Writer) error {
 		Args: strings.Join(r.Args, " ")}
 	for _, s := range sets {
 		g := s.group
-		hg := htmlGroup{Title: g.Title, Sub: g.Sub, Header: g.Header, Rows: g.Rows, OpHdr: g.OpHeader, OpRows: g.OpRows}
+		hg := htmlGroup{Title: g.Title, Sub: g.Sub, Header: g.Header, Rows: g.Rows, OpHdr: g.OpHeader, OpRows: g.OpRows, Extra: g.Extra}
 		if hg.CDF, err = renderSVG(s.cdf); err != nil {
 			return err
 		}

@@ -7,6 +7,9 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
 
 	"github.com/strata-kv/strata/backends/bbolt"
 	"github.com/strata-kv/strata/bench"
@@ -137,5 +140,62 @@ func TestReadRSS(t *testing.T) {
 	s := bench.StartRSS(os.Getpid(), 0)
 	if peak := s.Stop(); peak < 1<<20 {
 		t.Fatalf("peak RSS %d is implausibly small", peak)
+	}
+}
+
+// TestReportExtraSections renders a run with watch events, pauses and
+// counts: the tables carry them, the CDF has a dashed watch line, and the
+// throughput chart marks the pauses.
+func TestReportExtraSections(t *testing.T) {
+	ops, events := hdrhistogram.New(1, 60_000_000, 3), hdrhistogram.New(1, 60_000_000, 3)
+	for i := range int64(1000) {
+		ops.RecordValue(100 + i)
+		events.RecordValue(500 + 2*i)
+	}
+	res := &bench.Result{Workload: "k8s", Elapsed: 3 * time.Second, Ops: 1000, OpsSec: 333,
+		Total:  bench.OpResult{Op: "total", Count: 1000, P50: 600, Hist: ops.Export()},
+		PerOp:  []bench.OpResult{{Op: "get", Count: 500}, {Op: "update", Count: 500}},
+		Series: []int64{300, 340, 360, 0},
+		Watch: &bench.WatchResult{Watchers: 4, Streams: 1, Events: 1000, Expected: 998, EventsSec: 333,
+			Latency: bench.OpResult{Op: "watch", Count: 1000, P50: 1500, P99: 2480, Hist: events.Export()}},
+		Pauses: []bench.Pause{{Kind: "compact", Revision: 1234, At: 1500 * time.Millisecond, Took: 12 * time.Millisecond,
+			WorstOp: 15000, Ops: 3, OpsSec: 250, Before: bench.Disk{EngineSize: 8 << 20, DU: 9 << 20},
+			After: bench.Disk{EngineSize: 6 << 20, DU: 7 << 20}}},
+		OpsSecOutsidePauses: 334,
+		Counts:              map[string]int64{"update conflicts": 7, "list pages": 12},
+	}
+	rep := bench.NewReport([]string{"kvbench", "test"})
+	rep.Runs = []bench.RunReport{{Mode: "cluster", Target: "bbolt", Workload: "k8s", Durability: "raft-fsync", Result: res}}
+	var tables bytes.Buffer
+	rep.WriteTables(&tables, "")
+	for _, want := range []string{"watch events: put to receipt", "compact @1234", "8.0 MiB → 6.0 MiB", "9.0 MiB → 7.0 MiB",
+		"15000", "update conflicts", "list pages", "2480"} {
+		if !strings.Contains(tables.String(), want) {
+			t.Errorf("tables lack %q:\n%s", want, tables.String())
+		}
+	}
+	var page bytes.Buffer
+	if err := rep.WriteHTML(&page); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"<h3>pauses: compactions and defrags during the run</h3>", "<td>compact @1234</td>",
+		"<th>events/s</th>", "<td>7</td>", "bbolt watch events", "compaction / defrag", "stroke-dasharray"} {
+		if !strings.Contains(page.String(), want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+	// The new fields survive JSON.
+	var js bytes.Buffer
+	if err := rep.WriteJSON(&js); err != nil {
+		t.Fatal(err)
+	}
+	back, err := bench.ReadReport(&js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := back.Runs[0].Result
+	if r.Watch == nil || r.Watch.Latency.Hist == nil || len(r.Pauses) != 1 || r.Pauses[0].Took != 12*time.Millisecond ||
+		r.Counts["list pages"] != 12 {
+		t.Fatalf("after a JSON round trip: %+v", r)
 	}
 }

@@ -2,9 +2,13 @@ package bench
 
 import (
 	"context"
+	"fmt"
+	"sync"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/mvccpb"
 
+	"github.com/strata-kv/strata/engine"
 	"github.com/strata-kv/strata/mvcc"
 )
 
@@ -13,11 +17,17 @@ import (
 // revision, as a single-node server without raft would issue them.
 type MVCCStore struct {
 	Store *mvcc.Store
+	// Backend is the engine under Store, if known: for its space figures
+	// and to defragment it.
+	Backend engine.Backend
 }
 
 var (
-	_ Store       = (*MVCCStore)(nil)
-	_ BatchWriter = (*MVCCStore)(nil)
+	_ Store        = (*MVCCStore)(nil)
+	_ BatchWriter  = (*MVCCStore)(nil)
+	_ EtcdStore    = (*MVCCStore)(nil)
+	_ Defragger    = (*MVCCStore)(nil)
+	_ EngineStater = (*MVCCStore)(nil)
 )
 
 // Read implements Store.
@@ -57,4 +67,94 @@ func (s *MVCCStore) Scan(ctx context.Context, start []byte, n int) error {
 func (s *MVCCStore) Delete(_ context.Context, key []byte) error {
 	_, err := s.Store.DeleteRange(&pb.DeleteRangeRequest{Key: key})
 	return err
+}
+
+// Range implements EtcdStore.
+func (s *MVCCStore) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResponse, error) {
+	return s.Store.Range(ctx, r)
+}
+
+// Put implements EtcdStore.
+func (s *MVCCStore) Put(_ context.Context, r *pb.PutRequest) (*pb.PutResponse, error) {
+	return s.Store.Put(r)
+}
+
+// Txn implements EtcdStore.
+func (s *MVCCStore) Txn(_ context.Context, r *pb.TxnRequest) (*pb.TxnResponse, error) {
+	return s.Store.Txn(r)
+}
+
+// Compact implements EtcdStore.
+func (s *MVCCStore) Compact(_ context.Context, rev int64, physical bool) error {
+	if _, err := s.Store.Compact(&pb.CompactionRequest{Revision: rev, Physical: physical}); err != nil {
+		return fmt.Errorf("bench: compact at %d: %w", rev, err)
+	}
+	return nil
+}
+
+// DefragTargets implements Defragger: "engine" when Backend can
+// defragment.
+func (s *MVCCStore) DefragTargets() []string { return engineDefragTargets(s.Backend) }
+
+// Defrag implements Defragger.
+func (s *MVCCStore) Defrag(ctx context.Context, _ string) error { return defragEngine(ctx, s.Backend) }
+
+// EngineStats implements EngineStater.
+func (s *MVCCStore) EngineStats(context.Context) (engine.Stats, error) {
+	if s.Backend == nil {
+		return engine.Stats{}, fmt.Errorf("bench: no backend")
+	}
+	return s.Backend.Stats()
+}
+
+// NewWatchStream implements EtcdStore with an mvcc.WatchStream, whose
+// responses one goroutine hands to the watchers' callbacks.
+func (s *MVCCStore) NewWatchStream(context.Context) (WatchStream, error) {
+	ws, err := s.Store.NewWatchStream(nil)
+	if err != nil {
+		return nil, fmt.Errorf("bench: watch stream: %w", err)
+	}
+	w := &mvccWatchStream{ws: ws, fns: map[int64]func([]*mvccpb.Event){}}
+	w.wg.Go(w.run)
+	return w, nil
+}
+
+type mvccWatchStream struct {
+	ws  *mvcc.WatchStream
+	wg  sync.WaitGroup
+	mu  sync.Mutex
+	fns map[int64]func([]*mvccpb.Event) // by watch ID; guarded by mu
+}
+
+func (w *mvccWatchStream) run() {
+	for resp := range w.ws.Chan() {
+		if len(resp.Events) == 0 {
+			continue
+		}
+		w.mu.Lock()
+		fn := w.fns[resp.WatchId]
+		w.mu.Unlock()
+		if fn != nil {
+			fn(resp.Events)
+		}
+	}
+}
+
+func (w *mvccWatchStream) Watch(_ context.Context, key, end []byte, prevKV bool, fn func([]*mvccpb.Event)) error {
+	// The ID is picked under mu so that run finds fn for the watcher's
+	// first events: they cannot come before Watch returns the ID.
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	id, err := w.ws.Watch(&pb.WatchCreateRequest{Key: key, RangeEnd: end, PrevKv: prevKV})
+	if err != nil {
+		return fmt.Errorf("bench: watch %q: %w", key, err)
+	}
+	w.fns[id] = fn
+	return nil
+}
+
+func (w *mvccWatchStream) Close() error {
+	w.ws.Close()
+	w.wg.Wait()
+	return nil
 }

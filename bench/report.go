@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -117,6 +118,16 @@ type tableGroup struct {
 	Rows     [][]string
 	OpHeader []string
 	OpRows   [][]string
+	// Extra are the tables of what some workloads measure besides their
+	// operations: watch events, pauses, counts.
+	Extra []tableSection
+}
+
+// tableSection is one extra table of a group.
+type tableSection struct {
+	Title  string
+	Header []string
+	Rows   [][]string
 }
 
 func (r *Report) tableGroups(baseline string) []*tableGroup {
@@ -139,7 +150,11 @@ func (r *Report) tableGroups(baseline string) []*tableGroup {
 				base = run
 			}
 		}
-		g.Sub = fmt.Sprintf("%d records × %d B, %d clients; ratios vs %s", base.Records, base.ValueSize, base.Clients, base.Target)
+		size := fmt.Sprintf("%d B", base.ValueSize)
+		if w, err := Preset(base.Workload); err == nil && w.Kind == KindK8s {
+			size = "Kubernetes objects (320 B to 4 KiB)"
+		}
+		g.Sub = fmt.Sprintf("%d records × %s, %d clients; ratios vs %s", base.Records, size, base.Clients, base.Target)
 		g.Header = []string{"target", "ops/s", "ratio", "p50 µs", "p99 µs", "p99.9 µs", "max µs", "errors", "engine size", "du", "peak RSS"}
 		for _, run := range g.Runs {
 			res := run.Result
@@ -148,6 +163,7 @@ func (r *Report) tableGroups(baseline string) []*tableGroup {
 				fmt.Sprint(res.Total.P50), fmt.Sprint(res.Total.P99), fmt.Sprint(res.Total.P999), fmt.Sprint(res.Total.Max),
 				fmt.Sprint(res.Errors), bytesString(run.Disk.EngineSize), bytesString(run.Disk.DU), bytesString(run.PeakRSS)})
 		}
+		g.Extra = extraSections(g.Runs)
 		if len(base.Result.PerOp) > 1 {
 			g.OpHeader = []string{"per op", "op", "ops/s", "p50 µs", "p99 µs", "p99.9 µs"}
 			for _, run := range g.Runs {
@@ -174,14 +190,89 @@ func (r *Report) WriteTables(w io.Writer, baseline string) {
 		}
 		tw.Flush()
 		if len(g.OpRows) > 0 {
-			tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-			fmt.Fprintln(tw, "  "+strings.Join(g.OpHeader, "\t")+"\t")
-			for _, row := range g.OpRows {
-				fmt.Fprintln(tw, "  "+strings.Join(row, "\t")+"\t")
-			}
-			tw.Flush()
+			writeIndented(w, g.OpHeader, g.OpRows)
+		}
+		for _, sec := range g.Extra {
+			fmt.Fprintf(w, "  %s\n", sec.Title)
+			writeIndented(w, sec.Header, sec.Rows)
 		}
 	}
+}
+
+// writeIndented prints a table indented under its group's.
+func writeIndented(w io.Writer, header []string, rows [][]string) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "  "+strings.Join(header, "\t")+"\t")
+	for _, row := range rows {
+		fmt.Fprintln(tw, "  "+strings.Join(row, "\t")+"\t")
+	}
+	tw.Flush()
+}
+
+// extraSections returns the tables of the runs' watch events, pauses and
+// counts, those they have.
+func extraSections(runs []RunReport) []tableSection {
+	var out []tableSection
+	watch := tableSection{Title: "watch events: put to receipt",
+		Header: []string{"target", "watchers", "streams", "events", "expected", "events/s", "p50 µs", "p99 µs", "p99.9 µs", "max µs", "lagging"}}
+	pauses := tableSection{Title: "pauses: compactions and defrags during the run",
+		Header: []string{"target", "pause", "at s", "took ms", "worst op µs", "ops during", "ops/s during", "ops/s otherwise",
+			"engine size before → after", "in use before → after", "du before → after", "error"}}
+	counts := tableSection{Title: "counts"}
+	var countNames []string
+	for _, run := range runs {
+		for name := range run.Result.Counts {
+			if !slices.Contains(countNames, name) {
+				countNames = append(countNames, name)
+			}
+		}
+	}
+	sort.Strings(countNames)
+	counts.Header = append([]string{"target"}, countNames...)
+	for _, run := range runs {
+		res := run.Result
+		if w := res.Watch; w != nil {
+			l := w.Latency
+			watch.Rows = append(watch.Rows, []string{run.Target, fmt.Sprint(w.Watchers), fmt.Sprint(w.Streams),
+				fmt.Sprint(w.Events), fmt.Sprint(w.Expected), fmt.Sprintf("%.0f", w.EventsSec),
+				fmt.Sprint(l.P50), fmt.Sprint(l.P99), fmt.Sprint(l.P999), fmt.Sprint(l.Max), fmt.Sprint(w.Lagging)})
+		}
+		for _, p := range res.Pauses {
+			name := p.Kind
+			if p.Target != "" {
+				name += " " + p.Target
+			}
+			if p.Revision > 0 {
+				name += fmt.Sprintf(" @%d", p.Revision)
+			}
+			pauses.Rows = append(pauses.Rows, []string{run.Target, name, fmt.Sprintf("%.1f", p.At.Seconds()),
+				fmt.Sprintf("%.1f", float64(p.Took)/float64(time.Millisecond)), fmt.Sprint(p.WorstOp), fmt.Sprint(p.Ops),
+				fmt.Sprintf("%.0f", p.OpsSec), fmt.Sprintf("%.0f", res.OpsSecOutsidePauses),
+				bytesString(p.Before.EngineSize) + " → " + bytesString(p.After.EngineSize),
+				bytesString(p.Before.EngineInUse) + " → " + bytesString(p.After.EngineInUse),
+				bytesString(p.Before.DU) + " → " + bytesString(p.After.DU), orDash(p.Error)})
+		}
+		if len(res.Counts) > 0 {
+			row := []string{run.Target}
+			for _, name := range countNames {
+				row = append(row, fmt.Sprint(res.Counts[name]))
+			}
+			counts.Rows = append(counts.Rows, row)
+		}
+	}
+	for _, sec := range []tableSection{watch, pauses, counts} {
+		if len(sec.Rows) > 0 {
+			out = append(out, sec)
+		}
+	}
+	return out
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 func bytesString(n int64) string {

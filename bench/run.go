@@ -56,12 +56,34 @@ type Config struct {
 	// Progress, if set, is called about once a second with the operations
 	// done so far.
 	Progress func(done uint64, elapsed time.Duration)
+
+	// Watchers is how many watchers the watch workloads start (default
+	// 100), spread over WatchStreams streams (default min(Watchers, 10)).
+	// The k8s workload has one watcher per resource instead, as
+	// kube-apiserver has.
+	Watchers     int
+	WatchStreams int
+	// CompactInterval is how often the k8s workload compacts, as
+	// kube-apiserver's --etcd-compaction-interval (default 5s; negative:
+	// never), and how often the compact and defrag workloads pause
+	// (default: once, halfway through the run).
+	CompactInterval time.Duration
+	// DataDir is the target's data directory, when it is on this machine:
+	// pauses report its size (DU) before and after.
+	DataDir string
 }
 
 func (c *Config) defaults() {
 	if c.Clients <= 0 {
 		c.Clients = 16
 	}
+	if c.Watchers <= 0 {
+		c.Watchers = 100
+	}
+	if c.WatchStreams <= 0 {
+		c.WatchStreams = 10
+	}
+	c.WatchStreams = min(c.WatchStreams, c.Watchers)
 	if c.Duration == 0 && c.Ops == 0 {
 		c.Duration = 10 * time.Second
 	}
@@ -111,12 +133,50 @@ type Result struct {
 	Series []int64 `json:"ops_per_second_series"`
 	// FirstError is an example error, if any operation failed.
 	FirstError string `json:"first_error,omitempty"`
+
+	// Watch sums up the events the run's watchers received (watch and
+	// k8s workloads).
+	Watch *WatchResult `json:"watch,omitempty"`
+	// Pauses are the compactions and defragmentations made during the run.
+	Pauses []Pause `json:"pauses,omitempty"`
+	// OpsSecOutsidePauses is the throughput while no pause was under way,
+	// to set each pause's against.
+	OpsSecOutsidePauses float64 `json:"ops_per_sec_outside_pauses,omitempty"`
+	// Counts are the workload's own tallies: the k8s workload's CAS
+	// conflicts, list pages and relists, for example.
+	Counts map[string]int64 `json:"counts,omitempty"`
 }
 
 // Load writes cfg.Records records with cfg.Clients clients, in batches of up
 // to 1000 when the store is a BatchWriter.
 func Load(ctx context.Context, s Store, cfg Config) (time.Duration, error) {
 	cfg.defaults()
+	ks := cfg.Keyspace
+	return load(ctx, s, cfg, func(n uint64, r *rand.Rand) ([]byte, []byte) {
+		return ks.Key(nil, n), ks.Value(nil, r)
+	})
+}
+
+// LoadWorkload writes what workload w runs on (see Workload.LoadKey):
+// cfg.Records records of its keyspace, or of the k8s workload's objects,
+// or nothing.
+func LoadWorkload(ctx context.Context, s Store, w Workload, cfg Config) (time.Duration, error) {
+	cfg.defaults()
+	switch w.LoadKey() {
+	case "":
+		return 0, nil
+	case "k8s":
+		return load(ctx, s, cfg, func(n uint64, r *rand.Rand) ([]byte, []byte) {
+			res, key := k8sRecord(n)
+			return key, k8sValue(res, r, time.Now())
+		})
+	}
+	cfg.Keyspace.Hashed = w.HashedKeys
+	return Load(ctx, s, cfg)
+}
+
+// load writes records 0 to cfg.Records-1, as record makes them.
+func load(ctx context.Context, s Store, cfg Config, record func(n uint64, r *rand.Rand) (key, value []byte)) (time.Duration, error) {
 	start := time.Now()
 	next := NewCounter(0)
 	bw, batched := s.(BatchWriter)
@@ -132,8 +192,7 @@ func Load(ctx context.Context, s Store, cfg Config) (time.Duration, error) {
 				if n >= cfg.Records {
 					break
 				}
-				k := cfg.Keyspace.Key(nil, n)
-				v := cfg.Keyspace.Value(nil, r)
+				k, v := record(n, r)
 				if !batched {
 					if err := s.Write(ctx, k, v); err != nil {
 						errc <- fmt.Errorf("bench: load record %d: %w", n, err)
@@ -165,10 +224,49 @@ func Load(ctx context.Context, s Store, cfg Config) (time.Duration, error) {
 	return time.Since(start), ctx.Err()
 }
 
-// Run runs workload w against s (loaded with cfg.Records records) and
-// measures it.
+// Run runs workload w against s (loaded by LoadWorkload) and measures it.
 func Run(ctx context.Context, s Store, w Workload, cfg Config) (*Result, error) {
 	cfg.defaults()
+	if cfg.Rate == 0 {
+		cfg.Rate = w.Rate
+	}
+	if err := w.Validate(); err != nil {
+		return nil, err
+	}
+	var es EtcdStore
+	if w.NeedsEtcd() {
+		var ok bool
+		if es, ok = s.(EtcdStore); !ok {
+			return nil, fmt.Errorf("bench: workload %s needs etcd's requests (transactions, watches, compaction): "+
+				"the mvcc, cluster or endpoints mode", w.Name)
+		}
+	}
+	if w.Defrag {
+		if d, ok := s.(Defragger); !ok || len(d.DefragTargets()) == 0 {
+			return nil, fmt.Errorf("bench: workload %s: the target cannot defragment", w.Name)
+		}
+	}
+	var (
+		res *Result
+		err error
+	)
+	switch w.Kind {
+	case KindK8s:
+		res, err = runK8s(ctx, es, cfg)
+	case KindWatch:
+		res, err = runWatch(ctx, es, w, cfg)
+	default:
+		res, err = runMix(ctx, s, w, cfg)
+	}
+	if err != nil {
+		return nil, err
+	}
+	res.Workload = w.Name
+	return res, nil
+}
+
+// runMix runs a KindMix workload, with its pauses if it has any.
+func runMix(ctx context.Context, s Store, w Workload, cfg Config) (*Result, error) {
 	expectedInserts := uint64(0)
 	if cfg.Ops > 0 {
 		expectedInserts = uint64(float64(cfg.Ops) * (w.Insert / sum(w.proportions())) * 2)
@@ -180,19 +278,39 @@ func Run(ctx context.Context, s Store, w Workload, cfg Config) (*Result, error) 
 		return nil, err
 	}
 	cfg.Keyspace.Hashed = w.HashedKeys
-	if cfg.Warmup > 0 {
-		wcfg := cfg
-		wcfg.Duration, wcfg.Ops, wcfg.Progress = cfg.Warmup, 0, nil
-		if _, err := runPhase(ctx, s, ch, wcfg); err != nil {
-			return nil, fmt.Errorf("bench: warmup: %w", err)
-		}
+	ks := cfg.Keyspace
+	ph := phase{
+		ops: opNames[:],
+		client: func(_ int, r *rand.Rand) opFunc {
+			var key, val []byte
+			return func(ctx context.Context) (int, error) {
+				op := ch.op(r)
+				return int(op), doOp(ctx, s, ch, ks, op, r, &key, &val)
+			}
+		},
 	}
-	res, err := runPhase(ctx, s, ch, cfg)
-	if err != nil {
+	if err := warmup(ctx, ph, cfg); err != nil {
 		return nil, err
 	}
-	res.Workload = w.Name
-	return res, nil
+	if w.Compact || w.Defrag {
+		p := &pauser{s: s, compact: w.Compact, defrag: w.Defrag, cfg: cfg, track: newPauseTracker()}
+		ph.track, ph.side = p.track, p.loop
+	}
+	return runPhase(ctx, ph, cfg)
+}
+
+// warmup runs ph for cfg.Warmup, unmeasured and without its side work.
+func warmup(ctx context.Context, ph phase, cfg Config) error {
+	if cfg.Warmup <= 0 {
+		return nil
+	}
+	wcfg := cfg
+	wcfg.Duration, wcfg.Ops, wcfg.Progress = cfg.Warmup, 0, nil
+	ph.side, ph.track = nil, nil
+	if _, err := runPhase(ctx, ph, wcfg); err != nil {
+		return fmt.Errorf("bench: warmup: %w", err)
+	}
+	return nil
 }
 
 func sum(p [numOps]float64) float64 {
@@ -203,14 +321,39 @@ func sum(p [numOps]float64) float64 {
 	return t
 }
 
+// opFunc issues one operation for one client and returns which of its
+// phase's operation kinds it was.
+type opFunc func(ctx context.Context) (op int, err error)
+
+// phase is what runPhase drives.
+type phase struct {
+	// ops names the operation kinds, by the index opFunc returns.
+	ops []string
+	// client returns the opFunc of client c, which only it calls.
+	client func(c int, r *rand.Rand) opFunc
+	// side, if set, runs beside the clients until stop is closed, when
+	// they are done; runPhase waits for it to return. ctx is the run's,
+	// not cancelled when the phase ends.
+	side func(ctx context.Context, stop <-chan struct{}, st *phaseStatus)
+	// track, if set, times the operations against the pauses side makes.
+	track *pauseTracker
+}
+
+// phaseStatus is what side work can see of a phase under way.
+type phaseStatus struct {
+	start time.Time
+	done  *Counter // operations finished
+}
+
 type clientStats struct {
-	hists  [numOps]*hdrhistogram.Histogram
-	errs   [numOps]int64
+	hists  []*hdrhistogram.Histogram
+	errs   []int64
 	first  error
 	series []int64
 }
 
-func runPhase(ctx context.Context, s Store, ch *chooser, cfg Config) (*Result, error) {
+func runPhase(ctx context.Context, ph phase, cfg Config) (*Result, error) {
+	outer := ctx
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if cfg.Duration > 0 {
@@ -227,14 +370,14 @@ func runPhase(ctx context.Context, s Store, ch *chooser, cfg Config) (*Result, e
 	stats := make([]*clientStats, cfg.Clients)
 	var wg sync.WaitGroup
 	for c := range cfg.Clients {
-		st := &clientStats{}
+		st := &clientStats{hists: make([]*hdrhistogram.Histogram, len(ph.ops)), errs: make([]int64, len(ph.ops))}
 		for i := range st.hists {
 			st.hists[i] = newHist()
 		}
 		stats[c] = st
 		wg.Go(func() {
 			r := rand.New(rand.NewPCG(cfg.Seed+uint64(c), 0x5eed))
-			var key, val []byte
+			do := ph.client(c, r)
 			wait := time.NewTimer(time.Hour)
 			defer wait.Stop()
 			for {
@@ -256,20 +399,23 @@ func runPhase(ctx context.Context, s Store, ch *chooser, cfg Config) (*Result, e
 				} else if ctx.Err() != nil {
 					return
 				}
-				op := ch.op(r)
-				err := doOp(ctx, s, ch, cfg.Keyspace, op, r, &key, &val)
+				op, err := do(ctx)
 				if err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()) {
 					return // the run ended under this operation
 				}
-				lat := time.Since(began).Microseconds()
+				ended := time.Now()
+				if ph.track != nil {
+					ph.track.observe(began, ended)
+				}
+				lat := ended.Sub(began).Microseconds()
 				st.hists[op].RecordValue(min(max(lat, histMin), histMax))
 				if err != nil {
 					st.errs[op]++
 					if st.first == nil {
-						st.first = fmt.Errorf("%s: %w", op, err)
+						st.first = fmt.Errorf("%s: %w", ph.ops[op], err)
 					}
 				}
-				sec := int(time.Since(start) / time.Second)
+				sec := int(ended.Sub(start) / time.Second)
 				for len(st.series) <= sec {
 					st.series = append(st.series, 0)
 				}
@@ -278,15 +424,15 @@ func runPhase(ctx context.Context, s Store, ch *chooser, cfg Config) (*Result, e
 			}
 		})
 	}
-	progressDone := make(chan struct{})
-	var pwg sync.WaitGroup
+	stop := make(chan struct{})
+	var swg sync.WaitGroup
 	if cfg.Progress != nil {
-		pwg.Go(func() {
+		swg.Go(func() {
 			t := time.NewTicker(time.Second)
 			defer t.Stop()
 			for {
 				select {
-				case <-progressDone:
+				case <-stop:
 					return
 				case <-t.C:
 					cfg.Progress(done.Last(), time.Since(start))
@@ -294,11 +440,18 @@ func runPhase(ctx context.Context, s Store, ch *chooser, cfg Config) (*Result, e
 			}
 		})
 	}
+	if ph.side != nil {
+		swg.Go(func() { ph.side(outer, stop, &phaseStatus{start: start, done: &done}) })
+	}
 	wg.Wait()
-	close(progressDone)
-	pwg.Wait()
 	elapsed := time.Since(start)
-	return summarize(stats, elapsed), nil
+	close(stop)
+	swg.Wait()
+	res := summarize(stats, ph.ops, elapsed)
+	if ph.track != nil {
+		res.Pauses, res.OpsSecOutsidePauses = ph.track.report(start, res.Ops, elapsed)
+	}
+	return res, nil
 }
 
 func doOp(ctx context.Context, s Store, ch *chooser, ks Keyspace, op Op, r *rand.Rand, key, val *[]byte) error {
@@ -334,11 +487,11 @@ func doOp(ctx context.Context, s Store, ch *chooser, ks Keyspace, op Op, r *rand
 	return fmt.Errorf("bench: unknown op %v", op)
 }
 
-func summarize(stats []*clientStats, elapsed time.Duration) *Result {
+func summarize(stats []*clientStats, names []string, elapsed time.Duration) *Result {
 	res := &Result{Elapsed: elapsed}
 	total := newHist()
 	var totalErrs int64
-	for op := range numOps {
+	for op, name := range names {
 		h := newHist()
 		var errs int64
 		for _, st := range stats {
@@ -350,7 +503,7 @@ func summarize(stats []*clientStats, elapsed time.Duration) *Result {
 		}
 		total.Merge(h)
 		totalErrs += errs
-		res.PerOp = append(res.PerOp, opResult(op.String(), h, errs, elapsed))
+		res.PerOp = append(res.PerOp, opResult(name, h, errs, elapsed))
 	}
 	for _, st := range stats {
 		if st.first != nil && res.FirstError == "" {

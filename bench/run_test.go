@@ -2,7 +2,9 @@ package bench_test
 
 import (
 	"context"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/strata-kv/strata/backends/bbolt"
 	"github.com/strata-kv/strata/bench"
@@ -24,6 +26,9 @@ func TestRunPresetsOnEngine(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, w := range bench.Presets {
+		if w.NeedsEtcd() {
+			continue // see TestEtcdWorkloadsOnCluster
+		}
 		t.Run(w.Name, func(t *testing.T) {
 			res, err := bench.Run(ctx, s, w, cfg)
 			if err != nil {
@@ -49,7 +54,32 @@ func TestRunPresetsOnEngine(t *testing.T) {
 			if perOp != res.Ops || series != res.Ops {
 				t.Fatalf("per-op counts %d and series %d do not add up to %d", perOp, series, res.Ops)
 			}
+			if w.Defrag {
+				// Halfway through: one defrag of the engine, no compaction
+				// (an engine keeps no revisions).
+				if len(res.Pauses) != 1 || res.Pauses[0].Kind != "defrag" || res.Pauses[0].Error != "" ||
+					res.Pauses[0].Before.EngineSize <= 0 || res.Pauses[0].After.EngineSize <= 0 {
+					t.Fatalf("pauses %+v, want one defrag with sizes", res.Pauses)
+				}
+			}
 		})
+	}
+}
+
+// TestEtcdWorkloadsNeedEtcd checks that the workloads that need etcd's
+// requests refuse a plain engine.
+func TestEtcdWorkloadsNeedEtcd(t *testing.T) {
+	db, err := bbolt.Open(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for _, name := range []string{"k8s", "watch-latency", "compact"} {
+		w, _ := bench.Preset(name)
+		if _, err := bench.Run(context.Background(), &bench.EngineStore{Backend: db}, w, bench.Config{Ops: 10}); err == nil ||
+			!strings.Contains(err.Error(), "needs etcd") {
+			t.Errorf("%s on an engine: %v", name, err)
+		}
 	}
 }
 
@@ -116,5 +146,84 @@ func TestRunOnCluster(t *testing.T) {
 	}
 	if c.DU() <= 0 {
 		t.Fatalf("cluster data dir size %d", c.DU())
+	}
+}
+
+// TestEtcdWorkloadsOnCluster runs each workload that needs etcd's requests
+// briefly against a one-member Strata cluster, as kvbench's cluster mode
+// does, and checks what each reports besides its operations.
+func TestEtcdWorkloadsOnCluster(t *testing.T) {
+	dir := t.TempDir()
+	c, err := bench.StartCluster(dir, 1, bbolt.Engine())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s, err := bench.NewClientStore(c.Endpoints())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	cfg := bench.Config{Records: 300, Clients: 4, Duration: 700 * time.Millisecond, Seed: 9,
+		Keyspace: bench.Keyspace{ValueSize: 64}, Watchers: 6, WatchStreams: 2,
+		CompactInterval: 200 * time.Millisecond, DataDir: c.Dir()}
+	for _, name := range []string{"k8s", "watch-fanout", "watch-latency", "compact", "defrag"} {
+		t.Run(name, func(t *testing.T) {
+			w, err := bench.Preset(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := bench.LoadWorkload(ctx, s, w, cfg); err != nil {
+				t.Fatal(err)
+			}
+			cfg := cfg
+			if name == "compact" || name == "defrag" {
+				cfg.CompactInterval = 0 // once, halfway
+			}
+			res, err := bench.Run(ctx, s, w, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Errors != 0 || res.Ops == 0 {
+				t.Fatalf("%d ops, %d errors (%s)", res.Ops, res.Errors, res.FirstError)
+			}
+			if w.Kind != bench.KindMix {
+				wr := res.Watch
+				if wr == nil || wr.Events == 0 || wr.Events < wr.Expected || wr.Lagging != 0 || wr.Latency.Count == 0 {
+					t.Fatalf("watch result %+v", wr)
+				}
+			}
+			kinds := map[string]int{}
+			for _, p := range res.Pauses {
+				kinds[p.Kind]++
+				if p.Error != "" {
+					t.Errorf("pause %+v failed", p)
+				}
+				if p.Before.EngineSize <= 0 || p.After.DU <= 0 || p.Took <= 0 {
+					t.Errorf("pause %+v lacks sizes or duration", p)
+				}
+			}
+			switch name {
+			case "k8s":
+				// The first turn of the compactor only takes note of the
+				// revision.
+				if kinds["compact"] < 1 || res.Counts["list pages"] == 0 || res.Watch.Watchers != 4 {
+					t.Fatalf("pauses %v, counts %v, %d watchers", kinds, res.Counts, res.Watch.Watchers)
+				}
+			case "watch-fanout", "watch-latency":
+				if res.Watch.Watchers != 6 || res.Watch.Streams != 2 || res.Watch.Expected != res.Ops*6 {
+					t.Fatalf("watch result %+v for %d puts", res.Watch, res.Ops)
+				}
+			case "compact":
+				if kinds["compact"] != 1 || len(res.Pauses) != 1 {
+					t.Fatalf("pauses %+v", res.Pauses)
+				}
+			case "defrag":
+				if kinds["compact"] != 1 || kinds["defrag"] != 1 || res.Pauses[1].Target != c.Endpoints()[0] {
+					t.Fatalf("pauses %+v", res.Pauses)
+				}
+			}
+		})
 	}
 }

@@ -43,6 +43,21 @@ const (
 	DistSequential Distribution = "sequential"
 )
 
+// Kind selects how a workload drives its target.
+type Kind string
+
+// Kinds of workload.
+const (
+	// KindMix issues a YCSB-style mix of Store operations.
+	KindMix Kind = ""
+	// KindK8s issues kube-apiserver's requests (see k8s.go). It needs an
+	// EtcdStore.
+	KindK8s Kind = "k8s"
+	// KindWatch puts to watched keys and measures the events' delivery
+	// (see watch.go). It needs an EtcdStore.
+	KindWatch Kind = "watch"
+)
+
 // Workload describes what a run does. Proportions need not sum to one; they
 // are normalised.
 type Workload struct {
@@ -57,6 +72,23 @@ type Workload struct {
 	// HashedKeys spreads record numbers over the keyspace by hashing, as
 	// YCSB's insertorder=hashed; otherwise keys sort in record order.
 	HashedKeys bool
+
+	// Kind selects the driver; the fields above apply to KindMix.
+	Kind Kind
+	// WatchKeys is, for KindWatch, how many keys under the watched prefix
+	// the writers put to; with 1 the watchers watch that one key.
+	WatchKeys int
+	// Rate is the workload's own Config.Rate, used when that is zero.
+	Rate float64
+	// Compact makes a KindMix run compact the store (physically, at its
+	// current revision) while the mix goes on: once halfway through the
+	// run, or every Config.CompactInterval. It needs an EtcdStore.
+	Compact bool
+	// Defrag makes a KindMix run defragment every member of the target
+	// (or its engine) in turn, at the same times, after compacting it when
+	// it keeps revisions (an EtcdStore): only compacted revisions give
+	// space back. It needs a Defragger.
+	Defrag bool
 }
 
 // Presets are the built-in workloads. YCSB A–F follow upstream YCSB's
@@ -86,6 +118,21 @@ var Presets = []Workload{
 		Scan: 1, MaxScanLength: 100, Distribution: DistUniform},
 	{Name: "delete", Description: "deletes of records in order",
 		Delete: 1, Distribution: DistSequential},
+	{Name: "k8s", Description: "kube-apiserver's requests: CAS updates of leases and pods, event churn, " +
+		"paginated lists at a revision, prefix watches with prev_kv, compaction every 5s (see --compact-interval)",
+		Kind: KindK8s},
+	{Name: "watch-fanout", Description: "--watchers watchers on one prefix; puts to 100 keys under it at 500/s " +
+		"(or --rate); events delivered per second and put-to-event latency",
+		Kind: KindWatch, WatchKeys: 100, Rate: 500},
+	{Name: "watch-latency", Description: "--watchers watchers on one key, puts to it at 100/s (or --rate), " +
+		"as etcd's benchmark watch-latency; put-to-event latency",
+		Kind: KindWatch, WatchKeys: 1, Rate: 100},
+	{Name: "compact", Description: "50% read, 50% update, uniform; compacts at the current revision halfway " +
+		"(or every --compact-interval) and reports the pause and the space",
+		Read: 0.5, Update: 0.5, Distribution: DistUniform, HashedKeys: true, Compact: true},
+	{Name: "defrag", Description: "50% read, 30% update, 20% delete, uniform; compacts and defragments every member " +
+		"halfway (or every --compact-interval) and reports the pauses and the space",
+		Read: 0.5, Update: 0.3, Delete: 0.2, Distribution: DistUniform, HashedKeys: true, Defrag: true},
 }
 
 // Preset returns the built-in workload called name.
@@ -102,8 +149,40 @@ func Preset(name string) (Workload, error) {
 	return Workload{}, fmt.Errorf("bench: unknown workload %q (have %s)", name, strings.Join(names, ", "))
 }
 
+// NeedsEtcd reports whether the workload needs an EtcdStore (the mvcc,
+// cluster and endpoints modes), not just a Store.
+func (w Workload) NeedsEtcd() bool { return w.Kind != KindMix || w.Compact }
+
+// LoadKey names the data the workload's load phase writes (see
+// LoadWorkload): workloads with the same key can share one load. An empty
+// key needs no load: the workload writes keys of its own.
+func (w Workload) LoadKey() string {
+	switch w.Kind {
+	case KindK8s:
+		return "k8s"
+	case KindWatch:
+		return ""
+	}
+	if w.HashedKeys {
+		return "ycsb-hashed"
+	}
+	return "ycsb-ordered"
+}
+
 // Validate checks the workload.
 func (w Workload) Validate() error {
+	switch w.Kind {
+	case KindMix:
+	case KindK8s:
+		return nil
+	case KindWatch:
+		if w.WatchKeys < 1 {
+			return fmt.Errorf("bench: workload %s: WatchKeys must be at least 1", w.Name)
+		}
+		return nil
+	default:
+		return fmt.Errorf("bench: workload %s: unknown kind %q", w.Name, w.Kind)
+	}
 	total := 0.0
 	for _, p := range w.proportions() {
 		if p < 0 {
@@ -166,15 +245,19 @@ func (k Keyspace) Value(dst []byte, r *rand.Rand) []byte {
 		dst = make([]byte, k.ValueSize)
 	}
 	dst = dst[:k.ValueSize]
+	fillValue(dst, r)
+	return dst
+}
+
+// fillValue fills dst with printable, half-random bytes: compressible
+// about 2x, like typical JSON or protobuf payloads.
+func fillValue(dst []byte, r *rand.Rand) {
 	for i := 0; i < len(dst); i += 8 {
 		v := r.Uint64()
 		for j := 0; j < 8 && i+j < len(dst); j++ {
-			// Printable, half-random bytes: compressible about 2x, like
-			// typical JSON or protobuf payloads.
 			dst[i+j] = 'a' + byte(v>>(8*j))&0x0f
 		}
 	}
-	return dst
 }
 
 // chooser picks operations and records for one workload run; it is shared by

@@ -4,6 +4,7 @@
 // only binds flags and prints.
 //
 //	kvbench run --mode=engine --backend=bbolt,pebble,badger --workload=ycsb-a,ycsb-c
+//	kvbench run --mode=cluster --workload=k8s,watch-latency,defrag
 //	kvbench compare before.json after.json
 //	kvbench workloads
 package main
@@ -71,6 +72,11 @@ type runFlags struct {
 	endpoints    []string
 	label        string
 	serializable bool
+	dataDir      string
+
+	watchers        int
+	watchStreams    int
+	compactInterval time.Duration
 }
 
 func newRunCmd() *cobra.Command {
@@ -95,7 +101,7 @@ func newRunCmd() *cobra.Command {
 	fl.IntVar(&f.clients, "clients", 16, "concurrent clients")
 	fl.DurationVar(&f.duration, "duration", 10*time.Second, "length of each run (0: use --ops)")
 	fl.Uint64Var(&f.ops, "ops", 0, "operations per run (0: use --duration)")
-	fl.Float64Var(&f.rate, "rate", 0, "total operations per second (0: unlimited)")
+	fl.Float64Var(&f.rate, "rate", 0, "total operations per second (0: unlimited, or the workload's own: 500 puts/s for watch-fanout, 100 for watch-latency)")
 	fl.DurationVar(&f.warmup, "warmup", 0, "unmeasured warmup before each run")
 	fl.StringVar(&f.durability, "durability", "nosync", "nosync: commits are not fsynced; sync: every commit is (never mixed in one table)")
 	fl.Uint64Var(&f.seed, "seed", 1, "random seed")
@@ -105,6 +111,11 @@ func newRunCmd() *cobra.Command {
 	fl.StringVar(&f.htmlOut, "html", "", "also write the report as a self-contained HTML page (tables and charts) to this file")
 	fl.StringVar(&f.pngDir, "png", "", "also write the report's charts as PNG files into this directory")
 	fl.IntVar(&f.pid, "pid", 0, "endpoints mode: pid of the local server process, to record its peak RSS")
+	fl.StringVar(&f.dataDir, "data-dir", "", "endpoints mode: data directory of the local server, to record its size (du)")
+	fl.IntVar(&f.watchers, "watchers", 100, "watch-fanout and watch-latency: watchers")
+	fl.IntVar(&f.watchStreams, "watch-streams", 10, "watch-fanout and watch-latency: gRPC streams the watchers are spread over")
+	fl.DurationVar(&f.compactInterval, "compact-interval", 0, "k8s: the apiserver's compaction interval (0: 5s; negative: none); "+
+		"compact and defrag: compact (and defrag) every interval (0: once, halfway through the run)")
 	return cmd
 }
 
@@ -125,6 +136,9 @@ func run(ctx context.Context, f *runFlags) error {
 		w, err := bench.Preset(name)
 		if err != nil {
 			return err
+		}
+		if w.NeedsEtcd() && f.mode == "engine" {
+			return fmt.Errorf("workload %s needs etcd's requests: use --mode=mvcc, cluster or endpoints", name)
 		}
 		workloads = append(workloads, w)
 	}
@@ -162,6 +176,10 @@ func run(ctx context.Context, f *runFlags) error {
 		Warmup:   f.warmup,
 		Rate:     f.rate,
 		Seed:     f.seed,
+
+		Watchers:        f.watchers,
+		WatchStreams:    f.watchStreams,
+		CompactInterval: f.compactInterval,
 	}
 	targets := f.backends
 	if f.mode == "endpoints" {
@@ -255,6 +273,17 @@ func writeRendered(report *bench.Report, htmlOut, pngDir string) error {
 	return nil
 }
 
+// finish fills in what a run report says besides the result: the
+// target's space after the run, and after its last defrag.
+func finish(ctx context.Context, rr *bench.RunReport, store bench.Store, dir string) {
+	rr.Disk = bench.MeasureDisk(ctx, store, dir)
+	for _, p := range rr.Result.Pauses {
+		if p.Kind == "defrag" && p.Error == "" {
+			rr.Disk.AfterDefrag = p.After.DU
+		}
+	}
+}
+
 func runEngine(ctx context.Context, reg *engine.Registry, mode, name, root string, workloads []bench.Workload,
 	cfg bench.Config, durability string) ([]bench.RunReport, error) {
 	var (
@@ -262,10 +291,11 @@ func runEngine(ctx context.Context, reg *engine.Registry, mode, name, root strin
 		db     engine.Backend
 		st     *mvcc.Store
 		store  bench.Store
-		hashed bool
+		loaded string // the LoadKey of what db holds
 		took   time.Duration
 	)
 	dir := root + "/" + name
+	cfg.DataDir = dir
 	closeDB := func() {
 		if st != nil {
 			st.Close()
@@ -278,9 +308,10 @@ func runEngine(ctx context.Context, reg *engine.Registry, mode, name, root strin
 	}
 	defer closeDB()
 	for _, w := range workloads {
-		// Workloads share a load while they agree on key order; a change
-		// of order needs a fresh keyspace.
-		if db == nil || w.HashedKeys != hashed {
+		// Workloads share a load while they agree on what it is; another
+		// load needs a fresh keyspace. Workloads that need none run on
+		// what is there.
+		if key := w.LoadKey(); db == nil || (key != "" && key != loaded) {
 			closeDB()
 			if err := os.RemoveAll(dir); err != nil {
 				return nil, err
@@ -298,17 +329,17 @@ func runEngine(ctx context.Context, reg *engine.Registry, mode, name, root strin
 				if st, err = mvcc.Open(db, &mvcc.Options{WriteOptions: wo}); err != nil {
 					return nil, err
 				}
-				store = &bench.MVCCStore{Store: st}
+				store = &bench.MVCCStore{Store: st, Backend: db}
 			}
-			hashed = w.HashedKeys
-			fmt.Fprintf(prog.log(), "%s: loading %d records\n", name, cfg.Records)
-			loadCfg := cfg
-			loadCfg.Keyspace.Hashed = hashed
-			if took, err = bench.Load(ctx, store, loadCfg); err != nil {
-				return nil, err
-			}
-			if err := db.Sync(); err != nil {
-				return nil, err
+			loaded = key
+			if key != "" {
+				fmt.Fprintf(prog.log(), "%s: loading %d records (%s)\n", name, cfg.Records, key)
+				if took, err = bench.LoadWorkload(ctx, store, w, cfg); err != nil {
+					return nil, err
+				}
+				if err := db.Sync(); err != nil {
+					return nil, err
+				}
 			}
 		}
 		res, peak, err := measure(ctx, store, w, cfg, name)
@@ -321,10 +352,7 @@ func runEngine(ctx context.Context, reg *engine.Registry, mode, name, root strin
 			LoadSecs: took.Seconds(), PeakRSS: peak,
 		}
 		took = 0
-		if st, err := db.Stats(); err == nil {
-			rr.Disk.EngineSize, rr.Disk.EngineInUse = st.Size, st.InUse
-		}
-		rr.Disk.DU, _ = bench.DU(dir)
+		finish(ctx, &rr, store, dir)
 		runs = append(runs, rr)
 	}
 	return runs, nil
@@ -332,7 +360,7 @@ func runEngine(ctx context.Context, reg *engine.Registry, mode, name, root strin
 
 // runRemote runs the workloads over gRPC: against a fresh in-process
 // Strata cluster of backend name (cluster mode), or against the given
-// endpoints. Workloads that disagree on key order each get a fresh load
+// endpoints. Workloads that disagree on their load each get a fresh one
 // (a fresh cluster; for endpoints, keys are simply written again).
 func runRemote(ctx context.Context, reg *engine.Registry, f *runFlags, name, root string,
 	workloads []bench.Workload, cfg bench.Config) ([]bench.RunReport, error) {
@@ -340,8 +368,7 @@ func runRemote(ctx context.Context, reg *engine.Registry, f *runFlags, name, roo
 		runs    []bench.RunReport
 		cluster *bench.Cluster
 		store   *bench.ClientStore
-		loaded  bool
-		hashed  bool
+		loaded  string // the LoadKey of what the target holds
 		took    time.Duration
 		round   int
 	)
@@ -358,9 +385,10 @@ func runRemote(ctx context.Context, reg *engine.Registry, f *runFlags, name, roo
 	defer closeAll()
 	durability := "raft-fsync"
 	for _, w := range workloads {
-		if !loaded || w.HashedKeys != hashed {
+		if key := w.LoadKey(); store == nil || (key != "" && key != loaded) {
 			closeAll()
 			eps := f.endpoints
+			cfg.DataDir = f.dataDir
 			if f.mode == "cluster" {
 				e, err := reg.Lookup(name)
 				if err != nil {
@@ -373,18 +401,19 @@ func runRemote(ctx context.Context, reg *engine.Registry, f *runFlags, name, roo
 					return nil, err
 				}
 				eps = cluster.Endpoints()
+				cfg.DataDir = cluster.Dir()
 			}
 			var err error
 			if store, err = bench.NewClientStore(eps); err != nil {
 				return nil, err
 			}
 			store.Serializable = f.serializable
-			hashed, loaded = w.HashedKeys, true
-			loadCfg := cfg
-			loadCfg.Keyspace.Hashed = hashed
-			fmt.Fprintf(prog.log(), "%s: loading %d records\n", name, cfg.Records)
-			if took, err = bench.Load(ctx, store, loadCfg); err != nil {
-				return nil, err
+			loaded = key
+			if key != "" {
+				fmt.Fprintf(prog.log(), "%s: loading %d records (%s)\n", name, cfg.Records, key)
+				if took, err = bench.LoadWorkload(ctx, store, w, cfg); err != nil {
+					return nil, err
+				}
 			}
 		}
 		res, peak, err := measure(ctx, store, w, cfg, name)
@@ -397,9 +426,7 @@ func runRemote(ctx context.Context, reg *engine.Registry, f *runFlags, name, roo
 			LoadSecs: took.Seconds(), PeakRSS: peak,
 		}
 		took = 0
-		if cluster != nil {
-			rr.Disk.DU = cluster.DU()
-		}
+		finish(ctx, &rr, store, cfg.DataDir)
 		runs = append(runs, rr)
 	}
 	return runs, nil

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/strata-kv/strata/bench"
 )
 
 // TestRunThenReport runs a tiny engine benchmark writing JSON, HTML and
@@ -35,5 +37,56 @@ func TestRunThenReport(t *testing.T) {
 	}
 	if !strings.Contains(string(b), "<svg") || !strings.Contains(string(b), "<td>bbolt</td>") {
 		t.Fatal("rendered report lacks charts or the table")
+	}
+}
+
+// TestRunEtcdWorkloads runs the workloads that need etcd's requests in
+// cluster mode, tiny, and checks that the report carries their watch
+// events and pauses; engine mode refuses them.
+func TestRunEtcdWorkloads(t *testing.T) {
+	dir := t.TempDir()
+	js := filepath.Join(dir, "run.json")
+	root := newRoot()
+	root.SetArgs([]string{"run", "--mode=cluster", "--backend=bbolt", "--workload=k8s,watch-latency,defrag",
+		"--records=300", "--duration=600ms", "--clients=2", "--watchers=4", "--compact-interval=200ms", "--json=" + js})
+	if err := root.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	fh, err := os.Open(js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fh.Close()
+	rep, err := bench.ReadReport(fh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Runs) != 3 {
+		t.Fatalf("%d runs, want 3", len(rep.Runs))
+	}
+	for _, run := range rep.Runs {
+		res := run.Result
+		if res.Errors != 0 {
+			t.Errorf("%s: %d errors (%s)", run.Workload, res.Errors, res.FirstError)
+		}
+		if run.Disk.EngineSize <= 0 || run.Disk.DU <= 0 || run.PeakRSS <= 0 {
+			t.Errorf("%s: disk %+v, peak RSS %d", run.Workload, run.Disk, run.PeakRSS)
+		}
+		switch run.Workload {
+		case "k8s", "watch-latency":
+			if res.Watch == nil || res.Watch.Events == 0 {
+				t.Errorf("%s: watch %+v", run.Workload, res.Watch)
+			}
+		case "defrag":
+			if len(res.Pauses) < 2 || run.Disk.AfterDefrag <= 0 {
+				t.Errorf("defrag: pauses %+v, disk %+v", res.Pauses, run.Disk)
+			}
+		}
+	}
+
+	root = newRoot()
+	root.SetArgs([]string{"run", "--mode=engine", "--backend=bbolt", "--workload=k8s", "--records=10"})
+	if err := root.Execute(); err == nil || !strings.Contains(err.Error(), "needs etcd") {
+		t.Fatalf("k8s in engine mode: %v", err)
 	}
 }

@@ -1,0 +1,104 @@
+package bench
+
+import (
+	"context"
+	"errors"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+
+	"github.com/strata-kv/strata/engine"
+	"github.com/strata-kv/strata/mvcc"
+)
+
+// EtcdStore is a Store that also takes etcd's own requests: ranges at a
+// revision, transactions, compaction and watches. The k8s, watch and
+// compact workloads need one; ClientStore (cluster and endpoints modes)
+// and MVCCStore (mvcc mode) are.
+type EtcdStore interface {
+	Store
+	// Range serves r. A store set up for serializable reads makes r
+	// serializable.
+	Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResponse, error)
+	Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, error)
+	Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, error)
+	// Compact compacts the keyspace at rev; with physical, it returns once
+	// the compaction is done on disk.
+	Compact(ctx context.Context, rev int64, physical bool) error
+	// NewWatchStream opens one watch stream: a gRPC Watch stream, or an
+	// mvcc.WatchStream.
+	NewWatchStream(ctx context.Context) (WatchStream, error)
+}
+
+// WatchStream carries watchers.
+type WatchStream interface {
+	// Watch starts a watcher on [key, end) (key alone when end is nil)
+	// from the revision after the current one, and returns once it is in
+	// place. fn gets the events of each response, in order; calls for one
+	// watcher never overlap. Events are shared: fn must not keep or
+	// change them.
+	Watch(ctx context.Context, key, end []byte, prevKV bool, fn func([]*mvccpb.Event)) error
+	// Close cancels the stream's watchers and returns once no fn runs.
+	Close() error
+}
+
+// Defragger is a store whose space can be defragmented, one member (or
+// engine) at a time.
+type Defragger interface {
+	// DefragTargets names what Defrag takes: the endpoints of a cluster,
+	// or "engine"; none when the store cannot defragment.
+	DefragTargets() []string
+	Defrag(ctx context.Context, target string) error
+}
+
+// EngineStater is a store that can tell its engine's own figures of the
+// space it takes, summed over a cluster's members.
+type EngineStater interface {
+	EngineStats(ctx context.Context) (engine.Stats, error)
+}
+
+// MeasureDisk returns the space the target of s takes: the engine's
+// figures where s tells them, and DU(dir) when dir is not empty. What
+// cannot be measured is left zero.
+func MeasureDisk(ctx context.Context, s Store, dir string) Disk {
+	var d Disk
+	if es, ok := s.(EngineStater); ok {
+		if st, err := es.EngineStats(ctx); err == nil {
+			d.EngineSize, d.EngineInUse = st.Size, st.InUse
+		}
+	}
+	if dir != "" {
+		d.DU, _ = DU(dir)
+	}
+	return d
+}
+
+// isCompacted reports whether err says that a revision was compacted,
+// from the mvcc store or over gRPC.
+func isCompacted(err error) bool {
+	return errors.Is(err, mvcc.ErrCompacted) || errors.Is(err, rpctypes.ErrCompacted)
+}
+
+// currentRev returns the store's current revision, from the header of a
+// count-only range.
+func currentRev(ctx context.Context, s EtcdStore) (int64, error) {
+	resp, err := s.Range(ctx, &pb.RangeRequest{Key: []byte(compactRevKey), CountOnly: true})
+	if err != nil {
+		return 0, err
+	}
+	return resp.GetHeader().GetRevision(), nil
+}
+
+// prefixEnd returns the end of the range of keys starting with prefix, as
+// clientv3.GetPrefixRangeEnd.
+func prefixEnd(prefix []byte) []byte {
+	end := []byte(string(prefix))
+	for i := len(end) - 1; i >= 0; i-- {
+		if end[i] < 0xff {
+			end[i]++
+			return end[:i+1]
+		}
+	}
+	return []byte{0}
+}

@@ -1,0 +1,267 @@
+package bench
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"math/rand/v2"
+	"sync/atomic"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/mvccpb"
+)
+
+// The watch workloads (KindWatch) start Config.Watchers watchers on one
+// key, or on one prefix, spread over Config.WatchStreams streams, then put
+// to the watched keys from Config.Clients clients at Config.Rate (the
+// workload's rate by default). Every value starts with the time its put
+// was issued, so each watcher times each event it receives: the latency
+// from the put's issue to the event's receipt, as etcd's benchmark
+// watch-latency measures it. The report has the puts as operations and
+// the events in Result.Watch.
+//
+//	watch-fanout   watchers on /kvbench/watch/, puts to 100 keys under it, 500 puts/s
+//	watch-latency  watchers on /kvbench/watch/key, puts to it, 100 puts/s
+
+// watchPrefix is where the watch workloads write.
+const watchPrefix = "/kvbench/watch/"
+
+// drainTimeout bounds the wait, after the run, for watchers to receive the
+// events of the last writes.
+const drainTimeout = 5 * time.Second
+
+// WatchResult sums up the events a run's watchers received.
+type WatchResult struct {
+	Watchers int `json:"watchers"`
+	Streams  int `json:"streams"`
+	// Events counts the events received, over all watchers; EventsSec is
+	// their rate over the run.
+	Events    int64   `json:"events"`
+	EventsSec float64 `json:"events_per_sec"`
+	// Expected is how many events the watchers should have received: each
+	// acknowledged write, once per watcher of its key. Writes cut short at
+	// the end of the run may have been made without being acknowledged, so
+	// Events can exceed it slightly.
+	Expected int64 `json:"expected"`
+	// Lagging counts the watchers that had not received the last
+	// acknowledged write of their keys 5 s after the run ended.
+	Lagging int `json:"lagging,omitempty"`
+	// Latency is from each put's issue to each watcher's receipt of its
+	// event, in µs. Events of deletes are not timed.
+	Latency OpResult `json:"latency"`
+}
+
+// stampValue writes t into the first 8 bytes of v.
+func stampValue(v []byte, t time.Time) { binary.BigEndian.PutUint64(v, uint64(t.UnixNano())) }
+
+// stampOf returns the time stamped in v, if v holds a plausible one.
+func stampOf(v []byte, now time.Time) (time.Time, bool) {
+	if len(v) < 8 {
+		return time.Time{}, false
+	}
+	t := time.Unix(0, int64(binary.BigEndian.Uint64(v)))
+	if d := now.Sub(t); d < 0 || d > time.Hour {
+		return time.Time{}, false
+	}
+	return t, true
+}
+
+// maxInt64 keeps the highest value it is given. Safe for concurrent use.
+type maxInt64 struct{ v atomic.Int64 }
+
+func (m *maxInt64) raise(v int64) {
+	for {
+		cur := m.v.Load()
+		if v <= cur || m.v.CompareAndSwap(cur, v) {
+			return
+		}
+	}
+}
+
+func (m *maxInt64) Load() int64 { return m.v.Load() }
+
+// watchSpec is one watcher to start.
+type watchSpec struct {
+	key, end []byte
+	prevKV   bool
+	// onEvent, if set, sees every event the watcher receives.
+	onEvent func(*mvccpb.Event)
+}
+
+// watchSet is the watchers of a run.
+type watchSet struct {
+	streams  []WatchStream
+	watchers []*watchRecv
+	stopped  bool
+}
+
+// watchRecv is one watcher's tally. hist is written by the watcher's
+// callback only, and read once the streams are closed.
+type watchRecv struct {
+	hist    *hdrhistogram.Histogram
+	events  atomic.Int64
+	lastRev atomic.Int64
+}
+
+// startWatchers opens streams streams on s and starts the watchers of
+// specs on them, round robin.
+func startWatchers(ctx context.Context, s EtcdStore, streams int, specs []watchSpec) (*watchSet, error) {
+	set := &watchSet{}
+	for range max(1, min(streams, len(specs))) {
+		st, err := s.NewWatchStream(ctx)
+		if err != nil {
+			set.stop()
+			return nil, err
+		}
+		set.streams = append(set.streams, st)
+	}
+	for i, sp := range specs {
+		w := &watchRecv{hist: newHist()}
+		set.watchers = append(set.watchers, w)
+		if err := set.streams[i%len(set.streams)].Watch(ctx, sp.key, sp.end, sp.prevKV, w.receive(sp.onEvent)); err != nil {
+			set.stop()
+			return nil, err
+		}
+	}
+	return set, nil
+}
+
+func (w *watchRecv) receive(onEvent func(*mvccpb.Event)) func([]*mvccpb.Event) {
+	return func(evs []*mvccpb.Event) {
+		now := time.Now()
+		for _, ev := range evs {
+			if ev.Type == mvccpb.PUT {
+				if t, ok := stampOf(ev.Kv.GetValue(), now); ok {
+					w.hist.RecordValue(min(max(now.Sub(t).Microseconds(), histMin), histMax))
+				}
+			}
+			if onEvent != nil {
+				onEvent(ev)
+			}
+		}
+		w.events.Add(int64(len(evs)))
+		w.lastRev.Store(evs[len(evs)-1].Kv.GetModRevision())
+	}
+}
+
+// drain waits until every watcher i has received revision want(i), for
+// up to timeout, and returns how many had not.
+func (set *watchSet) drain(ctx context.Context, want func(i int) int64, timeout time.Duration) int {
+	deadline := time.Now().Add(timeout)
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for {
+		lagging := 0
+		for i, w := range set.watchers {
+			if w.lastRev.Load() < want(i) {
+				lagging++
+			}
+		}
+		if lagging == 0 || time.Now().After(deadline) {
+			return lagging
+		}
+		select {
+		case <-ctx.Done():
+			return lagging
+		case <-t.C:
+		}
+	}
+}
+
+// stop closes the streams: no callback runs once it returns.
+func (set *watchSet) stop() {
+	if set.stopped {
+		return
+	}
+	set.stopped = true
+	for _, st := range set.streams {
+		st.Close()
+	}
+}
+
+// result stops the watchers and sums up what they received over a run
+// of elapsed.
+func (set *watchSet) result(elapsed time.Duration, expected int64, lagging int) *WatchResult {
+	set.stop()
+	h := newHist()
+	var events int64
+	for _, w := range set.watchers {
+		h.Merge(w.hist)
+		events += w.events.Load()
+	}
+	return &WatchResult{
+		Watchers:  len(set.watchers),
+		Streams:   len(set.streams),
+		Events:    events,
+		EventsSec: float64(events) / elapsed.Seconds(),
+		Expected:  expected,
+		Lagging:   lagging,
+		Latency:   opResult("watch", h, 0, elapsed),
+	}
+}
+
+// watchWriters is the put side of a watch workload.
+type watchWriters struct {
+	s     EtcdStore
+	keys  [][]byte
+	size  int
+	acked atomic.Int64
+	rev   maxInt64 // highest revision acknowledged
+}
+
+func (ww *watchWriters) phase() phase {
+	return phase{
+		ops: []string{"put"},
+		client: func(_ int, r *rand.Rand) opFunc {
+			return func(ctx context.Context) (int, error) {
+				key := ww.keys[r.IntN(len(ww.keys))]
+				v := make([]byte, ww.size) // the store may keep it
+				fillValue(v[8:], r)
+				stampValue(v, time.Now())
+				resp, err := ww.s.Put(ctx, &pb.PutRequest{Key: key, Value: v})
+				if err != nil {
+					return 0, err
+				}
+				ww.acked.Add(1)
+				ww.rev.raise(resp.GetHeader().GetRevision())
+				return 0, nil
+			}
+		},
+	}
+}
+
+// runWatch runs a KindWatch workload.
+func runWatch(ctx context.Context, s EtcdStore, w Workload, cfg Config) (*Result, error) {
+	spec := watchSpec{key: []byte(watchPrefix + "key")}
+	keys := [][]byte{spec.key}
+	if w.WatchKeys > 1 {
+		spec = watchSpec{key: []byte(watchPrefix), end: prefixEnd([]byte(watchPrefix))}
+		keys = keys[:0]
+		for i := range w.WatchKeys {
+			keys = append(keys, fmt.Appendf(nil, "%skey-%06d", watchPrefix, i))
+		}
+	}
+	size := max(cfg.Keyspace.ValueSize, 8)
+	if err := warmup(ctx, (&watchWriters{s: s, keys: keys, size: size}).phase(), cfg); err != nil {
+		return nil, err
+	}
+	specs := make([]watchSpec, cfg.Watchers)
+	for i := range specs {
+		specs[i] = spec
+	}
+	set, err := startWatchers(ctx, s, cfg.WatchStreams, specs)
+	if err != nil {
+		return nil, err
+	}
+	defer set.stop()
+	ww := &watchWriters{s: s, keys: keys, size: size}
+	res, err := runPhase(ctx, ww.phase(), cfg)
+	if err != nil {
+		return nil, err
+	}
+	lagging := set.drain(ctx, func(int) int64 { return ww.rev.Load() }, drainTimeout)
+	res.Watch = set.result(res.Elapsed, ww.acked.Load()*int64(len(specs)), lagging)
+	return res, nil
+}
