@@ -241,9 +241,35 @@ func (v *View) finish(r *reader, err error) error {
 		return err
 	}
 	if r.minRead < v.s.state.Load().compactRev {
-		return ErrCompacted
+		return errCompactedUnderRead
 	}
 	return err
+}
+
+// errCompactedUnderRead is a view's ErrCompacted caused by a compaction
+// that started after the view was taken. The Store's reads retry on a new
+// view: a read of the current revision must not fail because the revision
+// moved on and got compacted while it ran (etcd's never does).
+var errCompactedUnderRead = fmt.Errorf("%w (during the read)", ErrCompacted)
+
+// maxReadRetries bounds the retries of a read overtaken by compactions.
+const maxReadRetries = 10
+
+// retryRead runs read on fresh views until it is not overtaken by a
+// compaction.
+func retryRead[T any](s *Store, read func(*View) (T, error)) (T, error) {
+	for attempt := 0; ; attempt++ {
+		v, err := s.View()
+		if err != nil {
+			var zero T
+			return zero, err
+		}
+		out, err := read(v)
+		v.Close()
+		if err != errCompactedUnderRead || attempt == maxReadRetries {
+			return out, err
+		}
+	}
 }
 
 // Range serves a RangeRequest at the view with etcd's semantics. The
@@ -276,11 +302,16 @@ func (v *View) Txn(ctx context.Context, req *pb.TxnRequest) (*pb.TxnResponse, er
 
 // Range serves a RangeRequest at the current revision (or the one it
 // names). It does not validate the request (see ValidateRange).
+//
+// A read that a compaction overtakes (one that started after the read
+// took its view and removed revisions it needed) is retried on a new view,
+// so that it fails with ErrCompacted only if its revision is compacted.
 func (s *Store) Range(ctx context.Context, req *pb.RangeRequest) (*pb.RangeResponse, error) {
-	v, err := s.View()
-	if err != nil {
-		return nil, err
-	}
-	defer v.Close()
-	return v.Range(ctx, req)
+	return retryRead(s, func(v *View) (*pb.RangeResponse, error) { return v.Range(ctx, req) })
+}
+
+// ReadTxn serves a read-only TxnRequest at the current revision, retried
+// as Range is. A txn that writes fails with ErrTxnNotReadOnly.
+func (s *Store) ReadTxn(ctx context.Context, req *pb.TxnRequest) (*pb.TxnResponse, error) {
+	return retryRead(s, func(v *View) (*pb.TxnResponse, error) { return v.Txn(ctx, req) })
 }

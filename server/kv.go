@@ -83,12 +83,8 @@ func (k *kvServer) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, 
 	if mvcc.IsTxnReadOnly(r) {
 		var resp *pb.TxnResponse
 		err := k.s.view(ctx, !isTxnSerializable(r), func(st *mvcc.Store) error {
-			v, err := st.View()
-			if err != nil {
-				return err
-			}
-			defer v.Close()
-			resp, err = v.Txn(ctx, r)
+			var err error
+			resp, err = st.ReadTxn(ctx, r)
 			return err
 		})
 		if err != nil {
