@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/url"
 	"os"
@@ -124,6 +125,26 @@ func normalize(m proto.Message) proto.Message {
 	}
 	walk(m)
 	return m
+}
+
+// rangeStream collects a RangeStream's chunks as the range responses of a
+// TxnResponse, so that chunk boundaries are compared too.
+func rangeStream(ctx context.Context, kv pb.KVClient, r *pb.RangeRequest) (proto.Message, error) {
+	st, err := kv.RangeStream(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	out := &pb.TxnResponse{}
+	for {
+		c, err := st.Recv()
+		if err == io.EOF {
+			return out, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		out.Responses = append(out.Responses, &pb.ResponseOp{Response: &pb.ResponseOp_ResponseRange{ResponseRange: c.RangeResponse}})
+	}
 }
 
 func describe(m proto.Message, err error) string {
@@ -510,9 +531,12 @@ func diffRun(t *testing.T, eng engine.Engine, seed uint64, nops int) {
 		case n < 25:
 			p := g.put()
 			headerRev(check("put "+prototext.Format(p), func(s *diffSide) (proto.Message, error) { return s.kv.Put(ctx, p) }))
-		case n < 45:
+		case n < 40:
 			r := g.rangeReq(false)
 			check("range "+prototext.Format(r), func(s *diffSide) (proto.Message, error) { return s.kv.Range(ctx, r) })
+		case n < 45:
+			r := g.rangeReq(false)
+			check("range stream "+prototext.Format(r), func(s *diffSide) (proto.Message, error) { return rangeStream(ctx, s.kv, r) })
 		case n < 53:
 			d := g.del()
 			headerRev(check("delete "+prototext.Format(d), func(s *diffSide) (proto.Message, error) { return s.kv.DeleteRange(ctx, d) }))
@@ -599,4 +623,74 @@ func diffRun(t *testing.T, eng engine.Engine, seed uint64, nops int) {
 		}
 	}
 	t.Logf("seed %d: %d ops, %d watchers, final revision %d, errors (same on both): %v", seed, nops, len(watchers), g.lastRev, errs)
+}
+
+// TestDiffEtcdRangeStream compares RangeStream on a keyspace big enough
+// for many chunks (3000 keys of 600 bytes, past the 1.5 MiB chunk
+// target): chunk boundaries, the last chunk's header, More and Count, with
+// limits, keys only, count only, a past revision, serializable reads, and
+// the clientv3 GetStream helper's merged answer.
+func TestDiffEtcdRangeStream(t *testing.T) {
+	etcdEP := startEtcd(t)
+	c := newCluster(t, 1, engines()[0], nil)
+	sides := []*diffSide{newDiffSide(t, "etcd", etcdEP), newDiffSide(t, "strata", c.endpoint(0))}
+	ctx := ctxT(t)
+	val := strings.Repeat("v", 600)
+	var mid int64
+	for i := range 3000 {
+		for _, s := range sides {
+			resp, err := s.kv.Put(ctx, &pb.PutRequest{Key: []byte(fmt.Sprintf("s/%05d", i)), Value: []byte(val)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if i == 1500 {
+				mid = resp.Header.Revision
+			}
+		}
+	}
+	for _, r := range []*pb.RangeRequest{
+		{Key: []byte("s/"), RangeEnd: []byte("s0")},
+		{Key: []byte("s/"), RangeEnd: []byte("s0"), Limit: 25},
+		{Key: []byte("s/"), RangeEnd: []byte("s0"), Limit: 2500},
+		{Key: []byte("s/01000"), RangeEnd: []byte{0}, KeysOnly: true},
+		{Key: []byte("s/"), RangeEnd: []byte("s0"), CountOnly: true},
+		{Key: []byte("s/"), RangeEnd: []byte("s0"), Revision: mid, Serializable: true},
+		{Key: []byte("s/00042")},
+		{Key: []byte("nothing")},
+	} {
+		var got [2]string
+		for i, s := range sides {
+			m, err := rangeStream(ctx, s.kv, r)
+			got[i] = describe(normalize(m), err)
+		}
+		if got[0] != got[1] {
+			t.Fatalf("range stream %s\netcd:   %.2000s\nstrata: %.2000s", prototext.Format(r), got[0], got[1])
+		}
+		var n [2]int
+		for i, s := range sides {
+			opts := []clientv3.OpOption{clientv3.WithRange(string(r.RangeEnd)), clientv3.WithLimit(r.Limit), clientv3.WithRev(r.Revision)}
+			if r.KeysOnly {
+				opts = append(opts, clientv3.WithKeysOnly())
+			}
+			if r.CountOnly {
+				opts = append(opts, clientv3.WithCountOnly())
+			}
+			ch, err := s.cli.GetStream(ctx, string(r.Key), opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp, err := clientv3.GetStreamToGetResponse(ch)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n[i] = len(resp.Kvs)
+			if resp.Count < int64(len(resp.Kvs)) {
+				t.Fatalf("%s: GetStream count %d below %d keys", s.name, resp.Count, len(resp.Kvs))
+			}
+		}
+		if n[0] != n[1] {
+			t.Fatalf("GetStream %s: etcd %d keys, strata %d", prototext.Format(r), n[0], n[1])
+		}
+		t.Logf("%s: %d chunks, %d keys", prototext.Format(r), strings.Count(got[1], "response_range"), n[1])
+	}
 }

@@ -5,13 +5,13 @@
 //
 // # Services
 //
-// KV (Range, Put, DeleteRange, Txn, Compact), Watch, Lease, Lock,
+// KV (Range, RangeStream, Put, DeleteRange, Txn, Compact), Watch, Lease, Lock,
 // Election, Maintenance (Status, HashKV, Alarm, Defragment, Snapshot, MoveLeader),
 // Cluster (MemberList, MemberAdd of a learner or a voter under etcd's
 // strict reconfiguration check, MemberPromote, MemberRemove, MemberUpdate),
 // Auth (reporting authentication disabled) and grpc.health.v1 (SERVING
-// once ready) are served. RangeStream, Hash, Downgrade, user and role
-// management answer codes.Unimplemented for now.
+// once ready) are served. Hash, Downgrade, user and role management
+// answer codes.Unimplemented for now.
 //
 // Requests pass etcd's gRPC-layer checks (mvcc.Validate*, --max-txn-ops)
 // before anything else. Reads (Range, and read-only Txns as etcd serves

@@ -1,7 +1,9 @@
 package server
 
 import (
+	"bytes"
 	"context"
+	"math"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -38,9 +40,109 @@ func (k *kvServer) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResp
 	return resp, nil
 }
 
-// RangeStream (etcd 3.7) is not served yet; clientv3's Get uses Range.
-func (k *kvServer) RangeStream(*pb.RangeRequest, pb.KV_RangeStreamServer) error {
-	return status.Error(codes.Unimplemented, "etcdserver: RangeStream is not supported by this server yet")
+// RangeStream serves a range in chunks, as etcd 3.7's: all at one
+// revision (the request's, or the current one when the stream starts),
+// chunk sizes adapting towards --max-request-bytes, and the header, More
+// and Count on the last chunk only.
+func (k *kvServer) RangeStream(req *pb.RangeRequest, rs pb.KV_RangeStreamServer) error {
+	if err := mvcc.ValidateRange(req); err != nil {
+		return togRPCError(err)
+	}
+	if !(req.SortOrder == pb.RangeRequest_NONE || (req.SortTarget == pb.RangeRequest_KEY && req.SortOrder == pb.RangeRequest_ASCEND)) {
+		return status.Errorf(codes.Unimplemented, "RangeStream does not support custom sort orders")
+	}
+	if req.MinModRevision != 0 || req.MaxModRevision != 0 || req.MinCreateRevision != 0 || req.MaxCreateRevision != 0 {
+		return status.Errorf(codes.Unimplemented, "RangeStream does not support revision filters")
+	}
+	ctx := rs.Context()
+	r := proto.CloneOf(req)
+	linearizable := !r.Serializable
+	rangeOnce := func(r *pb.RangeRequest) (*pb.RangeResponse, error) {
+		var resp *pb.RangeResponse
+		err := k.s.view(ctx, linearizable, func(st *mvcc.Store) error {
+			var err error
+			resp, err = st.Range(ctx, r)
+			return err
+		})
+		linearizable = false // one read barrier serves the whole stream
+		if err != nil {
+			return nil, readError(ctx, err)
+		}
+		return resp, nil
+	}
+	send := func(out *pb.RangeResponse) error {
+		if out.Header != nil {
+			k.s.fillHeader(out.Header)
+		}
+		return rs.Send(&pb.RangeStreamResponse{RangeResponse: out})
+	}
+	if r.CountOnly {
+		resp, err := rangeOnce(r)
+		if err != nil {
+			return err
+		}
+		return send(&pb.RangeResponse{Header: &pb.ResponseHeader{Revision: resp.Header.Revision}, Count: resp.Count})
+	}
+	total := r.Limit
+	if total == 0 {
+		total = math.MaxInt64
+	}
+	r.Limit = min(initialStreamChunkLimit, total)
+	var count, headerRev int64
+	for {
+		resp, err := rangeOnce(r)
+		if err != nil {
+			return err
+		}
+		if headerRev == 0 {
+			// Every chunk reads at the revision the stream started at.
+			headerRev = resp.Header.Revision
+			if r.Revision == 0 {
+				r.Revision = headerRev
+			}
+		}
+		count += int64(len(resp.Kvs))
+		var next []byte
+		if resp.More {
+			next = append(bytes.Clone(resp.Kvs[len(resp.Kvs)-1].Key), 0)
+		}
+		out := &pb.RangeResponse{Kvs: resp.Kvs}
+		done := !resp.More || count == total
+		if done {
+			out.Header = &pb.ResponseHeader{Revision: headerRev}
+			out.More, out.Count = resp.More, count
+			if resp.More {
+				rest, err := rangeOnce(&pb.RangeRequest{Key: next, RangeEnd: r.RangeEnd, Revision: r.Revision, CountOnly: true})
+				if err != nil {
+					return err
+				}
+				out.Count += rest.Count
+			}
+		}
+		if err := send(out); err != nil {
+			return err
+		}
+		if done {
+			return nil
+		}
+		r.Key = next
+		r.Limit = min(nextChunkLimit(r.Limit, proto.Size(resp), int(k.s.cfg.MaxRequestBytes)), total-count)
+	}
+}
+
+// initialStreamChunkLimit is the first chunk's key limit, etcd's.
+const initialStreamChunkLimit = 10
+
+// nextChunkLimit doubles or halves the chunk limit when the last chunk was
+// under half or over twice the target size, as etcd does; never below 1.
+func nextChunkLimit(last int64, size, target int) int64 {
+	switch {
+	case size < target/2:
+		last *= 2
+	case size > target*2:
+		last /= 2
+	}
+	return max(last, 1)
 }
 
 func (k *kvServer) Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, error) {
