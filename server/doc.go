@@ -91,9 +91,10 @@
 //
 // # Versions
 //
-// Status and /version report etcd 3.6.0: Strata serves the 3.6 API (not
-// 3.7's RangeStream), and kube-apiserver parses the version to enable
-// features (watch progress requests need >= 3.5.13).
+// Status and /version report etcd 3.6.0: Strata serves the 3.6 API and
+// 3.7's RangeStream, but no other 3.7 addition has been checked against
+// etcd, and kube-apiserver parses the version to enable features (watch
+// progress requests need >= 3.5.13).
 //
 // # Listeners
 //
