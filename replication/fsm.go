@@ -75,6 +75,9 @@ type fsm struct {
 
 	// alarms is the applied alarm list, reloaded with the store.
 	alarms alarms
+
+	// onCommit, if not nil, observes each engine commit's duration.
+	onCommit func(time.Duration)
 }
 
 // setPrimary promotes (with extend) or demotes the store's lessor.
@@ -166,8 +169,12 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 		}
 		// An engine failure here leaves the replica unable to follow the
 		// log; continuing would make it diverge. Stop, as etcd does.
+		began := time.Now()
 		if err := w.Commit(last); err != nil {
 			panic(fmt.Sprintf("replication: commit applied index %d: %v", last, err))
+		}
+		if f.onCommit != nil {
+			f.onCommit(time.Since(began))
 		}
 		w = nil
 		f.applied.set(last)

@@ -121,15 +121,17 @@ func Start(cfg Config) (_ *Server, err error) {
 		c.AdvertiseClientURLs = s.clientURLs
 	}
 
+	disk := newDiskMetrics()
 	rc := replication.Config{
 		ID:            raftID(id.MemberID),
 		Dir:           filepath.Join(c.DataDir, "member"),
 		Engine:        c.Engine,
 		EngineOptions: c.EngineOptions,
 		OpenLog: func(dir string) (replication.LogStore, error) {
-			return wal.Open(dir, nil)
+			return wal.Open(dir, &wal.Options{OnSync: func(_ int, took time.Duration) { disk.walFsync.Observe(took.Seconds()) }})
 		},
-		Bind: c.listenPeer.Host,
+		OnApplyCommit: func(took time.Duration) { disk.backendCommit.Observe(took.Seconds()) },
+		Bind:          c.listenPeer.Host,
 		// The configured address, not the stored one: a member moved by
 		// MemberUpdate restarts announcing its new address.
 		Advertise:     c.advertisePeer[0].Host,
@@ -156,7 +158,7 @@ func Start(cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 	s.refreshSize()
-	s.metrics = newMetrics(s)
+	s.metrics = newMetrics(s, disk)
 	s.buildGRPC()
 	s.buildHTTP()
 
