@@ -2,12 +2,15 @@ package bench
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -22,15 +25,59 @@ func TestMain(m *testing.M) {
 		fakeServer()
 		return
 	case "bench":
-		fh, err := os.Open(os.Getenv("BENCH_FAKE_OUTPUT"))
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		io.Copy(os.Stdout, fh)
+		fakeBench()
+		return
+	case "etcdctl":
+		recordFakeArgs("etcdctl")
+		fmt.Println("OK")
 		return
 	}
 	os.Exit(m.Run())
+}
+
+// recordFakeArgs appends the fake's command line to $BENCH_FAKE_ARGS, one
+// line per call.
+func recordFakeArgs(role string) {
+	if p := os.Getenv("BENCH_FAKE_ARGS"); p != "" {
+		fh, err := os.OpenFile(p, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+		if err == nil {
+			fmt.Fprintln(fh, role+" "+strings.Join(os.Args[1:], " "))
+			fh.Close()
+		}
+	}
+}
+
+// fakeBench prints $BENCH_FAKE_OUTPUT, or when that is a directory the
+// captured output of the subcommand it was given (testdata/etcd-bench-
+// <put|txn-put|range-l|range-s|watch-latency>.txt), and copies
+// $BENCH_FAKE_STDERR, if set, to stderr.
+func fakeBench() {
+	recordFakeArgs("bench")
+	out := os.Getenv("BENCH_FAKE_OUTPUT")
+	if st, err := os.Stat(out); err == nil && st.IsDir() {
+		sub := ""
+		for _, a := range os.Args[1:] {
+			switch {
+			case sub == "" && !strings.HasPrefix(a, "-"):
+				sub = a
+			case a == "--consistency=l" || a == "--consistency=s":
+				sub += "-" + a[len(a)-1:]
+			}
+		}
+		out = filepath.Join(out, "etcd-bench-"+sub+".txt")
+	}
+	fh, err := os.Open(out)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	io.Copy(os.Stdout, fh)
+	fh.Close()
+	if p := os.Getenv("BENCH_FAKE_STDERR"); p != "" {
+		if b, err := os.ReadFile(p); err == nil {
+			os.Stderr.Write(b)
+		}
+	}
 }
 
 // fakeServer answers /health on --listen-client-urls until SIGTERM.
@@ -107,25 +154,8 @@ func TestVersusRatios(t *testing.T) {
 }
 
 func TestRunVersusWithFakes(t *testing.T) {
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
 	t.Setenv("BENCH_FAKE_OUTPUT", "testdata/etcd-bench-put.txt")
-	// The fakes tell their role from the environment, which both inherit;
-	// wrap them in env(1) to set it per binary.
-	env, err := exec.LookPath("env")
-	if err != nil {
-		t.Skip(err)
-	}
-	fake := func(role string) string {
-		p := t.TempDir() + "/" + role
-		script := fmt.Sprintf("#!/bin/sh\nexec %s BENCH_FAKE=%s %s \"$@\"\n", env, role, self)
-		if err := os.WriteFile(p, []byte(script), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	fake := fakeBinaries(t)
 	var log strings.Builder
 	res, err := RunVersus(context.Background(), VersusConfig{
 		Etcd: fake("server"), Strata: fake("server"), Bench: fake("bench"),
@@ -146,5 +176,350 @@ func TestRunVersusWithFakes(t *testing.T) {
 	}
 	if tp, p99 := res.Ratios(); tp != 1 || p99 != 1 {
 		t.Fatalf("ratios %v %v", tp, p99)
+	}
+}
+
+// fakeBinaries returns a function making a fake binary in role "server",
+// "bench" or "etcdctl": this test binary, told its role by BENCH_FAKE.
+// The fakes tell their role from the environment, which all inherit; they
+// are wrapped in env(1) to set it per binary.
+func fakeBinaries(t *testing.T) func(role string) string {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := exec.LookPath("env")
+	if err != nil {
+		t.Skip(err)
+	}
+	dir := t.TempDir()
+	return func(role string) string {
+		p := filepath.Join(dir, role)
+		script := fmt.Sprintf("#!/bin/sh\nexec %s BENCH_FAKE=%s %s \"$@\"\n", env, role, self)
+		if err := os.WriteFile(p, []byte(script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+}
+
+func msd(f float64) time.Duration { return time.Duration(f * float64(time.Millisecond)) }
+
+// TestParseEtcdBenchWorkloads parses the tool's real output (etcd v3.7.3,
+// --precise, --conns=10 --clients=100) of every workload versus runs.
+func TestParseEtcdBenchWorkloads(t *testing.T) {
+	for _, tc := range []struct {
+		file     string
+		sections []string
+		section  string // the workload's
+		rps      float64
+		p50, p99 time.Duration
+		pcts     int
+	}{
+		{"etcd-bench-precise-put.txt", []string{""}, "", 4570.225802905781, 11507371, 107726622, 8},
+		{"etcd-bench-txn-put.txt", []string{""}, "", 5388.132799153847, 12699878, 61961472, 8},
+		{"etcd-bench-range-l.txt", []string{""}, "", 12216.800216247137, 5446370, 31899301, 8},
+		{"etcd-bench-range-s.txt", []string{""}, "", 18095.892304830373, 3763520, 30883526, 8},
+		// Scientific notation, and no 10% and 25% (0 latencies are left out).
+		{"etcd-bench-watch-latency.txt", []string{"Put summary", "Watch events summary"}, "Watch events summary",
+			65903.05108917215, 84035, 2540634, 6},
+		{"etcd-bench-put.txt", []string{""}, "", 12529.3525, msd(6.9), msd(21.2), 8},
+	} {
+		t.Run(tc.file, func(t *testing.T) {
+			fh, err := os.Open(filepath.Join("testdata", tc.file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer fh.Close()
+			out, err := ParseEtcdBenchOutput(fh)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for k := range out {
+				got = append(got, k)
+			}
+			slices.Sort(got)
+			if !slices.Equal(got, tc.sections) {
+				t.Fatalf("sections %q, want %q", got, tc.sections)
+			}
+			s := out[tc.section]
+			if s.ReqPerSec != tc.rps || s.P99() != tc.p99 || len(s.Percentiles) != tc.pcts || s.Failed() != 0 {
+				t.Errorf("req/s %v p99 %v, %d percentiles, %d failed; want %v %v %d", s.ReqPerSec, s.P99(),
+					len(s.Percentiles), s.Failed(), tc.rps, tc.p99, tc.pcts)
+			}
+			if tc.p50 >= 0 && s.Percentiles["50"] != tc.p50 {
+				t.Errorf("p50 %v, want %v", s.Percentiles["50"], tc.p50)
+			}
+			if s.Total <= 0 || s.Average <= 0 || s.Slowest < s.P99() {
+				t.Errorf("total %v average %v slowest %v", s.Total, s.Average, s.Slowest)
+			}
+		})
+	}
+	// ParseEtcdBench picks the first summary when none is unheaded.
+	fh, err := os.Open("testdata/etcd-bench-watch-latency.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fh.Close()
+	if s, err := ParseEtcdBench(fh); err != nil || s.ReqPerSec != 673.9035915408871 {
+		t.Fatalf("%v %v", s.ReqPerSec, err)
+	}
+}
+
+// TestParseEtcdBenchErrors parses real runs with failed requests: against
+// an etcd with a 1 MiB quota (some puts fail with NOSPACE) and with
+// --max-request-bytes=1024 (every put fails, so no summary).
+func TestParseEtcdBenchErrors(t *testing.T) {
+	fh, err := os.Open("testdata/etcd-bench-put-errors.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fh.Close()
+	out, err := ParseEtcdBenchOutput(fh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := out[""]
+	if s.ReqPerSec != 3748.450849029031 || s.P99() != 39723251 || s.Failed() != 2872 ||
+		s.Errors["etcdserver: mvcc: database space exceeded"] != 2872 {
+		t.Fatalf("%+v", s)
+	}
+
+	b, err := os.ReadFile("testdata/etcd-bench-put-allfailed.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err = ParseEtcdBenchOutput(strings.NewReader(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := out[""]; s.ReqPerSec != 0 || s.Errors["etcdserver: request is too large"] != 300 {
+		t.Fatalf("%+v", s)
+	}
+	if _, err := ParseEtcdBench(strings.NewReader(string(b))); err == nil {
+		t.Fatal("ParseEtcdBench accepted a run without a summary")
+	}
+}
+
+// TestBenchStderr keeps the tool's warnings out of a real stderr excerpt
+// (the quota run's): gRPC INFO lines, their JSON and the progress bar go;
+// etcd client's retry warnings stay, counted, without timestamps.
+func TestBenchStderr(t *testing.T) {
+	b, err := os.ReadFile("testdata/etcd-bench-put-errors.stderr")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := benchStderr(string(b), 20)
+	want := []string{"warn: retrying of unary invoker failed: rpc error: code = ResourceExhausted desc = " +
+		"etcdserver: mvcc: database space exceeded (/etcdserverpb.KV/Put)"}
+	if len(got) != 1 || !strings.HasPrefix(got[0], want[0]+" (x") {
+		t.Fatalf("got %q, want %q (xN)", got, want)
+	}
+	got = benchStderr("2026/11/26 00:39:36 WARNING: [core] grpc: addrConn.createTransport failed\n"+
+		"panic: boom\n{\"level\":\"info\",\"msg\":\"fine\"}\nall good\n", 1)
+	if want := []string{"WARNING: [core] grpc: addrConn.createTransport failed", "(1 more distinct lines left out)"}; !slices.Equal(got, want) {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+}
+
+func TestVersusWorkloads(t *testing.T) {
+	o := DefaultVersusOptions()
+	o.Total = 20000
+	want := map[string]string{
+		"put":           "--conns=10 --clients=100 --precise put --key-size=8 --val-size=256 --key-space-size=10000 --total=20000",
+		"txn-put":       "--conns=10 --clients=100 --precise txn-put --key-size=8 --val-size=256 --key-space-size=10000 --total=20000",
+		"range-l":       "--conns=10 --clients=100 --precise range foo --consistency=l --total=20000",
+		"range-s":       "--conns=10 --clients=100 --precise range foo --consistency=s --total=20000",
+		"watch-latency": "--conns=10 --clients=100 --precise watch-latency --put-total=500 --put-rate=100 --streams=10 --watchers-per-stream=10 --key-size=8 --val-size=256",
+	}
+	if names := VersusWorkloadNames(); len(names) != len(want) {
+		t.Fatalf("workloads %q", names)
+	}
+	for name, args := range want {
+		w, ok := LookupVersusWorkload(name)
+		if !ok {
+			t.Fatalf("no workload %s", name)
+		}
+		if got := strings.Join(w.Args(o), " "); got != args {
+			t.Errorf("%s: %s\nwant %s", name, got, args)
+		}
+	}
+	put, _ := LookupVersusWorkload("put")
+	for _, tc := range []struct {
+		tp, p99 float64
+		met     bool
+	}{{1.3, 1, true}, {1.29, 0.5, false}, {2, 1.01, false}, {2, 0, false}} {
+		if got := put.Met(tc.tp, tc.p99); got != tc.met {
+			t.Errorf("put.Met(%v, %v) = %v", tc.tp, tc.p99, got)
+		}
+	}
+	if wl, _ := LookupVersusWorkload("watch-latency"); !wl.Met(0.1, 0.99) || wl.Met(5, 1.2) || wl.Bar() != "p99 <= 1.00x" {
+		t.Errorf("watch-latency bar %q", wl.Bar())
+	}
+	if rs, _ := LookupVersusWorkload("range-s"); !rs.Met(1, 3) || rs.Met(0.99, 0.5) {
+		t.Error("range-s bar")
+	}
+}
+
+// TestRunVersusWorkloadsWithFakes runs every workload on fake 3-member
+// clusters: the tool gets all three endpoints, the range key is put with
+// etcdctl first, watch-latency is measured by its watch events, and the
+// JSON carries every run and the medians.
+func TestRunVersusWorkloadsWithFakes(t *testing.T) {
+	dir := t.TempDir()
+	argsLog := filepath.Join(dir, "args")
+	t.Setenv("BENCH_FAKE_OUTPUT", "testdata")
+	t.Setenv("BENCH_FAKE_ARGS", argsLog)
+	t.Setenv("BENCH_FAKE_STDERR", "testdata/etcd-bench-put-errors.stderr")
+	fake := fakeBinaries(t)
+	var log strings.Builder
+	cfg := VersusConfig{
+		Etcd: fake("server"), Strata: fake("server"), Bench: fake("bench"), Etcdctl: fake("etcdctl"),
+		Nodes: 3, Rounds: 2, Workloads: VersusWorkloadNames(), Options: DefaultVersusOptions(), Log: &log,
+		StrataArgs: []string{"--backend=pebble"},
+	}
+	res, err := RunVersus(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Runs) != 2*2*5 {
+		t.Fatalf("%d runs", len(res.Runs))
+	}
+	for _, r := range res.Runs {
+		if r.Err != "" || r.Nodes != 3 || len(r.Stderr) != 1 || !strings.Contains(r.Stderr[0], "database space exceeded") {
+			t.Errorf("%+v", r)
+		}
+		if r.Workload == "watch-latency" && r.Summary.ReqPerSec != 65903.05108917215 {
+			t.Errorf("watch-latency measured by %+v", r.Summary)
+		}
+	}
+	if tp, p99 := res.RatiosFor("range-l"); tp != 1 || p99 != 1 {
+		t.Errorf("range-l ratios %v %v", tp, p99)
+	}
+	b, err := os.ReadFile(argsLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var benches, puts int
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		f := strings.Fields(line)
+		eps, ok := strings.CutPrefix(f[1], "--endpoints=")
+		if !ok || len(strings.Split(eps, ",")) != 3 {
+			t.Fatalf("not every member's endpoint: %s", line)
+		}
+		switch f[0] {
+		case "bench":
+			benches++
+		case "etcdctl":
+			puts++
+			if len(f) != 5 || f[2] != "put" || f[3] != VersusRangeKey || f[4] != strings.Repeat("v", 256) {
+				t.Errorf("etcdctl %q", f[1:])
+			}
+		}
+	}
+	if benches != 20 || puts != 8 {
+		t.Errorf("%d benchmark runs, %d etcdctl puts", benches, puts)
+	}
+
+	var table strings.Builder
+	res.WriteTable(&table)
+	for _, want := range []string{"== watch-latency, 3 nodes: bench --conns=10", "== the bar, 3 nodes",
+		"bar: throughput >= 1.30x, p99 <= 1.00x: NOT met", "bar: p99 <= 1.00x: met", "range-s        2       1.00x       1.00x  throughput >= 1.00x                yes"} {
+		if !strings.Contains(table.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, table.String())
+		}
+	}
+
+	var js strings.Builder
+	if err := res.WriteJSON(&js, cfg, []string{"kvbench", "versus"}); err != nil {
+		t.Fatal(err)
+	}
+	var back VersusJSON
+	if err := json.Unmarshal([]byte(js.String()), &back); err != nil {
+		t.Fatal(err)
+	}
+	if back.Nodes != 3 || len(back.Runs) != 20 || len(back.Medians) != 5 || !slices.Equal(back.StrataArgs, cfg.StrataArgs) {
+		t.Fatalf("nodes %d, %d runs, %d medians, strata args %q", back.Nodes, len(back.Runs), len(back.Medians), back.StrataArgs)
+	}
+	r0 := back.Runs[0]
+	if r0.Workload != "put" || r0.Round != 1 || r0.Target != "etcd" || r0.Throughput != 12529.3525 ||
+		r0.P99 != 21.2 || r0.P999 != 23.3 || r0.ThroughputRatio != 1 || r0.P99Ratio != 1 {
+		t.Errorf("first run %+v", r0)
+	}
+	for _, m := range back.Medians {
+		wantMet := m.Workload == "range-s" || m.Workload == "watch-latency"
+		if m.Met == nil || *m.Met != wantMet || m.Rounds != 2 || m.ThroughputRatio != 1 || m.Strata.Throughput == 0 {
+			t.Errorf("median %+v", m)
+		}
+	}
+}
+
+// TestRunVersusRecordsFailures: a run whose requests all fail is kept,
+// with its errors, and the rounds go on; RunVersus then fails.
+func TestRunVersusRecordsFailures(t *testing.T) {
+	t.Setenv("BENCH_FAKE_OUTPUT", "testdata/etcd-bench-put-allfailed.txt")
+	fake := fakeBinaries(t)
+	var log strings.Builder
+	res, err := RunVersus(context.Background(), VersusConfig{
+		Etcd: fake("server"), Strata: fake("server"), Bench: fake("bench"), Rounds: 1, Log: &log,
+	})
+	if err == nil || !strings.Contains(err.Error(), "2 runs failed") {
+		t.Fatalf("err %v", err)
+	}
+	if len(res.Runs) != 2 || !strings.Contains(res.Runs[1].Err, "every request failed (300)") {
+		t.Fatalf("%+v", res.Runs)
+	}
+	if !strings.Contains(log.String(), "failed requests: [300] etcdserver: request is too large") {
+		t.Errorf("log:\n%s", log.String())
+	}
+	var table strings.Builder
+	res.WriteTable(&table)
+	if !strings.Contains(table.String(), "FAILED") || !strings.Contains(table.String(), "no runs") {
+		t.Errorf("table:\n%s", table.String())
+	}
+}
+
+// TestVersusRealBinaries runs versus for real, tiny: every workload on one
+// node and put on three, against etcd and a freshly built Strata. It needs
+// etcd's binaries: STRATA_ETCD (etcd) and STRATA_ETCD_BENCH (the benchmark
+// tool); etcdctl is taken from STRATA_ETCDCTL or next to etcd.
+func TestVersusRealBinaries(t *testing.T) {
+	etcd, tool := os.Getenv("STRATA_ETCD"), os.Getenv("STRATA_ETCD_BENCH")
+	if etcd == "" || tool == "" {
+		t.Skip("STRATA_ETCD and STRATA_ETCD_BENCH are not both set: set them to etcd's and its benchmark tool's binaries (v3.7) to run this test")
+	}
+	if testing.Short() {
+		t.Skip("-short")
+	}
+	strata := filepath.Join(t.TempDir(), "strata")
+	build := exec.Command("go", "build", "-o", strata, "github.com/strata-kv/strata/cmd/strata")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	o := DefaultVersusOptions()
+	o.Total, o.WatchPutTotal, o.WatchPutRate = 500, 50, 100
+	for _, tc := range []struct {
+		nodes     int
+		workloads []string
+	}{{1, VersusWorkloadNames()}, {3, []string{"put"}}} {
+		t.Run(fmt.Sprintf("nodes=%d", tc.nodes), func(t *testing.T) {
+			var log strings.Builder
+			res, err := RunVersus(context.Background(), VersusConfig{Etcd: etcd, Strata: strata, Bench: tool,
+				Etcdctl: os.Getenv("STRATA_ETCDCTL"), Nodes: tc.nodes, Rounds: 1, Workloads: tc.workloads, Options: o, Log: &log})
+			var table strings.Builder
+			if res != nil {
+				res.WriteTable(&table)
+			}
+			t.Logf("\n%s\n%s", table.String(), log.String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range res.Runs {
+				if r.Summary.ReqPerSec <= 0 || r.Summary.P99() <= 0 || r.Summary.Failed() != 0 {
+					t.Errorf("round %d %s %s: %+v", r.Round, r.Workload, r.Target, r.Summary)
+				}
+			}
+		})
 	}
 }

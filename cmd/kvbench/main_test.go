@@ -90,3 +90,22 @@ func TestRunEtcdWorkloads(t *testing.T) {
 		t.Fatalf("k8s in engine mode: %v", err)
 	}
 }
+
+// TestVersusRejectsFlags checks versus's flags before it starts anything.
+func TestVersusRejectsFlags(t *testing.T) {
+	bins := []string{"--etcd=/nonexistent/etcd", "--strata=/nonexistent/strata", "--bench=/nonexistent/bench"}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"versus"}, "--etcd is required"},
+		{append([]string{"versus", "--nodes=2"}, bins...), "--nodes=2: 1 or 3"},
+		{append([]string{"versus", "--workload=put,range"}, bins...), `unknown "range"`},
+	} {
+		root := newRoot()
+		root.SetArgs(tc.args)
+		if err := root.Execute(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v, want %q", tc.args, err, tc.want)
+		}
+	}
+}

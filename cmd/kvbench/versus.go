@@ -1,9 +1,11 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
-	"strconv"
+	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -42,34 +44,60 @@ func newReportCmd() *cobra.Command {
 
 func newVersusCmd() *cobra.Command {
 	var (
-		cfg                        bench.VersusConfig
-		total, conns, clients      int
-		keySize, valSize, keySpace int
+		cfg     bench.VersusConfig
+		jsonOut string
 	)
+	opts := bench.DefaultVersusOptions()
 	cmd := &cobra.Command{
 		Use:   "versus --etcd PATH --strata PATH --bench PATH",
 		Short: "Strata against etcd on etcd's own benchmark tool, in alternating rounds",
-		Long: `versus starts a fresh single-member etcd and a fresh single-member Strata on
-free loopback ports, one at a time, and runs etcd's benchmark tool
-(tools/benchmark) "put" against each, for --rounds rounds, alternating which
-goes first. It prints every round and the median Strata/etcd ratios of
-throughput and p99 latency.`,
+		Long: `versus starts a fresh etcd cluster and a fresh Strata cluster (--nodes=1 or 3
+members on free loopback ports, each member with its own data directory),
+one at a time, and runs etcd's benchmark tool (tools/benchmark) against all
+their client endpoints, for --rounds rounds, alternating which goes first.
+Every workload of every round gets fresh clusters, stopped and deleted after
+the run. It prints every round, per workload the median Strata/etcd ratios
+of throughput and p99 latency, and whether they meet the performance bar:
+
+  put            bench put --key-size=8 --val-size=256 --key-space-size=10000
+                 throughput >= 1.3x, p99 <= etcd
+  txn-put        bench txn-put (same sizes)               throughput >= 1.3x
+  range-l        bench range foo --consistency=l           throughput >= 1.2x
+  range-s        bench range foo --consistency=s           throughput >= 1.0x
+  watch-latency  bench watch-latency --put-total --put-rate --streams
+                 --watchers-per-stream; the watch events' p99 <= etcd
+
+all with --conns=10 --clients=100 (--precise). The range workloads first put
+"foo" (a --val-size value) with etcdctl. Failed requests, the tool's errors
+and whatever the servers log at --log-level=error are printed with each run
+and kept in --json.`,
+		Example: `  kvbench versus --etcd=/work/anchor/bin/etcd --bench=/work/anchor/bin/bench --strata=/tmp/strata \
+    --nodes=3 --workload=put,txn-put,range-l,range-s,watch-latency --rounds=5 --json=versus.json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			for name, p := range map[string]string{"--etcd": cfg.Etcd, "--strata": cfg.Strata, "--bench": cfg.Bench} {
-				if p == "" {
-					return fmt.Errorf("%s is required", name)
+			for _, f := range []struct{ name, path string }{{"--etcd", cfg.Etcd}, {"--strata", cfg.Strata}, {"--bench", cfg.Bench}} {
+				if f.path == "" {
+					return fmt.Errorf("%s is required", f.name)
 				}
 			}
-			cfg.BenchArgs = []string{
-				"--conns=" + strconv.Itoa(conns), "--clients=" + strconv.Itoa(clients),
-				"put", "--key-size=" + strconv.Itoa(keySize), "--val-size=" + strconv.Itoa(valSize),
-				"--key-space-size=" + strconv.Itoa(keySpace), "--total=" + strconv.Itoa(total),
+			if cfg.Nodes != 1 && cfg.Nodes != 3 {
+				return fmt.Errorf("--nodes=%d: 1 or 3", cfg.Nodes)
 			}
+			for _, w := range cfg.Workloads {
+				if _, ok := bench.LookupVersusWorkload(w); !ok {
+					return fmt.Errorf("--workload: unknown %q (have %s)", w, strings.Join(bench.VersusWorkloadNames(), ", "))
+				}
+			}
+			cfg.Options = opts
 			cfg.Log = os.Stderr
 			res, err := bench.RunVersus(cmd.Context(), cfg)
 			if res != nil && len(res.Runs) > 0 {
 				res.WriteTable(os.Stdout)
+				if jsonOut != "" {
+					if jerr := writeVersusJSON(jsonOut, res, cfg); jerr != nil {
+						return errors.Join(err, jerr)
+					}
+				}
 			}
 			return err
 		},
@@ -78,14 +106,36 @@ throughput and p99 latency.`,
 	fl.StringVar(&cfg.Etcd, "etcd", "", "etcd binary")
 	fl.StringVar(&cfg.Strata, "strata", "", "strata binary (go build -o /tmp/strata ./cmd/strata)")
 	fl.StringVar(&cfg.Bench, "bench", "", "etcd's benchmark tool binary")
+	fl.StringVar(&cfg.Etcdctl, "etcdctl", "", "etcdctl binary, to put the key the range workloads read (default: etcdctl next to --etcd)")
 	fl.StringSliceVar(&cfg.StrataArgs, "strata-arg", nil, "extra flag for strata, e.g. --strata-arg=--backend=pebble (repeatable)")
-	fl.IntVar(&cfg.Rounds, "rounds", 5, "rounds; each runs the benchmark once against each server")
+	fl.StringSliceVar(&cfg.EtcdArgs, "etcd-arg", nil, "extra flag for etcd, e.g. --etcd-arg=--quota-backend-bytes=8589934592 (repeatable)")
+	fl.IntVar(&cfg.Nodes, "nodes", 1, "members per cluster: 1 or 3 (loopback)")
+	fl.StringSliceVar(&cfg.Workloads, "workload", []string{"put"}, "workloads, comma-separated: "+strings.Join(bench.VersusWorkloadNames(), ","))
+	fl.IntVar(&cfg.Rounds, "rounds", 5, "rounds; each runs every workload once against each server")
 	fl.StringVar(&cfg.Dir, "dir", "", "directory for the servers' data (default: a temporary directory)")
-	fl.IntVar(&total, "total", 100000, "benchmark: total requests per run")
-	fl.IntVar(&conns, "conns", 10, "benchmark: gRPC connections")
-	fl.IntVar(&clients, "clients", 100, "benchmark: concurrent clients")
-	fl.IntVar(&keySize, "key-size", 8, "benchmark: key size")
-	fl.IntVar(&valSize, "val-size", 256, "benchmark: value size")
-	fl.IntVar(&keySpace, "key-space-size", 10000, "benchmark: key space size")
+	fl.StringVar(&jsonOut, "json", "", "write every run and the medians as JSON to this file")
+	fl.DurationVar(&cfg.RunTimeout, "run-timeout", 10*time.Minute, "longest one benchmark run may take")
+	fl.IntVar(&opts.Total, "total", opts.Total, "benchmark: total requests per run of put, txn-put and range")
+	fl.IntVar(&opts.Conns, "conns", opts.Conns, "benchmark: gRPC connections")
+	fl.IntVar(&opts.Clients, "clients", opts.Clients, "benchmark: concurrent clients")
+	fl.IntVar(&opts.KeySize, "key-size", opts.KeySize, "benchmark: key size")
+	fl.IntVar(&opts.ValSize, "val-size", opts.ValSize, "benchmark: value size")
+	fl.IntVar(&opts.KeySpace, "key-space-size", opts.KeySpace, "benchmark: key space size of put and txn-put")
+	fl.IntVar(&opts.WatchPutTotal, "watch-put-total", opts.WatchPutTotal, "watch-latency: --put-total")
+	fl.IntVar(&opts.WatchPutRate, "watch-put-rate", opts.WatchPutRate, "watch-latency: --put-rate (puts a second)")
+	fl.IntVar(&opts.WatchStreams, "watch-streams", opts.WatchStreams, "watch-latency: --streams")
+	fl.IntVar(&opts.WatchersPerStream, "watchers-per-stream", opts.WatchersPerStream, "watch-latency: --watchers-per-stream")
 	return cmd
+}
+
+func writeVersusJSON(path string, res *bench.VersusResult, cfg bench.VersusConfig) error {
+	fh, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := res.WriteJSON(fh, cfg, os.Args); err != nil {
+		fh.Close()
+		return err
+	}
+	return fh.Close()
 }
