@@ -359,6 +359,13 @@ func runPhase(ctx context.Context, ph phase, cfg Config) (*Result, error) {
 		ctx, cancel = context.WithTimeout(ctx, cfg.Duration)
 		defer cancel()
 	}
+	// Operations get their own context, not the run's deadline: one in
+	// flight when the run ends completes as usual. With the deadline it
+	// would fail, and the server's copy of the deadline (sent as a rounded
+	// grpc-timeout) can fire first, so the failure would read "request
+	// timed out" before the client's own context ended.
+	opCtx, cancelOps := context.WithCancel(outer)
+	defer cancelOps()
 	var limiter *rate.Limiter
 	if cfg.Rate > 0 {
 		limiter = rate.NewLimiter(rate.Limit(cfg.Rate), 1)
@@ -398,12 +405,9 @@ func runPhase(ctx context.Context, ph phase, cfg Config) (*Result, error) {
 				} else if ctx.Err() != nil {
 					return
 				}
-				op, err := do(ctx)
-				if err != nil && ctx.Err() != nil {
-					// The run ended under this operation: its error is the
-					// deadline's, however the server words it ("request
-					// timed out" when the cancellation reached it first).
-					return
+				op, err := do(opCtx)
+				if err != nil && opCtx.Err() != nil {
+					return // the run was cancelled under this operation
 				}
 				ended := time.Now()
 				if ph.track != nil {
