@@ -99,29 +99,38 @@ func BenchmarkGetLog(b *testing.B) {
 	const entries = 20_000
 	for _, size := range []int{128, 1024} {
 		for _, kind := range benchStores {
-			b.Run(fmt.Sprintf("size=%d/store=%s", size, kind), func(b *testing.B) {
-				s := openBenchStore(b, kind)
-				defer s.Close()
-				logs := benchBatch(64, size)
-				for next := uint64(1); next <= entries; {
-					for _, l := range logs {
-						l.Index = next
-						next++
+			// any: random entries of the whole log; recent: the last 128,
+			// as raft's replication and a follower's apply read them.
+			for _, span := range []string{"any", "recent"} {
+				b.Run(fmt.Sprintf("size=%d/store=%s/read=%s", size, kind, span), func(b *testing.B) {
+					s := openBenchStore(b, kind)
+					defer s.Close()
+					for next := uint64(1); next <= entries; {
+						// Fresh entries per batch: a store may keep them.
+						logs := benchBatch(64, size)
+						for _, l := range logs {
+							l.Index = next
+							next++
+						}
+						if err := s.StoreLogs(logs); err != nil {
+							b.Fatal(err)
+						}
 					}
-					if err := s.StoreLogs(logs); err != nil {
-						b.Fatal(err)
+					lo, n := uint64(1), uint64(entries-64)
+					if span == "recent" {
+						lo, n = entries-127, 128
 					}
-				}
-				r := rand.New(rand.NewPCG(2, 2))
-				var l raft.Log
-				b.ReportAllocs()
-				settle()
-				for b.Loop() {
-					if err := s.GetLog(1+r.Uint64N(entries-64), &l); err != nil {
-						b.Fatal(err)
+					r := rand.New(rand.NewPCG(2, 2))
+					var l raft.Log
+					b.ReportAllocs()
+					settle()
+					for b.Loop() {
+						if err := s.GetLog(lo+r.Uint64N(n), &l); err != nil {
+							b.Fatal(err)
+						}
 					}
-				}
-			})
+				})
+			}
 		}
 	}
 }

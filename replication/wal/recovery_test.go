@@ -358,12 +358,15 @@ func TestDeleteAtSegmentBoundaries(t *testing.T) {
 	}
 }
 
-// TestGetLogDetectsCorruption damages an entry after Open.
+// TestGetLogDetectsCorruption damages an entry after Open. The entry is
+// older than the recent entries GetLog serves from memory, so it is read
+// from the file.
 func TestGetLogDetectsCorruption(t *testing.T) {
 	dir := t.TempDir()
-	s := mustOpen(t, dir, smallSegments)
+	s := mustOpen(t, dir, nil)
 	defer s.Close()
 	mustStore(t, s, mkLogs(1, 10, 1, 100))
+	mustStore(t, s, mkLogs(11, 10+recentEntries, 1, 100))
 	seg := s.segs[0]
 	start, _ := seg.span(5)
 	flipByte(t, seg.path, start+recordHeaderSize+3, 0x01)

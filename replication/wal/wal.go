@@ -72,6 +72,14 @@ const (
 	maxSegmentBytes = math.MaxUint32
 )
 
+// recentEntries is how many of the latest entries GetLog serves from
+// memory, and recentMaxBytes the largest entry kept there, bounding the
+// memory to recentEntries × recentMaxBytes.
+const (
+	recentEntries  = 256
+	recentMaxBytes = 64 << 10
+)
+
 // Options configure a Store. The zero value (or nil) selects the defaults.
 type Options struct {
 	// SegmentSize is the size in bytes at which the tail segment is sealed:
@@ -161,6 +169,11 @@ type Store struct {
 	last   uint64     // last index, 0 if the log is empty
 	commit uint64     // last commit index persisted with an entry
 	closed bool
+	// recent holds the latest appended entries by index modulo its size,
+	// so that GetLog of a recent entry (raft's replication goroutines on
+	// the leader, the apply of a follower: both read what was just
+	// appended) needs no pread. Lookups check the log's range first.
+	recent [recentEntries]*raft.Log
 
 	stable stableStore
 }
@@ -354,6 +367,11 @@ func (s *Store) GetLog(index uint64, out *raft.Log) error {
 		s.mu.RUnlock()
 		return raft.ErrLogNotFound
 	}
+	if l := s.recent[index%recentEntries]; l != nil && l.Index == index {
+		*out = *l // raft's LogCache shares entries the same way
+		s.mu.RUnlock()
+		return nil
+	}
 	seg := s.findSegment(index)
 	start, end := seg.span(index)
 	buf := make([]byte, end-start)
@@ -386,7 +404,9 @@ func (s *Store) StoreLog(l *raft.Log) error {
 // fdatasync, and returns once they are durable. Starting a new segment adds
 // an fsync of the directory. The entries must continue the log (see
 // ErrNonContiguous); after DeleteRange removed a suffix, the log continues
-// from the new last index. The store keeps no reference to logs.
+// from the new last index. The store keeps the latest entries (the
+// *raft.Log values, as raft.LogCache does) to serve GetLog from memory:
+// the caller must not modify them afterwards, which raft never does.
 //
 // If a crash interrupts StoreLogs, a prefix of the batch may survive: this
 // store is atomic per entry, not per batch, which raft does not need.
@@ -462,6 +482,14 @@ func (s *Store) StoreLogs(logs []*raft.Log) error {
 	s.last = lastIdx
 	if commit != 0 {
 		s.commit = commit
+	}
+	for _, l := range logs {
+		slot := &s.recent[l.Index%recentEntries]
+		if len(l.Data)+len(l.Extensions) <= recentMaxBytes {
+			*slot = l
+		} else {
+			*slot = nil
+		}
 	}
 	s.mu.Unlock()
 	return nil
