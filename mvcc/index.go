@@ -135,14 +135,17 @@ func (ti *treeIndex) rangeEntries(key, end []byte, atRev int64, limit int, withT
 		return []indexEntry{{key: ki.key, modified: m, created: c, ver: v}}, 1
 	}
 	ti.visit(key, end, func(ki *keyIndex) bool {
-		full := limit > 0 && len(ents) >= limit
-		if full && !withTotal {
-			return false
+		if limit > 0 && len(ents) >= limit {
+			if !withTotal {
+				return false
+			}
+			if ki.existsAt(atRev) {
+				total++
+			}
+			return true
 		}
 		if m, c, v, ok := ki.get(atRev); ok {
-			if !full {
-				ents = append(ents, indexEntry{key: ki.key, modified: m, created: c, ver: v})
-			}
+			ents = append(ents, indexEntry{key: ki.key, modified: m, created: c, ver: v})
 			total++
 		}
 		return true
@@ -179,7 +182,7 @@ func (ti *treeIndex) countOrKeys(key, end []byte, atRev int64, wantKeys bool) (k
 		return keys, 1
 	}
 	ti.visit(key, end, func(ki *keyIndex) bool {
-		if _, _, _, ok := ki.get(atRev); ok {
+		if ki.existsAt(atRev) {
 			if wantKeys {
 				keys = append(keys, ki.key)
 			}

@@ -113,6 +113,17 @@ func (ki *keyIndex) get(atRev int64) (modified, created revision, ver int64, ok 
 	return g.revs[n], g.created, g.ver - int64(len(g.revs)-n-1), true
 }
 
+// existsAt reports whether the key is visible at rev. At or after the
+// key's last revision that is whether its last generation is live, which
+// needs no search (the common case: counting at the current revision).
+func (ki *keyIndex) existsAt(rev int64) bool {
+	if rev >= ki.modified.main {
+		return !ki.generations[len(ki.generations)-1].isEmpty()
+	}
+	_, _, _, ok := ki.get(rev)
+	return ok
+}
+
 // findGeneration returns the generation holding the key's state at rev,
 // or nil if the key did not exist then.
 func (ki *keyIndex) findGeneration(rev int64) *generation {
