@@ -290,10 +290,16 @@ func bytesString(n int64) string {
 }
 
 // Compare prints, for every run present in both reports (same mode, target,
-// workload and durability), b's figures as ratios of a's.
+// workload and durability), b's figures as ratios of a's. Reports of one
+// target each (say, endpoints runs labelled etcd and strata) are matched
+// on mode, workload and durability alone.
 func Compare(w io.Writer, a, b *Report) {
+	withTarget := len(targets(a)) != 1 || len(targets(b)) != 1
 	key := func(r RunReport) string {
-		return strings.Join([]string{r.Mode, r.Target, r.Workload, r.Durability}, "/")
+		if withTarget {
+			return strings.Join([]string{r.Mode, r.Target, r.Workload, r.Durability}, "/")
+		}
+		return strings.Join([]string{r.Mode, r.Workload, r.Durability}, "/")
 	}
 	old := map[string]RunReport{}
 	for _, r := range a.Runs {
@@ -308,8 +314,12 @@ func Compare(w io.Writer, a, b *Report) {
 		}
 	}
 	sort.Strings(keys)
+	head := "mode/target/workload/durability"
+	if !withTarget {
+		head = fmt.Sprintf("mode/workload/durability (a: %s, b: %s)", targets(a)[0], targets(b)[0])
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "mode/target/workload/durability\tops/s a\tops/s b\tb/a\tp99 a\tp99 b\tb/a\t")
+	fmt.Fprintln(tw, head+"\tops/s a\tops/s b\tb/a\tp99 a\tp99 b\tb/a\t")
 	for _, k := range keys {
 		ra, rb := old[k].Result, matched[k].Result
 		fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%.2fx\t%d\t%d\t%.2fx\t\n", k, ra.OpsSec, rb.OpsSec, rb.OpsSec/ra.OpsSec,
@@ -319,4 +329,15 @@ func Compare(w io.Writer, a, b *Report) {
 	if len(keys) == 0 {
 		fmt.Fprintln(w, "no run appears in both reports")
 	}
+}
+
+// targets returns the distinct targets of r's runs.
+func targets(r *Report) []string {
+	var out []string
+	for _, run := range r.Runs {
+		if !slices.Contains(out, run.Target) {
+			out = append(out, run.Target)
+		}
+	}
+	return out
 }
