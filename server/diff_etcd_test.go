@@ -634,16 +634,22 @@ func TestDiffEtcdRangeStream(t *testing.T) {
 	etcdEP := startEtcd(t)
 	c := newCluster(t, 1, engines()[0], nil)
 	sides := []*diffSide{newDiffSide(t, "etcd", etcdEP), newDiffSide(t, "strata", c.endpoint(0))}
-	ctx := ctxT(t)
-	val := strings.Repeat("v", 600)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	val := []byte(strings.Repeat("v", 600))
 	var mid int64
-	for i := range 3000 {
+	// 100 puts per txn: 30 revisions of 100 keys each.
+	for b := range 30 {
+		var ops []*pb.RequestOp
+		for i := b * 100; i < (b+1)*100; i++ {
+			ops = append(ops, &pb.RequestOp{Request: &pb.RequestOp_RequestPut{RequestPut: &pb.PutRequest{Key: []byte(fmt.Sprintf("s/%05d", i)), Value: val}}})
+		}
 		for _, s := range sides {
-			resp, err := s.kv.Put(ctx, &pb.PutRequest{Key: []byte(fmt.Sprintf("s/%05d", i)), Value: []byte(val)})
+			resp, err := s.kv.Txn(ctx, &pb.TxnRequest{Success: ops})
 			if err != nil {
 				t.Fatal(err)
 			}
-			if i == 1500 {
+			if b == 15 {
 				mid = resp.Header.Revision
 			}
 		}
