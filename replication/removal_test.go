@@ -86,7 +86,15 @@ func TestRemovedMemberLearnsIt(t *testing.T) {
 
 // TestUpdateMemberAddress moves a follower to a new peer address: it
 // restarts there with its data and catches up with writes made meanwhile.
+//
+// Not under the race detector: hashicorp/raft v1.8.0 writes a peer's
+// address under its peer lock while the replication goroutine reads it
+// without (hashicorp/raft#681, fixed upstream in dd851c0, unreleased), which
+// -race reports in about one run in fifty. `make unit` runs it.
 func TestUpdateMemberAddress(t *testing.T) {
+	if raceEnabled {
+		t.Skip("hashicorp/raft#681: data race on a peer's address change; run without -race (make unit)")
+	}
 	c := newCluster(t, bbolt.Engine(), 3, nil)
 	l := c.leader()
 	proposeAll(t, l, "a", 50, 4)
