@@ -76,7 +76,8 @@ func TestAlarmsReplicated(t *testing.T) {
 	if !l.NoSpace() {
 		t.Fatalf("alarm lost on restart")
 	}
-	if r := propose(l, alarm(pb.AlarmRequest_DEACTIVATE)).Resp.(*pb.AlarmResponse); len(r.Alarms) != 1 {
+	// Through a follower: the answer is forwarded back.
+	if r, ok := propose(c.nodes[(indexOf(c.nodes, l)+1)%3], alarm(pb.AlarmRequest_DEACTIVATE)).Resp.(*pb.AlarmResponse); !ok || len(r.Alarms) != 1 {
 		t.Fatalf("deactivate answered %v", r)
 	}
 	if res := propose(l, put("k", "v")); res.Err != nil {

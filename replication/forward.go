@@ -291,6 +291,8 @@ func newResponse(r *pb.InternalRaftRequest) proto.Message {
 		return &pb.LeaseRevokeResponse{}
 	case r.LeaseCheckpoint != nil:
 		return &pb.LeaseCheckpointResponse{}
+	case r.Alarm != nil:
+		return &pb.AlarmResponse{}
 	}
 	return nil
 }
