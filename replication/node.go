@@ -323,9 +323,11 @@ func (n *Node) Propose(ctx context.Context, req *pb.InternalRaftRequest) (Result
 // remote (forwarded to the leader's peer address) on any other member. While
 // no leader is known, or the answer proves the request was not served
 // (ErrNotLeader, ErrNoLeader, ErrNotReady: a proposal answered so never
-// entered the log), it tries again every 20 ms, up to 50 times.
+// entered the log), it tries again every 20 ms, for as long as an election
+// may take (two election timeouts and a second) or until ctx ends.
 func atLeader[T any](ctx context.Context, n *Node, local func() (T, error), remote func(addr string) (T, error)) (T, error) {
-	for attempt := 0; ; attempt++ {
+	giveUp := time.Now().Add(2*n.cfg.ElectionTimeout + time.Second)
+	for {
 		var v T
 		var err error
 		if n.IsLeader() {
@@ -336,7 +338,7 @@ func atLeader[T any](ctx context.Context, n *Node, local func() (T, error), remo
 			err = ErrNoLeader
 		}
 		retry := errors.Is(err, ErrNotLeader) || errors.Is(err, ErrNoLeader) || errors.Is(err, ErrNotReady)
-		if !retry || attempt >= 50 {
+		if !retry || time.Now().After(giveUp) {
 			return v, err
 		}
 		if werr := n.sleep(ctx, 20*time.Millisecond); werr != nil {
