@@ -12,8 +12,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/strata-kv/strata/server"
 )
 
 // etcdctlPath returns the etcdctl binary to test with: $STRATA_ETCDCTL, or
@@ -303,25 +301,7 @@ func TestEtcdctlMembership(t *testing.T) {
 	if want := fmt.Sprintf("%x", c.members[0].ClusterID()); m[2] != want {
 		t.Fatalf("member add: cluster %s, want %s", m[2], want)
 	}
-	cfg := c.cfgs[0]
-	cfg.Name = "m3"
-	cfg.DataDir = filepath.Join(t.TempDir(), "m3")
-	cfg.ListenPeerURLs = []string{peer}
-	cfg.InitialAdvertisePeerURLs = []string{peer}
-	cfg.InitialCluster = c.cfgs[0].InitialCluster + ",m3=" + peer
-	cfg.InitialClusterState = server.ClusterStateExisting
-	cfg.Logger = testLogger(t, "m3")
-	m3, err := server.Start(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.members = append(c.members, m3)
-	c.cfgs = append(c.cfgs, cfg)
-	select {
-	case <-m3.ReadyNotify():
-	case <-time.After(20 * time.Second):
-		t.Fatal("the learner is not ready")
-	}
+	m3 := c.startMember("m3", peer, filepath.Join(t.TempDir(), "m3"))
 	if fmt.Sprintf("%x", m3.MemberID()) != id {
 		t.Fatalf("learner ID %x, want %s", m3.MemberID(), id)
 	}
@@ -394,17 +374,8 @@ func TestEtcdctlMembership(t *testing.T) {
 	if err != nil || !strings.Contains(string(out2), fmt.Sprintf("Member %16s updated in cluster", mid)) {
 		t.Fatalf("member update: %v\n%s", err, out2)
 	}
-	cfg = c.cfgs[mover]
-	old := cfg.InitialAdvertisePeerURLs[0]
-	cfg.ListenPeerURLs = []string{moved}
-	cfg.InitialAdvertisePeerURLs = []string{moved}
-	cfg.InitialCluster = strings.Replace(cfg.InitialCluster, cfg.Name+"="+old, cfg.Name+"="+moved, 1)
-	if c.members[mover], err = server.Start(cfg); err != nil {
-		t.Fatal(err)
-	}
-	c.cfgs[mover] = cfg
-	<-c.members[mover].ReadyNotify()
-	if out := must("member", "list"); !strings.Contains(out, mid+", started, "+cfg.Name+", "+moved) {
+	c.restartAt(mover, moved)
+	if out := must("member", "list"); !strings.Contains(out, mid+", started, "+c.cfgs[mover].Name+", "+moved) {
 		t.Fatalf("member list after update: %s", out)
 	}
 	must("endpoint", "health")

@@ -32,25 +32,7 @@ func TestMemberAddLearner(t *testing.T) {
 	if !add.Member.IsLearner || len(add.Members) != 4 {
 		t.Fatalf("member add: %v", add)
 	}
-	cfg := c.cfgs[0]
-	cfg.Name = "m3"
-	cfg.DataDir = filepath.Join(t.TempDir(), "m3")
-	cfg.ListenPeerURLs = []string{peer}
-	cfg.InitialAdvertisePeerURLs = []string{peer}
-	cfg.InitialCluster = c.cfgs[0].InitialCluster + ",m3=" + peer
-	cfg.InitialClusterState = server.ClusterStateExisting
-	cfg.Logger = testLogger(t, "m3")
-	m3, err := server.Start(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.members = append(c.members, m3)
-	c.cfgs = append(c.cfgs, cfg)
-	select {
-	case <-m3.ReadyNotify():
-	case <-time.After(20 * time.Second):
-		t.Fatal("the new member is not ready")
-	}
+	m3 := c.startMember("m3", peer, filepath.Join(t.TempDir(), "m3"))
 	if m3.MemberID() != add.Member.ID || m3.ClusterID() != c.members[0].ClusterID() {
 		t.Fatalf("new member IDs %x/%x, want %x/%x", m3.MemberID(), m3.ClusterID(), add.Member.ID, c.members[0].ClusterID())
 	}
@@ -132,6 +114,28 @@ func (c *cluster) startMember(name, peer, dataDir string) *server.Server {
 		t.Fatalf("member %s is not ready", name)
 	}
 	return m
+}
+
+// restartAt starts the stopped member i again listening on peer URL peer,
+// as after a MemberUpdate, and waits until it serves.
+func (c *cluster) restartAt(i int, peer string) {
+	t := c.t
+	t.Helper()
+	cfg := c.cfgs[i]
+	old := cfg.InitialAdvertisePeerURLs[0]
+	cfg.ListenPeerURLs = []string{peer}
+	cfg.InitialAdvertisePeerURLs = []string{peer}
+	cfg.InitialCluster = strings.Replace(cfg.InitialCluster, cfg.Name+"="+old, cfg.Name+"="+peer, 1)
+	m, err := server.Start(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.members[i], c.cfgs[i] = m, cfg
+	select {
+	case <-m.ReadyNotify():
+	case <-time.After(20 * time.Second):
+		t.Fatalf("member %s is not ready at %s", cfg.Name, peer)
+	}
 }
 
 // TestMemberAddVoterUpdate adds voting members under etcd's strict
@@ -223,16 +227,7 @@ func TestMemberAddVoterUpdate(t *testing.T) {
 	if _, err := c.client(lead).Put(ctx, "while-moving", "1"); err != nil {
 		t.Fatal(err)
 	}
-	cfg := c.cfgs[f]
-	old := cfg.InitialAdvertisePeerURLs[0]
-	cfg.ListenPeerURLs = []string{moved}
-	cfg.InitialAdvertisePeerURLs = []string{moved}
-	cfg.InitialCluster = strings.Replace(cfg.InitialCluster, cfg.Name+"="+old, cfg.Name+"="+moved, 1)
-	if c.members[f], err = server.Start(cfg); err != nil {
-		t.Fatal(err)
-	}
-	c.cfgs[f] = cfg
-	<-c.members[f].ReadyNotify()
+	c.restartAt(f, moved)
 	waitFor(t, "the moved member to catch up", func() bool {
 		g, err := c.client(f).Get(ctx, "while-moving", clientv3.WithSerializable())
 		return err == nil && len(g.Kvs) == 1
