@@ -117,10 +117,14 @@ func readyToAddVoter(members []*pb.Member) bool {
 	return nstarted >= nmembers/2+1
 }
 
-// readyToRemoveVoter is etcd's strict check for removing voting member id
-// (RaftCluster.IsReadyToRemoveVotingMember): the started voting members
-// left must make a quorum of the voting members left.
-func readyToRemoveVoter(members []*pb.Member, id uint64) bool {
+// readyToRemove is etcd's strict check for removing member id
+// (mayRemoveMember): a learner, or an ID not in the cluster, needs none;
+// removing a voter, the started voting members left must make a quorum of
+// the voting members left (RaftCluster.IsReadyToRemoveVotingMember).
+func readyToRemove(members []*pb.Member, id uint64) bool {
+	if !slices.ContainsFunc(members, func(m *pb.Member) bool { return m.ID == id && !m.IsLearner }) {
+		return true
+	}
 	nmembers, nstarted := 0, 0
 	for _, m := range members {
 		if m.IsLearner || m.ID == id {
@@ -199,12 +203,8 @@ func (c *clusterServer) MemberRemove(ctx context.Context, r *pb.MemberRemoveRequ
 	if err != nil {
 		return nil, togRPCError(err)
 	}
-	if !readyToRemoveVoter(existing, r.GetID()) {
-		for _, m := range existing {
-			if m.ID == r.GetID() && !m.IsLearner {
-				return nil, rpctypes.ErrGRPCMemberNotEnoughStarted
-			}
-		}
+	if !readyToRemove(existing, r.GetID()) {
+		return nil, rpctypes.ErrGRPCMemberNotEnoughStarted
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.reqTimeout())
 	defer cancel()
