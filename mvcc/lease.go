@@ -83,8 +83,9 @@ type lessor struct {
 	expiry  leaseQueue    // one entry per lease, by expiry, while primary
 	// checkpoints are the scheduled checkpoints, by time, while primary.
 	checkpoints leaseQueue
-	// autoSeq numbers the IDs generated for grants without one. It is
-	// changed under writeMu only.
+	// autoSeq numbers the IDs generated for grants without one; each
+	// WriteBatch goes on from it. It changes only at commits (under mu
+	// and writeMu), so the open WriteBatch reads it without mu.
 	autoSeq uint64
 
 	now                func() time.Time

@@ -142,9 +142,12 @@ func splitmix64(x uint64) uint64 {
 	return x ^ (x >> 31)
 }
 
-// nextLeaseID generates the ID of a grant without one: a function of a
-// counter stored with the leases, so every replica applying the same log
-// picks the same ID.
+// nextLeaseID generates the ID of a grant without one: a bijection of a
+// counter stored with the leases and replicated with them (in the log's
+// order, and in snapshots), so every replica applying the same log picks
+// the same ID, whichever member led when the grant was proposed, and an
+// ID generated once is never generated again, even after its lease is
+// revoked. IDs a client picked itself are skipped while they live.
 func (w *WriteBatch) nextLeaseID() int64 {
 	for {
 		w.lb.autoSeq++
@@ -161,9 +164,11 @@ func (w *WriteBatch) nextLeaseID() int64 {
 // to it, a TTL above MaxLeaseTTL fails with ErrLeaseTTLTooLarge, an ID
 // already granted with ErrLeaseExists. The response has the TTL granted.
 //
-// An ID of 0 makes the store generate one, the same on every replica
-// applying the same log; etcd's leader instead picks a random ID before
-// proposing, which a caller may do as well. A grant takes no revision.
+// An ID of 0 makes the store generate one (nextLeaseID), the same on
+// every replica applying the same log and never generated twice; etcd's
+// leader instead picks a random ID before proposing, which a caller may
+// do as well. A client-chosen ID may be granted again once revoked, as in
+// etcd. A grant takes no revision.
 func (w *WriteBatch) LeaseGrant(req *pb.LeaseGrantRequest) (*pb.LeaseGrantResponse, error) {
 	if err := w.usable(); err != nil {
 		return nil, err

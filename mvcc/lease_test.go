@@ -1,9 +1,11 @@
 package mvcc
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sort"
 	"sync"
@@ -615,4 +617,156 @@ func TestLeaseWatchEvents(t *testing.T) {
 	if ev := eventsOf(rs, id)[0]; ev.Type != mvccpb.Event_PUT || ev.Kv.Lease != 3 {
 		t.Fatalf("event %v", ev)
 	}
+}
+
+// TestLeaseIDsNeverReused grants and revokes thousands of leases, in
+// batches of every shape, across restarts and a backup/restore of the
+// engine, and checks that no store-chosen ID is ever handed out twice,
+// while client-chosen IDs follow etcd's rules (refused while the lease
+// lives, free again once it is revoked).
+func TestLeaseIDsNeverReused(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, e engineT) {
+		dir := t.TempDir()
+		be := openBackendNoCleanup(t, e, dir)
+		s, err := Open(be, testOptions())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			s.Close()
+			be.Close()
+		}()
+		seen := make(map[int64]bool)
+		var live []int64
+		// fatal aborts w first: the batch holds the store's write lock.
+		fatal := func(w *WriteBatch, format string, args ...any) {
+			t.Helper()
+			w.Abort()
+			t.Fatalf(format, args...)
+		}
+		grantAuto := func(w *WriteBatch) {
+			r, err := w.LeaseGrant(&pb.LeaseGrantRequest{TTL: 60})
+			if err != nil {
+				fatal(w, "grant: %v", err)
+			}
+			if seen[r.ID] || r.ID <= 0 {
+				fatal(w, "lease ID %x handed out again (after %d grants)", r.ID, len(seen))
+			}
+			seen[r.ID] = true
+			live = append(live, r.ID)
+		}
+		revokeOldest := func(w *WriteBatch) {
+			if _, err := w.LeaseRevoke(&pb.LeaseRevokeRequest{ID: live[0]}); err != nil {
+				fatal(w, "revoke %x: %v", live[0], err)
+			}
+			live = live[1:]
+		}
+		reopen := func(restore bool) {
+			t.Helper()
+			s.Close()
+			if restore {
+				var buf bytes.Buffer
+				if err := be.Backup(&buf); err != nil {
+					t.Fatal(err)
+				}
+				be.Close()
+				dir = t.TempDir()
+				if err := e.Restore(dir, &buf); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				be.Close()
+			}
+			be = openBackendNoCleanup(t, e, dir)
+			if s, err = Open(be, testOptions()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for round := range 2000 {
+			switch round % 5 {
+			case 0: // grant, revoke, grant: each in a batch of its own
+				batch(t, s, grantAuto)
+				batch(t, s, revokeOldest)
+				batch(t, s, grantAuto)
+			case 1: // all in one batch
+				batch(t, s, func(w *WriteBatch) {
+					grantAuto(w)
+					revokeOldest(w)
+					grantAuto(w)
+				})
+			case 2: // an aborted batch: its IDs were never handed out
+				w, _ := s.NewWriteBatch()
+				w.LeaseGrant(&pb.LeaseGrantRequest{TTL: 60})
+				w.Abort()
+				batch(t, s, grantAuto)
+				batch(t, s, revokeOldest)
+			case 3:
+				batch(t, s, func(w *WriteBatch) { grantAuto(w); grantAuto(w); grantAuto(w) })
+			case 4: // revoke all: the next grant must not reuse any of them
+				for len(live) > 0 {
+					batch(t, s, revokeOldest)
+				}
+			}
+			switch round {
+			case 700:
+				reopen(false)
+			case 1400:
+				reopen(true)
+			}
+		}
+		if len(seen) != 3200 || len(live) != 0 {
+			t.Fatalf("%d IDs seen, %d live", len(seen), len(live))
+		}
+
+		// Client-chosen IDs: refused while the lease lives, free once it
+		// is revoked, as in etcd; generated IDs skip them.
+		const own = 42
+		for i := range 3 {
+			mustGrant(t, s, own, 10)
+			if _, err := single(s, &pb.LeaseGrantRequest{ID: own, TTL: 10}, (*WriteBatch).LeaseGrant); !errors.Is(err, ErrLeaseExists) {
+				t.Fatalf("cycle %d: second grant of %d: %v, want ErrLeaseExists", i, own, err)
+			}
+			if _, err := revoke(s, own); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := revoke(s, own); !errors.Is(err, ErrLeaseNotFound) {
+				t.Fatalf("cycle %d: second revoke of %d: %v, want ErrLeaseNotFound", i, own, err)
+			}
+		}
+		next := int64(splitmix64(s.leases.autoSeq+1) & math.MaxInt64)
+		mustGrant(t, s, next, 10)
+		batch(t, s, func(w *WriteBatch) {
+			grantAuto(w)
+			if live[0] == next {
+				fatal(w, "generated ID %x is a client's live lease", next)
+			}
+		})
+	})
+}
+
+// TestLeaseRevokedIDRefused is the reported case: a put naming a revoked
+// lease fails, and a new grant does not bring the ID back.
+func TestLeaseRevokedIDRefused(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, e engineT) {
+		s, _ := newTestStore(t, e, nil)
+		a, err := single(s, &pb.LeaseGrantRequest{TTL: 600}, (*WriteBatch).LeaseGrant)
+		if err != nil {
+			t.Fatal(err)
+		}
+		putLease(t, s, "a", "1", a.ID)
+		if _, err := revoke(s, a.ID); err != nil {
+			t.Fatal(err)
+		}
+		b, err := single(s, &pb.LeaseGrantRequest{TTL: 600}, (*WriteBatch).LeaseGrant)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b.ID == a.ID {
+			t.Fatalf("revoked lease %x granted again", a.ID)
+		}
+		if _, err := s.Put(&pb.PutRequest{Key: []byte("b"), Value: []byte("2"), Lease: a.ID}); !errors.Is(err, ErrLeaseNotFound) {
+			t.Fatalf("put on revoked lease: %v, want ErrLeaseNotFound", err)
+		}
+		wantTable(t, s, fmt.Sprintf("%d 600/0: []", b.ID))
+	})
 }

@@ -131,6 +131,9 @@ func (s *Store) NewWriteBatch() (*WriteBatch, error) {
 	}
 	st := *s.state.Load()
 	w := &WriteBatch{s: s, committed: st, rev: st.rev, compactRev: st.compactRev}
+	// The lease-ID sequence goes on from the last commit's: starting it
+	// anew would hand out the IDs of revoked leases again.
+	w.lb.autoSeq = s.leases.autoSeq
 	w.src.w = w
 	w.src.snap.be = s.be
 	return w, nil

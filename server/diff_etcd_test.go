@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/prototext"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/strata-kv/strata/engine"
 	"github.com/strata-kv/strata/server"
@@ -70,6 +71,90 @@ type diffSide struct {
 	kv    pb.KVClient
 	lease pb.LeaseClient
 	watch pb.WatchClient
+	// ids maps the IDs of server-chosen leases between the reference (etcd,
+	// whose IDs the generator uses) and this side; nil on the reference.
+	ids *leaseIDs
+}
+
+// leaseIDs is a bijection between the IDs two servers chose for the same
+// grants: each picks its own, so requests and answers are compared after
+// mapping. Client-chosen IDs are the same on both sides and not in it.
+type leaseIDs struct {
+	toTarget, toRef map[int64]int64
+}
+
+func newLeaseIDs() *leaseIDs {
+	return &leaseIDs{toTarget: make(map[int64]int64), toRef: make(map[int64]int64)}
+}
+
+// add records that the grant the reference answered with ref got target
+// on the other side. Two grants answered with the same ID on either side
+// break the bijection: one server handed out a lease ID twice.
+func (l *leaseIDs) add(ref, target int64) error {
+	if t, ok := l.toTarget[ref]; ok {
+		return fmt.Errorf("the reference handed out lease %x twice (mapped to %x, now %x)", ref, t, target)
+	}
+	if r, ok := l.toRef[target]; ok {
+		return fmt.Errorf("lease %x handed out for two reference leases, %x and %x", target, r, ref)
+	}
+	if ref <= int64(len(diffOwnLeases)) || target <= int64(len(diffOwnLeases)) {
+		return fmt.Errorf("server-chosen lease %x/%x collides with a client-chosen one", ref, target)
+	}
+	l.toTarget[ref], l.toRef[target] = target, ref
+	return nil
+}
+
+// req returns m with the reference's lease IDs in it replaced by this
+// side's.
+func (s *diffSide) req(m proto.Message) proto.Message {
+	if s.ids == nil {
+		return m
+	}
+	return rewriteLeases(m, s.ids.toTarget)
+}
+
+// resp returns m with this side's lease IDs in it replaced by the
+// reference's.
+func (s *diffSide) resp(m proto.Message) proto.Message {
+	if s.ids == nil || m == nil {
+		return m
+	}
+	return rewriteLeases(m, s.ids.toRef)
+}
+
+// sideReq is req for one request type.
+func sideReq[M proto.Message](s *diffSide, m M) M { return s.req(m).(M) }
+
+// rewriteLeases returns a copy of m with every lease ID in it (fields
+// named lease, and the ID of the Lease* messages) found in ids replaced.
+func rewriteLeases(m proto.Message, ids map[int64]int64) proto.Message {
+	m = proto.Clone(m)
+	var walk func(msg protoreflect.Message)
+	walk = func(msg protoreflect.Message) {
+		var set []protoreflect.FieldDescriptor
+		msg.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+			switch {
+			case fd.IsList() && fd.Message() != nil:
+				for i := range v.List().Len() {
+					walk(v.List().Get(i).Message())
+				}
+			case fd.IsMap():
+			case fd.Message() != nil:
+				walk(v.Message())
+			case fd.Kind() == protoreflect.Int64Kind && !fd.IsList() &&
+				(fd.Name() == "lease" || fd.Name() == "ID" && strings.HasPrefix(string(fd.ContainingMessage().Name()), "Lease")):
+				if _, ok := ids[v.Int()]; ok {
+					set = append(set, fd)
+				}
+			}
+			return true
+		})
+		for _, fd := range set {
+			msg.Set(fd, protoreflect.ValueOfInt64(ids[msg.Get(fd).Int()]))
+		}
+	}
+	walk(m.ProtoReflect())
+	return m
 }
 
 func newDiffSide(t *testing.T, name, ep string) *diffSide {
@@ -159,10 +244,15 @@ func describe(m proto.Message, err error) string {
 }
 
 type diffGen struct {
-	r       *rand.Rand
-	leases  []int64
+	r *rand.Rand
+	// auto are the server-chosen leases granted so far, live or revoked,
+	// by the reference's IDs.
+	auto    []int64
 	lastRev int64
 }
+
+// diffOwnLeases are the client-chosen lease IDs.
+var diffOwnLeases = []int64{1, 2, 3, 4, 5, 6}
 
 var diffKeys = []string{"k0", "k1", "k2", "k3", "k4", "k5", "k6", "k7", "k8", "k9"}
 
@@ -198,7 +288,17 @@ func (g *diffGen) rev() int64 {
 	}
 }
 
-func (g *diffGen) leaseID() int64 { return int64(g.r.IntN(6) + 1) }
+// ownLeaseID returns a client-chosen lease ID.
+func (g *diffGen) ownLeaseID() int64 { return diffOwnLeases[g.r.IntN(len(diffOwnLeases))] }
+
+// leaseID returns a lease to use: client-chosen, or server-chosen (live
+// or revoked).
+func (g *diffGen) leaseID() int64 {
+	if len(g.auto) > 0 && g.r.IntN(3) == 0 {
+		return g.auto[g.r.IntN(len(g.auto))]
+	}
+	return g.ownLeaseID()
+}
 
 func (g *diffGen) put() *pb.PutRequest {
 	p := &pb.PutRequest{Key: g.key(), Value: []byte(fmt.Sprintf("v%d", g.r.IntN(1000))), PrevKv: g.r.IntN(2) == 0}
@@ -271,7 +371,11 @@ func (g *diffGen) compare() *pb.Compare {
 	case 3:
 		c.Target, c.TargetUnion = pb.Compare_VALUE, &pb.Compare_Value{Value: []byte(fmt.Sprintf("v%d", g.r.IntN(1000)))}
 	default:
-		c.Target, c.TargetUnion = pb.Compare_LEASE, &pb.Compare_Lease{Lease: int64(g.r.IntN(3))}
+		lease := int64(g.r.IntN(3))
+		if g.r.IntN(2) == 0 {
+			lease = g.leaseID()
+		}
+		c.Target, c.TargetUnion = pb.Compare_LEASE, &pb.Compare_Lease{Lease: lease}
 	}
 	return c
 }
@@ -340,6 +444,7 @@ func avoidEtcdPanic(t *pb.TxnRequest) {
 // control).
 type diffWatcher struct {
 	desc    string
+	side    *diffSide
 	stream  pb.Watch_WatchClient
 	cancel  context.CancelFunc
 	noDel   bool
@@ -448,7 +553,7 @@ func (w *diffWatcher) String() string {
 	var b strings.Builder
 	b.WriteString(w.created)
 	for _, ev := range w.events {
-		b.WriteString("\n  " + prototext.MarshalOptions{}.Format(ev))
+		b.WriteString("\n  " + prototext.MarshalOptions{}.Format(w.side.resp(ev)))
 	}
 	return b.String()
 }
@@ -459,8 +564,10 @@ func (w *diffWatcher) String() string {
 // revision only; a lease's remaining TTL is not compared) and the errors
 // by gRPC code and message: Put (prev_kv, lease, ignore_value,
 // ignore_lease), Range (every option), DeleteRange, Txn (compares of every
-// target, on ranges too, nested txns), Compact, LeaseGrant with given IDs,
-// LeaseRevoke, LeaseTimeToLive with keys, and watchers (prev_kv, filters,
+// target, on ranges too, nested txns), Compact, LeaseGrant with given IDs
+// and with server-chosen ones (often as grant, revoke, grant; each
+// server's IDs are mapped to etcd's, and the mapping must stay a
+// bijection), LeaseRevoke, LeaseTimeToLive with keys, and watchers (prev_kv, filters,
 // start revisions past, compacted or future) whose creation responses and
 // event streams are compared at the end. STRATA_DIFF_LONG=1 runs more
 // seeds and longer sequences, on every engine.
@@ -488,6 +595,7 @@ func diffRun(t *testing.T, eng engine.Engine, seed uint64, nops int) {
 	etcdEP := startEtcd(t)
 	c := newCluster(t, 1, eng, func(cfg *server.Config) { cfg.HeartbeatInterval = 100 * time.Millisecond })
 	sides := []*diffSide{newDiffSide(t, "etcd", etcdEP), newDiffSide(t, "strata", c.endpoint(0))}
+	sides[1].ids = newLeaseIDs()
 	g := &diffGen{r: rand.New(rand.NewPCG(seed, seed*7919)), lastRev: 1}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -495,12 +603,16 @@ func diffRun(t *testing.T, eng engine.Engine, seed uint64, nops int) {
 	var watchers [][2]*diffWatcher
 	var log []string
 	errs := map[string]int{} // errors both sides answered, by text
+	autoGrants := 0
 	check := func(op string, do func(s *diffSide) (proto.Message, error)) proto.Message {
 		t.Helper()
 		var got [2]string
 		var first proto.Message
 		for i, s := range sides {
 			m, err := do(s)
+			if err == nil {
+				m = s.resp(m)
+			}
 			got[i] = describe(m, err)
 			if i == 0 {
 				first = m
@@ -518,6 +630,32 @@ func diffRun(t *testing.T, eng engine.Engine, seed uint64, nops int) {
 		}
 		return first
 	}
+	// autoGrant grants a lease with an ID each server chooses, records the
+	// pair of IDs (checking they keep the mapping a bijection) and returns
+	// the reference's.
+	autoGrant := func(ttl int64) int64 {
+		t.Helper()
+		lg := &pb.LeaseGrantRequest{TTL: ttl}
+		var ids [2]int64
+		check("lease grant "+prototext.Format(lg), func(s *diffSide) (proto.Message, error) {
+			resp, err := s.lease.LeaseGrant(ctx, lg)
+			if err != nil {
+				return nil, err
+			}
+			if s.ids == nil {
+				ids[0] = resp.ID
+			} else {
+				ids[1] = resp.ID
+				if err := s.ids.add(ids[0], ids[1]); err != nil {
+					t.Fatalf("seed %d, op %d: %v (recent ops: %s)", seed, len(log)+1, err, strings.Join(log[max(0, len(log)-5):], " | "))
+				}
+			}
+			return resp, nil
+		})
+		g.auto = append(g.auto, ids[0])
+		autoGrants++
+		return ids[0]
+	}
 	// headerRev keeps the generator's idea of the current revision.
 	headerRev := func(m proto.Message) {
 		type hdr interface{ GetHeader() *pb.ResponseHeader }
@@ -530,7 +668,7 @@ func diffRun(t *testing.T, eng engine.Engine, seed uint64, nops int) {
 		switch n := g.r.IntN(100); {
 		case n < 25:
 			p := g.put()
-			headerRev(check("put "+prototext.Format(p), func(s *diffSide) (proto.Message, error) { return s.kv.Put(ctx, p) }))
+			headerRev(check("put "+prototext.Format(p), func(s *diffSide) (proto.Message, error) { return s.kv.Put(ctx, sideReq(s, p)) }))
 		case n < 40:
 			r := g.rangeReq(false)
 			check("range "+prototext.Format(r), func(s *diffSide) (proto.Message, error) { return s.kv.Range(ctx, r) })
@@ -543,7 +681,7 @@ func diffRun(t *testing.T, eng engine.Engine, seed uint64, nops int) {
 		case n < 70:
 			x := g.txn(0)
 			avoidEtcdPanic(x)
-			headerRev(check("txn "+prototext.Format(x), func(s *diffSide) (proto.Message, error) { return s.kv.Txn(ctx, x) }))
+			headerRev(check("txn "+prototext.Format(x), func(s *diffSide) (proto.Message, error) { return s.kv.Txn(ctx, sideReq(s, x)) }))
 		case n < 73:
 			cr := &pb.CompactionRequest{Revision: g.rev(), Physical: g.r.IntN(2) == 0}
 			if len(watchers) > 0 {
@@ -554,16 +692,26 @@ func diffRun(t *testing.T, eng engine.Engine, seed uint64, nops int) {
 				time.Sleep(250 * time.Millisecond)
 			}
 			check("compact "+prototext.Format(cr), func(s *diffSide) (proto.Message, error) { return s.kv.Compact(ctx, cr) })
-		case n < 79:
-			lg := &pb.LeaseGrantRequest{ID: g.leaseID(), TTL: int64(60 + g.r.IntN(100))}
+		case n < 76:
+			lg := &pb.LeaseGrantRequest{ID: g.ownLeaseID(), TTL: int64(60 + g.r.IntN(100))}
 			check("lease grant "+prototext.Format(lg), func(s *diffSide) (proto.Message, error) { return s.lease.LeaseGrant(ctx, lg) })
+		case n < 79:
+			// Server-chosen IDs, often as grant, revoke, grant: the second
+			// grant must not get the first one's ID back.
+			ttl := int64(60 + g.r.IntN(100))
+			id := autoGrant(ttl)
+			if g.r.IntN(2) == 0 {
+				lr := &pb.LeaseRevokeRequest{ID: id}
+				headerRev(check("lease revoke "+prototext.Format(lr), func(s *diffSide) (proto.Message, error) { return s.lease.LeaseRevoke(ctx, sideReq(s, lr)) }))
+				autoGrant(ttl)
+			}
 		case n < 82:
 			lr := &pb.LeaseRevokeRequest{ID: g.leaseID()}
-			headerRev(check("lease revoke "+prototext.Format(lr), func(s *diffSide) (proto.Message, error) { return s.lease.LeaseRevoke(ctx, lr) }))
+			headerRev(check("lease revoke "+prototext.Format(lr), func(s *diffSide) (proto.Message, error) { return s.lease.LeaseRevoke(ctx, sideReq(s, lr)) }))
 		case n < 87:
 			lt := &pb.LeaseTimeToLiveRequest{ID: g.leaseID(), Keys: g.r.IntN(2) == 0}
 			check("lease ttl "+prototext.Format(lt), func(s *diffSide) (proto.Message, error) {
-				resp, err := s.lease.LeaseTimeToLive(ctx, lt)
+				resp, err := s.lease.LeaseTimeToLive(ctx, sideReq(s, lt))
 				if resp != nil {
 					sort.Slice(resp.Keys, func(i, j int) bool { return string(resp.Keys[i]) < string(resp.Keys[j]) })
 				}
@@ -594,6 +742,7 @@ func diffRun(t *testing.T, eng engine.Engine, seed uint64, nops int) {
 			for i, s := range sides {
 				pair[i], created[i] = openWatcher(t, s, req)
 				pair[i].desc = fmt.Sprintf("%s %s", s.name, prototext.Format(req))
+				pair[i].side = s
 			}
 			if created[0] != created[1] {
 				t.Fatalf("seed %d: watch %s created:\netcd:   %s\nstrata: %s", seed, prototext.Format(req), created[0], created[1])
@@ -622,7 +771,7 @@ func diffRun(t *testing.T, eng engine.Engine, seed uint64, nops int) {
 			t.Fatalf("seed %d: %s\netcd:   %s\nstrata: %s", seed, pair[0].desc, a, b)
 		}
 	}
-	t.Logf("seed %d: %d ops, %d watchers, final revision %d, errors (same on both): %v", seed, nops, len(watchers), g.lastRev, errs)
+	t.Logf("seed %d: %d ops, %d watchers, %d server-chosen leases, final revision %d, errors (same on both): %v", seed, nops, len(watchers), autoGrants, g.lastRev, errs)
 }
 
 // TestDiffEtcdRangeStream compares RangeStream on a keyspace big enough

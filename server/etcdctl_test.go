@@ -29,31 +29,51 @@ func etcdctlPath(t *testing.T) string {
 	return ""
 }
 
+// etcdctl runs a real etcdctl against the endpoints of a cluster.
+type etcdctl struct {
+	t   *testing.T
+	bin string
+	// endpoints returns the endpoints of the next command.
+	endpoints func() []string
+	// log logs every command and its output.
+	log bool
+}
+
+// run runs etcdctl with args and stdin; on error the output includes
+// what etcdctl wrote to stderr.
+func (c etcdctl) run(stdin string, args ...string) (string, error) {
+	c.t.Helper()
+	cmd := exec.Command(c.bin, append([]string{"--endpoints=" + strings.Join(c.endpoints(), ","), "--command-timeout=10s"}, args...)...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if c.log {
+		c.t.Logf("etcdctl %s: %v\n%s%s", strings.Join(args, " "), err, out, stderr.String())
+	}
+	if err != nil {
+		return string(out) + stderr.String(), err
+	}
+	return string(out), nil
+}
+
+// must runs etcdctl and fails the test if it fails.
+func (c etcdctl) must(stdin string, args ...string) string {
+	c.t.Helper()
+	out, err := c.run(stdin, args...)
+	if err != nil {
+		c.t.Fatalf("etcdctl %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
 // TestEtcdctl drives a member with the real etcdctl.
 func TestEtcdctl(t *testing.T) {
 	bin := etcdctlPath(t)
 	c := newCluster(t, 1, engines()[0], nil)
 	ep := c.endpoint(0)
-	run := func(stdin string, args ...string) (string, error) {
-		t.Helper()
-		cmd := exec.Command(bin, append([]string{"--endpoints=" + ep, "--command-timeout=10s"}, args...)...)
-		cmd.Stdin = strings.NewReader(stdin)
-		var stderr strings.Builder
-		cmd.Stderr = &stderr
-		out, err := cmd.Output()
-		if err != nil {
-			return string(out) + stderr.String(), err
-		}
-		return string(out), nil
-	}
-	must := func(stdin string, args ...string) string {
-		t.Helper()
-		out, err := run(stdin, args...)
-		if err != nil {
-			t.Fatalf("etcdctl %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-		return out
-	}
+	ctl := etcdctl{t: t, bin: bin, endpoints: func() []string { return []string{ep} }}
+	run, must := ctl.run, ctl.must
 	expect := func(got, want string, args ...string) {
 		t.Helper()
 		if got != want {
@@ -263,32 +283,17 @@ func TestEtcdctlMembership(t *testing.T) {
 	bin := etcdctlPath(t)
 	c := newCluster(t, 3, engines()[0], nil)
 	var gone = -1 // the removed member, no longer an endpoint
-	run := func(args ...string) (string, error) {
-		t.Helper()
+	ctl := etcdctl{t: t, bin: bin, log: true, endpoints: func() []string {
 		var eps []string
 		for i := range c.members {
 			if i != gone {
 				eps = append(eps, c.endpoint(i))
 			}
 		}
-		cmd := exec.Command(bin, append([]string{"--endpoints=" + strings.Join(eps, ","), "--command-timeout=10s"}, args...)...)
-		var stderr strings.Builder
-		cmd.Stderr = &stderr
-		out, err := cmd.Output()
-		t.Logf("etcdctl %s: %v\n%s%s", strings.Join(args, " "), err, out, stderr.String())
-		if err != nil {
-			return string(out) + stderr.String(), err
-		}
-		return string(out), nil
-	}
-	must := func(args ...string) string {
-		t.Helper()
-		out, err := run(args...)
-		if err != nil {
-			t.Fatalf("etcdctl %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-		return out
-	}
+		return eps
+	}}
+	run := func(args ...string) (string, error) { return ctl.run("", args...) }
+	must := func(args ...string) string { return ctl.must("", args...) }
 
 	peer := "http://" + freePorts(t, 1)[0]
 	out := must("member", "add", "m3", "--learner", "--peer-urls="+peer)
@@ -379,4 +384,53 @@ func TestEtcdctlMembership(t *testing.T) {
 		t.Fatalf("member list after update: %s", out)
 	}
 	must("endpoint", "health")
+}
+
+// TestEtcdctlLeaseIDs is the reported case of a revoked lease's ID handed
+// out again, on every engine: the second grant gets a new ID, a put naming
+// the revoked lease fails as etcd's does, and history keeps the first
+// lease on the key it had.
+func TestEtcdctlLeaseIDs(t *testing.T) {
+	bin := etcdctlPath(t)
+	for _, eng := range engines() {
+		t.Run(eng.Name, func(t *testing.T) {
+			c := newCluster(t, 1, eng, nil)
+			ctl := etcdctl{t: t, bin: bin, endpoints: func() []string { return []string{c.endpoint(0)} }}
+			granted := regexp.MustCompile(`^lease ([0-9a-f]+) granted with TTL\(600s\)\n$`)
+			grant := func() string {
+				t.Helper()
+				out := ctl.must("", "lease", "grant", "600")
+				m := granted.FindStringSubmatch(out)
+				if m == nil {
+					t.Fatalf("lease grant: %q", out)
+				}
+				return m[1]
+			}
+			a := grant()
+			ctl.must("", "put", "a", "1", "--lease="+a)
+			if out := ctl.must("", "lease", "revoke", a); out != fmt.Sprintf("lease %s revoked\n", a) {
+				t.Fatalf("lease revoke: %q", out)
+			}
+			b := grant()
+			if a == b {
+				t.Fatalf("the revoked lease's ID %s was granted again", a)
+			}
+			out, err := ctl.run("", "put", "b", "2", "--lease="+a)
+			if err == nil || !strings.Contains(out, "etcdserver: requested lease not found") {
+				t.Fatalf("put on the revoked lease: %v\n%s", err, out)
+			}
+			if out := ctl.must("", "lease", "timetolive", b, "--keys"); !strings.HasSuffix(out, "attached keys([])\n") {
+				t.Fatalf("lease timetolive %s --keys: %q", b, out)
+			}
+			var get struct {
+				Kvs []struct {
+					Lease int64 `json:"lease"`
+				} `json:"kvs"`
+			}
+			if err := json.Unmarshal([]byte(ctl.must("", "get", "a", "--rev=2", "-w", "json")), &get); err != nil || len(get.Kvs) != 1 ||
+				fmt.Sprintf("%x", get.Kvs[0].Lease) != a {
+				t.Fatalf("get a --rev=2: %+v %v, want lease %s", get, err, a)
+			}
+		})
+	}
 }
