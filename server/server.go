@@ -128,7 +128,10 @@ func Start(cfg Config) (_ *Server, err error) {
 		Engine:        c.Engine,
 		EngineOptions: c.EngineOptions,
 		OpenLog: func(dir string) (replication.LogStore, error) {
-			return wal.Open(dir, &wal.Options{OnSync: func(_ int, took time.Duration) { disk.walFsync.Observe(took.Seconds()) }})
+			return wal.Open(dir, &wal.Options{
+				Logger: c.Logger.With("component", "wal"),
+				OnSync: func(_ int, took time.Duration) { disk.walFsync.Observe(took.Seconds()) },
+			})
 		},
 		OnApplyCommit: func(took time.Duration) { disk.backendCommit.Observe(took.Seconds()) },
 		Bind:          c.listenPeer.Host,

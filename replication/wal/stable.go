@@ -5,12 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
 	"sync"
-
-	"github.com/hashicorp/go-hclog"
 )
 
 // The stable file is an append-only log of Set records, framed like log
@@ -68,7 +67,7 @@ func (s *Store) GetUint64(key []byte) (uint64, error) {
 	return binary.LittleEndian.Uint64(v), nil
 }
 
-func (st *stableStore) open(dir string, logger hclog.Logger) error {
+func (st *stableStore) open(dir string, logger *slog.Logger) error {
 	st.dir = dir
 	st.kv = make(map[string][]byte)
 	path := filepath.Join(dir, stableName)

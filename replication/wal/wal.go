@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
@@ -13,7 +14,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 )
 
@@ -97,7 +97,7 @@ type Options struct {
 	// Logger receives recovery notices (a torn tail truncated, stale files
 	// removed) and the error that fails the store. The default value
 	// discards them.
-	Logger hclog.Logger
+	Logger *slog.Logger
 	// OnSync, if not nil, is called after each StoreLogs made its entries
 	// durable, with the number of entries and the time the write and the
 	// fdatasync took (for etcd's wal_fsync_duration metric). It runs on
@@ -120,7 +120,7 @@ func (o *Options) EnsureDefaults() {
 		o.SegmentSize = DefaultSegmentSize
 	}
 	if o.Logger == nil {
-		o.Logger = hclog.NewNullLogger()
+		o.Logger = slog.New(slog.DiscardHandler)
 	}
 }
 
