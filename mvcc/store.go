@@ -51,6 +51,9 @@ type Options struct {
 	OnCommit func(rev int64, events []*mvccpb.Event)
 	// Logger receives the store's log lines. The default discards them.
 	Logger *slog.Logger
+
+	// watch bounds the watch hub; tests of this package make it small.
+	watch watchLimits
 }
 
 func (o *Options) withDefaults() Options {
@@ -76,6 +79,7 @@ func (o *Options) withDefaults() Options {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+	c.watch.ensureDefaults()
 	return c
 }
 

@@ -28,20 +28,39 @@ import (
 // once, in order, whatever it falls behind by, unless the revisions it
 // needs are compacted away: it then gets a compacted response.
 
-// Hub bounds. They are variables so that tests can make them small.
-var (
-	// watchSyncInterval is the period of the sync loop (etcd's
+// watchLimits bound the watch hub. They are Options.watch, so that tests
+// can make them small; zero fields take the defaults below.
+type watchLimits struct {
+	// syncInterval is the period of the sync loop (etcd's
 	// watchResyncPeriod); it also runs when a watcher needs it.
-	watchSyncInterval = 100 * time.Millisecond
+	syncInterval time.Duration
 	// maxWatchersPerSync bounds the watchers one sync pass serves (etcd's).
-	maxWatchersPerSync = 512
+	maxWatchersPerSync int
 	// maxSyncScan bounds the revision-area entries one sync pass reads.
-	maxSyncScan = 10000
+	maxSyncScan int
 	// The ring keeps the events of the latest revisions, up to these
 	// bounds (the latest revision is kept whatever its size).
-	ringMaxEvents = 8192
-	ringMaxBytes  = 8 << 20
-)
+	ringMaxEvents int
+	ringMaxBytes  int
+}
+
+func (l *watchLimits) ensureDefaults() {
+	if l.syncInterval <= 0 {
+		l.syncInterval = 100 * time.Millisecond
+	}
+	if l.maxWatchersPerSync <= 0 {
+		l.maxWatchersPerSync = 512
+	}
+	if l.maxSyncScan <= 0 {
+		l.maxSyncScan = 10000
+	}
+	if l.ringMaxEvents <= 0 {
+		l.ringMaxEvents = 8192
+	}
+	if l.ringMaxBytes <= 0 {
+		l.ringMaxBytes = 8 << 20
+	}
+}
 
 // watchHub holds the watchers of a Store.
 type watchHub struct {
@@ -65,20 +84,20 @@ type watchHub struct {
 
 	syncc        chan struct{} // wakes the sync loop
 	stopc, donec chan struct{}
-	syncInterval time.Duration
+	lim          watchLimits
 }
 
 func newWatchHub(s *Store, rev int64) *watchHub {
 	h := &watchHub{
-		s:            s,
-		rev:          rev,
-		synced:       newWatcherGroup(),
-		unsynced:     newWatcherGroup(),
-		streams:      make(map[*WatchStream]struct{}),
-		syncc:        make(chan struct{}, 1),
-		stopc:        make(chan struct{}),
-		donec:        make(chan struct{}),
-		syncInterval: watchSyncInterval,
+		s:        s,
+		rev:      rev,
+		synced:   newWatcherGroup(),
+		unsynced: newWatcherGroup(),
+		streams:  make(map[*WatchStream]struct{}),
+		syncc:    make(chan struct{}, 1),
+		stopc:    make(chan struct{}),
+		donec:    make(chan struct{}),
+		lim:      s.opts.watch,
 	}
 	h.ring.reset(rev + 1)
 	go h.syncLoop()
@@ -141,7 +160,7 @@ func (h *watchHub) notify(changes []pendingChange, rev int64) {
 		return
 	}
 	evs := changesToEvents(changes)
-	h.ring.add(evs)
+	h.ring.add(evs, &h.lim)
 	first := changes[0].rev.main
 	if h.synced.size() > 0 {
 		for i, ev := range evs {
@@ -277,7 +296,7 @@ func (h *watchHub) syncFromRing(w *watcher) bool {
 
 func (h *watchHub) syncLoop() {
 	defer close(h.donec)
-	t := time.NewTimer(h.syncInterval)
+	t := time.NewTimer(h.lim.syncInterval)
 	defer t.Stop()
 	for {
 		select {
@@ -298,14 +317,14 @@ func (h *watchHub) syncLoop() {
 		if more {
 			h.nudge() // yield to stop, then go on
 		}
-		t.Reset(h.syncInterval)
+		t.Reset(h.lim.syncInterval)
 	}
 }
 
-// syncOnce is one pass of the sync loop over up to maxWatchersPerSync
+// syncOnce is one pass of the sync loop over up to lim.maxWatchersPerSync
 // unsynced watchers whose streams have room: compacted ones are cancelled,
 // those within the ring are caught up from it, and the others read the
-// revision area (at most maxSyncScan entries, without holding mu) and
+// revision area (at most lim.maxSyncScan entries, without holding mu) and
 // then the ring. It reports whether another pass should follow at once.
 func (h *watchHub) syncOnce() (more bool, err error) {
 	h.mu.Lock()
@@ -313,7 +332,7 @@ func (h *watchHub) syncOnce() (more bool, err error) {
 	var scan []*watcher
 	chosen, progressed := 0, false
 	for w := range h.unsynced.all {
-		if chosen >= maxWatchersPerSync {
+		if chosen >= h.lim.maxWatchersPerSync {
 			more = true
 			break
 		}
@@ -376,7 +395,7 @@ func (h *watchHub) unsyncedLeft() bool {
 
 // scanStore reads the events of the watchers ws from the revision area,
 // from their lowest minRev (or the compact revision) to upTo, stopping at
-// a revision boundary after maxSyncScan entries. It returns each
+// a revision boundary after lim.maxSyncScan entries. It returns each
 // watcher's events from its minRev on, the last revision read, and the
 // compact revision, read after the engine snapshot was taken (so no
 // revision at or above it is missing from the snapshot).
@@ -414,7 +433,7 @@ func (h *watchHub) scanStore(ws []*watcher, upTo int64) (map[*watcher][]*mvccpb.
 		if err != nil {
 			return nil, 0, 0, err
 		}
-		if n >= maxSyncScan && rev.main != last {
+		if n >= h.lim.maxSyncScan && rev.main != last {
 			end = last
 			break
 		}
@@ -471,8 +490,9 @@ func (r *eventRing) reset(next int64) {
 	*r = eventRing{revs: r.revs[:0], first: next}
 }
 
-// add appends the events of a commit, in revision order.
-func (r *eventRing) add(evs []*mvccpb.Event) {
+// add appends the events of a commit, in revision order, and drops the
+// oldest revisions beyond lim's bounds.
+func (r *eventRing) add(evs []*mvccpb.Event, lim *watchLimits) {
 	for i := 0; i < len(evs); {
 		rev := evs[i].Kv.ModRevision
 		j, size := i, 0
@@ -484,7 +504,7 @@ func (r *eventRing) add(evs []*mvccpb.Event) {
 		r.bytes += size
 		i = j
 	}
-	for len(r.revs)-r.head > 1 && (r.events > ringMaxEvents || r.bytes > ringMaxBytes) {
+	for len(r.revs)-r.head > 1 && (r.events > lim.ringMaxEvents || r.bytes > lim.ringMaxBytes) {
 		old := &r.revs[r.head]
 		r.events -= len(old.evs)
 		r.bytes -= old.size

@@ -281,11 +281,14 @@ func checkStream(t testing.TB, rs []*pb.WatchResponse) {
 	}
 }
 
-// setWatchTunables sets the hub bounds for the test. Call it before Open.
-func setWatchTunables(t testing.TB, ringEvents, scan int, interval time.Duration) {
-	oldRing, oldScan, oldInterval := ringMaxEvents, maxSyncScan, watchSyncInterval
-	ringMaxEvents, maxSyncScan, watchSyncInterval = ringEvents, scan, interval
-	t.Cleanup(func() { ringMaxEvents, maxSyncScan, watchSyncInterval = oldRing, oldScan, oldInterval })
+// smallWatchHub returns o (testOptions when nil) with the hub bounds made
+// small, so that tests reach the ring's and the scan's limits.
+func smallWatchHub(o *Options, ringEvents, scan int, interval time.Duration) *Options {
+	if o == nil {
+		o = testOptions()
+	}
+	o.watch = watchLimits{ringMaxEvents: ringEvents, maxSyncScan: scan, syncInterval: interval}
+	return o
 }
 
 func eventsEqual(a, b []*mvccpb.Event) bool {
@@ -494,8 +497,7 @@ func TestWatchUnderLoad(t *testing.T) {
 		n = 800
 	}
 	forEachEngine(t, func(t *testing.T, e engineT) {
-		setWatchTunables(t, 64, 100, 20*time.Millisecond)
-		s, be := newTestStore(t, e, nil)
+		s, be := newTestStore(t, e, smallWatchHub(nil, 64, 100, 20*time.Millisecond))
 		type wt struct {
 			ws    *WatchStream
 			c     *collector
@@ -564,8 +566,7 @@ func TestWatchSlowReader(t *testing.T) {
 		n = 600
 	}
 	forEachEngine(t, func(t *testing.T, e engineT) {
-		setWatchTunables(t, 128, 200, 10*time.Millisecond)
-		s, be := newTestStore(t, e, nil)
+		s, be := newTestStore(t, e, smallWatchHub(nil, 128, 200, 10*time.Millisecond))
 		slow := newStream(t, s, &WatchStreamOptions{BufferEvents: 32})
 		slowAll := mustWatch(t, slow, watchReq("\x00", "\x00", 0))
 		slowKey := mustWatch(t, slow, watchReq("k0/00", "", 0))
@@ -601,8 +602,7 @@ func TestWatchSlowReader(t *testing.T) {
 
 func TestWatchCompacted(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, e engineT) {
-		setWatchTunables(t, 16, 100, 10*time.Millisecond)
-		s, be := newTestStore(t, e, nil)
+		s, be := newTestStore(t, e, smallWatchHub(nil, 16, 100, 10*time.Millisecond))
 		for i := range 20 {
 			mustPut(t, s, "a", fmt.Sprint(i)) // 2..21
 		}
@@ -897,8 +897,7 @@ func TestWatchChaos(t *testing.T) {
 		d = 700 * time.Millisecond
 	}
 	forEachEngine(t, func(t *testing.T, e engineT) {
-		setWatchTunables(t, 32, 50, 5*time.Millisecond)
-		s, _ := newTestStore(t, e, &Options{CompactionBatchLimit: 10, CompactionSleepInterval: -1})
+		s, _ := newTestStore(t, e, smallWatchHub(&Options{CompactionBatchLimit: 10, CompactionSleepInterval: -1}, 32, 50, 5*time.Millisecond))
 		stop := make(chan struct{})
 		var wg sync.WaitGroup
 		wg.Add(1)
