@@ -22,8 +22,9 @@ import (
 //
 // A compaction that fails is retried at the next tick.
 
-// revisionCompactInterval is etcd's revInterval. A variable for tests.
-var revisionCompactInterval = 5 * time.Minute
+// defaultRevisionCompactInterval is etcd's revInterval: how often the
+// revision mode compacts (Config.revisionCompactInterval, set by tests).
+const defaultRevisionCompactInterval = 5 * time.Minute
 
 type compactor struct {
 	cancel context.CancelFunc
@@ -79,7 +80,7 @@ func (s *Server) autoCompact(ctx context.Context, mode string, rev int64) bool {
 }
 
 func (s *Server) runRevisionCompaction(ctx context.Context, keep int64) {
-	t := time.NewTicker(revisionCompactInterval)
+	t := time.NewTicker(s.cfg.revisionCompactInterval)
 	defer t.Stop()
 	var prev int64
 	for {

@@ -14,7 +14,6 @@ import (
 
 // TestAutoCompaction checks both of etcd's auto-compaction modes.
 func TestAutoCompaction(t *testing.T) {
-	defer server.SetRevisionCompactInterval(100 * time.Millisecond)()
 	for _, mode := range []struct{ mode, retention string }{
 		{server.CompactionRevision, "5"},
 		{server.CompactionPeriodic, "500ms"},
@@ -22,6 +21,7 @@ func TestAutoCompaction(t *testing.T) {
 		t.Run(mode.mode, func(t *testing.T) {
 			c := newCluster(t, 1, engines()[0], func(cfg *server.Config) {
 				cfg.AutoCompactionMode, cfg.AutoCompactionRetention = mode.mode, mode.retention
+				server.SetRevisionCompactInterval(cfg, 100*time.Millisecond)
 			})
 			cli := c.client()
 			ctx := ctxT(t)

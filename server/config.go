@@ -135,6 +135,10 @@ type Config struct {
 
 	// Logger receives the server's log lines. The default discards them.
 	Logger *slog.Logger
+
+	// revisionCompactInterval is how often the revision auto-compaction
+	// runs; tests shorten it (see export_test.go).
+	revisionCompactInterval time.Duration
 }
 
 // config is a validated Config with parsed values.
@@ -205,6 +209,9 @@ func (c *Config) validate() (*config, error) {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.revisionCompactInterval <= 0 {
+		o.revisionCompactInterval = defaultRevisionCompactInterval
 	}
 
 	var err error

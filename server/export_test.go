@@ -2,10 +2,8 @@ package server
 
 import "time"
 
-// SetRevisionCompactInterval sets how often the revision auto-compaction
-// runs, for tests; the returned function restores it.
-func SetRevisionCompactInterval(d time.Duration) func() {
-	old := revisionCompactInterval
-	revisionCompactInterval = d
-	return func() { revisionCompactInterval = old }
+// SetRevisionCompactInterval makes c's revision auto-compaction run every
+// d, for tests.
+func SetRevisionCompactInterval(c *Config, d time.Duration) {
+	c.revisionCompactInterval = d
 }
