@@ -159,12 +159,12 @@ func run(ctx context.Context, f *runFlags) error {
 	}
 	report := bench.NewReport(os.Args)
 	report.Baseline = f.baseline
-	prog = newProgress()
-	rssPid = 0 // engine, mvcc and cluster modes run in kvbench's process
+	// The engine, mvcc and cluster modes run in kvbench's process (rssPid 0).
+	r := &runner{prog: newProgress()}
 	if f.mode == "endpoints" {
-		rssPid = f.pid
-		if rssPid == 0 {
-			rssPid = -1
+		r.rssPid = f.pid
+		if r.rssPid == 0 {
+			r.rssPid = -1
 		}
 	}
 	cfg := bench.Config{
@@ -189,17 +189,17 @@ func run(ctx context.Context, f *runFlags) error {
 		var runs []bench.RunReport
 		var err error
 		if f.mode == "engine" || f.mode == "mvcc" {
-			runs, err = runEngine(ctx, reg, f.mode, name, dir, workloads, cfg, f.durability)
+			runs, err = r.runEngine(ctx, reg, f.mode, name, dir, workloads, cfg, f.durability)
 		} else {
-			runs, err = runRemote(ctx, reg, f, name, dir, workloads, cfg)
+			runs, err = r.runRemote(ctx, reg, f, name, dir, workloads, cfg)
 		}
 		if err != nil {
-			prog.wait()
+			r.prog.wait()
 			return fmt.Errorf("%s: %w", name, err)
 		}
 		report.Runs = append(report.Runs, runs...)
 	}
-	prog.wait()
+	r.prog.wait()
 	report.WriteTables(os.Stdout, f.baseline)
 	if f.jsonOut != "" {
 		if err := writeFile(f.jsonOut, report.WriteJSON); err != nil {
@@ -209,29 +209,30 @@ func run(ctx context.Context, f *runFlags) error {
 	return writeRendered(report, f.htmlOut, f.pngDir)
 }
 
-var (
-	// prog draws the progress bars of a run command.
-	prog = &progress{}
+// runner is what one run command's targets share.
+type runner struct {
+	// prog draws the progress bars.
+	prog *progress
 	// rssPid is the process whose peak RSS is recorded per run: 0 for
 	// kvbench itself, -1 for none.
 	rssPid int
-)
+}
 
 // measure runs workload w with a progress bar, sampling the peak RSS of
 // process rssPid meanwhile.
-func measure(ctx context.Context, store bench.Store, w bench.Workload, cfg bench.Config, name string) (*bench.Result, int64, error) {
-	if prog.p == nil {
+func (r *runner) measure(ctx context.Context, store bench.Store, w bench.Workload, cfg bench.Config, name string) (*bench.Result, int64, error) {
+	if r.prog.p == nil {
 		fmt.Fprintf(os.Stderr, "%s: running %s\n", name, w.Name)
 	}
-	cfg, done := prog.bar(cfg, name+" "+w.Name)
+	cfg, done := r.prog.bar(cfg, name+" "+w.Name)
 	var rss *bench.RSSSampler
-	if rssPid >= 0 {
-		if rssPid == 0 {
+	if r.rssPid >= 0 {
+		if r.rssPid == 0 {
 			// Hand back what earlier targets left, so their memory is not
 			// counted against this one.
 			debug.FreeOSMemory()
 		}
-		rss = bench.StartRSS(rssPid, 0)
+		rss = bench.StartRSS(r.rssPid, 0)
 	}
 	res, err := bench.Run(ctx, store, w, cfg)
 	var peak int64
@@ -284,7 +285,7 @@ func finish(ctx context.Context, rr *bench.RunReport, store bench.Store, dir str
 	}
 }
 
-func runEngine(ctx context.Context, reg *engine.Registry, mode, name, root string, workloads []bench.Workload,
+func (r *runner) runEngine(ctx context.Context, reg *engine.Registry, mode, name, root string, workloads []bench.Workload,
 	cfg bench.Config, durability string) ([]bench.RunReport, error) {
 	var (
 		runs   []bench.RunReport
@@ -333,7 +334,7 @@ func runEngine(ctx context.Context, reg *engine.Registry, mode, name, root strin
 			}
 			loaded = key
 			if key != "" {
-				fmt.Fprintf(prog.log(), "%s: loading %d records (%s)\n", name, cfg.Records, key)
+				fmt.Fprintf(r.prog.log(), "%s: loading %d records (%s)\n", name, cfg.Records, key)
 				if took, err = bench.LoadWorkload(ctx, store, w, cfg); err != nil {
 					return nil, err
 				}
@@ -342,7 +343,7 @@ func runEngine(ctx context.Context, reg *engine.Registry, mode, name, root strin
 				}
 			}
 		}
-		res, peak, err := measure(ctx, store, w, cfg, name)
+		res, peak, err := r.measure(ctx, store, w, cfg, name)
 		if err != nil {
 			return nil, err
 		}
@@ -362,7 +363,7 @@ func runEngine(ctx context.Context, reg *engine.Registry, mode, name, root strin
 // Strata cluster of backend name (cluster mode), or against the given
 // endpoints. Workloads that disagree on their load each get a fresh one
 // (a fresh cluster; for endpoints, keys are simply written again).
-func runRemote(ctx context.Context, reg *engine.Registry, f *runFlags, name, root string,
+func (r *runner) runRemote(ctx context.Context, reg *engine.Registry, f *runFlags, name, root string,
 	workloads []bench.Workload, cfg bench.Config) ([]bench.RunReport, error) {
 	var (
 		runs    []bench.RunReport
@@ -396,7 +397,7 @@ func runRemote(ctx context.Context, reg *engine.Registry, f *runFlags, name, roo
 				}
 				round++
 				dir := fmt.Sprintf("%s/%s-%d", root, name, round)
-				fmt.Fprintf(prog.log(), "%s: starting a %d-member cluster\n", name, f.nodes)
+				fmt.Fprintf(r.prog.log(), "%s: starting a %d-member cluster\n", name, f.nodes)
 				if cluster, err = bench.StartCluster(dir, f.nodes, e); err != nil {
 					return nil, err
 				}
@@ -410,13 +411,13 @@ func runRemote(ctx context.Context, reg *engine.Registry, f *runFlags, name, roo
 			store.Serializable = f.serializable
 			loaded = key
 			if key != "" {
-				fmt.Fprintf(prog.log(), "%s: loading %d records (%s)\n", name, cfg.Records, key)
+				fmt.Fprintf(r.prog.log(), "%s: loading %d records (%s)\n", name, cfg.Records, key)
 				if took, err = bench.LoadWorkload(ctx, store, w, cfg); err != nil {
 					return nil, err
 				}
 			}
 		}
-		res, peak, err := measure(ctx, store, w, cfg, name)
+		res, peak, err := r.measure(ctx, store, w, cfg, name)
 		if err != nil {
 			return nil, err
 		}
