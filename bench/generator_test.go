@@ -122,7 +122,7 @@ func TestFNVHash64MatchesYCSB(t *testing.T) {
 }
 
 func TestMixProportions(t *testing.T) {
-	for _, w := range Presets {
+	for _, w := range Presets() {
 		if w.Kind != KindMix {
 			continue // their mixes are their own (see TestK8sMix)
 		}

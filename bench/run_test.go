@@ -25,7 +25,7 @@ func TestRunPresetsOnEngine(t *testing.T) {
 	if _, err := bench.Load(ctx, s, cfg); err != nil {
 		t.Fatal(err)
 	}
-	for _, w := range bench.Presets {
+	for _, w := range bench.Presets() {
 		if w.NeedsEtcd() {
 			continue // see TestEtcdWorkloadsOnCluster
 		}

@@ -3,6 +3,7 @@ package bench
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -91,11 +92,14 @@ type Workload struct {
 	Defrag bool
 }
 
-// Presets are the built-in workloads. YCSB A–F follow upstream YCSB's
-// workload files (not go-ycsb's, which use uniform requests and scans of 1):
-// zipfian 0.99 requests, latest for D, scans of up to 100 for E, and a real
-// read-modify-write for F.
-var Presets = []Workload{
+// Presets returns the built-in workloads, a fresh copy on every call. YCSB
+// A–F follow upstream YCSB's workload files (not go-ycsb's, which use
+// uniform requests and scans of 1): zipfian 0.99 requests, latest for D,
+// scans of up to 100 for E, and a real read-modify-write for F.
+func Presets() []Workload { return slices.Clone(presets) }
+
+// presets is what Presets returns; nothing may change it.
+var presets = []Workload{
 	{Name: "ycsb-a", Description: "update heavy: 50% read, 50% update, zipfian",
 		Read: 0.5, Update: 0.5, Distribution: DistZipfian, HashedKeys: true},
 	{Name: "ycsb-b", Description: "read mostly: 95% read, 5% update, zipfian",
@@ -137,13 +141,13 @@ var Presets = []Workload{
 
 // Preset returns the built-in workload called name.
 func Preset(name string) (Workload, error) {
-	for _, w := range Presets {
+	for _, w := range presets {
 		if w.Name == name {
 			return w, nil
 		}
 	}
-	names := make([]string, len(Presets))
-	for i, w := range Presets {
+	names := make([]string, len(presets))
+	for i, w := range presets {
 		names[i] = w.Name
 	}
 	return Workload{}, fmt.Errorf("bench: unknown workload %q (have %s)", name, strings.Join(names, ", "))

@@ -463,7 +463,7 @@ func newWorkloadsCmd() *cobra.Command {
 		Short: "List the built-in workloads",
 		RunE: func(*cobra.Command, []string) error {
 			tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
-			for _, w := range bench.Presets {
+			for _, w := range bench.Presets() {
 				fmt.Fprintf(tw, "%s\t%s\n", w.Name, w.Description)
 			}
 			return tw.Flush()
