@@ -161,7 +161,7 @@ func (r *Report) tableGroups(baseline string) []*tableGroup {
 			ratio := res.OpsSec / base.Result.OpsSec
 			g.Rows = append(g.Rows, []string{run.Target, fmt.Sprintf("%.0f", res.OpsSec), fmt.Sprintf("%.2fx", ratio),
 				fmt.Sprint(res.Total.P50), fmt.Sprint(res.Total.P99), fmt.Sprint(res.Total.P999), fmt.Sprint(res.Total.Max),
-				fmt.Sprint(res.Errors), bytesString(run.Disk.EngineSize), bytesString(run.Disk.DU), bytesString(run.PeakRSS)})
+				fmt.Sprint(res.Errors), FormatBytes(run.Disk.EngineSize), FormatBytes(run.Disk.DU), FormatBytes(run.PeakRSS)})
 		}
 		g.Extra = extraSections(g.Runs)
 		if len(base.Result.PerOp) > 1 {
@@ -248,9 +248,9 @@ func extraSections(runs []RunReport) []tableSection {
 			pauses.Rows = append(pauses.Rows, []string{run.Target, name, fmt.Sprintf("%.1f", p.At.Seconds()),
 				fmt.Sprintf("%.1f", float64(p.Took)/float64(time.Millisecond)), fmt.Sprint(p.WorstOp), fmt.Sprint(p.Ops),
 				fmt.Sprintf("%.0f", p.OpsSec), fmt.Sprintf("%.0f", res.OpsSecOutsidePauses),
-				bytesString(p.Before.EngineSize) + " → " + bytesString(p.After.EngineSize),
-				bytesString(p.Before.EngineInUse) + " → " + bytesString(p.After.EngineInUse),
-				bytesString(p.Before.DU) + " → " + bytesString(p.After.DU), orDash(p.Error)})
+				FormatBytes(p.Before.EngineSize) + " → " + FormatBytes(p.After.EngineSize),
+				FormatBytes(p.Before.EngineInUse) + " → " + FormatBytes(p.After.EngineInUse),
+				FormatBytes(p.Before.DU) + " → " + FormatBytes(p.After.DU), orDash(p.Error)})
 		}
 		if len(res.Counts) > 0 {
 			row := []string{run.Target}
@@ -275,7 +275,9 @@ func orDash(s string) string {
 	return s
 }
 
-func bytesString(n int64) string {
+// FormatBytes renders a byte count as the tables print it, in binary
+// units with one decimal ("1.5 MiB"), or "-" for none.
+func FormatBytes(n int64) string {
 	if n <= 0 {
 		return "-"
 	}

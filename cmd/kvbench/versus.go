@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/strata-kv/strata/bench"
+	"github.com/strata-kv/strata/cmd/kvbench/internal/versus"
 )
 
 func newReportCmd() *cobra.Command {
@@ -44,10 +45,10 @@ func newReportCmd() *cobra.Command {
 
 func newVersusCmd() *cobra.Command {
 	var (
-		cfg     bench.VersusConfig
+		cfg     versus.Config
 		jsonOut string
 	)
-	opts := bench.DefaultVersusOptions()
+	opts := versus.DefaultOptions()
 	cmd := &cobra.Command{
 		Use:   "versus --etcd PATH --strata PATH --bench PATH",
 		Short: "Strata against etcd on etcd's own benchmark tool, in alternating rounds",
@@ -84,13 +85,13 @@ and kept in --json.`,
 				return fmt.Errorf("--nodes=%d: 1 or 3", cfg.Nodes)
 			}
 			for _, w := range cfg.Workloads {
-				if _, ok := bench.LookupVersusWorkload(w); !ok {
-					return fmt.Errorf("--workload: unknown %q (have %s)", w, strings.Join(bench.VersusWorkloadNames(), ", "))
+				if _, ok := versus.LookupWorkload(w); !ok {
+					return fmt.Errorf("--workload: unknown %q (have %s)", w, strings.Join(versus.WorkloadNames(), ", "))
 				}
 			}
 			cfg.Options = opts
 			cfg.Log = os.Stderr
-			res, err := bench.RunVersus(cmd.Context(), cfg)
+			res, err := versus.Run(cmd.Context(), cfg)
 			if res != nil && len(res.Runs) > 0 {
 				res.WriteTable(os.Stdout)
 				if jsonOut != "" {
@@ -110,7 +111,7 @@ and kept in --json.`,
 	fl.StringSliceVar(&cfg.StrataArgs, "strata-arg", nil, "extra flag for strata, e.g. --strata-arg=--backend=pebble (repeatable)")
 	fl.StringSliceVar(&cfg.EtcdArgs, "etcd-arg", nil, "extra flag for etcd, e.g. --etcd-arg=--quota-backend-bytes=8589934592 (repeatable)")
 	fl.IntVar(&cfg.Nodes, "nodes", 1, "members per cluster: 1 or 3 (loopback)")
-	fl.StringSliceVar(&cfg.Workloads, "workload", []string{"put"}, "workloads, comma-separated: "+strings.Join(bench.VersusWorkloadNames(), ","))
+	fl.StringSliceVar(&cfg.Workloads, "workload", []string{"put"}, "workloads, comma-separated: "+strings.Join(versus.WorkloadNames(), ","))
 	fl.IntVar(&cfg.Rounds, "rounds", 5, "rounds; each runs every workload once against each server")
 	fl.StringVar(&cfg.Dir, "dir", "", "directory for the servers' data (default: a temporary directory)")
 	fl.StringVar(&jsonOut, "json", "", "write every run and the medians as JSON to this file")
@@ -128,7 +129,7 @@ and kept in --json.`,
 	return cmd
 }
 
-func writeVersusJSON(path string, res *bench.VersusResult, cfg bench.VersusConfig) error {
+func writeVersusJSON(path string, res *versus.Result, cfg versus.Config) error {
 	fh, err := os.Create(path)
 	if err != nil {
 		return err

@@ -1,4 +1,4 @@
-package bench
+package versus
 
 import (
 	"context"
@@ -18,7 +18,7 @@ import (
 )
 
 // TestMain lets the test binary stand in for a server and for etcd's
-// benchmark tool, so RunVersus can be tested without either.
+// benchmark tool, so Run can be tested without either.
 func TestMain(m *testing.M) {
 	switch os.Getenv("BENCH_FAKE") {
 	case "server":
@@ -133,11 +133,11 @@ func TestParseEtcdBenchRejectsOther(t *testing.T) {
 }
 
 func TestVersusRatios(t *testing.T) {
-	run := func(round int, target string, rps float64, p99ms int) VersusRun {
-		return VersusRun{Round: round, Target: target, Summary: BenchSummary{ReqPerSec: rps,
+	run := func(round int, target string, rps float64, p99ms int) BenchRun {
+		return BenchRun{Round: round, Target: target, Summary: BenchSummary{ReqPerSec: rps,
 			Percentiles: map[string]time.Duration{"99": time.Duration(p99ms) * time.Millisecond}}}
 	}
-	r := &VersusResult{Runs: []VersusRun{
+	r := &Result{Runs: []BenchRun{
 		run(1, "etcd", 100, 10), run(1, "strata", 200, 5), // 2x, 0.5x
 		run(2, "strata", 90, 10), run(2, "etcd", 100, 10), // 0.9x, 1x
 		run(3, "etcd", 100, 10), run(3, "strata", 110, 20), // 1.1x, 2x
@@ -157,7 +157,7 @@ func TestRunVersusWithFakes(t *testing.T) {
 	t.Setenv("BENCH_FAKE_OUTPUT", "testdata/etcd-bench-put.txt")
 	fake := fakeBinaries(t)
 	var log strings.Builder
-	res, err := RunVersus(context.Background(), VersusConfig{
+	res, err := Run(context.Background(), Config{
 		Etcd: fake("server"), Strata: fake("server"), Bench: fake("bench"),
 		Rounds: 2, BenchArgs: []string{"put"}, Log: &log,
 	})
@@ -324,7 +324,7 @@ func TestBenchStderr(t *testing.T) {
 }
 
 func TestVersusWorkloads(t *testing.T) {
-	o := DefaultVersusOptions()
+	o := DefaultOptions()
 	o.Total = 20000
 	want := map[string]string{
 		"put":           "--conns=10 --clients=100 --precise put --key-size=8 --val-size=256 --key-space-size=10000 --total=20000",
@@ -333,11 +333,11 @@ func TestVersusWorkloads(t *testing.T) {
 		"range-s":       "--conns=10 --clients=100 --precise range foo --consistency=s --total=20000",
 		"watch-latency": "--conns=10 --clients=100 --precise watch-latency --put-total=500 --put-rate=100 --streams=10 --watchers-per-stream=10 --key-size=8 --val-size=256",
 	}
-	if names := VersusWorkloadNames(); len(names) != len(want) {
+	if names := WorkloadNames(); len(names) != len(want) {
 		t.Fatalf("workloads %q", names)
 	}
 	for name, args := range want {
-		w, ok := LookupVersusWorkload(name)
+		w, ok := LookupWorkload(name)
 		if !ok {
 			t.Fatalf("no workload %s", name)
 		}
@@ -345,7 +345,7 @@ func TestVersusWorkloads(t *testing.T) {
 			t.Errorf("%s: %s\nwant %s", name, got, args)
 		}
 	}
-	put, _ := LookupVersusWorkload("put")
+	put, _ := LookupWorkload("put")
 	for _, tc := range []struct {
 		tp, p99 float64
 		met     bool
@@ -354,10 +354,10 @@ func TestVersusWorkloads(t *testing.T) {
 			t.Errorf("put.Met(%v, %v) = %v", tc.tp, tc.p99, got)
 		}
 	}
-	if wl, _ := LookupVersusWorkload("watch-latency"); !wl.Met(0.1, 0.99) || wl.Met(5, 1.2) || wl.Bar() != "p99 <= 1.00x" {
+	if wl, _ := LookupWorkload("watch-latency"); !wl.Met(0.1, 0.99) || wl.Met(5, 1.2) || wl.Bar() != "p99 <= 1.00x" {
 		t.Errorf("watch-latency bar %q", wl.Bar())
 	}
-	if rs, _ := LookupVersusWorkload("range-s"); !rs.Met(1, 3) || rs.Met(0.99, 0.5) {
+	if rs, _ := LookupWorkload("range-s"); !rs.Met(1, 3) || rs.Met(0.99, 0.5) {
 		t.Error("range-s bar")
 	}
 }
@@ -376,12 +376,12 @@ func TestRunVersusWorkloadsWithFakes(t *testing.T) {
 	t.Setenv("BENCH_FAKE_STDERR", "testdata/etcd-bench-put-errors.stderr")
 	fake := fakeBinaries(t)
 	var log strings.Builder
-	cfg := VersusConfig{
+	cfg := Config{
 		Etcd: fake("server"), Strata: fake("server"), Bench: fake("bench"), Etcdctl: fake("etcdctl"),
-		Nodes: 3, Rounds: 1, Workloads: VersusWorkloadNames(), Options: DefaultVersusOptions(), Log: &log,
+		Nodes: 3, Rounds: 1, Workloads: WorkloadNames(), Options: DefaultOptions(), Log: &log,
 		StrataArgs: []string{"--backend=pebble"},
 	}
-	res, err := RunVersus(context.Background(), cfg)
+	res, err := Run(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -415,7 +415,7 @@ func TestRunVersusWorkloadsWithFakes(t *testing.T) {
 			benches++
 		case "etcdctl":
 			puts++
-			if len(f) != 5 || f[2] != "put" || f[3] != VersusRangeKey || f[4] != strings.Repeat("v", 256) {
+			if len(f) != 5 || f[2] != "put" || f[3] != RangeKey || f[4] != strings.Repeat("v", 256) {
 				t.Errorf("etcdctl %q", f[1:])
 			}
 		}
@@ -437,7 +437,7 @@ func TestRunVersusWorkloadsWithFakes(t *testing.T) {
 	if err := res.WriteJSON(&js, cfg, []string{"kvbench", "versus"}); err != nil {
 		t.Fatal(err)
 	}
-	var back VersusJSON
+	var back ResultJSON
 	if err := json.Unmarshal([]byte(js.String()), &back); err != nil {
 		t.Fatal(err)
 	}
@@ -458,12 +458,12 @@ func TestRunVersusWorkloadsWithFakes(t *testing.T) {
 }
 
 // TestRunVersusRecordsFailures: a run whose requests all fail is kept,
-// with its errors, and the rounds go on; RunVersus then fails.
+// with its errors, and the rounds go on; Run then fails.
 func TestRunVersusRecordsFailures(t *testing.T) {
 	t.Setenv("BENCH_FAKE_OUTPUT", "testdata/etcd-bench-put-allfailed.txt")
 	fake := fakeBinaries(t)
 	var log strings.Builder
-	res, err := RunVersus(context.Background(), VersusConfig{
+	res, err := Run(context.Background(), Config{
 		Etcd: fake("server"), Strata: fake("server"), Bench: fake("bench"), Rounds: 1, Log: &log,
 	})
 	if err == nil || !strings.Contains(err.Error(), "2 runs failed") {
@@ -499,15 +499,15 @@ func TestVersusRealBinaries(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	o := DefaultVersusOptions()
+	o := DefaultOptions()
 	o.Total, o.WatchPutTotal, o.WatchPutRate = 500, 50, 100
 	for _, tc := range []struct {
 		nodes     int
 		workloads []string
-	}{{1, VersusWorkloadNames()}, {3, []string{"put"}}} {
+	}{{1, WorkloadNames()}, {3, []string{"put"}}} {
 		t.Run(fmt.Sprintf("nodes=%d", tc.nodes), func(t *testing.T) {
 			var log strings.Builder
-			res, err := RunVersus(context.Background(), VersusConfig{Etcd: etcd, Strata: strata, Bench: tool,
+			res, err := Run(context.Background(), Config{Etcd: etcd, Strata: strata, Bench: tool,
 				Etcdctl: os.Getenv("STRATA_ETCDCTL"), Nodes: tc.nodes, Rounds: 1, Workloads: tc.workloads, Options: o, Log: &log})
 			var table strings.Builder
 			if res != nil {

@@ -1,0 +1,274 @@
+package versus
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/strata-kv/strata/bench"
+)
+
+// Config sets up a head-to-head of Strata and etcd on etcd's own
+// benchmark tool.
+type Config struct {
+	Etcd, Strata, Bench string // binaries
+	// Etcdctl puts the key the range workloads read; etcdctl next to
+	// Etcd when empty.
+	Etcdctl string
+	// StrataArgs and EtcdArgs are extra flags for each server (e.g.
+	// --backend=pebble), after versus's own.
+	StrataArgs, EtcdArgs []string
+	// Nodes is the cluster size, 1 (default) or 3; the benchmark tool is
+	// pointed at every member.
+	Nodes  int
+	Rounds int
+	// Workloads are names from Workloads; put when empty.
+	Workloads []string
+	Options   Options
+	// BenchArgs, when set, replaces Workloads with one workload, "custom",
+	// running exactly these arguments after --endpoints, e.g.
+	// put --key-size=8 --val-size=256 --key-space-size=10000 --total=100000.
+	BenchArgs []string
+	// RunTimeout bounds one benchmark run (10 minutes when zero).
+	RunTimeout time.Duration
+	// Dir holds the servers' data directories (a temporary one when empty).
+	Dir string
+	// Log receives progress lines, each run's figures and the servers'
+	// failures.
+	Log io.Writer
+}
+
+// BenchRun is one benchmark run against one cluster.
+type BenchRun struct {
+	Workload string
+	Nodes    int
+	Round    int
+	Target   string // "etcd" or "strata"
+	// Summary is the workload's summary (Watch events summary for
+	// watch-latency); Output holds every summary the tool printed.
+	Summary BenchSummary
+	Output  BenchOutput
+	// PeakRSS is the sum over members of each one's peak RSS.
+	PeakRSS int64
+	// Err is why the run failed ("" when it did not): the benchmark tool
+	// exited non-zero, or printed no summary.
+	Err string
+	// Stderr holds the tool's warnings and errors (gRPC's INFO lines and
+	// the progress bar left out).
+	Stderr []string
+	// ServerLog is the tail of what the members printed at --log-level=error
+	// (errors, panics) from their start to the benchmark's end, each line
+	// prefixed with the member's name.
+	ServerLog []string
+	BenchArgs []string
+}
+
+// Result holds every run, in the order they were made.
+type Result struct {
+	Nodes int
+	Runs  []BenchRun
+}
+
+type benchJob struct {
+	w    Workload
+	args []string // after --endpoints
+}
+
+// Run runs cfg.Rounds rounds; in each, every workload runs once
+// against a fresh etcd cluster and once against a fresh Strata cluster,
+// started one at a time, stopped and deleted after the run. The order
+// alternates between rounds (etcd first in odd rounds), so neither side
+// always gets the warmer machine. A failed benchmark run is kept in the
+// result, with its error, and the rounds go on; Run then returns an
+// error naming the failed runs. A server that does not start ends it.
+func Run(ctx context.Context, cfg Config) (*Result, error) {
+	if cfg.Rounds <= 0 {
+		cfg.Rounds = 5
+	}
+	if cfg.Nodes <= 0 {
+		cfg.Nodes = 1
+	}
+	if cfg.Nodes != 1 && cfg.Nodes != 3 {
+		return nil, fmt.Errorf("versus: --nodes=%d: 1 or 3", cfg.Nodes)
+	}
+	if cfg.Options == (Options{}) {
+		cfg.Options = DefaultOptions()
+	}
+	if cfg.RunTimeout <= 0 {
+		cfg.RunTimeout = 10 * time.Minute
+	}
+	var jobs []benchJob
+	if len(cfg.BenchArgs) > 0 {
+		jobs = append(jobs, benchJob{w: Workload{Name: "custom"}, args: cfg.BenchArgs})
+	} else {
+		names := cfg.Workloads
+		if len(names) == 0 {
+			names = []string{"put"}
+		}
+		for _, name := range names {
+			w, ok := LookupWorkload(name)
+			if !ok {
+				return nil, fmt.Errorf("versus: unknown workload %q (have %s)", name, strings.Join(WorkloadNames(), ", "))
+			}
+			jobs = append(jobs, benchJob{w: w, args: w.Args(cfg.Options)})
+			if w.Preload && cfg.Etcdctl == "" {
+				cfg.Etcdctl = filepath.Join(filepath.Dir(cfg.Etcd), "etcdctl")
+			}
+		}
+	}
+	logw := cfg.Log
+	if logw == nil {
+		logw = io.Discard
+	}
+	dir := cfg.Dir
+	if dir == "" {
+		tmp, err := os.MkdirTemp("", "kvbench-versus-")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(tmp)
+		dir = tmp
+	}
+	res := &Result{Nodes: cfg.Nodes}
+	var failed []string
+	for round := 1; round <= cfg.Rounds; round++ {
+		order := []string{"etcd", "strata"}
+		if round%2 == 0 {
+			order = []string{"strata", "etcd"}
+		}
+		for _, job := range jobs {
+			for _, target := range order {
+				bin, extra := cfg.Etcd, cfg.EtcdArgs
+				if target == "strata" {
+					bin, extra = cfg.Strata, cfg.StrataArgs
+				}
+				data := filepath.Join(dir, fmt.Sprintf("%s-%s-%d", target, job.w.Name, round))
+				run, err := runOnce(ctx, cfg, job, bin, extra, data)
+				os.RemoveAll(data)
+				run.Workload, run.Nodes, run.Round, run.Target = job.w.Name, cfg.Nodes, round, target
+				if err != nil {
+					return res, fmt.Errorf("round %d, %s, %s: %w", round, job.w.Name, target, err)
+				}
+				res.Runs = append(res.Runs, run)
+				logRun(logw, cfg.Rounds, run)
+				if run.Err != "" {
+					failed = append(failed, fmt.Sprintf("round %d %s %s", round, job.w.Name, target))
+				}
+				if ctx.Err() != nil {
+					return res, ctx.Err()
+				}
+			}
+		}
+	}
+	if failed != nil {
+		return res, fmt.Errorf("versus: %d runs failed: %s", len(failed), strings.Join(failed, "; "))
+	}
+	return res, nil
+}
+
+func logRun(w io.Writer, rounds int, run BenchRun) {
+	s := run.Summary
+	if run.Err != "" {
+		fmt.Fprintf(w, "round %d/%d %s %s: FAILED: %s\n", run.Round, rounds, run.Workload, run.Target, run.Err)
+	} else {
+		fmt.Fprintf(w, "round %d/%d %s %s: %.0f req/s, p50 %s ms, p99 %s ms, peak RSS %s\n", run.Round, rounds,
+			run.Workload, run.Target, s.ReqPerSec, ms(s.Percentiles["50"]), ms(s.P99()), bench.FormatBytes(run.PeakRSS))
+	}
+	for _, out := range sortedKeys(run.Output) {
+		for _, msg := range sortedKeys(run.Output[out].Errors) {
+			sect := ""
+			if out != "" {
+				sect = " (" + out + ")"
+			}
+			fmt.Fprintf(w, "  failed requests%s: [%d] %s\n", sect, run.Output[out].Errors[msg], msg)
+		}
+	}
+	for _, l := range run.Stderr {
+		fmt.Fprintf(w, "  bench stderr: %s\n", l)
+	}
+	for _, l := range run.ServerLog {
+		fmt.Fprintf(w, "  %s log: %s\n", run.Target, l)
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }
+
+// runOnce starts a cluster, runs one benchmark against it and stops it.
+// Its error is the cluster's failing to start; the benchmark's failure is
+// the run's Err.
+func runOnce(ctx context.Context, cfg Config, job benchJob, bin string, extra []string, data string) (BenchRun, error) {
+	c, err := startCluster(ctx, bin, extra, data, cfg.Nodes)
+	if err != nil {
+		return BenchRun{}, err
+	}
+	stopped := false
+	defer func() {
+		if !stopped {
+			c.stop()
+		}
+	}()
+	var samplers []*bench.RSSSampler
+	for _, m := range c.members {
+		samplers = append(samplers, bench.StartRSS(m.cmd.Process.Pid, 0))
+	}
+	peak := func() int64 {
+		var sum int64
+		for _, s := range samplers {
+			sum += s.Stop()
+		}
+		return sum
+	}
+	eps := strings.Join(c.endpoints(), ",")
+	run := BenchRun{BenchArgs: job.args}
+	if job.w.Preload {
+		value := strings.Repeat("v", max(cfg.Options.ValSize, 1))
+		cmd := exec.CommandContext(ctx, cfg.Etcdctl, "--endpoints="+eps, "put", RangeKey, value)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			run.Err = fmt.Sprintf("%s put %s: %v: %s", cfg.Etcdctl, RangeKey, err, strings.TrimSpace(string(out)))
+		}
+	}
+	if run.Err == "" {
+		rctx, cancel := context.WithTimeout(ctx, cfg.RunTimeout)
+		cmd := exec.CommandContext(rctx, cfg.Bench, append([]string{"--endpoints=" + eps}, job.args...)...)
+		var stdout bytes.Buffer
+		stderr := &tailBuffer{max: 1 << 20}
+		cmd.Stdout, cmd.Stderr = &stdout, stderr
+		err = cmd.Run()
+		cancel()
+		run.Stderr = benchStderr(stderr.String(), 20)
+		out, perr := ParseEtcdBenchOutput(bytes.NewReader(stdout.Bytes()))
+		run.Output = out
+		switch {
+		case err != nil:
+			run.Err = fmt.Sprintf("%s: %v", cfg.Bench, err)
+			if rctx.Err() == context.DeadlineExceeded {
+				run.Err += fmt.Sprintf(" (run timeout %v)", cfg.RunTimeout)
+			}
+		case perr != nil:
+			run.Err = perr.Error()
+		default:
+			s, ok := out[job.w.Section]
+			if !ok {
+				run.Err = fmt.Sprintf("bench: no %q in the benchmark output", job.w.Section)
+			} else if s.ReqPerSec == 0 {
+				run.Err = fmt.Sprintf("bench: every request failed (%d)", s.Failed())
+			}
+			run.Summary = s
+		}
+	}
+	run.PeakRSS = peak()
+	// What the members logged up to now; etcd logs errors about its
+	// closed listeners when stopped, which say nothing about the run.
+	run.ServerLog = c.logTail(20)
+	c.stop()
+	stopped = true
+	return run, nil
+}
