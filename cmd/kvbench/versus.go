@@ -72,7 +72,7 @@ all with --conns=10 --clients=100 (--precise). The range workloads first put
 "foo" (a --val-size value) with etcdctl. Failed requests, the tool's errors
 and whatever the servers log at --log-level=error are printed with each run
 and kept in --json.`,
-		Example: `  kvbench versus --etcd=/work/anchor/bin/etcd --bench=/work/anchor/bin/bench --strata=/tmp/strata \
+		Example: `  kvbench versus --etcd=path/to/etcd --bench=path/to/benchmark --strata=./strata \
     --nodes=3 --workload=put,txn-put,range-l,range-s,watch-latency --rounds=5 --json=versus.json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -105,7 +105,7 @@ and kept in --json.`,
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&cfg.Etcd, "etcd", "", "etcd binary")
-	fl.StringVar(&cfg.Strata, "strata", "", "strata binary (go build -o /tmp/strata ./cmd/strata)")
+	fl.StringVar(&cfg.Strata, "strata", "", "strata binary (go build -o strata ./cmd/strata)")
 	fl.StringVar(&cfg.Bench, "bench", "", "etcd's benchmark tool binary")
 	fl.StringVar(&cfg.Etcdctl, "etcdctl", "", "etcdctl binary, to put the key the range workloads read (default: etcdctl next to --etcd)")
 	fl.StringSliceVar(&cfg.StrataArgs, "strata-arg", nil, "extra flag for strata, e.g. --strata-arg=--backend=pebble (repeatable)")
