@@ -20,11 +20,12 @@
 // of clients, optionally at a fixed rate, and returns a [Result] with
 // HdrHistogram latencies per operation kind, throughput over time, watch
 // events and pauses. [StartRSS] samples a process's memory meanwhile.
-// A [Report] gathers runs: it prints comparison tables, round-trips
-// through JSON, renders HTML and PNG charts, and [Compare] sets two
-// reports side by side.
+// A [Report] gathers runs: it gives their comparison tables
+// ([Report.Tables], [Report.WriteTables]), round-trips through JSON, and
+// [Compare] sets two reports side by side.
 //
-// The head-to-head of Strata and etcd on etcd's own benchmark tool
-// (`kvbench versus`) is not part of the library: it lives with the command,
-// in cmd/kvbench/internal/versus.
+// What only the command needs is not part of the library: it lives with
+// it, in cmd/kvbench/internal: the HTML and PNG charts of a report
+// (render) and the head-to-head of Strata and etcd on etcd's own
+// benchmark tool, `kvbench versus` (versus).
 package bench

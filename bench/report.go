@@ -107,9 +107,9 @@ func ReadReport(rd io.Reader) (*Report, error) {
 	return &r, nil
 }
 
-// tableGroup is one comparison table: the runs of one workload, mode and
+// Table is one comparison table: the runs of one workload, mode and
 // durability, with ratios against a baseline run.
-type tableGroup struct {
+type Table struct {
 	Key      string // workload-mode-durability, for file names
 	Title    string
 	Sub      string
@@ -120,24 +120,28 @@ type tableGroup struct {
 	OpRows   [][]string
 	// Extra are the tables of what some workloads measure besides their
 	// operations: watch events, pauses, counts.
-	Extra []tableSection
+	Extra []TableSection
 }
 
-// tableSection is one extra table of a group.
-type tableSection struct {
+// TableSection is one extra table of a Table.
+type TableSection struct {
 	Title  string
 	Header []string
 	Rows   [][]string
 }
 
-func (r *Report) tableGroups(baseline string) []*tableGroup {
-	var groups []*tableGroup
-	byKey := map[string]*tableGroup{}
+// Tables returns the comparison tables of the report, one per workload
+// (and mode and durability), with ratios against baseline (a target name;
+// the first target when empty or absent): what WriteTables prints and the
+// HTML report shows.
+func (r *Report) Tables(baseline string) []*Table {
+	var groups []*Table
+	byKey := map[string]*Table{}
 	for _, run := range r.Runs {
 		key := run.Workload + " (" + run.Mode + ", " + run.Durability + ")"
 		g := byKey[key]
 		if g == nil {
-			g = &tableGroup{Key: run.Workload + "-" + run.Mode + "-" + run.Durability, Title: key}
+			g = &Table{Key: run.Workload + "-" + run.Mode + "-" + run.Durability, Title: key}
 			byKey[key] = g
 			groups = append(groups, g)
 		}
@@ -181,7 +185,7 @@ func (r *Report) tableGroups(baseline string) []*tableGroup {
 // with ratios against baseline (a target name; the first target when empty
 // or absent).
 func (r *Report) WriteTables(w io.Writer, baseline string) {
-	for _, g := range r.tableGroups(baseline) {
+	for _, g := range r.Tables(baseline) {
 		fmt.Fprintf(w, "\n%s — %s\n", g.Title, g.Sub)
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 		fmt.Fprintln(tw, strings.Join(g.Header, "\t")+"\t")
@@ -211,14 +215,14 @@ func writeIndented(w io.Writer, header []string, rows [][]string) {
 
 // extraSections returns the tables of the runs' watch events, pauses and
 // counts, those they have.
-func extraSections(runs []RunReport) []tableSection {
-	var out []tableSection
-	watch := tableSection{Title: "watch events: put to receipt",
+func extraSections(runs []RunReport) []TableSection {
+	var out []TableSection
+	watch := TableSection{Title: "watch events: put to receipt",
 		Header: []string{"target", "watchers", "streams", "events", "expected", "events/s", "p50 µs", "p99 µs", "p99.9 µs", "max µs", "lagging"}}
-	pauses := tableSection{Title: "pauses: compactions and defrags during the run",
+	pauses := TableSection{Title: "pauses: compactions and defrags during the run",
 		Header: []string{"target", "pause", "at s", "took ms", "worst op µs", "ops during", "ops/s during", "ops/s otherwise",
 			"engine size before → after", "in use before → after", "du before → after", "error"}}
-	counts := tableSection{Title: "counts"}
+	counts := TableSection{Title: "counts"}
 	var countNames []string
 	for _, run := range runs {
 		for name := range run.Result.Counts {
@@ -260,7 +264,7 @@ func extraSections(runs []RunReport) []tableSection {
 			counts.Rows = append(counts.Rows, row)
 		}
 	}
-	for _, sec := range []tableSection{watch, pauses, counts} {
+	for _, sec := range []TableSection{watch, pauses, counts} {
 		if len(sec.Rows) > 0 {
 			out = append(out, sec)
 		}

@@ -23,6 +23,7 @@ import (
 
 	"github.com/strata-kv/strata/backends"
 	"github.com/strata-kv/strata/bench"
+	"github.com/strata-kv/strata/cmd/kvbench/internal/render"
 	"github.com/strata-kv/strata/engine"
 	"github.com/strata-kv/strata/mvcc"
 )
@@ -257,13 +258,13 @@ func writeFile(path string, write func(io.Writer) error) error {
 
 func writeRendered(report *bench.Report, htmlOut, pngDir string) error {
 	if htmlOut != "" {
-		if err := writeFile(htmlOut, report.WriteHTML); err != nil {
+		if err := writeFile(htmlOut, func(w io.Writer) error { return render.WriteHTML(w, report) }); err != nil {
 			return err
 		}
 		fmt.Fprintln(os.Stderr, "wrote", htmlOut)
 	}
 	if pngDir != "" {
-		paths, err := report.WritePNG(pngDir)
+		paths, err := render.WritePNG(report, pngDir)
 		if err != nil {
 			return err
 		}

@@ -1,4 +1,4 @@
-package bench_test
+package render_test
 
 import (
 	"bytes"
@@ -13,6 +13,7 @@ import (
 
 	"github.com/strata-kv/strata/backends/bbolt"
 	"github.com/strata-kv/strata/bench"
+	"github.com/strata-kv/strata/cmd/kvbench/internal/render"
 )
 
 // smallReport runs two workloads on a real engine and reports them under
@@ -52,7 +53,7 @@ func TestWriteHTML(t *testing.T) {
 	rep := smallReport(t)
 	rep.Baseline = "second"
 	var buf bytes.Buffer
-	if err := rep.WriteHTML(&buf); err != nil {
+	if err := render.WriteHTML(&buf, rep); err != nil {
 		t.Fatal(err)
 	}
 	page := buf.String()
@@ -85,7 +86,7 @@ func TestWriteHTML(t *testing.T) {
 func TestWritePNG(t *testing.T) {
 	rep := smallReport(t)
 	dir := t.TempDir()
-	paths, err := rep.WritePNG(dir)
+	paths, err := render.WritePNG(rep, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,25 +122,11 @@ func TestReportJSONRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	var buf bytes.Buffer
-	if err := back.WriteHTML(&buf); err != nil {
+	if err := render.WriteHTML(&buf, back); err != nil {
 		t.Fatal(err)
 	}
 	if n := strings.Count(buf.String(), "<svg"); n != 4 {
 		t.Errorf("%d inline SVGs after a JSON round trip, want 4", n)
-	}
-}
-
-func TestReadRSS(t *testing.T) {
-	n, err := bench.ReadRSS(0)
-	if err != nil {
-		t.Skip("no /proc:", err)
-	}
-	if n < 1<<20 {
-		t.Fatalf("RSS %d is implausibly small", n)
-	}
-	s := bench.StartRSS(os.Getpid(), 0)
-	if peak := s.Stop(); peak < 1<<20 {
-		t.Fatalf("peak RSS %d is implausibly small", peak)
 	}
 }
 
@@ -175,7 +162,7 @@ func TestReportExtraSections(t *testing.T) {
 		}
 	}
 	var page bytes.Buffer
-	if err := rep.WriteHTML(&page); err != nil {
+	if err := render.WriteHTML(&page, rep); err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"<h3>pauses: compactions and defrags during the run</h3>", "<td>compact @1234</td>",

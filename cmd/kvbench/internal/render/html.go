@@ -1,4 +1,4 @@
-package bench
+package render
 
 import (
 	"bytes"
@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
+	"github.com/strata-kv/strata/bench"
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/plotutil"
@@ -30,7 +31,7 @@ const (
 // finished within a latency (x, log scale), and, dashed, that of the watch
 // events received within a delay of their put. Runs without a histogram
 // are skipped; nil is returned when no run has one.
-func latencyCDF(title string, runs []RunReport) (*plot.Plot, error) {
+func latencyCDF(title string, runs []bench.RunReport) (*plot.Plot, error) {
 	p := plot.New()
 	p.Title.Text = title + ": latency CDF"
 	p.X.Label.Text = "latency (µs, log scale)"
@@ -130,7 +131,7 @@ func cdfPoints(snap *hdrhistogram.Snapshot) plotter.XYs {
 }
 
 // throughput plots, per run, the operations finished in each second.
-func throughput(title string, runs []RunReport) (*plot.Plot, error) {
+func throughput(title string, runs []bench.RunReport) (*plot.Plot, error) {
 	p := plot.New()
 	p.Title.Text = title + ": throughput over time"
 	p.X.Label.Text = "time (s)"
@@ -268,14 +269,14 @@ func siString(v float64) string {
 
 // chartSet is the charts of one table group.
 type chartSet struct {
-	group *tableGroup
+	group *bench.Table
 	cdf   *plot.Plot
 	tput  *plot.Plot
 }
 
-func (r *Report) charts(baseline string) ([]chartSet, error) {
+func charts(r *bench.Report, baseline string) ([]chartSet, error) {
 	var out []chartSet
-	for _, g := range r.tableGroups(baseline) {
+	for _, g := range r.Tables(baseline) {
 		cdf, err := latencyCDF(g.Title, g.Runs)
 		if err != nil {
 			return nil, err
@@ -314,7 +315,7 @@ type htmlGroup struct {
 	Rows    [][]string
 	OpHdr   []string
 	OpRows  [][]string
-	Extra   []tableSection
+	Extra   []bench.TableSection
 	CDF     template.HTML
 	Through template.HTML
 }
@@ -352,10 +353,10 @@ h3{font-size:1em;margin:.8em 0 .2em}
 
 // WriteHTML writes the report as one self-contained HTML page (no scripts,
 // no remote assets): per workload, the comparison table with ratios against
-// r.Baseline (as WriteTables), a latency CDF and a throughput-over-time chart,
+// r.Baseline (as r.WriteTables), a latency CDF and a throughput-over-time chart,
 // inlined as SVG.
-func (r *Report) WriteHTML(w io.Writer) error {
-	sets, err := r.charts(r.Baseline)
+func WriteHTML(w io.Writer, r *bench.Report) error {
+	sets, err := charts(r, r.Baseline)
 	if err != nil {
 		return err
 	}
@@ -385,8 +386,8 @@ var unsafeName = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
 // WritePNG writes the report's charts as PNG files into dir (created if
 // needed), two per workload: <workload>-cdf.png and <workload>-throughput.png.
 // It returns the paths written.
-func (r *Report) WritePNG(dir string) ([]string, error) {
-	sets, err := r.charts(r.Baseline)
+func WritePNG(r *bench.Report, dir string) ([]string, error) {
+	sets, err := charts(r, r.Baseline)
 	if err != nil {
 		return nil, err
 	}
