@@ -212,14 +212,26 @@ func snapshotTrailer(backup int64) io.Reader {
 	return bytesReader(pad)
 }
 
+// ErrNotSnapshot is returned by ReadSnapshot for a file without a Strata
+// snapshot's framing (size and trailer), such as an etcd snapshot.
+var ErrNotSnapshot = errors.New("server: not a Strata snapshot")
+
 // ReadSnapshot checks a snapshot file saved by `etcdctl snapshot save`
-// (its sha256 and framing) and returns a reader of the engine backup it
-// holds, to give to the engine's Restore.
+// (its framing, then its sha256) and returns a reader of the engine
+// backup it holds, to give to the engine's Restore. A file without the
+// framing fails with ErrNotSnapshot.
 func ReadSnapshot(f io.ReaderAt, size int64) (io.Reader, error) {
 	if size < 32+16 || (size-32)%snapshotAlign != 0 {
-		return nil, fmt.Errorf("server: not a Strata snapshot (size %d)", size)
+		return nil, fmt.Errorf("%w (size %d)", ErrNotSnapshot, size)
 	}
 	payload := size - 32
+	var tr [16]byte
+	if _, err := f.ReadAt(tr[:], payload-16); err != nil {
+		return nil, err
+	}
+	if string(tr[8:]) != snapshotMagic {
+		return nil, fmt.Errorf("%w (no trailer)", ErrNotSnapshot)
+	}
 	h := sha256.New()
 	if _, err := io.Copy(h, io.NewSectionReader(f, 0, payload)); err != nil {
 		return nil, err
@@ -229,14 +241,7 @@ func ReadSnapshot(f io.ReaderAt, size int64) (io.Reader, error) {
 		return nil, err
 	}
 	if string(sum) != string(h.Sum(nil)) {
-		return nil, errors.New("server: snapshot sha256 mismatch")
-	}
-	var tr [16]byte
-	if _, err := f.ReadAt(tr[:], payload-16); err != nil {
-		return nil, err
-	}
-	if string(tr[8:]) != snapshotMagic {
-		return nil, errors.New("server: not a Strata snapshot (no trailer)")
+		return nil, errors.New("server: snapshot file integrity check failed: sha256 mismatch")
 	}
 	n := int64(binary.BigEndian.Uint64(tr[:8]))
 	if n < 0 || snapshotSize(n) != payload {

@@ -6,9 +6,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/strata-kv/strata/backends"
 	"github.com/strata-kv/strata/engine"
@@ -19,7 +21,8 @@ import (
 // Offline subcommands work on a stopped member's data directory, as
 // etcdutl's do:
 //
-//	strata snapshot restore FILE [--name NAME] [--data-dir DIR] [--backend ENGINE]
+//	strata snapshot restore FILE [--name NAME] [--data-dir DIR] [--backend ENGINE] [--skip-hash-check]
+//	strata snapshot export OUT.db (--data-dir DIR | --snapshot FILE --backend ENGINE)
 //	strata defrag --data-dir DIR [--backend ENGINE]
 //
 // A member's data directory holds strata-member.json (its identity) and
@@ -47,25 +50,38 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 
 // runSnapshot runs `strata snapshot SUBCOMMAND`.
 func runSnapshot(args []string) error {
-	if len(args) == 0 || args[0] != "restore" {
-		return errors.New("usage: strata snapshot restore FILE [--name NAME] [--data-dir DIR] [--backend ENGINE]")
+	const usage = "usage: strata snapshot restore FILE [--name NAME] [--data-dir DIR] [--backend ENGINE] [--skip-hash-check]\n" +
+		"       strata snapshot export OUT.db (--data-dir DIR | --snapshot FILE --backend ENGINE)"
+	if len(args) == 0 {
+		return errors.New(usage)
 	}
-	return runSnapshotRestore(args[1:])
+	switch args[0] {
+	case "restore":
+		return runSnapshotRestore(args[1:])
+	case "export":
+		return runSnapshotExport(args[1:])
+	}
+	return errors.New(usage)
 }
 
-// runSnapshotRestore restores a snapshot saved from a member (`etcdctl
-// snapshot save`, Maintenance.Snapshot) into a new data directory, from
+// runSnapshotRestore restores a snapshot into a new data directory, from
 // which `strata --name NAME --data-dir DIR` starts a new single-member
-// cluster holding the snapshot's keys, revisions and leases. The raft
+// cluster holding the snapshot's keys, revisions and leases. The file is
+// either a Strata snapshot (`etcdctl snapshot save` from a Strata member)
+// or etcd's: a snapshot saved from an etcd member, or a stopped etcd
+// member's `member/snap/db` (with --skip-hash-check, as etcdutl). The raft
 // log starts afresh: the store's applied index is reset, as etcdutl
 // resets etcd's consistent index; the member's identity is made at its
-// first start from its flags.
+// first start from its flags. The data directory is built under a
+// temporary name next to it and renamed at the end, so a failed restore
+// leaves nothing behind.
 func runSnapshotRestore(args []string) error {
 	reg := backends.Registry()
 	fs := flag.NewFlagSet("strata snapshot restore", flag.ContinueOnError)
 	name := fs.String("name", server.DefaultName, "Human-readable name for the member the data is restored for.")
 	dataDir := fs.String("data-dir", "", "Path to the data directory to create (default \"${name}.strata\"); it must not exist.")
-	backend := fs.String("backend", backends.Default, "Storage engine of the member the snapshot was saved from: "+strings.Join(reg.Names(), "|")+".")
+	backend := fs.String("backend", backends.Default, "Storage engine: of the member a Strata snapshot was saved from, or to restore an etcd snapshot into: "+strings.Join(reg.Names(), "|")+".")
+	skipHash := fs.Bool("skip-hash-check", false, "Accept an etcd database without an appended sha256 (a member's member/snap/db), and do not check one that has it.")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err
@@ -86,31 +102,74 @@ func runSnapshotRestore(args []string) error {
 	}
 	f, err := os.Open(pos[0])
 	if err != nil {
-		return err
+		return fmt.Errorf("snapshot restore: %w", err)
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
 		return err
 	}
+	if fi.IsDir() {
+		return fmt.Errorf("snapshot restore: %s is a directory; for an etcd member's data, give %s with --skip-hash-check",
+			pos[0], filepath.Join(pos[0], "member", "snap", "db"))
+	}
+	start := time.Now()
 	rd, err := server.ReadSnapshot(f, fi.Size())
-	if err != nil {
+	isStrata := err == nil
+	if err != nil && !errors.Is(err, server.ErrNotSnapshot) {
 		return fmt.Errorf("snapshot restore: %s: %w", pos[0], err)
 	}
-	if err := os.MkdirAll(filepath.Join(*dataDir, "member"), 0o700); err != nil {
+
+	parent := filepath.Dir(filepath.Clean(*dataDir))
+	if err := os.MkdirAll(parent, 0o700); err != nil {
+		return err
+	}
+	tmp, err := os.MkdirTemp(parent, filepath.Base(*dataDir)+".restoring-*")
+	if err != nil {
 		return err
 	}
 	ok := false
 	defer func() {
 		if !ok {
-			os.RemoveAll(*dataDir)
+			os.RemoveAll(tmp)
 		}
 	}()
-	dir := memberDataDir(*dataDir)
-	if err := reg.Restore(*backend, dir, rd); err != nil {
+	if err := os.Mkdir(filepath.Join(tmp, "member"), 0o700); err != nil {
+		return err
+	}
+	dir := memberDataDir(tmp)
+	what := "Strata snapshot"
+	if isStrata {
+		err = restoreStrata(reg, *backend, dir, rd)
+	} else {
+		var sum etcdRestoreSummary
+		sum, err = restoreEtcd(reg, *backend, dir, pos[0], *skipHash)
+		what = sum.String()
+	}
+	if err != nil {
+		return fmt.Errorf("snapshot restore: %s: %w", pos[0], err)
+	}
+	if err := engine.SyncDir(filepath.Join(tmp, "member")); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, *dataDir); err != nil {
 		return fmt.Errorf("snapshot restore: %w", err)
 	}
-	be, err := reg.Open(*backend, dir, engine.Options{})
+	ok = true
+	if err := engine.SyncDir(parent); err != nil {
+		return err
+	}
+	fmt.Printf("restored %s %s into %s (%s) in %v; start it with: strata --name %s --data-dir %s --backend %s\n",
+		what, pos[0], *dataDir, *backend, time.Since(start).Round(time.Millisecond), *name, *dataDir, *backend)
+	return nil
+}
+
+// restoreStrata restores a Strata snapshot's engine backup into dir.
+func restoreStrata(reg *engine.Registry, backend, dir string, rd io.Reader) error {
+	if err := reg.Restore(backend, dir, rd); err != nil {
+		return err
+	}
+	be, err := reg.Open(backend, dir, engine.Options{})
 	if err != nil {
 		return err
 	}
@@ -118,16 +177,7 @@ func runSnapshotRestore(args []string) error {
 		be.Close()
 		return err
 	}
-	if err := be.Close(); err != nil {
-		return err
-	}
-	if err := engine.SyncDir(filepath.Join(*dataDir, "member")); err != nil {
-		return err
-	}
-	ok = true
-	fmt.Printf("restored snapshot %s into %s (%s); start it with: strata --name %s --data-dir %s --backend %s\n",
-		pos[0], *dataDir, *backend, *name, *dataDir, *backend)
-	return nil
+	return be.Close()
 }
 
 // runDefrag defragments a stopped member's engine (engine.Defragmenter).

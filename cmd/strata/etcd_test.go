@@ -1,0 +1,498 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	etcdutl "go.etcd.io/etcd/etcdutl/v3/snapshot"
+	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
+
+	"github.com/strata-kv/strata/internal/freeport"
+)
+
+// etcdMember is an embedded etcd v3.7.3 member on loopback ports.
+type etcdMember struct {
+	e       *embed.Etcd
+	cli     *clientv3.Client
+	peer    string
+	stopped bool
+}
+
+// startEtcd starts an embedded etcd named name on dir (a new member, or
+// the one etcdutl restored there with peer as its peer URL).
+func startEtcd(t *testing.T, name, dir, peer string) *etcdMember {
+	t.Helper()
+	addrs, err := freeport.Addrs(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if peer == "" {
+		peer = "http://" + addrs[1]
+	}
+	pu, err := url.Parse(peer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := embed.NewConfig()
+	cfg.Name = name
+	cfg.Dir = dir
+	cu := url.URL{Scheme: "http", Host: addrs[0]}
+	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{cu}, []url.URL{cu}
+	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*pu}, []url.URL{*pu}
+	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
+	cfg.Logger = "zap"
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
+	e, err := embed.StartEtcd(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-e.Server.ReadyNotify():
+	case <-time.After(30 * time.Second):
+		e.Close()
+		t.Fatal("etcd not ready after 30s")
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{cu.Host}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		e.Close()
+		t.Fatal(err)
+	}
+	return &etcdMember{e: e, cli: cli, peer: peer}
+}
+
+func (m *etcdMember) stop() {
+	if m.stopped {
+		return
+	}
+	m.stopped = true
+	m.cli.Close()
+	m.e.Close()
+}
+
+// answers is what a member answers about its keyspace, without the
+// headers' member and cluster IDs.
+type answers struct {
+	rev        int64
+	compactRev int64
+	hash       uint32
+	ranges     map[int64]string // revision -> the range's kvs or error
+	leases     []string         // "ID granted TTL keys", by ID
+	ttls       map[int64]int64  // lease ID -> remaining TTL
+}
+
+// checkRevs are the revisions at which answers reads the whole keyspace;
+// the data set compacts at 15 and ends at 31.
+var checkRevs = []int64{1, 14, 15, 16, 20, 24, 27, 30, 31, 32, 40}
+
+func capture(t *testing.T, cli *clientv3.Client) answers {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var a answers
+	h, err := cli.HashKV(ctx, cli.Endpoints()[0], 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.rev, a.compactRev, a.hash = h.Header.Revision, h.CompactRevision, h.Hash
+	a.ranges = make(map[int64]string)
+	for _, rev := range checkRevs {
+		for _, opts := range [][]clientv3.OpOption{
+			{clientv3.WithPrefix(), clientv3.WithRev(rev)},
+			{clientv3.WithFromKey(), clientv3.WithRev(rev), clientv3.WithLimit(3), clientv3.WithSort(clientv3.SortByModRevision, clientv3.SortDescend)},
+		} {
+			resp, err := cli.Get(ctx, "", opts...)
+			var s string
+			if err != nil {
+				s = "error: " + err.Error()
+			} else {
+				s = fmt.Sprintf("rev %d count %d more %v:", resp.Header.Revision, resp.Count, resp.More)
+				for _, kv := range resp.Kvs {
+					s += " " + kvString(kv)
+				}
+			}
+			a.ranges[rev] += s + "\n"
+		}
+	}
+	ls, err := cli.Leases(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.ttls = make(map[int64]int64)
+	for _, l := range ls.Leases {
+		ttl, err := cli.TimeToLive(ctx, l.ID, clientv3.WithAttachedKeys())
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys := make([]string, len(ttl.Keys))
+		for i, k := range ttl.Keys {
+			keys[i] = string(k)
+		}
+		slices.Sort(keys)
+		a.leases = append(a.leases, fmt.Sprintf("%x granted %d keys %q", l.ID, ttl.GrantedTTL, keys))
+		a.ttls[int64(l.ID)] = ttl.TTL
+	}
+	slices.Sort(a.leases)
+	return a
+}
+
+func kvString(kv *mvccpb.KeyValue) string {
+	return fmt.Sprintf("%s=%s(c%d,m%d,v%d,l%x)", kv.Key, kv.Value, kv.CreateRevision, kv.ModRevision, kv.Version, kv.Lease)
+}
+
+// compareAnswers fails unless got answers as want did. Remaining TTLs
+// restart from the granted TTL after a restore (etcd's lessor refreshes
+// every lease when its member becomes leader), so they are only checked
+// to be live and at most granted.
+func compareAnswers(t *testing.T, what string, got, want answers) {
+	t.Helper()
+	if got.rev != want.rev || got.compactRev != want.compactRev || got.hash != want.hash {
+		t.Errorf("%s: HashKV: revision %d, compact revision %d, hash %x; want %d, %d, %x",
+			what, got.rev, got.compactRev, got.hash, want.rev, want.compactRev, want.hash)
+	}
+	for _, rev := range checkRevs {
+		if got.ranges[rev] != want.ranges[rev] {
+			t.Errorf("%s: range at %d:\n%s\nwant\n%s", what, rev, got.ranges[rev], want.ranges[rev])
+		}
+	}
+	if !slices.Equal(got.leases, want.leases) {
+		t.Errorf("%s: leases:\n%q\nwant\n%q", what, got.leases, want.leases)
+	}
+	for id, ttl := range got.ttls {
+		if ttl <= 0 || ttl > want.ttls[id]+2 {
+			t.Errorf("%s: lease %x: TTL %d, etcd had %d", what, id, ttl, want.ttls[id])
+		}
+	}
+}
+
+// etcdData is the data set: an etcd member's snapshot, its stopped data
+// directory, and what it answered.
+type etcdData struct {
+	snapshot string // etcdctl snapshot save's file
+	db       string // the stopped member's member/snap/db
+	want     answers
+}
+
+// buildEtcdData writes history, deletes, a txn, leases with and without
+// keys and a compaction at 15 into an embedded etcd, ending at revision 31.
+func buildEtcdData(t *testing.T) etcdData {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	m := startEtcd(t, "etcd", filepath.Join(dir, "etcd"), "")
+	defer m.stop()
+	cli := m.cli
+	must := func(_ any, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 10 { // revisions 2-11
+		must(cli.Put(ctx, fmt.Sprintf("k%d", i), fmt.Sprint("v", i)))
+	}
+	for r := range 2 { // 12-21
+		for i := range 5 {
+			must(cli.Put(ctx, fmt.Sprintf("k%d", i), fmt.Sprint("v", i, "-", r)))
+		}
+	}
+	must(cli.Delete(ctx, "k5"))                                                                                     // 22
+	must(cli.Delete(ctx, "k6", clientv3.WithRange("k8")))                                                           // 23
+	must(cli.Txn(ctx).Then(clientv3.OpPut("t1", "a"), clientv3.OpPut("t2", "b"), clientv3.OpDelete("k9")).Commit()) // 24
+	l1, err := cli.Grant(ctx, 600)
+	must(l1, err)
+	l2, err := cli.Grant(ctx, 300) // no keys
+	must(l2, err)
+	l3, err := cli.Grant(ctx, 900)
+	must(l3, err)
+	must(cli.Put(ctx, "lease/a", "1", clientv3.WithLease(l1.ID))) // 25
+	must(cli.Put(ctx, "lease/b", "2", clientv3.WithLease(l1.ID))) // 26
+	must(cli.Put(ctx, "lease/c", "3", clientv3.WithLease(l3.ID))) // 27
+	must(cli.Put(ctx, "lease/c", "4"))                            // 28: detached from l3
+	must(cli.Compact(ctx, 15, clientv3.WithCompactPhysical()))
+	must(cli.Put(ctx, "k5", "again"))                                    // 29: created again
+	must(cli.Delete(ctx, "k1"))                                          // 30
+	must(cli.Put(ctx, "bin\x00\xff", "\x00", clientv3.WithLease(l3.ID))) // 31
+	d := etcdData{want: capture(t, cli)}
+	if d.want.rev != 31 || d.want.compactRev != 15 {
+		t.Fatalf("etcd data set at revision %d compacted at %d, want 31 and 15", d.want.rev, d.want.compactRev)
+	}
+	d.snapshot = filepath.Join(dir, "etcd.snapshot")
+	rc, err := cli.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Create(d.snapshot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(f, rc); err != nil {
+		t.Fatal(err)
+	}
+	rc.Close()
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	m.stop()
+	d.db = filepath.Join(dir, "etcd", "member", "snap", "db")
+	return d
+}
+
+// TestEtcdRoundTrip restores an etcd snapshot (and a stopped etcd
+// member's db) into Strata on every engine, checks that a member started
+// on it answers as etcd did, exports it back to an etcd snapshot, restores
+// that with etcdutl's own restore and checks that etcd answers the same.
+func TestEtcdRoundTrip(t *testing.T) {
+	d := buildEtcdData(t)
+	type source struct {
+		name string
+		file string
+		args []string
+	}
+	cases := []struct {
+		backend string
+		src     source
+	}{
+		{"bbolt", source{"snapshot", d.snapshot, nil}},
+		{"pebble", source{"snapshot", d.snapshot, nil}},
+		{"badger", source{"snapshot", d.snapshot, nil}},
+		{"bbolt", source{"member-db", d.db, []string{"--skip-hash-check"}}},
+		{"pebble", source{"member-db", d.db, []string{"--skip-hash-check"}}},
+	}
+	for _, c := range cases {
+		t.Run(c.backend+"/"+c.src.name, func(t *testing.T) {
+			dir := t.TempDir()
+			restored := filepath.Join(dir, "restored")
+			args := append([]string{"snapshot", "restore", c.src.file, "--name", "r", "--data-dir", restored, "--backend", c.backend}, c.src.args...)
+			if err := run(args); err != nil {
+				t.Fatal(err)
+			}
+			s, cli := startMember(t, "r", restored, c.backend)
+			compareAnswers(t, "strata", capture(t, cli), d.want)
+			stopMember(t, s, cli)
+			if c.src.name != "snapshot" {
+				return
+			}
+
+			out := filepath.Join(dir, "export.db")
+			if err := run([]string{"snapshot", "export", "--data-dir", restored, out}); err != nil {
+				t.Fatal(err)
+			}
+			if err := run([]string{"snapshot", "export", "--data-dir", restored, out}); err == nil {
+				t.Fatal("export over an existing file succeeded")
+			}
+			checkEtcdServes(t, out, d.want)
+		})
+	}
+}
+
+// checkEtcdServes restores snap with etcdutl's restore (or the real
+// etcdutl and etcd when STRATA_ETCD names etcd), starts etcd on it and
+// compares its answers with want.
+func checkEtcdServes(t *testing.T, snap string, want answers) {
+	t.Helper()
+	if bin := os.Getenv("STRATA_ETCD"); bin != "" {
+		checkRealEtcdServes(t, bin, snap, want)
+	}
+	addrs, err := freeport.Addrs(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer := "http://" + addrs[0]
+	dir := filepath.Join(t.TempDir(), "etcd")
+	err = etcdutl.NewV3(zap.NewNop()).Restore(etcdutl.RestoreConfig{
+		SnapshotPath:        snap,
+		Name:                "back",
+		OutputDataDir:       dir,
+		PeerURLs:            []string{peer},
+		InitialCluster:      "back=" + peer,
+		InitialClusterToken: "etcd-cluster",
+	})
+	if err != nil {
+		t.Fatalf("etcdutl snapshot restore: %v", err)
+	}
+	m := startEtcd(t, "back", dir, peer)
+	defer m.stop()
+	compareAnswers(t, "etcd from the export", capture(t, m.cli), want)
+}
+
+// checkRealEtcdServes runs the real etcdutl (next to bin) and etcd.
+func checkRealEtcdServes(t *testing.T, bin, snap string, want answers) {
+	t.Helper()
+	utl := filepath.Join(filepath.Dir(bin), "etcdutl")
+	if _, err := os.Stat(utl); err != nil {
+		t.Logf("no etcdutl next to %s: the real etcd is not checked", bin)
+		return
+	}
+	addrs, err := freeport.Addrs(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "real")
+	peer := "http://" + addrs[1]
+	out, err := exec.Command(utl, "snapshot", "restore", snap, "--name", "real", "--data-dir", dir,
+		"--initial-cluster", "real="+peer, "--initial-advertise-peer-urls", peer).CombinedOutput()
+	if err != nil {
+		t.Fatalf("etcdutl snapshot restore: %v\n%s", err, out)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "--name", "real", "--data-dir", dir, "--log-level", "error",
+		"--listen-client-urls", "http://"+addrs[0], "--advertise-client-urls", "http://"+addrs[0],
+		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer, "--initial-cluster", "real="+peer)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Wait()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{addrs[0]}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	for i := 0; ; i++ {
+		c, cc := context.WithTimeout(ctx, time.Second)
+		_, err := cli.Get(c, "x")
+		cc()
+		if err == nil {
+			break
+		}
+		if i == 30 {
+			t.Fatalf("real etcd did not serve: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	compareAnswers(t, "real etcd from the export", capture(t, cli), want)
+}
+
+// TestRestoreBadFiles checks that broken and foreign files are refused
+// with etcd's wording where etcdutl has one, and leave no data directory
+// (nor a temporary one) behind.
+func TestRestoreBadFiles(t *testing.T) {
+	d := buildEtcdData(t)
+	snap, err := os.ReadFile(d.snapshot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := os.ReadFile(d.db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	flipped := slices.Clone(snap)
+	flipped[len(flipped)/2] ^= 0x40
+	// The flags of the page holding a revision of k5 (in the key bucket).
+	at := bytes.Index(db, []byte("again"))
+	if at < 0 {
+		t.Fatal("no k5 value in the etcd db")
+	}
+	flippedDB := slices.Clone(db)
+	flippedDB[at/4096*4096+8] ^= 0xff
+	notEither := make([]byte, 4096+32)
+	for i := range notEither {
+		notEither[i] = byte(i * 7)
+	}
+	cases := []struct {
+		name string
+		data []byte
+		args []string
+		want string
+	}{
+		{"truncated", snap[:len(snap)/2], nil, "snapshot missing hash but --skip-hash-check=false"},
+		{"truncated-skip-hash", snap[:len(snap)/2], []string{"--skip-hash-check"}, "snapshot file integrity check failed"},
+		{"truncated-to-a-page", snap[:4096], []string{"--skip-hash-check"}, "snapshot file integrity check failed"},
+		{"flipped-byte", flipped, nil, "snapshot file integrity check failed: sha256 mismatch"},
+		{"flipped-db-page", flippedDB, []string{"--skip-hash-check"}, "snapshot file integrity check failed"},
+		{"neither", notEither, nil, "neither a Strata snapshot nor an etcd v3 snapshot or database"},
+		{"text", []byte("hello\n"), []string{"--skip-hash-check"}, "neither a Strata snapshot nor an etcd v3 snapshot or database"},
+		{"empty", nil, nil, "neither a Strata snapshot nor an etcd v3 snapshot or database"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			file := filepath.Join(dir, "in.db")
+			if err := os.WriteFile(file, c.data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			dataDir := filepath.Join(dir, "out", "r.strata")
+			err := run(append([]string{"snapshot", "restore", file, "--data-dir", dataDir}, c.args...))
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("restore: %v, want an error with %q", err, c.want)
+			}
+			left, _ := os.ReadDir(filepath.Join(dir, "out"))
+			if len(left) != 0 {
+				t.Fatalf("restore left %v behind", left)
+			}
+		})
+	}
+}
+
+// TestExportStrataSnapshot exports a Strata snapshot file (not a data
+// directory) and checks etcd serves it as the member did.
+func TestExportStrataSnapshot(t *testing.T) {
+	d := buildEtcdData(t)
+	dir := t.TempDir()
+	restored := filepath.Join(dir, "restored")
+	if err := run([]string{"snapshot", "restore", d.snapshot, "--data-dir", restored, "--backend", "pebble"}); err != nil {
+		t.Fatal(err)
+	}
+	s, cli := startMember(t, "r", restored, "pebble")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rc, err := cli.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap := filepath.Join(dir, "strata.snapshot")
+	f, err := os.Create(snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(f, rc); err != nil {
+		t.Fatal(err)
+	}
+	rc.Close()
+	f.Close()
+	stopMember(t, s, cli)
+	out := filepath.Join(dir, "export.db")
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--snapshot", snap}, "--backend is required"},
+		{[]string{"--snapshot", snap, "--data-dir", restored}, "give one of"},
+		{[]string{"--snapshot", d.snapshot, "--backend", "pebble"}, "not a Strata snapshot"},
+	} {
+		err := run(append([]string{"snapshot", "export", out}, c.args...))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Fatalf("export %q: %v, want an error with %q", c.args, err, c.want)
+		}
+		if _, err := os.Stat(out); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("failed export left %s", out)
+		}
+	}
+	if err := run([]string{"snapshot", "export", out, "--snapshot", snap, "--backend", "pebble"}); err != nil {
+		t.Fatal(err)
+	}
+	checkEtcdServes(t, out, d.want)
+	// The export is an etcd snapshot: Strata restores it too.
+	again := filepath.Join(dir, "again")
+	if err := run([]string{"snapshot", "restore", out, "--data-dir", again, "--backend", "badger"}); err != nil {
+		t.Fatal(err)
+	}
+	s, cli = startMember(t, "r", again, "badger")
+	defer stopMember(t, s, cli)
+	compareAnswers(t, "strata from the export", capture(t, cli), d.want)
+}
