@@ -449,7 +449,7 @@ func (w *Writer) Finish(m FinishMeta) (size int64, err error) {
 	if len(w.lastRev) >= 8 {
 		last = int64(binary.BigEndian.Uint64(w.lastRev))
 	}
-	if m.Rev > max(last, m.FinishedCompactRev, m.ScheduledCompactRev) {
+	if m.Rev > max(1, last, m.FinishedCompactRev, m.ScheduledCompactRev) {
 		if err := w.put(bucketKey, revBytes(m.Rev), []byte{}); err != nil {
 			return 0, err
 		}
