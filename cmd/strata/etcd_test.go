@@ -92,6 +92,7 @@ type answers struct {
 	ranges     map[int64]string // revision -> the range's kvs or error
 	leases     []string         // "ID granted TTL keys", by ID
 	ttls       map[int64]int64  // lease ID -> remaining TTL
+	watch      string           // a watch from revision 16 with prev_kv, and one from below the compact revision
 }
 
 // checkRevs are the revisions at which answers reads the whole keyspace;
@@ -127,6 +128,7 @@ func capture(t *testing.T, cli *clientv3.Client) answers {
 			a.ranges[rev] += s + "\n"
 		}
 	}
+	a.watch = captureWatch(t, cli, a.rev)
 	ls, err := cli.Leases(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -149,6 +151,42 @@ func capture(t *testing.T, cli *clientv3.Client) answers {
 	return a
 }
 
+// captureWatch watches every key from revision 16 (after the compaction,
+// as a Kubernetes watch resumes from a resourceVersion) up to rev, and
+// from 14 (compacted).
+func captureWatch(t *testing.T, cli *clientv3.Client, rev int64) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var s strings.Builder
+	wctx, wcancel := context.WithCancel(ctx)
+	defer wcancel()
+	for resp := range cli.Watch(wctx, "", clientv3.WithPrefix(), clientv3.WithRev(16), clientv3.WithPrevKV()) {
+		if err := resp.Err(); err != nil {
+			t.Fatalf("watch from 16: %v", err)
+		}
+		done := false
+		for _, ev := range resp.Events {
+			fmt.Fprintf(&s, "%s %s", ev.Type, kvString(ev.Kv))
+			if ev.PrevKv != nil {
+				fmt.Fprintf(&s, " prev %s", kvString(ev.PrevKv))
+			}
+			s.WriteString("\n")
+			done = ev.Kv.ModRevision >= rev
+		}
+		if done {
+			break
+		}
+	}
+	if ctx.Err() != nil {
+		t.Fatalf("watch from 16 did not reach revision %d", rev)
+	}
+	wcancel()
+	resp := <-cli.Watch(ctx, "", clientv3.WithPrefix(), clientv3.WithRev(14))
+	fmt.Fprintf(&s, "from 14: canceled %v compact revision %d", resp.Canceled, resp.CompactRevision)
+	return s.String()
+}
+
 func kvString(kv *mvccpb.KeyValue) string {
 	return fmt.Sprintf("%s=%s(c%d,m%d,v%d,l%x)", kv.Key, kv.Value, kv.CreateRevision, kv.ModRevision, kv.Version, kv.Lease)
 }
@@ -167,6 +205,9 @@ func compareAnswers(t *testing.T, what string, got, want answers) {
 		if got.ranges[rev] != want.ranges[rev] {
 			t.Errorf("%s: range at %d:\n%s\nwant\n%s", what, rev, got.ranges[rev], want.ranges[rev])
 		}
+	}
+	if got.watch != want.watch {
+		t.Errorf("%s: watch:\n%s\nwant\n%s", what, got.watch, want.watch)
 	}
 	if !slices.Equal(got.leases, want.leases) {
 		t.Errorf("%s: leases:\n%q\nwant\n%q", what, got.leases, want.leases)
@@ -300,9 +341,9 @@ func TestEtcdRoundTrip(t *testing.T) {
 	}
 }
 
-// checkEtcdServes restores snap with etcdutl's restore (or the real
-// etcdutl and etcd when STRATA_ETCD names etcd), starts etcd on it and
-// compares its answers with want.
+// checkEtcdServes restores snap with etcdutl's restore, starts an
+// embedded etcd on it and compares its answers with want; when
+// STRATA_ETCD names a real etcd binary, that one is started too.
 func checkEtcdServes(t *testing.T, snap string, want answers) {
 	t.Helper()
 	if bin := os.Getenv("STRATA_ETCD"); bin != "" {
@@ -314,41 +355,47 @@ func checkEtcdServes(t *testing.T, snap string, want answers) {
 	}
 	peer := "http://" + addrs[0]
 	dir := filepath.Join(t.TempDir(), "etcd")
-	err = etcdutl.NewV3(zap.NewNop()).Restore(etcdutl.RestoreConfig{
-		SnapshotPath:        snap,
-		Name:                "back",
-		OutputDataDir:       dir,
-		PeerURLs:            []string{peer},
-		InitialCluster:      "back=" + peer,
-		InitialClusterToken: "etcd-cluster",
-	})
-	if err != nil {
-		t.Fatalf("etcdutl snapshot restore: %v", err)
-	}
+	etcdutlRestore(t, snap, "back", dir, peer)
 	m := startEtcd(t, "back", dir, peer)
 	defer m.stop()
 	compareAnswers(t, "etcd from the export", capture(t, m.cli), want)
 }
 
-// checkRealEtcdServes runs the real etcdutl (next to bin) and etcd.
-func checkRealEtcdServes(t *testing.T, bin, snap string, want answers) {
+// etcdutlRestore runs `etcdutl snapshot restore`: the real one when
+// STRATA_ETCDUTL names it, else etcdutl's own restore in process.
+func etcdutlRestore(t *testing.T, snap, name, dir, peer string) {
 	t.Helper()
-	utl := filepath.Join(filepath.Dir(bin), "etcdutl")
-	if _, err := os.Stat(utl); err != nil {
-		t.Logf("no etcdutl next to %s: the real etcd is not checked", bin)
+	if utl := os.Getenv("STRATA_ETCDUTL"); utl != "" {
+		out, err := exec.Command(utl, "snapshot", "restore", snap, "--name", name, "--data-dir", dir,
+			"--initial-cluster", name+"="+peer, "--initial-advertise-peer-urls", peer).CombinedOutput()
+		if err != nil {
+			t.Fatalf("etcdutl snapshot restore: %v\n%s", err, out)
+		}
 		return
 	}
+	err := etcdutl.NewV3(zap.NewNop()).Restore(etcdutl.RestoreConfig{
+		SnapshotPath:        snap,
+		Name:                name,
+		OutputDataDir:       dir,
+		PeerURLs:            []string{peer},
+		InitialCluster:      name + "=" + peer,
+		InitialClusterToken: "etcd-cluster",
+	})
+	if err != nil {
+		t.Fatalf("etcdutl snapshot restore: %v", err)
+	}
+}
+
+// checkRealEtcdServes restores snap and serves it with the real etcd bin.
+func checkRealEtcdServes(t *testing.T, bin, snap string, want answers) {
+	t.Helper()
 	addrs, err := freeport.Addrs(2)
 	if err != nil {
 		t.Fatal(err)
 	}
 	dir := filepath.Join(t.TempDir(), "real")
 	peer := "http://" + addrs[1]
-	out, err := exec.Command(utl, "snapshot", "restore", snap, "--name", "real", "--data-dir", dir,
-		"--initial-cluster", "real="+peer, "--initial-advertise-peer-urls", peer).CombinedOutput()
-	if err != nil {
-		t.Fatalf("etcdutl snapshot restore: %v\n%s", err, out)
-	}
+	etcdutlRestore(t, snap, "real", dir, peer)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "--name", "real", "--data-dir", dir, "--log-level", "error",
@@ -357,7 +404,10 @@ func checkRealEtcdServes(t *testing.T, bin, snap string, want answers) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer cmd.Wait()
+	defer func() {
+		cancel()
+		cmd.Wait()
+	}()
 	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{addrs[0]}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
 		t.Fatal(err)
@@ -370,7 +420,7 @@ func checkRealEtcdServes(t *testing.T, bin, snap string, want answers) {
 		if err == nil {
 			break
 		}
-		if i == 30 {
+		if i == 50 {
 			t.Fatalf("real etcd did not serve: %v", err)
 		}
 		time.Sleep(200 * time.Millisecond)
