@@ -102,8 +102,12 @@ func runSnapshotExport(args []string) error {
 	if *snapshot != "" && *backend == "" {
 		return errors.New("snapshot export: --backend is required with --snapshot (the engine of the member it was saved from)")
 	}
-	if *backend == "" {
-		*backend = memberEngine(*dataDir)
+	if *dataDir != "" {
+		if *backend == "" {
+			*backend = memberEngine(*dataDir)
+		} else if e := detectEngine(memberDataDir(*dataDir)); e != "" && e != *backend {
+			return fmt.Errorf("snapshot export: %s holds a %s engine, not %s", *dataDir, e, *backend)
+		}
 	}
 	if !reg.Has(*backend) {
 		return fmt.Errorf("--backend: unknown engine %q (%s)", *backend, strings.Join(reg.Names(), "|"))

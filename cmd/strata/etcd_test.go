@@ -322,19 +322,24 @@ func TestEtcdRoundTrip(t *testing.T) {
 			if err := run(args); err != nil {
 				t.Fatal(err)
 			}
-			s, cli := startMember(t, "r", restored, c.backend)
-			compareAnswers(t, "strata", capture(t, cli), d.want)
-			stopMember(t, s, cli)
-			if c.src.name != "snapshot" {
-				return
-			}
-
+			// Exported before the member's first start, the engine is
+			// found from its files.
 			out := filepath.Join(dir, "export.db")
 			if err := run([]string{"snapshot", "export", "--data-dir", restored, out}); err != nil {
 				t.Fatal(err)
 			}
 			if err := run([]string{"snapshot", "export", "--data-dir", restored, out}); err == nil {
 				t.Fatal("export over an existing file succeeded")
+			}
+			other := map[string]string{"bbolt": "pebble", "pebble": "badger", "badger": "bbolt"}[c.backend]
+			if err := run([]string{"snapshot", "export", "--data-dir", restored, "--backend", other, out + "2"}); err == nil {
+				t.Fatalf("export of a %s member as %s succeeded", c.backend, other)
+			}
+			s, cli := startMember(t, "r", restored, c.backend)
+			compareAnswers(t, "strata", capture(t, cli), d.want)
+			stopMember(t, s, cli)
+			if c.src.name != "snapshot" {
+				return
 			}
 			checkEtcdServes(t, out, d.want)
 		})

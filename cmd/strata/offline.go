@@ -229,18 +229,39 @@ func runDefrag(args []string) error {
 	return nil
 }
 
-// memberEngine returns the engine recorded in dataDir's identity file, or
-// the default engine.
+// memberEngine returns the engine recorded in dataDir's identity file,
+// else the engine whose files are in the member's data directory (a
+// restored member has no identity before its first start), else the
+// default engine.
 func memberEngine(dataDir string) string {
 	b, err := os.ReadFile(filepath.Join(dataDir, "strata-member.json"))
-	if err != nil {
-		return backends.Default
+	if err == nil {
+		var id struct {
+			Engine string `json:"engine"`
+		}
+		if json.Unmarshal(b, &id) == nil && id.Engine != "" {
+			return id.Engine
+		}
 	}
-	var id struct {
-		Engine string `json:"engine"`
+	if e := detectEngine(memberDataDir(dataDir)); e != "" {
+		return e
 	}
-	if json.Unmarshal(b, &id) != nil || id.Engine == "" {
-		return backends.Default
+	return backends.Default
+}
+
+// detectEngine names the engine whose files are in dir, or "".
+func detectEngine(dir string) string {
+	exists := func(pattern string) bool {
+		m, _ := filepath.Glob(filepath.Join(dir, pattern))
+		return len(m) > 0
 	}
-	return id.Engine
+	switch {
+	case exists("KEYREGISTRY"):
+		return "badger"
+	case exists("OPTIONS-*"):
+		return "pebble"
+	case exists("data.db"):
+		return "bbolt"
+	}
+	return ""
 }
