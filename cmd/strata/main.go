@@ -17,12 +17,15 @@
 //
 // Offline subcommands work on a stopped member's data directory:
 //
-//	strata snapshot restore FILE --data-dir DIR [--name NAME] [--backend ENGINE]
+//	strata snapshot restore FILE --data-dir DIR [--name NAME] [--backend ENGINE] [--skip-hash-check]
+//	strata snapshot export OUT.db (--data-dir DIR | --snapshot FILE --backend ENGINE)
 //	strata defrag --data-dir DIR [--backend ENGINE]
 //
-// restore makes, from a snapshot saved with `etcdctl snapshot save`, the
-// data directory of a new single-member cluster (as `etcdutl snapshot
-// restore`); defrag defragments the member's engine.
+// restore makes, from a snapshot saved with `etcdctl snapshot save` from a
+// Strata or an etcd member, or from a stopped etcd member's
+// member/snap/db, the data directory of a new single-member cluster (as
+// `etcdutl snapshot restore`); export writes an etcd snapshot file that
+// `etcdutl snapshot restore` takes; defrag defragments the member's engine.
 package main
 
 import (
