@@ -70,7 +70,7 @@ func restoreEtcd(reg *engine.Registry, backend, dir, path string, skipHash bool)
 			ScheduledCompactRev: m.ScheduledCompactRev,
 		})
 	}
-	sum.compactRev = m.FinishedCompactRev
+	sum.compactRev = max(m.FinishedCompactRev, m.ScheduledCompactRev) // a scheduled compaction resumes at start
 	if cerr := be.Close(); err == nil {
 		err = cerr
 	}
@@ -175,6 +175,6 @@ func runSnapshotExport(args []string) error {
 		return fmt.Errorf("snapshot export: %w", err)
 	}
 	fmt.Printf("exported revision %d (compacted at %d; %d revisions, %d leases) to %s (%d bytes) in %v; restore it with: etcdutl snapshot restore %s\n",
-		m.Rev, m.FinishedCompactRev, revs, leases, out, size, time.Since(start).Round(time.Millisecond), out)
+		m.Rev, max(m.FinishedCompactRev, m.ScheduledCompactRev), revs, leases, out, size, time.Since(start).Round(time.Millisecond), out)
 	return nil
 }

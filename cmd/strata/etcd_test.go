@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -19,8 +20,11 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	etcdutl "go.etcd.io/etcd/etcdutl/v3/snapshot"
 	"go.etcd.io/etcd/server/v3/embed"
+	"go.etcd.io/etcd/server/v3/lease/leasepb"
 	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
 
+	"github.com/strata-kv/strata/etcddb"
 	"github.com/strata-kv/strata/internal/freeport"
 )
 
@@ -550,4 +554,68 @@ func TestExportStrataSnapshot(t *testing.T) {
 	s, cli = startMember(t, "r", again, "badger")
 	defer stopMember(t, s, cli)
 	compareAnswers(t, "strata from the export", capture(t, cli), d.want)
+}
+
+// TestRestoreRemainingTTL restores, into Strata and with etcdutl into
+// etcd, an etcd file whose lease carries a checkpointed remaining TTL
+// (etcd's lease checkpointing writes one): both start the lease from the
+// remaining TTL, not the granted one.
+func TestRestoreRemainingTTL(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "checkpointed.db")
+	w, err := etcddb.Create(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const id, granted, remaining = 0x1234, 600, 100
+	kv, err := proto.Marshal(&mvccpb.KeyValue{Key: []byte("k"), CreateRevision: 2, ModRevision: 2, Version: 1, Value: []byte("v"), Lease: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lease, err := proto.Marshal(&leasepb.Lease{ID: id, TTL: granted, RemainingTTL: remaining})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rev := binary.BigEndian.AppendUint64(nil, 2)
+	rev = binary.BigEndian.AppendUint64(append(rev, '_'), 0)
+	if err := w.Revision(rev, kv); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Lease(binary.BigEndian.AppendUint64(nil, id), lease); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Finish(etcddb.FinishMeta{Rev: 2, StorageVersion: "3.6.0"}); err != nil {
+		t.Fatal(err)
+	}
+	ttl := func(what string, cli *clientv3.Client) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		r, err := cli.TimeToLive(ctx, id, clientv3.WithAttachedKeys())
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if r.GrantedTTL != granted || r.TTL <= remaining-10 || r.TTL > remaining || len(r.Keys) != 1 {
+			t.Fatalf("%s: lease granted %d, TTL %d, keys %q; want %d, about %d, [k]", what, r.GrantedTTL, r.TTL, r.Keys, granted, remaining)
+		}
+	}
+
+	restored := filepath.Join(dir, "restored")
+	if err := run([]string{"snapshot", "restore", file, "--data-dir", restored}); err != nil {
+		t.Fatal(err)
+	}
+	s, cli := startMember(t, "r", restored, "bbolt")
+	ttl("strata", cli)
+	stopMember(t, s, cli)
+
+	addrs, err := freeport.Addrs(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer := "http://" + addrs[0]
+	etcdDir := filepath.Join(dir, "etcd")
+	etcdutlRestore(t, file, "e", etcdDir, peer)
+	m := startEtcd(t, "e", etcdDir, peer)
+	defer m.stop()
+	ttl("etcd", m.cli)
 }
