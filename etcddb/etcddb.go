@@ -483,6 +483,12 @@ func (w *Writer) Finish(m FinishMeta) (size int64, err error) {
 	if err != nil {
 		return 0, err
 	}
+	// bbolt grows its file ahead of the pages in use; a snapshot ends
+	// with the last page, as etcd's (tx.WriteTo) does.
+	var used int64
+	if err := w.db.View(func(tx *bolt.Tx) error { used = tx.Size(); return nil }); err != nil {
+		return 0, err
+	}
 	err = w.db.Close()
 	w.db = nil
 	if err != nil {
@@ -493,6 +499,9 @@ func (w *Writer) Finish(m FinishMeta) (size int64, err error) {
 		return 0, err
 	}
 	defer f.Close()
+	if err := f.Truncate(used); err != nil {
+		return 0, err
+	}
 	h := sha256.New()
 	n, err := io.Copy(h, f)
 	if err != nil {
