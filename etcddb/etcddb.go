@@ -64,16 +64,14 @@ var (
 func HasChecksum(n int64) bool { return n%512 == sha256.Size }
 
 // boltMagic is bbolt's meta page magic; the first meta page's is at
-// offset 16 (after the page header), in the machine's byte order.
+// offset 16, after the page header.
 const boltMagic uint32 = 0xED0CDAED
 
 // IsBolt reports whether head, the first bytes of a file, starts a bbolt
-// database.
+// database written on a little-endian machine (bbolt writes its pages in
+// the machine's byte order; Strata runs on little-endian machines).
 func IsBolt(head []byte) bool {
-	if len(head) < 20 {
-		return false
-	}
-	return binary.LittleEndian.Uint32(head[16:20]) == boltMagic || binary.BigEndian.Uint32(head[16:20]) == boltMagic
+	return len(head) >= 20 && binary.LittleEndian.Uint32(head[16:20]) == boltMagic
 }
 
 // Meta is what the "meta" bucket says of the keyspace. Zero means absent.
@@ -96,6 +94,20 @@ type OpenOptions struct {
 	LockTimeout time.Duration
 }
 
+// ensureDefaults fills in the zero fields of a copy of the options.
+func (o *OpenOptions) ensureDefaults() {
+	if o.LockTimeout == 0 {
+		o.LockTimeout = time.Second
+	}
+}
+
+func (o *OpenOptions) validate() error {
+	if o.LockTimeout < 0 {
+		return fmt.Errorf("etcddb: LockTimeout %s < 0", o.LockTimeout)
+	}
+	return nil
+}
+
 // A Reader reads one etcd database at one point in time.
 type Reader struct {
 	db *bolt.DB
@@ -107,8 +119,9 @@ type Reader struct {
 // database whose meta pages fit in the file, holding etcd's "key" and
 // "meta" buckets. Damage found later, while reading, is ErrIntegrity too.
 func Open(path string, opts OpenOptions) (*Reader, error) {
-	if opts.LockTimeout <= 0 {
-		opts.LockTimeout = time.Second
+	opts.ensureDefaults()
+	if err := opts.validate(); err != nil {
+		return nil, err
 	}
 	f, err := os.Open(path)
 	if err != nil {
