@@ -129,33 +129,6 @@ func (a *alarms) update() {
 	a.noSpace.Store(slices.ContainsFunc(a.list, func(m *pb.AlarmMember) bool { return m.Alarm == pb.AlarmType_NOSPACE }))
 }
 
-// addsData reports whether r is refused while space is exhausted: etcd's
-// capped applier refuses puts, lease grants and transactions with a put in
-// either branch, nested transactions included (a positive quota cost).
-func addsData(r *pb.InternalRaftRequest) bool {
-	switch {
-	case r.Put != nil, r.LeaseGrant != nil:
-		return true
-	case r.Txn != nil:
-		return txnPuts(r.Txn)
-	}
-	return false
-}
-
-func txnPuts(t *pb.TxnRequest) bool {
-	for _, ops := range [][]*pb.RequestOp{t.Success, t.Failure} {
-		for _, op := range ops {
-			if op.GetRequestPut() != nil {
-				return true
-			}
-			if nt := op.GetRequestTxn(); nt != nil && txnPuts(nt) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
 // Alarms returns the cluster's alarms of type t (all for
 // AlarmType_NONE), as this member has applied them.
 func (n *Node) Alarms(t pb.AlarmType) []*pb.AlarmMember { return n.fsm.alarms.get(t) }

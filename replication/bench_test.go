@@ -49,3 +49,56 @@ func BenchmarkPropose(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkFollower measures the follower path: concurrent clients of a
+// follower of a 3-member cluster (bbolt) proposing 256-byte puts, which
+// the follower forwards to the leader, and asking for read barriers, which
+// it gets from the leader's read index.
+func BenchmarkFollower(b *testing.B) {
+	eng := engines()[0]
+	for _, op := range []string{"propose", "read-barrier"} {
+		for _, clients := range []int{1, 100} {
+			b.Run(fmt.Sprintf("%s/%s/clients=%d", eng.Name, op, clients), func(b *testing.B) {
+				c := newCluster(b, eng, 3, nil)
+				l := c.leader()
+				var f *Node
+				for _, n := range c.nodes {
+					if n != l {
+						f = n
+						break
+					}
+				}
+				val := string(make([]byte, 256))
+				var next atomic.Int64
+				b.ResetTimer()
+				var wg sync.WaitGroup
+				for range clients {
+					wg.Go(func() {
+						for {
+							i := next.Add(1)
+							if i > int64(b.N) {
+								return
+							}
+							var err error
+							if op == "propose" {
+								var res Result
+								res, err = f.Propose(context.Background(), put(fmt.Sprintf("k%08d", i%10000), val))
+								if err == nil {
+									err = res.Err
+								}
+							} else {
+								err = f.ReadBarrier(context.Background())
+							}
+							if err != nil {
+								b.Error(err)
+								return
+							}
+						}
+					})
+				}
+				wg.Wait()
+				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "ops/s")
+			})
+		}
+	}
+}

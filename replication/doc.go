@@ -14,6 +14,32 @@
 // The raft log is the durable copy; the engine's applied index says where
 // to resume.
 //
+// # Request kinds
+//
+// Every kind of InternalRaftRequest a member proposes is described once, in
+// the kinds table (kinds.go): how it applies to the store, its response
+// type, its quota cost (a positive cost is refused under a NOSPACE alarm),
+// whether only members propose it, and the permission a client needs for
+// it. The FSM applies requests through the table, the follower decodes
+// forwarded answers with it, and the server takes quota costs from it
+// ([QuotaCost]). A request of no known kind (a newer member's, during a
+// rolling upgrade) fails with ErrUnsupportedRequest wherever it arrives.
+//
+// # Peer service
+//
+// Members talk to each other, beside raft, through a gRPC service defined in
+// peerpb/peer.proto (generated code checked in; `go generate
+// ./replication/peerpb` regenerates it): proposals and read-index requests
+// forwarded to the leader, keep-alives and time-to-live questions, membership
+// changes, and small questions (a member's applied index, whether one is
+// still a member). Errors travel as gRPC statuses with a detail naming the
+// sentinel (wire_errors.go), so errors.Is works on a follower as on the
+// leader; nothing is matched by its text. A follower forwards in batches
+// (forwarding.go): the proposals waiting at a moment go out in one call, and
+// every read-index request waiting at a moment is answered by one read index,
+// while up to eight calls of each kind are in flight; each caller keeps its
+// own deadline and cancellation.
+//
 // # Restart without replay
 //
 // On start the FSM reads its applied index from the engine. raft is told not
@@ -40,7 +66,8 @@
 // # Transport
 //
 // Raft runs on hashicorp/raft's NetworkTransport over a peer port shared with
-// request forwarding (the first byte of a connection names the protocol).
+// the peer service (the first byte of a connection names the protocol: 'R'
+// for raft, 'P' for the peer service; any other closes the connection).
 // The transport's asynchronous heartbeat path is disabled because it can make
 // logs diverge (hashicorp/raft#695): heartbeats go through raft's main loop.
 package replication

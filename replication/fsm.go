@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,7 +36,8 @@ type Result struct {
 	// Err is the request's own error (an mvcc sentinel such as
 	// mvcc.ErrKeyNotFound); the request had no effect.
 	Err error
-	// Done, for a physical compaction, closes when it is on disk.
+	// Done, for a physical compaction, closes when it is on disk; Propose
+	// waits for it.
 	Done <-chan struct{}
 }
 
@@ -216,45 +216,16 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 	return out
 }
 
+// applyRequest applies one request through its kind's entry in kinds.
 func (f *fsm) applyRequest(w *mvcc.WriteBatch, r *pb.InternalRaftRequest) Result {
-	var (
-		resp proto.Message
-		err  error
-		done <-chan struct{}
-	)
-	if f.alarms.noSpace.Load() && addsData(r) {
+	k, err := kindOf(r)
+	if err != nil {
+		return Result{Err: err}
+	}
+	if k.cost != nil && f.alarms.noSpace.Load() && k.cost(r) > 0 {
 		return Result{Err: ErrNoSpace}
 	}
-	switch {
-	case r.Put != nil:
-		resp, err = w.Put(r.Put)
-	case r.DeleteRange != nil:
-		resp, err = w.DeleteRange(r.DeleteRange)
-	case r.Txn != nil:
-		resp, err = w.Txn(r.Txn)
-	case r.Compaction != nil:
-		resp, done, err = w.Compact(r.Compaction)
-	case r.Range != nil:
-		resp, err = w.Range(r.Range)
-	case r.LeaseGrant != nil:
-		resp, err = w.LeaseGrant(r.LeaseGrant)
-	case r.LeaseRevoke != nil:
-		resp, err = w.LeaseRevoke(r.LeaseRevoke)
-	case r.LeaseCheckpoint != nil:
-		resp, err = w.LeaseCheckpoint(r.LeaseCheckpoint)
-	case r.ClusterMemberAttrSet != nil:
-		a := r.ClusterMemberAttrSet
-		b, merr := proto.Marshal(a.MemberAttributes)
-		if merr != nil {
-			err = merr
-			break
-		}
-		w.SetAux([]byte(memberAttrPrefix+strconv.FormatUint(a.Member_ID, 16)), b)
-	case r.Alarm != nil:
-		resp = f.alarms.apply(w, r.Alarm)
-	default:
-		err = ErrUnsupportedRequest
-	}
+	resp, done, err := k.apply(f, w, r)
 	if err != nil {
 		return Result{Err: err, Done: done}
 	}

@@ -2,13 +2,10 @@ package replication
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
-	"fmt"
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/strata-kv/strata/mvcc"
 )
@@ -133,70 +130,4 @@ func (n *Node) leaseTTLLocal(ctx context.Context, id int64, keys bool) (*pb.Leas
 		return nil, ErrNotLeader
 	}
 	return resp, err
-}
-
-func (n *Node) forwardLeaseRenew(ctx context.Context, addr string, id int64) (int64, error) {
-	status, resp, err := n.fwd.call(ctx, addr, fwdLeaseRenew, binary.AppendVarint(nil, id))
-	if err != nil {
-		return 0, err
-	}
-	if status != stOK {
-		return 0, errorFromWire(string(resp))
-	}
-	ttl, w := binary.Varint(resp)
-	if w <= 0 {
-		return 0, errors.New("replication: bad lease TTL from leader")
-	}
-	return ttl, nil
-}
-
-func (n *Node) forwardLeaseTTL(ctx context.Context, addr string, id int64, keys bool) (*pb.LeaseTimeToLiveResponse, error) {
-	body := binary.AppendVarint(nil, id)
-	if keys {
-		body = append(body, 1)
-	} else {
-		body = append(body, 0)
-	}
-	status, resp, err := n.fwd.call(ctx, addr, fwdLeaseTTL, body)
-	if err != nil {
-		return nil, err
-	}
-	if status != stOK {
-		return nil, errorFromWire(string(resp))
-	}
-	out := &pb.LeaseTimeToLiveResponse{}
-	if err := proto.Unmarshal(resp, out); err != nil {
-		return nil, fmt.Errorf("replication: lease TTL from leader: %w", err)
-	}
-	return out, nil
-}
-
-// handleLeaseForward serves fwdLeaseRenew and fwdLeaseTTL on the leader.
-func (n *Node) handleLeaseForward(ctx context.Context, kind byte, body []byte) (byte, []byte) {
-	id, w := binary.Varint(body)
-	if w <= 0 {
-		return stNodeErr, []byte("replication: bad lease request")
-	}
-	if !n.IsLeader() {
-		return stNodeErr, []byte(ErrNotLeader.Error())
-	}
-	switch kind {
-	case fwdLeaseRenew:
-		ttl, err := n.leaseRenewLocal(ctx, id)
-		if err != nil {
-			return stNodeErr, []byte(err.Error())
-		}
-		return stOK, binary.AppendVarint(nil, ttl)
-	default:
-		keys := len(body) > w && body[w] == 1
-		resp, err := n.leaseTTLLocal(ctx, id, keys)
-		if err != nil {
-			return stNodeErr, []byte(err.Error())
-		}
-		out, err := proto.Marshal(resp)
-		if err != nil {
-			return stNodeErr, []byte(err.Error())
-		}
-		return stOK, out
-	}
 }

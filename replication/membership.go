@@ -2,7 +2,6 @@ package replication
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"strconv"
@@ -14,6 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/strata-kv/strata/mvcc"
+	"github.com/strata-kv/strata/replication/peerpb"
 )
 
 // Membership errors.
@@ -99,12 +99,12 @@ func (n *Node) SetMemberAttrs(ctx context.Context, id, name string, clientURLs [
 
 // Membership operations, as forwarded to the leader.
 const (
-	memberAddLearner byte = 1
-	memberPromote    byte = 2
-	memberRemove     byte = 3
-	memberTransfer   byte = 4
-	memberAddVoter   byte = 5
-	memberUpdate     byte = 6
+	memberAddLearner = peerpb.MemberOp_ADD_LEARNER
+	memberPromote    = peerpb.MemberOp_PROMOTE
+	memberRemove     = peerpb.MemberOp_REMOVE
+	memberTransfer   = peerpb.MemberOp_TRANSFER_LEADERSHIP
+	memberAddVoter   = peerpb.MemberOp_ADD_VOTER
+	memberUpdate     = peerpb.MemberOp_UPDATE
 )
 
 // AddLearner adds a member that receives the log but does not vote, as
@@ -145,14 +145,14 @@ func (n *Node) TransferLeadership(ctx context.Context, id string) error {
 	return n.memberOp(ctx, memberTransfer, id, "")
 }
 
-func (n *Node) memberOp(ctx context.Context, op byte, id, addr string) error {
+func (n *Node) memberOp(ctx context.Context, op peerpb.MemberOp, id, addr string) error {
 	_, err := atLeader(ctx, n,
 		func() (struct{}, error) { return struct{}{}, n.memberOpLocal(ctx, op, id, addr) },
 		func(leader string) (struct{}, error) { return struct{}{}, n.forwardMemberOp(ctx, leader, op, id, addr) })
 	return err
 }
 
-func (n *Node) memberOpLocal(ctx context.Context, op byte, id, addr string) error {
+func (n *Node) memberOpLocal(ctx context.Context, op peerpb.MemberOp, id, addr string) error {
 	cf := n.raft.GetConfiguration()
 	if err := awaitFuture(cf, n.stopc); err != nil {
 		return translateRaftError(err)
@@ -222,52 +222,6 @@ func (n *Node) memberOpLocal(ctx context.Context, op byte, id, addr string) erro
 	return nil
 }
 
-// memberApplied asks the member at addr for its applied index.
-func (n *Node) memberApplied(ctx context.Context, addr string) (uint64, error) {
-	status, resp, err := n.fwd.call(ctx, addr, fwdApplied, nil)
-	if err != nil {
-		return 0, err
-	}
-	if status != stOK {
-		return 0, errorFromWire(string(resp))
-	}
-	v, w := binary.Uvarint(resp)
-	if w <= 0 {
-		return 0, errors.New("replication: bad applied index")
-	}
-	return v, nil
-}
-
-func encodeMemberOp(op byte, id, addr string) []byte {
-	b := []byte{op}
-	b = binary.AppendUvarint(b, uint64(len(id)))
-	b = append(b, id...)
-	return append(b, addr...)
-}
-
-func decodeMemberOp(b []byte) (op byte, id, addr string, err error) {
-	if len(b) < 2 {
-		return 0, "", "", errors.New("replication: short member operation")
-	}
-	n, w := binary.Uvarint(b[1:])
-	if w <= 0 || n > uint64(len(b)-1-w) {
-		return 0, "", "", errors.New("replication: bad member operation")
-	}
-	rest := b[1+w:]
-	return b[0], string(rest[:n]), string(rest[n:]), nil
-}
-
-func (n *Node) forwardMemberOp(ctx context.Context, leader string, op byte, id, addr string) error {
-	status, resp, err := n.fwd.call(ctx, leader, fwdMember, encodeMemberOp(op, id, addr))
-	if err != nil {
-		return err
-	}
-	if status != stOK {
-		return errorFromWire(string(resp))
-	}
-	return nil
-}
-
 // Removed returns a channel closed once the node has learned that it was
 // removed from the cluster; it then takes no more requests and its owner
 // should close it (etcd stops a removed member). A node learns it from its
@@ -327,36 +281,29 @@ func (n *Node) removed(ask bool) bool {
 		if string(s.ID) == n.cfg.ID {
 			continue
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ElectionTimeout)
-		status, resp, err := n.fwd.call(ctx, string(s.Address), fwdIsMember, []byte(n.cfg.ID))
+		ctx, cancel := context.WithTimeout(n.ctx, n.cfg.ElectionTimeout)
+		st, err := n.askMemberState(ctx, string(s.Address), n.cfg.ID)
 		cancel()
-		if err == nil && status == stOK && len(resp) == 1 && resp[0] == memberStateRemoved {
+		if err == nil && st == peerpb.MemberStatus_REMOVED_MEMBER {
 			return true
 		}
 	}
 	return false
 }
 
-// Answers to fwdIsMember.
-const (
-	memberStateUnknown byte = 0 // the receiver is not the leader
-	memberStateMember  byte = 1
-	memberStateRemoved byte = 2 // not in the leader's committed configuration
-)
-
 // memberState answers whether id is a member, if this node leads.
-func (n *Node) memberState(id string) byte {
+func (n *Node) memberState(id string) peerpb.MemberStatus {
 	if !n.IsLeader() {
-		return memberStateUnknown
+		return peerpb.MemberStatus_MEMBER_STATUS_UNKNOWN
 	}
 	cf := n.raft.GetConfiguration()
 	if err := awaitFuture(cf, n.stopc); err != nil || !n.IsLeader() {
-		return memberStateUnknown
+		return peerpb.MemberStatus_MEMBER_STATUS_UNKNOWN
 	}
 	if inConfiguration(cf.Configuration().Servers, id) || cf.Index() > n.raft.CommitIndex() {
-		return memberStateMember
+		return peerpb.MemberStatus_MEMBER
 	}
-	return memberStateRemoved
+	return peerpb.MemberStatus_REMOVED_MEMBER
 }
 
 func inConfiguration(servers []raft.Server, id string) bool {

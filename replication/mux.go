@@ -8,14 +8,17 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"google.golang.org/grpc"
 )
 
 // Connections to a node's peer port start with one byte naming the protocol
-// that follows, so raft and request forwarding share one port (and one
-// address to configure).
+// that follows, so raft and the peer service share one port (and one
+// address to configure). Any other first byte (such as the 'F' of the
+// byte-coded forwarding protocol this service replaced) closes the
+// connection: a member of another version fails safe.
 const (
-	muxRaft    byte = 'R'
-	muxForward byte = 'F'
+	muxRaft byte = 'R'
+	muxPeer byte = 'P'
 )
 
 // Dialer opens connections to peers. Tests swap it for one that injects
@@ -27,19 +30,17 @@ func tcpDial(addr string, timeout time.Duration) (net.Conn, error) {
 }
 
 // peerMux accepts connections on the peer port and hands each to raft or to
-// the forwarding server according to its first byte.
+// the peer service's gRPC server according to its first byte.
 type peerMux struct {
 	ln        net.Listener
 	advertise net.Addr
 	dial      Dialer
-	forward   func(net.Conn)
+	srv       *grpc.Server
 
 	raftc chan net.Conn
+	peerc chan net.Conn
 	stopc chan struct{}
 	wg    sync.WaitGroup
-
-	mu    sync.Mutex
-	conns map[net.Conn]struct{} // forwarded connections being served
 	once  sync.Once
 }
 
@@ -62,16 +63,20 @@ func listenPeers(bind, advertise string, dial Dialer) (*peerMux, error) {
 	}
 	return &peerMux{
 		ln: ln, advertise: adv, dial: dial,
-		raftc: make(chan net.Conn), stopc: make(chan struct{}),
-		conns: map[net.Conn]struct{}{},
+		raftc: make(chan net.Conn), peerc: make(chan net.Conn), stopc: make(chan struct{}),
 	}, nil
 }
 
-// start begins accepting; forward serves forwarding connections.
-func (m *peerMux) start(forward func(net.Conn)) {
-	m.forward = forward
-	m.wg.Add(1)
+// start begins accepting; srv serves the peer service's connections until
+// close stops it.
+func (m *peerMux) start(srv *grpc.Server) {
+	m.srv = srv
+	m.wg.Add(2)
 	go m.acceptLoop()
+	go func() {
+		defer m.wg.Done()
+		srv.Serve(peerListener{m}) // returns once the mux closes
+	}()
 }
 
 func (m *peerMux) acceptLoop() {
@@ -111,48 +116,26 @@ func (m *peerMux) route(c net.Conn) {
 		case <-m.stopc:
 			c.Close()
 		}
-	case muxForward:
-		if !m.track(c) {
+	case muxPeer:
+		select {
+		case m.peerc <- c:
+		case <-m.stopc:
 			c.Close()
-			return
 		}
-		m.forward(c)
-		m.untrack(c)
 	default:
 		c.Close()
 	}
 }
 
-func (m *peerMux) track(c net.Conn) bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	select {
-	case <-m.stopc:
-		return false
-	default:
-	}
-	m.conns[c] = struct{}{}
-	return true
-}
-
-func (m *peerMux) untrack(c net.Conn) {
-	m.mu.Lock()
-	delete(m.conns, c)
-	m.mu.Unlock()
-	c.Close()
-}
-
-// close stops accepting, closes served connections and waits.
+// close stops accepting, stops the peer service and waits.
 func (m *peerMux) close() error {
 	var err error
 	m.once.Do(func() {
-		m.mu.Lock()
 		close(m.stopc)
-		for c := range m.conns {
-			c.Close()
-		}
-		m.mu.Unlock()
 		err = m.ln.Close()
+		if m.srv != nil {
+			m.srv.Stop()
+		}
 		m.wg.Wait()
 	})
 	return err
@@ -201,3 +184,20 @@ func (s raftStream) Addr() net.Addr { return s.m.advertise }
 func (s raftStream) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
 	return s.m.dialProto(string(addr), muxRaft, timeout)
 }
+
+// peerListener hands the peer service's connections to its gRPC server.
+type peerListener struct{ m *peerMux }
+
+func (l peerListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.m.peerc:
+		return c, nil
+	case <-l.m.stopc:
+		return nil, net.ErrClosed
+	}
+}
+
+// Close does nothing: the mux owns the port.
+func (l peerListener) Close() error { return nil }
+
+func (l peerListener) Addr() net.Addr { return l.m.advertise }

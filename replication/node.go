@@ -96,33 +96,46 @@ type Config struct {
 	OnApplyCommit func(took time.Duration)
 }
 
-func (c *Config) withDefaults() (Config, error) {
-	o := *c
-	if o.ID == "" || o.Dir == "" || o.Engine.Open == nil || o.OpenLog == nil || o.Bind == "" {
-		return o, errors.New("replication: config needs ID, Dir, Engine, OpenLog and Bind")
+// ErrInvalidConfig is returned by Open for a Config that cannot start a
+// node.
+var ErrInvalidConfig = errors.New("replication: invalid config")
+
+// EnsureDefaults fills the unset fields of c with their defaults. Open
+// calls it on its own copy of the caller's Config.
+func (c *Config) EnsureDefaults() {
+	if c.Advertise == "" {
+		c.Advertise = c.Bind
 	}
-	if o.Advertise == "" {
-		o.Advertise = o.Bind
+	if c.SnapshotCount == 0 {
+		c.SnapshotCount = 10000
 	}
-	if o.SnapshotCount == 0 {
-		o.SnapshotCount = 10000
+	if c.SnapshotInterval == 0 {
+		c.SnapshotInterval = 30 * time.Second
 	}
-	if o.SnapshotInterval == 0 {
-		o.SnapshotInterval = 30 * time.Second
+	if c.HeartbeatTimeout == 0 {
+		c.HeartbeatTimeout = time.Second
 	}
-	if o.HeartbeatTimeout == 0 {
-		o.HeartbeatTimeout = time.Second
+	if c.ElectionTimeout == 0 {
+		c.ElectionTimeout = time.Second
 	}
-	if o.ElectionTimeout == 0 {
-		o.ElectionTimeout = time.Second
+	if c.MaxBatch == 0 {
+		c.MaxBatch = 256
 	}
-	if o.MaxBatch == 0 {
-		o.MaxBatch = 256
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
+}
+
+// Validate reports a Config that cannot start a node, wrapping
+// ErrInvalidConfig.
+func (c *Config) Validate() error {
+	if c.ID == "" || c.Dir == "" || c.Engine.Open == nil || c.OpenLog == nil || c.Bind == "" {
+		return fmt.Errorf("%w: it needs ID, Dir, Engine, OpenLog and Bind", ErrInvalidConfig)
 	}
-	return o, nil
+	if c.MaxBatch < 0 || c.HeartbeatTimeout < 0 || c.ElectionTimeout < 0 || c.SnapshotInterval < 0 {
+		return fmt.Errorf("%w: MaxBatch, HeartbeatTimeout, ElectionTimeout and SnapshotInterval cannot be negative", ErrInvalidConfig)
+	}
+	return nil
 }
 
 // Node is one member of a Strata cluster: a raft instance whose FSM is the
@@ -134,7 +147,10 @@ type Node struct {
 	logs      LogStore
 	transport tcpTransport
 	mux       *peerMux
-	fwd       forwarder
+	peers     peerClients
+	// fwdPropose and fwdRead forward proposals and read-index requests to
+	// the leader in batches.
+	fwdPropose, fwdRead *forwarder
 
 	propc    chan *proposal
 	inflight chan struct{}
@@ -146,14 +162,17 @@ type Node struct {
 
 	removedc chan struct{}
 	stopc    chan struct{}
+	// ctx is cancelled when the node stops, with stopc closed.
+	ctx      context.Context
+	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 	stopOnce sync.Once
 }
 
 // Open starts a node.
 func Open(cfg Config) (*Node, error) {
-	cfg, err := cfg.withDefaults()
-	if err != nil {
+	cfg.EnsureDefaults() // on Open's own copy
+	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	raftDir := filepath.Join(cfg.Dir, "raft")
@@ -169,7 +188,9 @@ func Open(cfg Config) (*Node, error) {
 		removedc: make(chan struct{}),
 		stopc:    make(chan struct{}),
 	}
+	n.ctx, n.cancel = context.WithCancel(context.Background())
 	hlog := hclogFor(cfg.Logger)
+	var err error
 	if n.fsm, err = openFSM(filepath.Join(cfg.Dir, "data"), cfg.Engine, cfg.EngineOptions, cfg.Logger); err != nil {
 		return nil, err
 	}
@@ -196,7 +217,7 @@ func Open(cfg Config) (*Node, error) {
 	if n.mux, err = listenPeers(cfg.Bind, cfg.Advertise, cfg.Dial); err != nil {
 		return fail(err)
 	}
-	n.fwd.m = n.mux
+	n.peers.m = n.mux
 	n.transport = newTCPTransport(n.mux, 10*time.Second, hlog)
 
 	rc := raft.DefaultConfig()
@@ -240,8 +261,12 @@ func Open(cfg Config) (*Node, error) {
 		return fail(fmt.Errorf("replication: start raft: %w", err))
 	}
 	n.verifier.init(n.raft, n.stopc)
-	n.mux.start(n.serveForward)
-	n.wg.Add(5)
+	n.fwdPropose = newForwarder(n, n.sendProposals)
+	n.fwdRead = newForwarder(n, n.sendReadIndex)
+	n.mux.start(newPeerServer(n))
+	n.wg.Add(7)
+	go n.fwdPropose.loop()
+	go n.fwdRead.loop()
 	go n.removalLoop()
 	go n.leaseLoop()
 	go n.proposeLoop()
@@ -255,9 +280,10 @@ func (n *Node) Close() error {
 	var err error
 	n.stopOnce.Do(func() {
 		close(n.stopc)
+		n.cancel()
 		err = n.raft.Shutdown().Error()
 		n.wg.Wait()
-		n.fwd.close()
+		n.peers.close()
 		if cerr := n.transport.Close(); err == nil {
 			err = cerr
 		}
@@ -379,7 +405,7 @@ func (n *Node) proposeLocal(ctx context.Context, req *pb.InternalRaftRequest) (R
 	case <-n.stopc:
 		return Result{}, ErrStopped
 	}
-	if r.err == nil && r.res.Done != nil && req.Compaction != nil && req.Compaction.Physical {
+	if r.err == nil && r.res.Done != nil {
 		select {
 		case <-r.res.Done:
 		case <-ctx.Done():

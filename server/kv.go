@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/strata-kv/strata/mvcc"
+	"github.com/strata-kv/strata/replication"
 )
 
 // kvServer is etcd's KV service. Requests pass etcd's gRPC-layer checks
@@ -146,13 +147,14 @@ func nextChunkLimit(last int64, size, target int) int64 {
 }
 
 func (k *kvServer) Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, error) {
-	if err := k.s.quota.check(ctx, costPut(r)); err != nil {
+	req := &pb.InternalRaftRequest{Put: r}
+	if err := k.s.quota.check(ctx, replication.QuotaCost(req)); err != nil {
 		return nil, err
 	}
 	if err := mvcc.ValidatePut(r); err != nil {
 		return nil, togRPCError(err)
 	}
-	out, err := proposeAs[*pb.PutResponse](ctx, k.s, &pb.InternalRaftRequest{Put: r})
+	out, err := proposeAs[*pb.PutResponse](ctx, k.s, req)
 	if err != nil {
 		return nil, err
 	}
@@ -176,7 +178,8 @@ func (k *kvServer) DeleteRange(ctx context.Context, r *pb.DeleteRangeRequest) (*
 // every range in it is serializable, then the local store), as etcd does;
 // other txns are proposed.
 func (k *kvServer) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, error) {
-	if err := k.s.quota.check(ctx, costTxn(r)); err != nil {
+	req := &pb.InternalRaftRequest{Txn: r}
+	if err := k.s.quota.check(ctx, replication.QuotaCost(req)); err != nil {
 		return nil, err
 	}
 	if err := mvcc.ValidateTxn(r, int(k.s.cfg.MaxTxnOps)); err != nil {
@@ -195,7 +198,7 @@ func (k *kvServer) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, 
 		k.s.fillHeader(resp.Header)
 		return resp, nil
 	}
-	out, err := proposeAs[*pb.TxnResponse](ctx, k.s, &pb.InternalRaftRequest{Txn: r})
+	out, err := proposeAs[*pb.TxnResponse](ctx, k.s, req)
 	if err != nil {
 		return nil, err
 	}
@@ -282,27 +285,4 @@ func proposeAs[T proto.Message](ctx context.Context, s *Server, req *pb.Internal
 
 func unexpectedResponse(m proto.Message) error {
 	return status.Errorf(codes.Internal, "etcdserver: unexpected response type %T", m)
-}
-
-// Request costs against the quota, etcd's (server/storage/quota.go).
-const (
-	kvOverhead = 256
-	costLease  = 64 // etcd's leaseOverhead
-)
-
-func costPut(r *pb.PutRequest) int { return kvOverhead + len(r.GetKey()) + len(r.GetValue()) }
-
-func costTxn(r *pb.TxnRequest) int {
-	cost := func(ops []*pb.RequestOp) int {
-		n := 0
-		for _, u := range ops {
-			if p := u.GetRequestPut(); p != nil {
-				n += costPut(p)
-			} else if t := u.GetRequestTxn(); t != nil {
-				n += costTxn(t)
-			}
-		}
-		return n
-	}
-	return max(cost(r.GetSuccess()), cost(r.GetFailure()))
 }

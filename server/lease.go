@@ -11,6 +11,7 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 
 	"github.com/strata-kv/strata/mvcc"
+	"github.com/strata-kv/strata/replication"
 )
 
 // leaseServer is etcd's Lease service. Grants and revokes are proposed;
@@ -26,7 +27,7 @@ type leaseServer struct {
 // grant 1 answers TTL(2s) with the default timers). The TTL is raised
 // before proposing, so every member applies the same one.
 func (l *leaseServer) LeaseGrant(ctx context.Context, r *pb.LeaseGrantRequest) (*pb.LeaseGrantResponse, error) {
-	if err := l.s.quota.check(ctx, costLease); err != nil {
+	if err := l.s.quota.check(ctx, replication.QuotaCost(&pb.InternalRaftRequest{LeaseGrant: r})); err != nil {
 		return nil, err
 	}
 	if min := l.s.cfg.minLeaseTTL(); r.TTL < min {
