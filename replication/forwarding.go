@@ -15,14 +15,16 @@ import (
 
 // A follower forwards proposals and read-index requests to the leader in
 // batches, as the leader packs proposals into raft entries: the requests
-// waiting at a moment go out in one call, while earlier calls are in
-// flight. Each caller still gets its own answer, and stops waiting at its
-// own deadline or cancellation.
+// that arrive while every call slot is taken wait, and go out together in
+// the next call. A request that finds a free slot and nobody waiting is
+// sent at once, from its caller's goroutine (no hand-off: one client sees
+// one call's latency). Each caller gets its own answer, and stops waiting
+// at its own deadline or cancellation.
 
 // maxForwardBytes bounds the requests of one forwarded proposal batch.
 const maxForwardBytes = 8 << 20
 
-// maxForwardInflight is how many forwarded batches of each kind may be in
+// maxForwardInflight is how many forwarded calls of each kind may be in
 // flight at once.
 const maxForwardInflight = 8
 
@@ -38,36 +40,59 @@ type forwardItem struct {
 
 type forwardResult struct {
 	// resp is the marshalled response of a proposal; index a read index.
-	resp     []byte
-	index    uint64
-	reqErr   error // the request's own error: it had no effect
-	err      error
-	answered bool // the leader answered; for a proposal with no message
+	resp   []byte
+	index  uint64
+	reqErr error // the request's own error: it had no effect
+	err    error
 }
 
-// forwarder batches the forwarded requests of one kind. Its goroutines
-// belong to the node: they stop with it.
+// forwarder batches the forwarded requests of one kind. The goroutines it
+// starts belong to the node (n.wg); none starts once close was called.
 type forwarder struct {
-	n *Node
+	n    *Node
+	send func(ctx context.Context, addr string, items []*forwardItem)
+
+	mu       sync.Mutex
+	pending  []*forwardItem
+	inflight int
+	closed   bool
+
 	// calls and items count the calls sent and the requests they carried.
 	calls, items atomic.Uint64
-	c            chan *forwardItem
-	slots        chan struct{}
-	send         func(ctx context.Context, addr string, items []*forwardItem)
 }
 
 func newForwarder(n *Node, send func(ctx context.Context, addr string, items []*forwardItem)) *forwarder {
-	return &forwarder{n: n, c: make(chan *forwardItem, 4*n.cfg.MaxBatch), slots: make(chan struct{}, maxForwardInflight), send: send}
+	return &forwarder{n: n, send: send}
 }
 
-// do queues an item and waits for its answer.
+// do sends it (alone, or with others waiting) and waits for its answer.
 func (f *forwarder) do(it *forwardItem) (forwardResult, error) {
-	select {
-	case f.c <- it:
-	case <-it.ctx.Done():
-		return forwardResult{}, it.ctx.Err()
-	case <-f.n.stopc:
+	f.mu.Lock()
+	if f.closed {
+		f.mu.Unlock()
 		return forwardResult{}, ErrStopped
+	}
+	f.pending = append(f.pending, it)
+	batch := f.nextLocked()
+	if batch != nil && !(len(batch) == 1 && batch[0] == it) {
+		f.n.wg.Add(1)
+		go f.sendLoop(batch)
+	}
+	f.mu.Unlock()
+	if batch != nil && len(batch) == 1 && batch[0] == it {
+		// Alone: send from here, bounded by the caller's own context.
+		ctx, cancel := context.WithCancel(it.ctx)
+		stop := context.AfterFunc(f.n.ctx, cancel)
+		f.sendBatch(ctx, batch)
+		stop()
+		cancel()
+		f.mu.Lock()
+		f.inflight--
+		if next := f.nextLocked(); next != nil {
+			f.n.wg.Add(1)
+			go f.sendLoop(next)
+		}
+		f.mu.Unlock()
 	}
 	select {
 	case r := <-it.done:
@@ -79,60 +104,64 @@ func (f *forwarder) do(it *forwardItem) (forwardResult, error) {
 	}
 }
 
-// loop gathers the items waiting when a slot is free into batches, one per
-// leader address, and sends each from a goroutine of the node's.
-func (f *forwarder) loop() {
-	defer f.n.wg.Done()
-	for {
-		select {
-		case f.slots <- struct{}{}:
-		case <-f.n.stopc:
-			return
-		}
-		var batch []*forwardItem
-		select {
-		case it := <-f.c:
-			batch = append(batch, it)
-		case <-f.n.stopc:
-			<-f.slots
-			return
-		}
-		size := len(batch[0].body)
-	drain:
-		for len(batch) < f.n.cfg.MaxBatch && size < maxForwardBytes {
-			select {
-			case it := <-f.c:
-				batch = append(batch, it)
-				size += len(it.body)
-			default:
-				break drain
-			}
-		}
-		byAddr := make(map[string][]*forwardItem)
-		for _, it := range batch {
-			if it.ctx.Err() != nil {
-				it.done <- forwardResult{err: it.ctx.Err()}
-				continue
-			}
-			byAddr[it.addr] = append(byAddr[it.addr], it)
-		}
-		var wg sync.WaitGroup
-		for addr, items := range byAddr {
-			f.calls.Add(1)
-			f.items.Add(uint64(len(items)))
-			wg.Go(func() {
-				ctx, cancel := f.n.callContext(items)
-				defer cancel()
-				f.send(ctx, addr, items)
-			})
-		}
-		f.n.wg.Add(1)
-		go func() {
-			defer f.n.wg.Done()
-			wg.Wait()
-			<-f.slots
-		}()
+// nextLocked takes the next batch of waiting items and a call slot for it,
+// or returns nil if none waits or every slot is taken. The caller holds mu.
+func (f *forwarder) nextLocked() []*forwardItem {
+	if len(f.pending) == 0 || f.inflight >= maxForwardInflight || f.closed {
+		return nil
 	}
+	n, size := 0, 0
+	for n < len(f.pending) && n < f.n.cfg.MaxBatch && (n == 0 || size+len(f.pending[n].body) <= maxForwardBytes) {
+		size += len(f.pending[n].body)
+		n++
+	}
+	batch := f.pending[:n:n]
+	f.pending = f.pending[n:]
+	if len(f.pending) == 0 {
+		f.pending = nil // let the array go
+	}
+	f.inflight++
+	return batch
+}
+
+// sendLoop sends batch, then the batches that gathered meanwhile, until
+// none waits.
+func (f *forwarder) sendLoop(batch []*forwardItem) {
+	defer f.n.wg.Done()
+	for batch != nil {
+		ctx, cancel := f.n.callContext(batch)
+		f.sendBatch(ctx, batch)
+		cancel()
+		f.mu.Lock()
+		f.inflight--
+		batch = f.nextLocked()
+		f.mu.Unlock()
+	}
+}
+
+// sendBatch sends the items still wanted, one call per leader address.
+func (f *forwarder) sendBatch(ctx context.Context, batch []*forwardItem) {
+	byAddr := make(map[string][]*forwardItem, 1)
+	for _, it := range batch {
+		if err := it.ctx.Err(); err != nil {
+			it.done <- forwardResult{err: err}
+			continue
+		}
+		byAddr[it.addr] = append(byAddr[it.addr], it)
+	}
+	for addr, items := range byAddr {
+		f.calls.Add(1)
+		f.items.Add(uint64(len(items)))
+		f.send(ctx, addr, items)
+	}
+}
+
+// close makes do refuse new items; the node's stopc answers the waiting
+// ones.
+func (f *forwarder) close() {
+	f.mu.Lock()
+	f.closed = true
+	f.mu.Unlock()
 }
 
 // callContext is the context of a call made for items: it ends at the
@@ -177,9 +206,9 @@ func (n *Node) sendProposals(ctx context.Context, addr string, items []*forwardI
 		case r.GetError() != nil:
 			it.done <- forwardResult{err: fromWire(r.GetError())}
 		case r.GetRequestError() != nil:
-			it.done <- forwardResult{reqErr: fromWire(r.GetRequestError()), answered: true}
+			it.done <- forwardResult{reqErr: fromWire(r.GetRequestError())}
 		default:
-			it.done <- forwardResult{resp: r.GetResponse(), answered: true}
+			it.done <- forwardResult{resp: r.GetResponse()}
 		}
 	}
 }

@@ -33,8 +33,17 @@ type peerService struct {
 	n *Node
 }
 
+// Fixed HTTP/2 flow-control windows for the peer service: they turn off
+// gRPC's bandwidth estimation, whose pings cost a forwarded request a
+// round trip now and then, and suit a LAN link between members.
+const (
+	peerStreamWindow = 1 << 20
+	peerConnWindow   = 8 << 20
+)
+
 func newPeerServer(n *Node) *grpc.Server {
-	s := grpc.NewServer(grpc.MaxRecvMsgSize(maxPeerMessage), grpc.MaxSendMsgSize(maxPeerMessage))
+	s := grpc.NewServer(grpc.MaxRecvMsgSize(maxPeerMessage), grpc.MaxSendMsgSize(maxPeerMessage),
+		grpc.InitialWindowSize(peerStreamWindow), grpc.InitialConnWindowSize(peerConnWindow))
 	peerpb.RegisterPeerServer(s, &peerService{n: n})
 	return s
 }
@@ -170,6 +179,7 @@ func (c *peerClients) client(addr string) (peerpb.PeerClient, *grpc.ClientConn, 
 			MinConnectTimeout: time.Second,
 		}),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxPeerMessage), grpc.MaxCallSendMsgSize(maxPeerMessage)),
+		grpc.WithInitialWindowSize(peerStreamWindow), grpc.WithInitialConnWindowSize(peerConnWindow),
 	)
 	if err != nil {
 		return nil, nil, fmt.Errorf("replication: peer %s: %w", addr, err)
