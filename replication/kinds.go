@@ -155,6 +155,16 @@ var kinds = []kind{
 		internal: true,
 		perm:     permMember,
 	},
+	{
+		name: "cluster version",
+		is:   func(r *pb.InternalRaftRequest) bool { return r.ClusterVersionSet != nil },
+		apply: func(_ *fsm, w *mvcc.WriteBatch, r *pb.InternalRaftRequest) (proto.Message, <-chan struct{}, error) {
+			w.SetAux([]byte(clusterVersionKey), []byte(r.ClusterVersionSet.Ver))
+			return nil, nil, nil
+		},
+		internal: true,
+		perm:     permMember,
+	},
 }
 
 // respond adapts a WriteBatch method of one request type to kind.apply.

@@ -51,6 +51,32 @@ type Member struct {
 // auxiliary area: memberAttrPrefix + raft ID -> MemberAttributes.
 const memberAttrPrefix = "member/"
 
+// clusterVersionKey names the cluster version in the store's auxiliary
+// area (etcd's ClusterVersionSet).
+const clusterVersionKey = "cluster/version"
+
+// SetClusterVersion replicates the cluster version (etcd's
+// ClusterVersionSet), which ClusterVersion then reports on every member.
+func (n *Node) SetClusterVersion(ctx context.Context, version string) error {
+	res, err := n.Propose(ctx, &pb.InternalRaftRequest{ClusterVersionSet: &membershippb.ClusterVersionSetRequest{Ver: version}})
+	if err != nil {
+		return err
+	}
+	return res.Err
+}
+
+// ClusterVersion returns the cluster version as this member has applied
+// it, "" if none was set.
+func (n *Node) ClusterVersion() (string, error) {
+	var v string
+	err := n.fsm.view(func(s *mvcc.Store) error {
+		recs, err := s.Aux([]byte(clusterVersionKey))
+		v = string(recs[clusterVersionKey])
+		return err
+	})
+	return v, err
+}
+
 // Members returns the current raft configuration as this node knows it.
 func (n *Node) Members() ([]Member, error) {
 	f := n.raft.GetConfiguration()

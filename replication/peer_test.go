@@ -89,6 +89,7 @@ func TestKinds(t *testing.T) {
 		{&pb.InternalRaftRequest{LeaseCheckpoint: &pb.LeaseCheckpointRequest{}}, "lease checkpoint", 0},
 		{&pb.InternalRaftRequest{Alarm: &pb.AlarmRequest{}}, "alarm", 0},
 		{&pb.InternalRaftRequest{ClusterMemberAttrSet: &membershippb.ClusterMemberAttrSetRequest{}}, "member attributes", 0},
+		{&pb.InternalRaftRequest{ClusterVersionSet: &membershippb.ClusterVersionSetRequest{Ver: "3.7.0"}}, "cluster version", 0},
 		{&pb.InternalRaftRequest{AuthEnable: &pb.AuthEnableRequest{}}, "", 0},
 		{&pb.InternalRaftRequest{}, "", 0},
 		{&pb.InternalRaftRequest{Put: put, LeaseRevoke: &pb.LeaseRevokeRequest{ID: 5}}, "", 0},
@@ -273,5 +274,32 @@ func TestConfigValidate(t *testing.T) {
 	n.Close()
 	if caller.MaxBatch != 0 || caller.Logger != nil || caller.Advertise != "" {
 		t.Fatalf("Open changed the caller's config: %+v", caller)
+	}
+}
+
+// TestClusterVersion sets the cluster version through a follower: every
+// member reports it.
+func TestClusterVersion(t *testing.T) {
+	c := newCluster(t, engines()[0], 3, nil)
+	l := c.leader()
+	for _, n := range c.nodes {
+		if v, err := n.ClusterVersion(); err != nil || v != "" {
+			t.Fatalf("before: %q, %v", v, err)
+		}
+	}
+	var f *Node
+	for _, n := range c.nodes {
+		if n != l {
+			f = n
+		}
+	}
+	if err := f.SetClusterVersion(context.Background(), "3.7.0"); err != nil {
+		t.Fatal(err)
+	}
+	c.waitConverged()
+	for i, n := range c.nodes {
+		if v, err := n.ClusterVersion(); err != nil || v != "3.7.0" {
+			t.Fatalf("member %d: %q, %v", i, v, err)
+		}
 	}
 }
