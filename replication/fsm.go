@@ -52,11 +52,16 @@ type fsm struct {
 	engOpts engine.Options
 	logger  *slog.Logger
 
-	// swapMu guards be and store. Readers and snapshots hold it shared;
-	// Restore, which replaces both, holds it exclusively.
+	// swapMu keeps be and store alive: applies, reads, snapshots (until
+	// Release) and WithBackend hold it shared, for as long as they use
+	// them; Restore and close, which replace or close both, hold it
+	// exclusively. Nothing else takes it exclusively: a long shared hold (a
+	// defrag, a snapshot's Persist) delays only a restore.
 	swapMu sync.RWMutex
-	be     engine.Backend
-	store  *mvcc.Store
+	// be and store are set holding both swapMu (exclusively) and primaryMu,
+	// and read holding either.
+	be    engine.Backend
+	store *mvcc.Store
 
 	// applied tracks the index of the last entry the FSM has made visible.
 	applied appliedIndex
@@ -67,11 +72,14 @@ type fsm struct {
 	// restores counts snapshots restored into the store.
 	restores atomic.Uint64
 
-	// primary and extend record whether the store keeps lease clocks (this
-	// node leads), so that a store reopened by Restore is promoted too.
-	// Guarded by swapMu.
-	primary bool
-	extend  time.Duration
+	// primaryMu orders promotions and demotions of the store: setPrimary
+	// and setStore hold it, so every store made current sees the latest
+	// setPrimary and every setPrimary reaches the current store. primary and
+	// extend record whether the store keeps lease clocks (this node leads),
+	// so that a store reopened by Restore is promoted too.
+	primaryMu sync.Mutex
+	primary   bool
+	extend    time.Duration
 
 	// alarms is the applied alarm list, reloaded with the store.
 	alarms alarms
@@ -80,10 +88,12 @@ type fsm struct {
 	onCommit func(time.Duration)
 }
 
-// setPrimary promotes (with extend) or demotes the store's lessor.
+// setPrimary promotes (with extend) or demotes the store's lessor. It does
+// not wait for the store's holders (a defrag, a snapshot): only for a store
+// being replaced to be made current, which setStore does under primaryMu.
 func (f *fsm) setPrimary(primary bool, extend time.Duration) {
-	f.swapMu.Lock()
-	defer f.swapMu.Unlock()
+	f.primaryMu.Lock()
+	defer f.primaryMu.Unlock()
 	f.primary, f.extend = primary, extend
 	if f.store == nil {
 		return
@@ -126,8 +136,20 @@ func (f *fsm) open() error {
 		be.Close()
 		return err
 	}
-	f.be, f.store = be, st
+	f.setStore(be, st)
 	return nil
+}
+
+// setStore makes be and st current (or none, with nils), promoting st if
+// this node leads. The caller holds swapMu exclusively or has not shared
+// the fsm yet.
+func (f *fsm) setStore(be engine.Backend, st *mvcc.Store) {
+	f.primaryMu.Lock()
+	defer f.primaryMu.Unlock()
+	f.be, f.store = be, st
+	if st != nil && f.primary {
+		st.Promote(f.extend)
+	}
 }
 
 func (f *fsm) close() error {
@@ -137,14 +159,16 @@ func (f *fsm) close() error {
 }
 
 func (f *fsm) closeLocked() error {
-	if f.store == nil {
+	st, be := f.store, f.be
+	if st == nil {
 		return nil
 	}
-	err := f.store.Close()
-	if cerr := f.be.Close(); err == nil {
+	// No longer current first: setPrimary must not reach a closed store.
+	f.setStore(nil, nil)
+	err := st.Close()
+	if cerr := be.Close(); err == nil {
 		err = cerr
 	}
-	f.store, f.be = nil, nil
 	return err
 }
 
@@ -304,9 +328,6 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	}
 	if err := f.open(); err != nil {
 		return err
-	}
-	if f.primary {
-		f.store.Promote(f.extend)
 	}
 	f.applied.reset(f.store.AppliedIndex())
 	f.restores.Add(1)
