@@ -43,17 +43,21 @@ func (n *Node) leaseLoop() {
 			cps = s.DueCheckpoints(now, 256)
 			return nil
 		})
-		for _, id := range expired {
-			n.wg.Add(1)
-			go func() {
-				defer n.wg.Done()
-				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				defer cancel()
-				_, err := n.proposeLocal(ctx, &pb.InternalRaftRequest{LeaseRevoke: &pb.LeaseRevokeRequest{ID: id}})
+		if len(expired) > 0 {
+			// One proposal for them all: they go out together, in as few
+			// entries as MaxBatch allows.
+			reqs := make([]*pb.InternalRaftRequest, len(expired))
+			for i, id := range expired {
+				reqs[i] = &pb.InternalRaftRequest{LeaseRevoke: &pb.LeaseRevokeRequest{ID: id}}
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			errs := n.proposeLocalAll(ctx, reqs)
+			cancel()
+			for i, err := range errs {
 				if err != nil && !errors.Is(err, ErrStopped) {
-					n.cfg.Logger.Warn("revoking an expired lease failed; it is retried", "lease", id, "err", err)
+					n.cfg.Logger.Warn("revoking an expired lease failed; it is retried", "lease", expired[i], "err", err)
 				}
-			}()
+			}
 		}
 		if len(cps) > 0 {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

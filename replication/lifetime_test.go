@@ -2,10 +2,12 @@ package replication
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
 	"github.com/strata-kv/strata/backends/bbolt"
@@ -127,4 +129,46 @@ func TestDefragDuringLeadershipMove(t *testing.T) {
 	}
 	t.Logf("defrag took %v", defragTook)
 	c.waitConverged()
+}
+
+// TestAwaitFutureEndsAtStop checks that awaitFuture can end the wait on
+// every kind of raft future the node waits for (it sets the futures'
+// ShutdownCh, which a raft upgrade could move), and that a wait on a future
+// raft has not answered ends when the stop channel closes.
+func TestAwaitFutureEndsAtStop(t *testing.T) {
+	c := newCluster(t, bbolt.Engine(), 3, func(cfg *Config) {
+		// The leader must not step down (and answer the verify below)
+		// within the test for want of its followers.
+		cfg.HeartbeatTimeout, cfg.ElectionTimeout = 5*time.Second, 5*time.Second
+	})
+	l := c.leader()
+	entry, _ := encodeEntry(nil, nil)
+	stop := make(chan struct{})
+	futures := map[string]raft.Future{
+		"apply":         l.raft.Apply(entry, 0),
+		"verify leader": l.raft.VerifyLeader(),
+		"configuration": l.raft.GetConfiguration(),
+		"snapshot":      l.raft.Snapshot(),
+		"remove server": l.raft.RemoveServer("nobody", 0, 0),
+		"transfer":      l.raft.LeadershipTransferToServer("nobody", "nowhere"),
+	}
+	for name, f := range futures {
+		if !watchStop(f, stop) {
+			t.Errorf("%s future (%T): no ShutdownCh to set", name, f)
+		}
+		f.Error()
+	}
+
+	// A verify that no follower can answer stays pending until the leader
+	// steps down, long after the stop.
+	for _, n := range c.nodes {
+		if n != l {
+			c.stop(c.index(n))
+		}
+	}
+	f := l.raft.VerifyLeader()
+	time.AfterFunc(50*time.Millisecond, func() { close(stop) })
+	if err := awaitFuture(f, stop); !errors.Is(err, ErrStopped) {
+		t.Fatalf("await a pending verify, then stop: got %v, want %v", err, ErrStopped)
+	}
 }
