@@ -64,6 +64,7 @@ type Server struct {
 	readyc    chan struct{}
 	stopc     chan struct{}
 	donec     chan struct{} // closed once Close has finished
+	watchDone chan struct{} // closed when watchRemoval returns
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 	closeErr  error
@@ -87,7 +88,8 @@ func Start(cfg Config) (_ *Server, err error) {
 			os.Remove(f)
 		}
 	}
-	s := &Server{cfg: c, id: id, readyc: make(chan struct{}), stopc: make(chan struct{}), donec: make(chan struct{})}
+	s := &Server{cfg: c, id: id, readyc: make(chan struct{}), stopc: make(chan struct{}), donec: make(chan struct{}),
+		watchDone: make(chan struct{})}
 	s.quota = quota{s: s, max: c.QuotaBackendBytes}
 	defer func() {
 		if err != nil {
@@ -168,6 +170,7 @@ func Start(cfg Config) (_ *Server, err error) {
 	s.wg.Add(2)
 	go s.serveWhenReady()
 	go s.monitor()
+	go s.watchRemoval()
 	s.startCompactor()
 	return s, nil
 }
@@ -260,13 +263,6 @@ func (s *Server) monitor() {
 		select {
 		case <-s.stopc:
 			return
-		case <-s.node.Removed():
-			// As etcd: the member stops, and its data directory is of no
-			// more use.
-			s.cfg.Logger.Warn("server error", "err", replication.ErrRemoved)
-			s.cfg.Logger.Warn("data-dir used by this member must be removed", "data_dir", s.cfg.DataDir)
-			go s.Close()
-			return
 		case <-t.C:
 		}
 		if id, _ := s.node.Leader(); id != lastLeader {
@@ -304,35 +300,55 @@ func (s *Server) Node() *replication.Node { return s.node }
 // Close, or on its own when the member was removed from the cluster.
 func (s *Server) StopNotify() <-chan struct{} { return s.donec }
 
+// watchRemoval stops the server once its member learns that it was removed
+// from the cluster. It is not in s.wg, which the stop waits for: Close waits
+// for it after the stop.
+func (s *Server) watchRemoval() {
+	defer close(s.watchDone)
+	select {
+	case <-s.stopc:
+	case <-s.node.Removed():
+		// As etcd: the member stops, and its data directory is of no more
+		// use.
+		s.cfg.Logger.Warn("server error", "err", replication.ErrRemoved)
+		s.cfg.Logger.Warn("data-dir used by this member must be removed", "data_dir", s.cfg.DataDir)
+		s.closeOnce.Do(s.stop)
+	}
+}
+
 // Close stops serving (letting requests in flight finish for up to a few
 // seconds), then stops the node. Close is idempotent.
 func (s *Server) Close() error {
-	s.closeOnce.Do(func() {
-		close(s.stopc)
-		s.health.Shutdown()
-		s.self.close()
-		done := make(chan struct{})
-		go func() {
-			s.grpc.GracefulStop()
-			close(done)
-		}()
-		select {
-		case <-done:
-		case <-time.After(3 * time.Second):
-			s.grpc.Stop()
-			<-done
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		s.httpServer.Shutdown(ctx)
-		cancel()
-		s.closeListeners()
-		s.stopCompactor()
-		s.wg.Wait()
-		s.closeErr = s.node.Close()
-		s.cfg.Logger.Info("stopped member", "name", s.id.Name)
-		close(s.donec)
-	})
+	s.closeOnce.Do(s.stop)
+	<-s.watchDone
 	return s.closeErr
+}
+
+// stop does Close's work, once.
+func (s *Server) stop() {
+	close(s.stopc)
+	s.health.Shutdown()
+	s.self.close()
+	done := make(chan struct{})
+	go func() {
+		s.grpc.GracefulStop()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(3 * time.Second):
+		s.grpc.Stop()
+		<-done
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	s.httpServer.Shutdown(ctx)
+	cancel()
+	s.closeListeners()
+	s.stopCompactor()
+	s.wg.Wait()
+	s.closeErr = s.node.Close()
+	s.cfg.Logger.Info("stopped member", "name", s.id.Name)
+	close(s.donec)
 }
 
 func (s *Server) closeListeners() {
