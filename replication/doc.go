@@ -54,6 +54,16 @@
 // beside the data directory and renames it into place, so a crash leaves the
 // old data or the new, never a mix.
 //
+// # Lifetimes
+//
+// The store's lifetime is kept apart from leadership: applies, reads,
+// snapshots and [Node.WithBackend] hold the store, shared, while they use
+// it, and only a snapshot restore waits for them; a leader change promotes
+// or demotes the current store without waiting. Every goroutine a node
+// starts ends with [Node.Close]: one waiter answers the proposals in flight,
+// in order, and every wait on a raft future ends at Close, even on a future
+// raft drops when it shuts down.
+//
 // # Reads
 //
 // Serializable reads use the local store. Linearizable reads first pass

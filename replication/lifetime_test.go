@@ -39,8 +39,8 @@ func loadStore(t *testing.T, n *Node, keys, valueSize, txnOps int) {
 func TestDefragDuringLeadershipMove(t *testing.T) {
 	c := newCluster(t, bbolt.Engine(), 3, nil)
 	l := c.leader()
-	// About 400 ms of defrag, and over a second under the race detector.
-	keys := 300_000
+	// Most of a second of defrag, and about a second under the race detector.
+	keys := 500_000
 	if raceEnabled {
 		keys = 100_000
 	}
