@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 )
 
 // TestMain lets the test binary stand in for a server and for etcd's
@@ -32,7 +34,8 @@ func TestMain(m *testing.M) {
 		fmt.Println("OK")
 		return
 	}
-	os.Exit(m.Run())
+	// A run must stop every process and goroutine it starts.
+	goleak.VerifyTestMain(m)
 }
 
 // recordFakeArgs appends the fake's command line to $BENCH_FAKE_ARGS, one
