@@ -35,10 +35,12 @@
 // still a member). Errors travel as gRPC statuses with a detail naming the
 // sentinel (wire_errors.go), so errors.Is works on a follower as on the
 // leader; nothing is matched by its text. A follower forwards in batches
-// (forwarding.go): the proposals waiting at a moment go out in one call, and
-// every read-index request waiting at a moment is answered by one read index,
-// while up to eight calls of each kind are in flight; each caller keeps its
-// own deadline and cancellation.
+// (forwarding.go), on one long-lived Forward stream per leader: the
+// proposals waiting at a moment go out in one call, and every read-index
+// request waiting at a moment is answered by one read index, while up to
+// eight calls of each kind are in flight; a request that finds nobody
+// waiting goes out at once from its caller's goroutine. Each caller keeps
+// its own deadline and cancellation.
 //
 // # Restart without replay
 //

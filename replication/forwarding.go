@@ -190,9 +190,8 @@ func (n *Node) sendProposals(ctx context.Context, addr string, items []*forwardI
 		}
 		req.Proposals[i] = p
 	}
-	resp, err := peerCall(ctx, n, addr, func(ctx context.Context, c peerpb.PeerClient) (*peerpb.ProposeResponse, error) {
-		return c.Propose(ctx, req)
-	})
+	fr, err := n.peers.forwardCall(ctx, addr, &peerpb.ForwardRequest{Call: &peerpb.ForwardRequest_Propose{Propose: req}})
+	resp := fr.GetPropose()
 	if err == nil && len(resp.GetResults()) != len(items) {
 		err = fmt.Errorf("%w: leader %s answered %d of %d proposals", ErrLeaderChanged, addr, len(resp.GetResults()), len(items))
 	}
@@ -216,11 +215,9 @@ func (n *Node) sendProposals(ctx context.Context, addr string, items []*forwardI
 // sendReadIndex asks the leader at addr for one read index, which answers
 // every item: each was waiting before the call went out.
 func (n *Node) sendReadIndex(ctx context.Context, addr string, items []*forwardItem) {
-	resp, err := peerCall(ctx, n, addr, func(ctx context.Context, c peerpb.PeerClient) (*peerpb.ReadIndexResponse, error) {
-		return c.ReadIndex(ctx, &peerpb.ReadIndexRequest{})
-	})
+	fr, err := n.peers.forwardCall(ctx, addr, &peerpb.ForwardRequest{Call: &peerpb.ForwardRequest_ReadIndex{ReadIndex: &peerpb.ReadIndexRequest{}}})
 	for _, it := range items {
-		it.done <- forwardResult{index: resp.GetIndex(), err: err}
+		it.done <- forwardResult{index: fr.GetReadIndex().GetIndex(), err: err}
 	}
 }
 

@@ -223,6 +223,7 @@ func Open(cfg Config) (*Node, error) {
 		return fail(err)
 	}
 	n.peers.m = n.mux
+	n.peers.ctx, n.peers.cancel = context.WithCancel(context.Background())
 	n.transport = newTCPTransport(n.mux, 10*time.Second, hlog)
 
 	rc := raft.DefaultConfig()

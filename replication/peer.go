@@ -48,22 +48,68 @@ func newPeerServer(n *Node) *grpc.Server {
 	return s
 }
 
-// Propose proposes every request of the batch at once (the proposer packs
+// Forward serves a follower's stream: every request is answered on its own
+// goroutine (owned by this call: it returns once all are answered), in
+// whatever order they finish.
+func (s *peerService) Forward(stream peerpb.Peer_ForwardServer) error {
+	ctx := stream.Context()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	var sendMu sync.Mutex
+	for {
+		req, err := stream.Recv()
+		if err != nil {
+			return nil // the follower closed the stream, or went away
+		}
+		wg.Go(func() {
+			resp := s.forward(ctx, req)
+			sendMu.Lock()
+			defer sendMu.Unlock()
+			stream.Send(resp) // fails only once the stream is gone
+		})
+	}
+}
+
+func (s *peerService) forward(ctx context.Context, req *peerpb.ForwardRequest) *peerpb.ForwardResponse {
+	resp := &peerpb.ForwardResponse{Id: req.GetId()}
+	var err error
+	switch c := req.GetCall().(type) {
+	case *peerpb.ForwardRequest_Propose:
+		var r *peerpb.ProposeResponse
+		if r, err = s.propose(ctx, c.Propose); err == nil {
+			resp.Result = &peerpb.ForwardResponse_Propose{Propose: r}
+		}
+	case *peerpb.ForwardRequest_ReadIndex:
+		var ri uint64
+		if ri, err = s.n.leaderReadIndex(ctx); err == nil {
+			resp.Result = &peerpb.ForwardResponse_ReadIndex{ReadIndex: &peerpb.ReadIndexResponse{Index: ri}}
+		}
+	default:
+		// A call of a newer member's.
+		err = fmt.Errorf("%w: forward call %T", ErrUnsupportedRequest, c)
+	}
+	if err != nil {
+		resp.Result = &peerpb.ForwardResponse_Error{Error: toWire(err)}
+	}
+	return resp
+}
+
+// propose proposes every request of the batch at once (the proposer packs
 // them into as few raft entries as it can) and answers each on its own.
-func (s *peerService) Propose(ctx context.Context, req *peerpb.ProposeRequest) (*peerpb.ProposeResponse, error) {
+func (s *peerService) propose(ctx context.Context, req *peerpb.ProposeRequest) (*peerpb.ProposeResponse, error) {
 	if !s.n.IsLeader() {
-		return nil, statusOf(ErrNotLeader)
+		return nil, ErrNotLeader
 	}
 	out := &peerpb.ProposeResponse{Results: make([]*peerpb.ProposeResult, len(req.GetProposals()))}
 	var wg sync.WaitGroup
 	for i, p := range req.GetProposals() {
-		wg.Go(func() { out.Results[i] = s.propose(ctx, p) })
+		wg.Go(func() { out.Results[i] = s.proposeOne(ctx, p) })
 	}
 	wg.Wait()
 	return out, nil
 }
 
-func (s *peerService) propose(ctx context.Context, p *peerpb.Proposal) *peerpb.ProposeResult {
+func (s *peerService) proposeOne(ctx context.Context, p *peerpb.Proposal) *peerpb.ProposeResult {
 	r := &pb.InternalRaftRequest{}
 	if err := proto.Unmarshal(p.GetRequest(), r); err != nil {
 		return &peerpb.ProposeResult{Error: toWire(fmt.Errorf("%w: forwarded request: %w", ErrCorruptEntry, err))}
@@ -92,14 +138,6 @@ func (s *peerService) propose(ctx context.Context, p *peerpb.Proposal) *peerpb.P
 		return &peerpb.ProposeResult{Error: toWire(err)}
 	}
 	return &peerpb.ProposeResult{Response: b}
-}
-
-func (s *peerService) ReadIndex(ctx context.Context, _ *peerpb.ReadIndexRequest) (*peerpb.ReadIndexResponse, error) {
-	ri, err := s.n.leaderReadIndex(ctx)
-	if err != nil {
-		return nil, statusOf(err)
-	}
-	return &peerpb.ReadIndexResponse{Index: ri}, nil
 }
 
 func (s *peerService) LeaseRenew(ctx context.Context, req *peerpb.LeaseRenewRequest) (*peerpb.LeaseRenewResponse, error) {
@@ -146,12 +184,19 @@ func (s *peerService) MemberState(_ context.Context, req *peerpb.MemberStateRequ
 	return &peerpb.MemberStateResponse{Status: s.n.memberState(req.GetId())}, nil
 }
 
-// peerClients keeps one gRPC connection per peer address.
+// peerClients keeps one gRPC connection per peer address, and one Forward
+// stream on it while it works.
 type peerClients struct {
-	m      *peerMux
-	mu     sync.Mutex
-	conns  map[string]*grpc.ClientConn
-	closed bool
+	m       *peerMux
+	mu      sync.Mutex
+	conns   map[string]*grpc.ClientConn
+	streams map[string]*forwardStream
+	closed  bool
+	// ctx ends the streams; cancel is called by close, which then waits
+	// for their receivers (wg).
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 }
 
 // client returns the peer-service client of the member at addr.
@@ -221,11 +266,149 @@ func (c *peerClients) connected(ctx context.Context, addr string) (peerpb.PeerCl
 func (c *peerClients) close() {
 	c.mu.Lock()
 	conns := c.conns
-	c.conns, c.closed = nil, true
+	c.conns, c.streams, c.closed = nil, nil, true
 	c.mu.Unlock()
+	c.cancel()
+	c.wg.Wait()
 	for _, cc := range conns {
 		cc.Close()
 	}
+}
+
+// forwardStream is a Forward stream to one peer: calls are sent with an
+// id, and its receiver hands each answer to the call waiting for it.
+type forwardStream struct {
+	stream peerpb.Peer_ForwardClient
+	cancel context.CancelFunc
+
+	sendMu sync.Mutex // the stream's Send is not safe for concurrent use
+
+	mu      sync.Mutex
+	nextID  uint64
+	pending map[uint64]chan *peerpb.ForwardResponse
+	err     error // why the stream broke; nil while it works
+}
+
+// forwardCall sends one call on the Forward stream to addr (opening the
+// stream if needed) and waits for its answer. A call that cannot be sent
+// fails with ErrNoLeader; once sent, a broken stream fails it with
+// ErrLeaderChanged (it may have been served).
+func (c *peerClients) forwardCall(ctx context.Context, addr string, req *peerpb.ForwardRequest) (*peerpb.ForwardResponse, error) {
+	fs, err := c.forwardStream(ctx, addr)
+	if err != nil {
+		return nil, err
+	}
+	ch := make(chan *peerpb.ForwardResponse, 1)
+	fs.mu.Lock()
+	if fs.err != nil {
+		fs.mu.Unlock()
+		return nil, fmt.Errorf("%w: %w", ErrNoLeader, fs.err)
+	}
+	fs.nextID++
+	id := fs.nextID
+	fs.pending[id] = ch
+	fs.mu.Unlock()
+	req.Id = id
+	fs.sendMu.Lock()
+	err = fs.stream.Send(req)
+	fs.sendMu.Unlock()
+	if err != nil {
+		fs.fail(err)
+	}
+	select {
+	case resp := <-ch:
+		if resp == nil {
+			fs.mu.Lock()
+			err := fs.err
+			fs.mu.Unlock()
+			return nil, errorOf(err, ErrLeaderChanged)
+		}
+		if e := resp.GetError(); e != nil {
+			return nil, fromWire(e)
+		}
+		return resp, nil
+	case <-ctx.Done():
+		fs.mu.Lock()
+		delete(fs.pending, id)
+		fs.mu.Unlock()
+		return nil, ctx.Err()
+	}
+}
+
+// forwardStream returns the working Forward stream to addr, opening one if
+// there is none.
+func (c *peerClients) forwardStream(ctx context.Context, addr string) (*forwardStream, error) {
+	c.mu.Lock()
+	fs := c.streams[addr]
+	c.mu.Unlock()
+	if fs != nil && fs.broken() == nil {
+		return fs, nil
+	}
+	cl, err := c.connected(ctx, addr)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, ErrStopped
+	}
+	if fs := c.streams[addr]; fs != nil && fs.broken() == nil {
+		return fs, nil // opened meanwhile
+	}
+	sctx, cancel := context.WithCancel(c.ctx)
+	st, err := cl.Forward(sctx)
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("%w: open a stream to %s: %w", ErrNoLeader, addr, err)
+	}
+	fs = &forwardStream{stream: st, cancel: cancel, pending: make(map[uint64]chan *peerpb.ForwardResponse)}
+	if c.streams == nil {
+		c.streams = make(map[string]*forwardStream)
+	}
+	c.streams[addr] = fs
+	c.wg.Go(fs.receive)
+	return fs, nil
+}
+
+// receive hands answers to their calls until the stream breaks, then fails
+// the calls still waiting.
+func (fs *forwardStream) receive() {
+	for {
+		resp, err := fs.stream.Recv()
+		if err != nil {
+			fs.fail(err)
+			return
+		}
+		fs.mu.Lock()
+		ch := fs.pending[resp.GetId()]
+		delete(fs.pending, resp.GetId())
+		fs.mu.Unlock()
+		if ch != nil {
+			ch <- resp
+		}
+	}
+}
+
+// fail marks the stream broken with err and answers every waiting call
+// with nil (the call then reports err).
+func (fs *forwardStream) fail(err error) {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	if fs.err == nil {
+		fs.err = err
+		fs.cancel()
+	}
+	for id, ch := range fs.pending {
+		ch <- nil
+		delete(fs.pending, id)
+	}
+}
+
+func (fs *forwardStream) broken() error {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	return fs.err
 }
 
 // call runs one peer-service call on the member at addr. A call that

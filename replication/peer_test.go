@@ -129,9 +129,8 @@ func TestPeerServiceRefusesBadInput(t *testing.T) {
 		for _, b := range proposals {
 			req.Proposals = append(req.Proposals, &peerpb.Proposal{Request: b})
 		}
-		return peerCall(ctx, f, to.Addr(), func(ctx context.Context, c peerpb.PeerClient) (*peerpb.ProposeResponse, error) {
-			return c.Propose(ctx, req)
-		})
+		resp, err := f.peers.forwardCall(ctx, to.Addr(), &peerpb.ForwardRequest{Call: &peerpb.ForwardRequest_Propose{Propose: req}})
+		return resp.GetPropose(), err
 	}
 	unknown, _ := proto.Marshal(&pb.InternalRaftRequest{AuthEnable: &pb.AuthEnableRequest{}})
 	// A field number no etcd version uses: a kind from the future.
@@ -155,6 +154,10 @@ func TestPeerServiceRefusesBadInput(t *testing.T) {
 	}
 	if _, err := call(f, good); !errors.Is(err, ErrNotLeader) {
 		t.Errorf("proposal to a follower: %v, want ErrNotLeader", err)
+	}
+	// A call of a newer member's: an empty one.
+	if _, err := f.peers.forwardCall(ctx, l.Addr(), &peerpb.ForwardRequest{}); !errors.Is(err, ErrUnsupportedRequest) {
+		t.Errorf("unknown forward call: %v, want ErrUnsupportedRequest", err)
 	}
 	// The old byte-coded protocol: the connection is closed.
 	conn, err := net.Dial("tcp", l.Addr())

@@ -1077,6 +1077,204 @@ func (x *MemberStateResponse) GetStatus() MemberStatus {
 	return MemberStatus_MEMBER_STATUS_UNKNOWN
 }
 
+type ForwardRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id names the call on its stream; the answer carries it.
+	Id uint64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Types that are valid to be assigned to Call:
+	//
+	//	*ForwardRequest_Propose
+	//	*ForwardRequest_ReadIndex
+	Call          isForwardRequest_Call `protobuf_oneof:"call"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ForwardRequest) Reset() {
+	*x = ForwardRequest{}
+	mi := &file_peer_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ForwardRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ForwardRequest) ProtoMessage() {}
+
+func (x *ForwardRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_peer_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ForwardRequest.ProtoReflect.Descriptor instead.
+func (*ForwardRequest) Descriptor() ([]byte, []int) {
+	return file_peer_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *ForwardRequest) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *ForwardRequest) GetCall() isForwardRequest_Call {
+	if x != nil {
+		return x.Call
+	}
+	return nil
+}
+
+func (x *ForwardRequest) GetPropose() *ProposeRequest {
+	if x != nil {
+		if x, ok := x.Call.(*ForwardRequest_Propose); ok {
+			return x.Propose
+		}
+	}
+	return nil
+}
+
+func (x *ForwardRequest) GetReadIndex() *ReadIndexRequest {
+	if x != nil {
+		if x, ok := x.Call.(*ForwardRequest_ReadIndex); ok {
+			return x.ReadIndex
+		}
+	}
+	return nil
+}
+
+type isForwardRequest_Call interface {
+	isForwardRequest_Call()
+}
+
+type ForwardRequest_Propose struct {
+	Propose *ProposeRequest `protobuf:"bytes,2,opt,name=propose,proto3,oneof"`
+}
+
+type ForwardRequest_ReadIndex struct {
+	ReadIndex *ReadIndexRequest `protobuf:"bytes,3,opt,name=read_index,json=readIndex,proto3,oneof"`
+}
+
+func (*ForwardRequest_Propose) isForwardRequest_Call() {}
+
+func (*ForwardRequest_ReadIndex) isForwardRequest_Call() {}
+
+type ForwardResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Types that are valid to be assigned to Result:
+	//
+	//	*ForwardResponse_Propose
+	//	*ForwardResponse_ReadIndex
+	//	*ForwardResponse_Error
+	Result        isForwardResponse_Result `protobuf_oneof:"result"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ForwardResponse) Reset() {
+	*x = ForwardResponse{}
+	mi := &file_peer_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ForwardResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ForwardResponse) ProtoMessage() {}
+
+func (x *ForwardResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_peer_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ForwardResponse.ProtoReflect.Descriptor instead.
+func (*ForwardResponse) Descriptor() ([]byte, []int) {
+	return file_peer_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ForwardResponse) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *ForwardResponse) GetResult() isForwardResponse_Result {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
+
+func (x *ForwardResponse) GetPropose() *ProposeResponse {
+	if x != nil {
+		if x, ok := x.Result.(*ForwardResponse_Propose); ok {
+			return x.Propose
+		}
+	}
+	return nil
+}
+
+func (x *ForwardResponse) GetReadIndex() *ReadIndexResponse {
+	if x != nil {
+		if x, ok := x.Result.(*ForwardResponse_ReadIndex); ok {
+			return x.ReadIndex
+		}
+	}
+	return nil
+}
+
+func (x *ForwardResponse) GetError() *Error {
+	if x != nil {
+		if x, ok := x.Result.(*ForwardResponse_Error); ok {
+			return x.Error
+		}
+	}
+	return nil
+}
+
+type isForwardResponse_Result interface {
+	isForwardResponse_Result()
+}
+
+type ForwardResponse_Propose struct {
+	Propose *ProposeResponse `protobuf:"bytes,2,opt,name=propose,proto3,oneof"`
+}
+
+type ForwardResponse_ReadIndex struct {
+	ReadIndex *ReadIndexResponse `protobuf:"bytes,3,opt,name=read_index,json=readIndex,proto3,oneof"`
+}
+
+type ForwardResponse_Error struct {
+	// error fails the whole call, as a unary call's status would.
+	Error *Error `protobuf:"bytes,4,opt,name=error,proto3,oneof"`
+}
+
+func (*ForwardResponse_Propose) isForwardResponse_Result() {}
+
+func (*ForwardResponse_ReadIndex) isForwardResponse_Result() {}
+
+func (*ForwardResponse_Error) isForwardResponse_Result() {}
+
 var File_peer_proto protoreflect.FileDescriptor
 
 const file_peer_proto_rawDesc = "" +
@@ -1120,7 +1318,20 @@ const file_peer_proto_rawDesc = "" +
 	"\x12MemberStateRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"K\n" +
 	"\x13MemberStateResponse\x124\n" +
-	"\x06status\x18\x01 \x01(\x0e2\x1c.strata.peer.v1.MemberStatusR\x06status*\xc1\x04\n" +
+	"\x06status\x18\x01 \x01(\x0e2\x1c.strata.peer.v1.MemberStatusR\x06status\"\xa7\x01\n" +
+	"\x0eForwardRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12:\n" +
+	"\apropose\x18\x02 \x01(\v2\x1e.strata.peer.v1.ProposeRequestH\x00R\apropose\x12A\n" +
+	"\n" +
+	"read_index\x18\x03 \x01(\v2 .strata.peer.v1.ReadIndexRequestH\x00R\treadIndexB\x06\n" +
+	"\x04call\"\xdb\x01\n" +
+	"\x0fForwardResponse\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12;\n" +
+	"\apropose\x18\x02 \x01(\v2\x1f.strata.peer.v1.ProposeResponseH\x00R\apropose\x12B\n" +
+	"\n" +
+	"read_index\x18\x03 \x01(\v2!.strata.peer.v1.ReadIndexResponseH\x00R\treadIndex\x12-\n" +
+	"\x05error\x18\x04 \x01(\v2\x15.strata.peer.v1.ErrorH\x00R\x05errorB\b\n" +
+	"\x06result*\xc1\x04\n" +
 	"\tErrorCode\x12\v\n" +
 	"\aUNKNOWN\x10\x00\x12\x0e\n" +
 	"\n" +
@@ -1170,10 +1381,9 @@ const file_peer_proto_rawDesc = "" +
 	"\x15MEMBER_STATUS_UNKNOWN\x10\x00\x12\n" +
 	"\n" +
 	"\x06MEMBER\x10\x01\x12\x12\n" +
-	"\x0eREMOVED_MEMBER\x10\x022\xdc\x04\n" +
-	"\x04Peer\x12J\n" +
-	"\aPropose\x12\x1e.strata.peer.v1.ProposeRequest\x1a\x1f.strata.peer.v1.ProposeResponse\x12P\n" +
-	"\tReadIndex\x12 .strata.peer.v1.ReadIndexRequest\x1a!.strata.peer.v1.ReadIndexResponse\x12S\n" +
+	"\x0eREMOVED_MEMBER\x10\x022\x8e\x04\n" +
+	"\x04Peer\x12N\n" +
+	"\aForward\x12\x1e.strata.peer.v1.ForwardRequest\x1a\x1f.strata.peer.v1.ForwardResponse(\x010\x01\x12S\n" +
 	"\n" +
 	"LeaseRenew\x12!.strata.peer.v1.LeaseRenewRequest\x1a\".strata.peer.v1.LeaseRenewResponse\x12b\n" +
 	"\x0fLeaseTimeToLive\x12&.strata.peer.v1.LeaseTimeToLiveRequest\x1a'.strata.peer.v1.LeaseTimeToLiveResponse\x12Y\n" +
@@ -1194,7 +1404,7 @@ func file_peer_proto_rawDescGZIP() []byte {
 }
 
 var file_peer_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_peer_proto_goTypes = []any{
 	(ErrorCode)(0),                  // 0: strata.peer.v1.ErrorCode
 	(MemberOp)(0),                   // 1: strata.peer.v1.MemberOp
@@ -1216,6 +1426,8 @@ var file_peer_proto_goTypes = []any{
 	(*AppliedResponse)(nil),         // 17: strata.peer.v1.AppliedResponse
 	(*MemberStateRequest)(nil),      // 18: strata.peer.v1.MemberStateRequest
 	(*MemberStateResponse)(nil),     // 19: strata.peer.v1.MemberStateResponse
+	(*ForwardRequest)(nil),          // 20: strata.peer.v1.ForwardRequest
+	(*ForwardResponse)(nil),         // 21: strata.peer.v1.ForwardResponse
 }
 var file_peer_proto_depIdxs = []int32{
 	0,  // 0: strata.peer.v1.Error.code:type_name -> strata.peer.v1.ErrorCode
@@ -1225,25 +1437,28 @@ var file_peer_proto_depIdxs = []int32{
 	6,  // 4: strata.peer.v1.ProposeResponse.results:type_name -> strata.peer.v1.ProposeResult
 	1,  // 5: strata.peer.v1.MemberChangeRequest.op:type_name -> strata.peer.v1.MemberOp
 	2,  // 6: strata.peer.v1.MemberStateResponse.status:type_name -> strata.peer.v1.MemberStatus
-	5,  // 7: strata.peer.v1.Peer.Propose:input_type -> strata.peer.v1.ProposeRequest
-	8,  // 8: strata.peer.v1.Peer.ReadIndex:input_type -> strata.peer.v1.ReadIndexRequest
-	10, // 9: strata.peer.v1.Peer.LeaseRenew:input_type -> strata.peer.v1.LeaseRenewRequest
-	12, // 10: strata.peer.v1.Peer.LeaseTimeToLive:input_type -> strata.peer.v1.LeaseTimeToLiveRequest
-	14, // 11: strata.peer.v1.Peer.MemberChange:input_type -> strata.peer.v1.MemberChangeRequest
-	16, // 12: strata.peer.v1.Peer.Applied:input_type -> strata.peer.v1.AppliedRequest
-	18, // 13: strata.peer.v1.Peer.MemberState:input_type -> strata.peer.v1.MemberStateRequest
-	7,  // 14: strata.peer.v1.Peer.Propose:output_type -> strata.peer.v1.ProposeResponse
-	9,  // 15: strata.peer.v1.Peer.ReadIndex:output_type -> strata.peer.v1.ReadIndexResponse
-	11, // 16: strata.peer.v1.Peer.LeaseRenew:output_type -> strata.peer.v1.LeaseRenewResponse
-	13, // 17: strata.peer.v1.Peer.LeaseTimeToLive:output_type -> strata.peer.v1.LeaseTimeToLiveResponse
-	15, // 18: strata.peer.v1.Peer.MemberChange:output_type -> strata.peer.v1.MemberChangeResponse
-	17, // 19: strata.peer.v1.Peer.Applied:output_type -> strata.peer.v1.AppliedResponse
-	19, // 20: strata.peer.v1.Peer.MemberState:output_type -> strata.peer.v1.MemberStateResponse
-	14, // [14:21] is the sub-list for method output_type
-	7,  // [7:14] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	5,  // 7: strata.peer.v1.ForwardRequest.propose:type_name -> strata.peer.v1.ProposeRequest
+	8,  // 8: strata.peer.v1.ForwardRequest.read_index:type_name -> strata.peer.v1.ReadIndexRequest
+	7,  // 9: strata.peer.v1.ForwardResponse.propose:type_name -> strata.peer.v1.ProposeResponse
+	9,  // 10: strata.peer.v1.ForwardResponse.read_index:type_name -> strata.peer.v1.ReadIndexResponse
+	3,  // 11: strata.peer.v1.ForwardResponse.error:type_name -> strata.peer.v1.Error
+	20, // 12: strata.peer.v1.Peer.Forward:input_type -> strata.peer.v1.ForwardRequest
+	10, // 13: strata.peer.v1.Peer.LeaseRenew:input_type -> strata.peer.v1.LeaseRenewRequest
+	12, // 14: strata.peer.v1.Peer.LeaseTimeToLive:input_type -> strata.peer.v1.LeaseTimeToLiveRequest
+	14, // 15: strata.peer.v1.Peer.MemberChange:input_type -> strata.peer.v1.MemberChangeRequest
+	16, // 16: strata.peer.v1.Peer.Applied:input_type -> strata.peer.v1.AppliedRequest
+	18, // 17: strata.peer.v1.Peer.MemberState:input_type -> strata.peer.v1.MemberStateRequest
+	21, // 18: strata.peer.v1.Peer.Forward:output_type -> strata.peer.v1.ForwardResponse
+	11, // 19: strata.peer.v1.Peer.LeaseRenew:output_type -> strata.peer.v1.LeaseRenewResponse
+	13, // 20: strata.peer.v1.Peer.LeaseTimeToLive:output_type -> strata.peer.v1.LeaseTimeToLiveResponse
+	15, // 21: strata.peer.v1.Peer.MemberChange:output_type -> strata.peer.v1.MemberChangeResponse
+	17, // 22: strata.peer.v1.Peer.Applied:output_type -> strata.peer.v1.AppliedResponse
+	19, // 23: strata.peer.v1.Peer.MemberState:output_type -> strata.peer.v1.MemberStateResponse
+	18, // [18:24] is the sub-list for method output_type
+	12, // [12:18] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_peer_proto_init() }
@@ -1251,13 +1466,22 @@ func file_peer_proto_init() {
 	if File_peer_proto != nil {
 		return
 	}
+	file_peer_proto_msgTypes[17].OneofWrappers = []any{
+		(*ForwardRequest_Propose)(nil),
+		(*ForwardRequest_ReadIndex)(nil),
+	}
+	file_peer_proto_msgTypes[18].OneofWrappers = []any{
+		(*ForwardResponse_Propose)(nil),
+		(*ForwardResponse_ReadIndex)(nil),
+		(*ForwardResponse_Error)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_peer_proto_rawDesc), len(file_peer_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   17,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -34,8 +34,7 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Peer_Propose_FullMethodName         = "/strata.peer.v1.Peer/Propose"
-	Peer_ReadIndex_FullMethodName       = "/strata.peer.v1.Peer/ReadIndex"
+	Peer_Forward_FullMethodName         = "/strata.peer.v1.Peer/Forward"
 	Peer_LeaseRenew_FullMethodName      = "/strata.peer.v1.Peer/LeaseRenew"
 	Peer_LeaseTimeToLive_FullMethodName = "/strata.peer.v1.Peer/LeaseTimeToLive"
 	Peer_MemberChange_FullMethodName    = "/strata.peer.v1.Peer/MemberChange"
@@ -47,11 +46,12 @@ const (
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 type PeerClient interface {
-	// Propose proposes a batch of requests at the leader, each with its own
-	// deadline, and answers each on its own.
-	Propose(ctx context.Context, in *ProposeRequest, opts ...grpc.CallOption) (*ProposeResponse, error)
-	// ReadIndex returns the leader's read index (etcd's ReadIndex).
-	ReadIndex(ctx context.Context, in *ReadIndexRequest, opts ...grpc.CallOption) (*ReadIndexResponse, error)
+	// Forward is a follower's hot path to the leader: one long-lived stream
+	// carries its proposal batches (each proposal with its own deadline,
+	// each answered on its own) and its read-index requests (answered with
+	// the leader's read index, etcd's ReadIndex), many at a time, answered
+	// by id in any order, without the cost of a call per request.
+	Forward(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ForwardRequest, ForwardResponse], error)
 	// LeaseRenew renews a lease at the leader (a keep-alive).
 	LeaseRenew(ctx context.Context, in *LeaseRenewRequest, opts ...grpc.CallOption) (*LeaseRenewResponse, error)
 	// LeaseTimeToLive answers etcd's LeaseTimeToLive at the leader.
@@ -73,25 +73,18 @@ func NewPeerClient(cc grpc.ClientConnInterface) PeerClient {
 	return &peerClient{cc}
 }
 
-func (c *peerClient) Propose(ctx context.Context, in *ProposeRequest, opts ...grpc.CallOption) (*ProposeResponse, error) {
+func (c *peerClient) Forward(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ForwardRequest, ForwardResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(ProposeResponse)
-	err := c.cc.Invoke(ctx, Peer_Propose_FullMethodName, in, out, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Peer_ServiceDesc.Streams[0], Peer_Forward_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
-	return out, nil
+	x := &grpc.GenericClientStream[ForwardRequest, ForwardResponse]{ClientStream: stream}
+	return x, nil
 }
 
-func (c *peerClient) ReadIndex(ctx context.Context, in *ReadIndexRequest, opts ...grpc.CallOption) (*ReadIndexResponse, error) {
-	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(ReadIndexResponse)
-	err := c.cc.Invoke(ctx, Peer_ReadIndex_FullMethodName, in, out, cOpts...)
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
-}
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Peer_ForwardClient = grpc.BidiStreamingClient[ForwardRequest, ForwardResponse]
 
 func (c *peerClient) LeaseRenew(ctx context.Context, in *LeaseRenewRequest, opts ...grpc.CallOption) (*LeaseRenewResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
@@ -147,11 +140,12 @@ func (c *peerClient) MemberState(ctx context.Context, in *MemberStateRequest, op
 // All implementations must embed UnimplementedPeerServer
 // for forward compatibility.
 type PeerServer interface {
-	// Propose proposes a batch of requests at the leader, each with its own
-	// deadline, and answers each on its own.
-	Propose(context.Context, *ProposeRequest) (*ProposeResponse, error)
-	// ReadIndex returns the leader's read index (etcd's ReadIndex).
-	ReadIndex(context.Context, *ReadIndexRequest) (*ReadIndexResponse, error)
+	// Forward is a follower's hot path to the leader: one long-lived stream
+	// carries its proposal batches (each proposal with its own deadline,
+	// each answered on its own) and its read-index requests (answered with
+	// the leader's read index, etcd's ReadIndex), many at a time, answered
+	// by id in any order, without the cost of a call per request.
+	Forward(grpc.BidiStreamingServer[ForwardRequest, ForwardResponse]) error
 	// LeaseRenew renews a lease at the leader (a keep-alive).
 	LeaseRenew(context.Context, *LeaseRenewRequest) (*LeaseRenewResponse, error)
 	// LeaseTimeToLive answers etcd's LeaseTimeToLive at the leader.
@@ -173,11 +167,8 @@ type PeerServer interface {
 // pointer dereference when methods are called.
 type UnimplementedPeerServer struct{}
 
-func (UnimplementedPeerServer) Propose(context.Context, *ProposeRequest) (*ProposeResponse, error) {
-	return nil, status.Errorf(codes.Unimplemented, "method Propose not implemented")
-}
-func (UnimplementedPeerServer) ReadIndex(context.Context, *ReadIndexRequest) (*ReadIndexResponse, error) {
-	return nil, status.Errorf(codes.Unimplemented, "method ReadIndex not implemented")
+func (UnimplementedPeerServer) Forward(grpc.BidiStreamingServer[ForwardRequest, ForwardResponse]) error {
+	return status.Errorf(codes.Unimplemented, "method Forward not implemented")
 }
 func (UnimplementedPeerServer) LeaseRenew(context.Context, *LeaseRenewRequest) (*LeaseRenewResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method LeaseRenew not implemented")
@@ -215,41 +206,12 @@ func RegisterPeerServer(s grpc.ServiceRegistrar, srv PeerServer) {
 	s.RegisterService(&Peer_ServiceDesc, srv)
 }
 
-func _Peer_Propose_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(ProposeRequest)
-	if err := dec(in); err != nil {
-		return nil, err
-	}
-	if interceptor == nil {
-		return srv.(PeerServer).Propose(ctx, in)
-	}
-	info := &grpc.UnaryServerInfo{
-		Server:     srv,
-		FullMethod: Peer_Propose_FullMethodName,
-	}
-	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(PeerServer).Propose(ctx, req.(*ProposeRequest))
-	}
-	return interceptor(ctx, in, info, handler)
+func _Peer_Forward_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(PeerServer).Forward(&grpc.GenericServerStream[ForwardRequest, ForwardResponse]{ServerStream: stream})
 }
 
-func _Peer_ReadIndex_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(ReadIndexRequest)
-	if err := dec(in); err != nil {
-		return nil, err
-	}
-	if interceptor == nil {
-		return srv.(PeerServer).ReadIndex(ctx, in)
-	}
-	info := &grpc.UnaryServerInfo{
-		Server:     srv,
-		FullMethod: Peer_ReadIndex_FullMethodName,
-	}
-	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(PeerServer).ReadIndex(ctx, req.(*ReadIndexRequest))
-	}
-	return interceptor(ctx, in, info, handler)
-}
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Peer_ForwardServer = grpc.BidiStreamingServer[ForwardRequest, ForwardResponse]
 
 func _Peer_LeaseRenew_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(LeaseRenewRequest)
@@ -349,14 +311,6 @@ var Peer_ServiceDesc = grpc.ServiceDesc{
 	HandlerType: (*PeerServer)(nil),
 	Methods: []grpc.MethodDesc{
 		{
-			MethodName: "Propose",
-			Handler:    _Peer_Propose_Handler,
-		},
-		{
-			MethodName: "ReadIndex",
-			Handler:    _Peer_ReadIndex_Handler,
-		},
-		{
 			MethodName: "LeaseRenew",
 			Handler:    _Peer_LeaseRenew_Handler,
 		},
@@ -377,6 +331,13 @@ var Peer_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _Peer_MemberState_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Forward",
+			Handler:       _Peer_Forward_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+	},
 	Metadata: "peer.proto",
 }
