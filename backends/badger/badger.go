@@ -110,8 +110,9 @@ func Engine() engine.Engine {
 // Open opens the store in dir, creating dir and an empty store if needed. A
 // nil opts selects the defaults.
 func Open(dir string, opts *Options) (*DB, error) {
-	o := opts.withDefaults()
-	if err := o.validate(); err != nil {
+	o := opts.Clone() // the caller's options are never changed
+	o.EnsureDefaults()
+	if err := o.Validate(); err != nil {
 		return nil, err
 	}
 	dir = filepath.Clean(dir)
@@ -125,7 +126,7 @@ func Open(dir string, opts *Options) (*DB, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &DB{
 		dir:         dir,
-		opts:        o,
+		opts:        *o,
 		closeCtx:    ctx,
 		closeCancel: cancel,
 		db:          bdb,

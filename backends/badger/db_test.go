@@ -14,19 +14,6 @@ import (
 	"github.com/strata-kv/strata/engine"
 )
 
-func TestOptionsValidation(t *testing.T) {
-	for _, o := range []badger.Options{
-		{ValueLogFileSize: engine.MaxValueSize - 1},
-		{NumCompactors: 1},
-		{NumLevelZeroTables: 4, NumLevelZeroTablesStall: 4},
-	} {
-		if db, err := badger.Open(t.TempDir(), &o); err == nil {
-			db.Close()
-			t.Errorf("Open accepted %+v", o)
-		}
-	}
-}
-
 // TestBatchTooLarge checks that batches over badger's transaction limit,
 // including range deletions over many keys, fail whole with
 // ErrBatchTooLarge.

@@ -2,6 +2,7 @@ package badger
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -126,64 +127,72 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-// withDefaults returns a copy of o (which may be nil) with zero fields set
-// to their defaults.
-func (o *Options) withDefaults() Options {
-	var r Options
-	if o != nil {
-		r = *o
+// ErrInvalidOptions is wrapped by the errors of Options.Validate.
+var ErrInvalidOptions = errors.New("badger: invalid options")
+
+// Clone returns a copy of o; a nil o gives zero Options.
+func (o *Options) Clone() *Options {
+	if o == nil {
+		return &Options{}
 	}
-	if r.MemTableSize <= 0 {
-		r.MemTableSize = DefaultMemTableSize
+	c := *o
+	return &c
+}
+
+// EnsureDefaults sets the zero (or negative) fields of o to their default
+// values. Open calls it on its own copy of the caller's options.
+func (o *Options) EnsureDefaults() {
+	if o.MemTableSize <= 0 {
+		o.MemTableSize = DefaultMemTableSize
 	}
-	if r.NumMemtables <= 0 {
-		r.NumMemtables = DefaultNumMemtables
+	if o.NumMemtables <= 0 {
+		o.NumMemtables = DefaultNumMemtables
 	}
-	if r.BlockCacheSize <= 0 {
-		r.BlockCacheSize = DefaultBlockCacheSize
+	if o.BlockCacheSize <= 0 {
+		o.BlockCacheSize = DefaultBlockCacheSize
 	}
-	if r.IndexCacheSize <= 0 {
-		r.IndexCacheSize = DefaultIndexCacheSize
+	if o.IndexCacheSize <= 0 {
+		o.IndexCacheSize = DefaultIndexCacheSize
 	}
-	if r.ValueThreshold <= 0 {
-		r.ValueThreshold = min(DefaultValueThreshold, maxBatchSize(r.MemTableSize))
+	if o.ValueThreshold <= 0 {
+		o.ValueThreshold = min(DefaultValueThreshold, maxBatchSize(o.MemTableSize))
 	}
-	if r.ValueLogFileSize <= 0 {
-		r.ValueLogFileSize = DefaultValueLogFileSize
+	if o.ValueLogFileSize <= 0 {
+		o.ValueLogFileSize = DefaultValueLogFileSize
 	}
-	if r.NumLevelZeroTables <= 0 {
-		r.NumLevelZeroTables = DefaultNumLevelZeroTables
+	if o.NumLevelZeroTables <= 0 {
+		o.NumLevelZeroTables = DefaultNumLevelZeroTables
 	}
-	if r.NumLevelZeroTablesStall <= 0 {
-		r.NumLevelZeroTablesStall = max(DefaultNumLevelZeroTablesStall, r.NumLevelZeroTables+1)
+	if o.NumLevelZeroTablesStall <= 0 {
+		o.NumLevelZeroTablesStall = max(DefaultNumLevelZeroTablesStall, o.NumLevelZeroTables+1)
 	}
-	if r.NumCompactors <= 0 {
-		r.NumCompactors = DefaultNumCompactors
+	if o.NumCompactors <= 0 {
+		o.NumCompactors = DefaultNumCompactors
 	}
-	return r
 }
 
 // maxBatchSize is badger's transaction size limit for a memtable size.
 func maxBatchSize(memTableSize int64) int64 { return 15 * memTableSize / 100 }
 
-// validate checks the constraints badger does not check itself, or checks
-// with a panic. o must have its defaults filled in.
-func (o *Options) validate() error {
+// Validate reports options that cannot work, with an error wrapping
+// ErrInvalidOptions: the constraints badger does not check itself, or
+// checks with a panic. It expects EnsureDefaults to have run.
+func (o *Options) Validate() error {
 	switch {
 	case o.ValueLogFileSize < engine.MaxValueSize:
-		return fmt.Errorf("badger: ValueLogFileSize %d is below engine.MaxValueSize (%d)",
-			o.ValueLogFileSize, engine.MaxValueSize)
+		return fmt.Errorf("%w: ValueLogFileSize %d is below engine.MaxValueSize (%d)",
+			ErrInvalidOptions, o.ValueLogFileSize, engine.MaxValueSize)
 	case o.NumLevelZeroTablesStall <= o.NumLevelZeroTables:
-		return fmt.Errorf("badger: NumLevelZeroTablesStall %d must exceed NumLevelZeroTables %d",
-			o.NumLevelZeroTablesStall, o.NumLevelZeroTables)
+		return fmt.Errorf("%w: NumLevelZeroTablesStall %d must exceed NumLevelZeroTables %d",
+			ErrInvalidOptions, o.NumLevelZeroTablesStall, o.NumLevelZeroTables)
 	case o.NumCompactors < 2:
-		return fmt.Errorf("badger: NumCompactors %d is below 2", o.NumCompactors)
+		return fmt.Errorf("%w: NumCompactors %d is below 2", ErrInvalidOptions, o.NumCompactors)
 	}
 	return nil
 }
 
 // badgerOptions builds the badger options for a store in dir. o must have
-// its defaults filled in.
+// had EnsureDefaults and Validate.
 func (o *Options) badgerOptions(dir string) bdg.Options {
 	bo := bdg.DefaultOptions(dir)
 	bo.MemTableSize = o.MemTableSize

@@ -51,7 +51,11 @@ type Options struct {
 	DefragTxKeys int
 }
 
-func (o *Options) clone() *Options {
+// ErrInvalidOptions is wrapped by the errors of Options.Validate.
+var ErrInvalidOptions = errors.New("bbolt: invalid options")
+
+// Clone returns a copy of o; a nil o gives zero Options.
+func (o *Options) Clone() *Options {
 	if o == nil {
 		return &Options{}
 	}
@@ -59,7 +63,9 @@ func (o *Options) clone() *Options {
 	return &c
 }
 
-func (o *Options) ensureDefaults() {
+// EnsureDefaults sets the zero fields of o to their default values. Open
+// calls it on its own copy of the caller's options.
+func (o *Options) EnsureDefaults() {
 	if o.InitialMmapSize == 0 {
 		o.InitialMmapSize = 10 << 30
 	}
@@ -71,14 +77,16 @@ func (o *Options) ensureDefaults() {
 	}
 }
 
-func (o *Options) validate() error {
+// Validate reports options that cannot work, with an error wrapping
+// ErrInvalidOptions. It expects EnsureDefaults to have run.
+func (o *Options) Validate() error {
 	switch {
 	case o.InitialMmapSize < 0:
-		return fmt.Errorf("bbolt: InitialMmapSize %d < 0", o.InitialMmapSize)
+		return fmt.Errorf("%w: InitialMmapSize %d < 0", ErrInvalidOptions, o.InitialMmapSize)
 	case o.LockTimeout < 0:
-		return fmt.Errorf("bbolt: LockTimeout %s < 0", o.LockTimeout)
+		return fmt.Errorf("%w: LockTimeout %s < 0", ErrInvalidOptions, o.LockTimeout)
 	case o.DefragTxKeys < 0:
-		return fmt.Errorf("bbolt: DefragTxKeys %d < 0", o.DefragTxKeys)
+		return fmt.Errorf("%w: DefragTxKeys %d < 0", ErrInvalidOptions, o.DefragTxKeys)
 	}
 	return nil
 }
@@ -150,9 +158,9 @@ type DB struct {
 
 // Open opens or creates the bbolt data file in dir.
 func Open(dir string, opts *Options) (*DB, error) {
-	opts = opts.clone()
-	opts.ensureDefaults()
-	if err := opts.validate(); err != nil {
+	opts = opts.Clone() // the caller's options are never changed
+	opts.EnsureDefaults()
+	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {

@@ -1,6 +1,8 @@
 package pebble
 
 import (
+	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -50,8 +52,8 @@ type Options struct {
 	MemTableSize uint64
 
 	// MemTableStopWritesThreshold is the number of queued memtables at which
-	// writes stall until a flush completes. Values below 2 stall every write
-	// during a flush.
+	// writes stall until a flush completes. At least 2: one being flushed
+	// while the next fills.
 	// Default: DefaultMemTableStopWritesThreshold (2).
 	MemTableStopWritesThreshold int
 
@@ -77,33 +79,56 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-// withDefaults returns a copy of o (which may be nil) with zero fields set
-// to their defaults.
-func (o *Options) withDefaults() Options {
-	var r Options
-	if o != nil {
-		r = *o
+// maxMemTableSize bounds MemTableSize: Pebble refuses 4 GiB and more.
+const maxMemTableSize = 4 << 30
+
+// ErrInvalidOptions is wrapped by the errors of Options.Validate.
+var ErrInvalidOptions = errors.New("pebble: invalid options")
+
+// Clone returns a copy of o; a nil o gives zero Options.
+func (o *Options) Clone() *Options {
+	if o == nil {
+		return &Options{}
 	}
-	if r.CacheSize <= 0 {
-		r.CacheSize = DefaultCacheSize
-	}
-	if r.MemTableSize == 0 {
-		r.MemTableSize = DefaultMemTableSize
-	}
-	if r.MemTableStopWritesThreshold <= 0 {
-		r.MemTableStopWritesThreshold = DefaultMemTableStopWritesThreshold
-	}
-	if r.MaxConcurrentCompactions <= 0 {
-		r.MaxConcurrentCompactions = DefaultMaxConcurrentCompactions
-	}
-	if r.MaxOpenFiles <= 0 {
-		r.MaxOpenFiles = DefaultMaxOpenFiles
-	}
-	return r
+	c := *o
+	return &c
 }
 
-// pebbleOptions builds the Pebble options for o, whose defaults must already
-// be filled in. cache is the block cache to use; the caller keeps its own
+// EnsureDefaults sets the zero (or negative) fields of o to their default
+// values. Open calls it on its own copy of the caller's options.
+func (o *Options) EnsureDefaults() {
+	if o.CacheSize <= 0 {
+		o.CacheSize = DefaultCacheSize
+	}
+	if o.MemTableSize == 0 {
+		o.MemTableSize = DefaultMemTableSize
+	}
+	if o.MemTableStopWritesThreshold <= 0 {
+		o.MemTableStopWritesThreshold = DefaultMemTableStopWritesThreshold
+	}
+	if o.MaxConcurrentCompactions <= 0 {
+		o.MaxConcurrentCompactions = DefaultMaxConcurrentCompactions
+	}
+	if o.MaxOpenFiles <= 0 {
+		o.MaxOpenFiles = DefaultMaxOpenFiles
+	}
+}
+
+// Validate reports options that cannot work (ones Pebble would refuse to
+// open with), with an error wrapping ErrInvalidOptions. It expects
+// EnsureDefaults to have run.
+func (o *Options) Validate() error {
+	switch {
+	case o.MemTableSize >= maxMemTableSize:
+		return fmt.Errorf("%w: MemTableSize %d is not below %d", ErrInvalidOptions, o.MemTableSize, uint64(maxMemTableSize))
+	case o.MemTableStopWritesThreshold < 2:
+		return fmt.Errorf("%w: MemTableStopWritesThreshold %d is below 2", ErrInvalidOptions, o.MemTableStopWritesThreshold)
+	}
+	return nil
+}
+
+// pebbleOptions builds the Pebble options for o, which must have had
+// EnsureDefaults and Validate. cache is the block cache to use; the caller keeps its own
 // reference and must Unref it.
 func (o *Options) pebbleOptions(cache *pdb.Cache) *pdb.Options {
 	maxCompactions := o.MaxConcurrentCompactions

@@ -67,7 +67,11 @@ func Engine() engine.Engine {
 // Open opens the store in dir, creating dir and an empty store if needed. A
 // nil opts selects the defaults.
 func Open(dir string, opts *Options) (*DB, error) {
-	o := opts.withDefaults()
+	o := opts.Clone() // the caller's options are never changed
+	o.EnsureDefaults()
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
 	dir = filepath.Clean(dir)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("pebble: open %s: %w", dir, err)
