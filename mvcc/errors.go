@@ -74,4 +74,7 @@ var (
 	// ErrForeignData is returned by Open when the backend holds data that
 	// was not written by this package (or by a newer format of it).
 	ErrForeignData = errors.New("mvcc: backend holds data of another format")
+	// ErrInvalidOptions is wrapped by the errors of Options.Validate and
+	// WatchStreamOptions.Validate.
+	ErrInvalidOptions = errors.New("mvcc: invalid options")
 )

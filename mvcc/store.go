@@ -56,31 +56,46 @@ type Options struct {
 	watch watchLimits
 }
 
-func (o *Options) withDefaults() Options {
-	var c Options
-	if o != nil {
-		c = *o
+// Clone returns a copy of o; a nil o gives zero Options.
+func (o *Options) Clone() *Options {
+	if o == nil {
+		return &Options{}
 	}
-	if c.WriteOptions == nil {
-		c.WriteOptions = engine.NoSync
+	c := *o
+	return &c
+}
+
+// EnsureDefaults sets the unset fields of o to their default values. Open
+// calls it on its own copy of the caller's options.
+func (o *Options) EnsureDefaults() {
+	if o.WriteOptions == nil {
+		o.WriteOptions = engine.NoSync
 	}
-	if c.CompactionBatchLimit <= 0 {
-		c.CompactionBatchLimit = 1000
+	if o.CompactionBatchLimit <= 0 {
+		o.CompactionBatchLimit = 1000
 	}
-	if c.CompactionSleepInterval == 0 {
-		c.CompactionSleepInterval = 10 * time.Millisecond
+	if o.CompactionSleepInterval == 0 {
+		o.CompactionSleepInterval = 10 * time.Millisecond
 	}
-	if c.LeaseCheckpointInterval == 0 {
-		c.LeaseCheckpointInterval = defaultLeaseCheckpointInterval
+	if o.LeaseCheckpointInterval == 0 {
+		o.LeaseCheckpointInterval = defaultLeaseCheckpointInterval
 	}
-	if c.LeaseRetryInterval <= 0 {
-		c.LeaseRetryInterval = defaultLeaseRetryInterval
+	if o.LeaseRetryInterval <= 0 {
+		o.LeaseRetryInterval = defaultLeaseRetryInterval
 	}
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	c.watch.ensureDefaults()
-	return c
+	o.watch.ensureDefaults()
+}
+
+// Validate reports options that cannot work, with an error wrapping
+// ErrInvalidOptions. It expects EnsureDefaults to have run.
+func (o *Options) Validate() error {
+	if o.MinLeaseTTL < 0 {
+		return fmt.Errorf("%w: MinLeaseTTL %d < 0", ErrInvalidOptions, o.MinLeaseTTL)
+	}
+	return nil
 }
 
 // storeState is what readers need to know about the store, published
@@ -134,7 +149,12 @@ type Store struct {
 // revision area, and resumes a compaction that was interrupted. The Store
 // does not own be: close the Store, then be.
 func Open(be engine.Backend, opts *Options) (*Store, error) {
-	s := &Store{be: be, opts: opts.withDefaults(), idx: newTreeIndex(), closec: make(chan struct{})}
+	opts = opts.Clone() // the caller's options are never changed
+	opts.EnsureDefaults()
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Store{be: be, opts: *opts, idx: newTreeIndex(), closec: make(chan struct{})}
 	s.leases = newLessor(&s.opts)
 	st, scheduled, finished, err := s.restore()
 	if err != nil {

@@ -3,6 +3,7 @@ package mvcc
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"sync"
 	"time"
@@ -50,6 +51,35 @@ const (
 	defaultProgressNotifyInterval = 10 * time.Minute
 	defaultBufferEvents           = 4096
 )
+
+// Clone returns a copy of o; a nil o gives zero WatchStreamOptions.
+func (o *WatchStreamOptions) Clone() *WatchStreamOptions {
+	if o == nil {
+		return &WatchStreamOptions{}
+	}
+	c := *o
+	return &c
+}
+
+// EnsureDefaults sets the unset fields of o to their default values.
+// NewWatchStream calls it on its own copy of the caller's options.
+func (o *WatchStreamOptions) EnsureDefaults() {
+	if o.ProgressNotifyInterval == 0 {
+		o.ProgressNotifyInterval = defaultProgressNotifyInterval
+	}
+	if o.BufferEvents <= 0 {
+		o.BufferEvents = defaultBufferEvents
+	}
+}
+
+// Validate reports options that cannot work, with an error wrapping
+// ErrInvalidOptions. It expects EnsureDefaults to have run.
+func (o *WatchStreamOptions) Validate() error {
+	if o.FragmentBytes < 0 {
+		return fmt.Errorf("%w: FragmentBytes %d < 0", ErrInvalidOptions, o.FragmentBytes)
+	}
+	return nil
+}
 
 // WatchStream is a set of watchers whose responses come out, in order, on
 // one channel: what an etcd gRPC Watch stream serves. It is safe for
@@ -135,22 +165,19 @@ func (e *streamEntry) response() *pb.WatchResponse {
 
 // NewWatchStream opens a watch stream on the store.
 func (s *Store) NewWatchStream(opts *WatchStreamOptions) (*WatchStream, error) {
+	opts = opts.Clone() // the caller's options are never changed
+	opts.EnsureDefaults()
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
 	ws := &WatchStream{
+		opts:     *opts,
 		progress: -1,
 		out:      make(chan *pb.WatchResponse),
 		watchers: make(map[int64]*watcher),
 		wake:     make(chan struct{}, 1),
 		stopc:    make(chan struct{}),
 		donec:    make(chan struct{}),
-	}
-	if opts != nil {
-		ws.opts = *opts
-	}
-	if ws.opts.ProgressNotifyInterval == 0 {
-		ws.opts.ProgressNotifyInterval = defaultProgressNotifyInterval
-	}
-	if ws.opts.BufferEvents <= 0 {
-		ws.opts.BufferEvents = defaultBufferEvents
 	}
 	h := s.hub
 	h.mu.Lock()
