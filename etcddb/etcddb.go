@@ -56,6 +56,8 @@ var (
 	ErrIntegrity = errors.New("snapshot file integrity check failed")
 	// ErrLocked: another process (a running etcd) holds the database.
 	ErrLocked = errors.New("database is locked by another process (is the etcd member stopped?)")
+	// ErrInvalidOptions is wrapped by the errors of OpenOptions.Validate.
+	ErrInvalidOptions = errors.New("etcddb: invalid options")
 )
 
 // HasChecksum reports whether a file of size n has a sha256 appended, as
@@ -94,16 +96,19 @@ type OpenOptions struct {
 	LockTimeout time.Duration
 }
 
-// ensureDefaults fills in the zero fields of a copy of the options.
-func (o *OpenOptions) ensureDefaults() {
+// EnsureDefaults sets the zero fields of o to their default values. Open
+// calls it on its own copy of the caller's options.
+func (o *OpenOptions) EnsureDefaults() {
 	if o.LockTimeout == 0 {
 		o.LockTimeout = time.Second
 	}
 }
 
-func (o *OpenOptions) validate() error {
+// Validate reports options that cannot work, with an error wrapping
+// ErrInvalidOptions. It expects EnsureDefaults to have run.
+func (o *OpenOptions) Validate() error {
 	if o.LockTimeout < 0 {
-		return fmt.Errorf("etcddb: LockTimeout %s < 0", o.LockTimeout)
+		return fmt.Errorf("%w: LockTimeout %s < 0", ErrInvalidOptions, o.LockTimeout)
 	}
 	return nil
 }
@@ -119,8 +124,9 @@ type Reader struct {
 // database whose meta pages fit in the file, holding etcd's "key" and
 // "meta" buckets. Damage found later, while reading, is ErrIntegrity too.
 func Open(path string, opts OpenOptions) (*Reader, error) {
-	opts.ensureDefaults()
-	if err := opts.validate(); err != nil {
+	// opts is Open's own copy: the caller's options are never changed.
+	opts.EnsureDefaults()
+	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
 	f, err := os.Open(path)
