@@ -2,7 +2,9 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"sync"
 	"time"
@@ -72,7 +74,12 @@ type Config struct {
 	DataDir string
 }
 
-func (c *Config) defaults() {
+// ErrInvalidConfig is wrapped by the errors of Config.Validate.
+var ErrInvalidConfig = errors.New("bench: invalid config")
+
+// EnsureDefaults sets the unset fields of c to their default values. Load,
+// LoadWorkload and Run call it on their own copies of the caller's Config.
+func (c *Config) EnsureDefaults() {
 	if c.Clients <= 0 {
 		c.Clients = 16
 	}
@@ -89,6 +96,22 @@ func (c *Config) defaults() {
 	if c.Keyspace.ValueSize == 0 {
 		c.Keyspace.ValueSize = 256
 	}
+}
+
+// Validate reports a Config that cannot work, with an error wrapping
+// ErrInvalidConfig. It expects EnsureDefaults to have run.
+func (c *Config) Validate() error {
+	switch {
+	case c.Duration < 0:
+		return fmt.Errorf("%w: Duration %s < 0", ErrInvalidConfig, c.Duration)
+	case c.Warmup < 0:
+		return fmt.Errorf("%w: Warmup %s < 0", ErrInvalidConfig, c.Warmup)
+	case !(c.Rate >= 0) || math.IsInf(c.Rate, 1):
+		return fmt.Errorf("%w: Rate %v is not a rate", ErrInvalidConfig, c.Rate)
+	case c.Keyspace.ValueSize < 0:
+		return fmt.Errorf("%w: Keyspace.ValueSize %d < 0", ErrInvalidConfig, c.Keyspace.ValueSize)
+	}
+	return nil
 }
 
 // Histogram bounds: 1 µs to 60 s at 3 significant figures, as go-ycsb.
@@ -149,7 +172,10 @@ type Result struct {
 // Load writes cfg.Records records with cfg.Clients clients, in batches of up
 // to 1000 when the store is a BatchWriter.
 func Load(ctx context.Context, s Store, cfg Config) (time.Duration, error) {
-	cfg.defaults()
+	cfg.EnsureDefaults() // cfg is Load's own copy
+	if err := cfg.Validate(); err != nil {
+		return 0, err
+	}
 	ks := cfg.Keyspace
 	return load(ctx, s, cfg, func(n uint64, r *rand.Rand) ([]byte, []byte) {
 		return ks.Key(nil, n), ks.Value(nil, r)
@@ -160,7 +186,10 @@ func Load(ctx context.Context, s Store, cfg Config) (time.Duration, error) {
 // cfg.Records records of its keyspace, or of the k8s workload's objects,
 // or nothing.
 func LoadWorkload(ctx context.Context, s Store, w Workload, cfg Config) (time.Duration, error) {
-	cfg.defaults()
+	cfg.EnsureDefaults() // cfg is LoadWorkload's own copy
+	if err := cfg.Validate(); err != nil {
+		return 0, err
+	}
 	switch w.LoadKey() {
 	case "":
 		return 0, nil
@@ -225,9 +254,12 @@ func load(ctx context.Context, s Store, cfg Config, record func(n uint64, r *ran
 
 // Run runs workload w against s (loaded by LoadWorkload) and measures it.
 func Run(ctx context.Context, s Store, w Workload, cfg Config) (*Result, error) {
-	cfg.defaults()
+	cfg.EnsureDefaults() // cfg is Run's own copy
 	if cfg.Rate == 0 {
 		cfg.Rate = w.Rate
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
 	if err := w.Validate(); err != nil {
 		return nil, err
