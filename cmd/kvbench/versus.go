@@ -76,21 +76,9 @@ and kept in --json.`,
     --nodes=3 --workload=put,txn-put,range-l,range-s,watch-latency --rounds=5 --json=versus.json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			for _, f := range []struct{ name, path string }{{"--etcd", cfg.Etcd}, {"--strata", cfg.Strata}, {"--bench", cfg.Bench}} {
-				if f.path == "" {
-					return fmt.Errorf("%s is required", f.name)
-				}
-			}
-			if cfg.Nodes != 1 && cfg.Nodes != 3 {
-				return fmt.Errorf("--nodes=%d: 1 or 3", cfg.Nodes)
-			}
-			for _, w := range cfg.Workloads {
-				if _, ok := versus.LookupWorkload(w); !ok {
-					return fmt.Errorf("--workload: unknown %q (have %s)", w, strings.Join(versus.WorkloadNames(), ", "))
-				}
-			}
 			cfg.Options = opts
 			cfg.Log = os.Stderr
+			// Run checks the flags (Config.Validate) before it starts anything.
 			res, err := versus.Run(cmd.Context(), cfg)
 			if res != nil && len(res.Runs) > 0 {
 				res.WriteTable(os.Stdout)

@@ -3,6 +3,7 @@ package versus
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -82,6 +83,60 @@ type benchJob struct {
 	args []string // after --endpoints
 }
 
+// ErrInvalidConfig is wrapped by the errors of Config.Validate.
+var ErrInvalidConfig = errors.New("versus: invalid config")
+
+// EnsureDefaults sets the unset fields of c to their default values. Run
+// calls it on its own copy of the caller's Config.
+func (c *Config) EnsureDefaults() {
+	if c.Rounds <= 0 {
+		c.Rounds = 5
+	}
+	if c.Nodes <= 0 {
+		c.Nodes = 1
+	}
+	if c.Options == (Options{}) {
+		c.Options = DefaultOptions()
+	}
+	if c.RunTimeout <= 0 {
+		c.RunTimeout = 10 * time.Minute
+	}
+	if len(c.BenchArgs) == 0 && len(c.Workloads) == 0 {
+		c.Workloads = []string{"put"}
+	}
+	if c.Etcdctl == "" && len(c.BenchArgs) == 0 && slices.ContainsFunc(c.Workloads, func(name string) bool {
+		w, ok := LookupWorkload(name)
+		return ok && w.Preload
+	}) {
+		c.Etcdctl = filepath.Join(filepath.Dir(c.Etcd), "etcdctl")
+	}
+	if c.Log == nil {
+		c.Log = io.Discard
+	}
+}
+
+// Validate reports a Config that cannot work, with an error wrapping
+// ErrInvalidConfig that names kvbench's flag. It expects EnsureDefaults to
+// have run.
+func (c *Config) Validate() error {
+	for _, f := range []struct{ flag, path string }{{"--etcd", c.Etcd}, {"--strata", c.Strata}, {"--bench", c.Bench}} {
+		if f.path == "" {
+			return fmt.Errorf("%w: %s is required", ErrInvalidConfig, f.flag)
+		}
+	}
+	if c.Nodes != 1 && c.Nodes != 3 {
+		return fmt.Errorf("%w: --nodes=%d: 1 or 3", ErrInvalidConfig, c.Nodes)
+	}
+	if len(c.BenchArgs) == 0 {
+		for _, name := range c.Workloads {
+			if _, ok := LookupWorkload(name); !ok {
+				return fmt.Errorf("%w: --workload: unknown %q (have %s)", ErrInvalidConfig, name, strings.Join(WorkloadNames(), ", "))
+			}
+		}
+	}
+	return nil
+}
+
 // Run runs cfg.Rounds rounds; in each, every workload runs once
 // against a fresh etcd cluster and once against a fresh Strata cluster,
 // started one at a time, stopped and deleted after the run. The order
@@ -90,44 +145,20 @@ type benchJob struct {
 // result, with its error, and the rounds go on; Run then returns an
 // error naming the failed runs. A server that does not start ends it.
 func Run(ctx context.Context, cfg Config) (*Result, error) {
-	if cfg.Rounds <= 0 {
-		cfg.Rounds = 5
-	}
-	if cfg.Nodes <= 0 {
-		cfg.Nodes = 1
-	}
-	if cfg.Nodes != 1 && cfg.Nodes != 3 {
-		return nil, fmt.Errorf("versus: --nodes=%d: 1 or 3", cfg.Nodes)
-	}
-	if cfg.Options == (Options{}) {
-		cfg.Options = DefaultOptions()
-	}
-	if cfg.RunTimeout <= 0 {
-		cfg.RunTimeout = 10 * time.Minute
+	cfg.EnsureDefaults() // cfg is Run's own copy
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
 	var jobs []benchJob
 	if len(cfg.BenchArgs) > 0 {
 		jobs = append(jobs, benchJob{w: Workload{Name: "custom"}, args: cfg.BenchArgs})
 	} else {
-		names := cfg.Workloads
-		if len(names) == 0 {
-			names = []string{"put"}
-		}
-		for _, name := range names {
-			w, ok := LookupWorkload(name)
-			if !ok {
-				return nil, fmt.Errorf("versus: unknown workload %q (have %s)", name, strings.Join(WorkloadNames(), ", "))
-			}
+		for _, name := range cfg.Workloads {
+			w, _ := LookupWorkload(name) // known: validated
 			jobs = append(jobs, benchJob{w: w, args: w.Args(cfg.Options)})
-			if w.Preload && cfg.Etcdctl == "" {
-				cfg.Etcdctl = filepath.Join(filepath.Dir(cfg.Etcd), "etcdctl")
-			}
 		}
 	}
 	logw := cfg.Log
-	if logw == nil {
-		logw = io.Discard
-	}
 	dir := cfg.Dir
 	if dir == "" {
 		tmp, err := os.MkdirTemp("", "kvbench-versus-")
