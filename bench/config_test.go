@@ -9,35 +9,20 @@ import (
 
 	"github.com/strata-kv/strata/backends/bbolt"
 	"github.com/strata-kv/strata/bench"
+	"github.com/strata-kv/strata/internal/optionstest"
 )
 
 func TestConfigValidate(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		cfg  bench.Config
-		ok   bool
-	}{
-		{"defaults", bench.Config{}, true},
-		{"by operations, at a rate", bench.Config{Ops: 100, Rate: 50, Warmup: time.Second}, true},
-		{"negative duration", bench.Config{Duration: -time.Second}, false},
-		{"negative warmup", bench.Config{Warmup: -time.Second}, false},
-		{"negative rate", bench.Config{Rate: -1}, false},
-		{"rate not a number", bench.Config{Rate: math.NaN()}, false},
-		{"infinite rate", bench.Config{Rate: math.Inf(1)}, false},
-		{"negative value size", bench.Config{Keyspace: bench.Keyspace{ValueSize: -1}}, false},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			c := tc.cfg
-			c.EnsureDefaults()
-			err := c.Validate()
-			if tc.ok && err != nil {
-				t.Fatalf("Validate: %v", err)
-			}
-			if !tc.ok && !errors.Is(err, bench.ErrInvalidConfig) {
-				t.Fatalf("Validate: %v, want ErrInvalidConfig", err)
-			}
-		})
-	}
+	optionstest.Validate(t, bench.ErrInvalidConfig, []optionstest.Case[bench.Config]{
+		{Name: "defaults", Opts: bench.Config{}, OK: true},
+		{Name: "by operations, at a rate", Opts: bench.Config{Ops: 100, Rate: 50, Warmup: time.Second}, OK: true},
+		{Name: "negative duration", Opts: bench.Config{Duration: -time.Second}},
+		{Name: "negative warmup", Opts: bench.Config{Warmup: -time.Second}},
+		{Name: "negative rate", Opts: bench.Config{Rate: -1}},
+		{Name: "rate not a number", Opts: bench.Config{Rate: math.NaN()}},
+		{Name: "infinite rate", Opts: bench.Config{Rate: math.Inf(1)}},
+		{Name: "negative value size", Opts: bench.Config{Keyspace: bench.Keyspace{ValueSize: -1}}},
+	})
 }
 
 // TestRunRefusesInvalidConfig checks that Load and Run validate their

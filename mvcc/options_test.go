@@ -6,56 +6,25 @@ import (
 	"testing"
 
 	"github.com/strata-kv/strata/backends/bbolt"
+	"github.com/strata-kv/strata/internal/optionstest"
 )
 
 func TestOptionsValidate(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		opts Options
-		ok   bool
-	}{
-		{"defaults", Options{}, true},
-		{"no pauses, no checkpoints", Options{CompactionSleepInterval: -1, LeaseCheckpointInterval: -1}, true},
-		{"minimum lease TTL", Options{MinLeaseTTL: 5}, true},
-		{"negative minimum lease TTL", Options{MinLeaseTTL: -1}, false},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			o := tc.opts.Clone()
-			o.EnsureDefaults()
-			err := o.Validate()
-			if tc.ok && err != nil {
-				t.Fatalf("Validate: %v", err)
-			}
-			if !tc.ok && !errors.Is(err, ErrInvalidOptions) {
-				t.Fatalf("Validate: %v, want ErrInvalidOptions", err)
-			}
-		})
-	}
+	optionstest.Validate(t, ErrInvalidOptions, []optionstest.Case[Options]{
+		{Name: "defaults", Opts: Options{}, OK: true},
+		{Name: "no pauses, no checkpoints", Opts: Options{CompactionSleepInterval: -1, LeaseCheckpointInterval: -1}, OK: true},
+		{Name: "minimum lease TTL", Opts: Options{MinLeaseTTL: 5}, OK: true},
+		{Name: "negative minimum lease TTL", Opts: Options{MinLeaseTTL: -1}},
+	})
 }
 
 func TestWatchStreamOptionsValidate(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		opts WatchStreamOptions
-		ok   bool
-	}{
-		{"defaults", WatchStreamOptions{}, true},
-		{"no progress notifications", WatchStreamOptions{ProgressNotifyInterval: -1}, true},
-		{"fragments", WatchStreamOptions{FragmentBytes: 1 << 20}, true},
-		{"negative fragment size", WatchStreamOptions{FragmentBytes: -1}, false},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			o := tc.opts.Clone()
-			o.EnsureDefaults()
-			err := o.Validate()
-			if tc.ok && err != nil {
-				t.Fatalf("Validate: %v", err)
-			}
-			if !tc.ok && !errors.Is(err, ErrInvalidOptions) {
-				t.Fatalf("Validate: %v, want ErrInvalidOptions", err)
-			}
-		})
-	}
+	optionstest.Validate(t, ErrInvalidOptions, []optionstest.Case[WatchStreamOptions]{
+		{Name: "defaults", Opts: WatchStreamOptions{}, OK: true},
+		{Name: "no progress notifications", Opts: WatchStreamOptions{ProgressNotifyInterval: -1}, OK: true},
+		{Name: "fragments", Opts: WatchStreamOptions{FragmentBytes: 1 << 20}, OK: true},
+		{Name: "negative fragment size", Opts: WatchStreamOptions{FragmentBytes: -1}},
+	})
 }
 
 // TestOpenKeepsCallerOptions checks that Open and NewWatchStream fill in

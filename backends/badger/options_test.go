@@ -6,33 +6,18 @@ import (
 
 	"github.com/strata-kv/strata/backends/badger"
 	"github.com/strata-kv/strata/engine"
+	"github.com/strata-kv/strata/internal/optionstest"
 )
 
 func TestOptionsValidate(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		opts badger.Options
-		ok   bool
-	}{
-		{"defaults", badger.Options{}, true},
-		{"small memtable lowers the value threshold", badger.Options{MemTableSize: 1 << 20}, true},
-		{"stall follows a raised level 0 trigger", badger.Options{NumLevelZeroTables: 10}, true},
-		{"value log file below the value limit", badger.Options{ValueLogFileSize: engine.MaxValueSize - 1}, false},
-		{"one compactor", badger.Options{NumCompactors: 1}, false},
-		{"stall at the level 0 trigger", badger.Options{NumLevelZeroTables: 4, NumLevelZeroTablesStall: 4}, false},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			o := tc.opts.Clone()
-			o.EnsureDefaults()
-			err := o.Validate()
-			if tc.ok && err != nil {
-				t.Fatalf("Validate: %v", err)
-			}
-			if !tc.ok && !errors.Is(err, badger.ErrInvalidOptions) {
-				t.Fatalf("Validate: %v, want ErrInvalidOptions", err)
-			}
-		})
-	}
+	optionstest.Validate(t, badger.ErrInvalidOptions, []optionstest.Case[badger.Options]{
+		{Name: "defaults", Opts: badger.Options{}, OK: true},
+		{Name: "small memtable lowers the value threshold", Opts: badger.Options{MemTableSize: 1 << 20}, OK: true},
+		{Name: "stall follows a raised level 0 trigger", Opts: badger.Options{NumLevelZeroTables: 10}, OK: true},
+		{Name: "value log file below the value limit", Opts: badger.Options{ValueLogFileSize: engine.MaxValueSize - 1}},
+		{Name: "one compactor", Opts: badger.Options{NumCompactors: 1}},
+		{Name: "stall at the level 0 trigger", Opts: badger.Options{NumLevelZeroTables: 4, NumLevelZeroTablesStall: 4}},
+	})
 }
 
 // TestOpenKeepsCallerOptions checks that Open fills in defaults on a copy

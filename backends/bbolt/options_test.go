@@ -6,32 +6,17 @@ import (
 	"time"
 
 	"github.com/strata-kv/strata/backends/bbolt"
+	"github.com/strata-kv/strata/internal/optionstest"
 )
 
 func TestOptionsValidate(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		opts bbolt.Options
-		ok   bool
-	}{
-		{"defaults", bbolt.Options{}, true},
-		{"set", bbolt.Options{InitialMmapSize: 1 << 20, LockTimeout: time.Second, DefragTxKeys: 10}, true},
-		{"negative mmap", bbolt.Options{InitialMmapSize: -1}, false},
-		{"negative lock timeout", bbolt.Options{LockTimeout: -time.Second}, false},
-		{"negative defrag keys", bbolt.Options{DefragTxKeys: -1}, false},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			o := tc.opts.Clone()
-			o.EnsureDefaults()
-			err := o.Validate()
-			if tc.ok && err != nil {
-				t.Fatalf("Validate: %v", err)
-			}
-			if !tc.ok && !errors.Is(err, bbolt.ErrInvalidOptions) {
-				t.Fatalf("Validate: %v, want ErrInvalidOptions", err)
-			}
-		})
-	}
+	optionstest.Validate(t, bbolt.ErrInvalidOptions, []optionstest.Case[bbolt.Options]{
+		{Name: "defaults", Opts: bbolt.Options{}, OK: true},
+		{Name: "set", Opts: bbolt.Options{InitialMmapSize: 1 << 20, LockTimeout: time.Second, DefragTxKeys: 10}, OK: true},
+		{Name: "negative mmap", Opts: bbolt.Options{InitialMmapSize: -1}},
+		{Name: "negative lock timeout", Opts: bbolt.Options{LockTimeout: -time.Second}},
+		{Name: "negative defrag keys", Opts: bbolt.Options{DefragTxKeys: -1}},
+	})
 }
 
 // TestOpenKeepsCallerOptions checks that Open fills in defaults on a copy.

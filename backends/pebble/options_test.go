@@ -5,32 +5,17 @@ import (
 	"testing"
 
 	"github.com/strata-kv/strata/backends/pebble"
+	"github.com/strata-kv/strata/internal/optionstest"
 )
 
 func TestOptionsValidate(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		opts pebble.Options
-		ok   bool
-	}{
-		{"defaults", pebble.Options{}, true},
-		{"negative sizes take defaults", pebble.Options{CacheSize: -1, MaxOpenFiles: -1, MaxConcurrentCompactions: -1}, true},
-		{"largest memtable", pebble.Options{MemTableSize: 4<<30 - 1}, true},
-		{"memtable of 4 GiB", pebble.Options{MemTableSize: 4 << 30}, false},
-		{"one memtable before a stall", pebble.Options{MemTableStopWritesThreshold: 1}, false},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			o := tc.opts.Clone()
-			o.EnsureDefaults()
-			err := o.Validate()
-			if tc.ok && err != nil {
-				t.Fatalf("Validate: %v", err)
-			}
-			if !tc.ok && !errors.Is(err, pebble.ErrInvalidOptions) {
-				t.Fatalf("Validate: %v, want ErrInvalidOptions", err)
-			}
-		})
-	}
+	optionstest.Validate(t, pebble.ErrInvalidOptions, []optionstest.Case[pebble.Options]{
+		{Name: "defaults", Opts: pebble.Options{}, OK: true},
+		{Name: "negative sizes take defaults", Opts: pebble.Options{CacheSize: -1, MaxOpenFiles: -1, MaxConcurrentCompactions: -1}, OK: true},
+		{Name: "largest memtable", Opts: pebble.Options{MemTableSize: 4<<30 - 1}, OK: true},
+		{Name: "memtable of 4 GiB", Opts: pebble.Options{MemTableSize: 4 << 30}},
+		{Name: "one memtable before a stall", Opts: pebble.Options{MemTableStopWritesThreshold: 1}},
+	})
 }
 
 // TestOpenKeepsCallerOptions checks that Open fills in defaults on a copy.

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"slices"
 	"testing"
+
+	"github.com/strata-kv/strata/internal/optionstest"
 )
 
 func TestConfigValidate(t *testing.T) {
@@ -12,32 +14,16 @@ func TestConfigValidate(t *testing.T) {
 		c.Etcd, c.Strata, c.Bench = "/bin/etcd", "/bin/strata", "/bin/benchmark"
 		return c
 	}
-	for _, tc := range []struct {
-		name string
-		cfg  Config
-		ok   bool
-	}{
-		{"defaults", bins(Config{}), true},
-		{"three members, every workload", bins(Config{Nodes: 3, Workloads: WorkloadNames()}), true},
-		{"custom arguments", bins(Config{BenchArgs: []string{"put"}}), true},
-		{"no etcd", Config{Strata: "s", Bench: "b"}, false},
-		{"no strata", Config{Etcd: "e", Bench: "b"}, false},
-		{"no benchmark tool", Config{Etcd: "e", Strata: "s"}, false},
-		{"two members", bins(Config{Nodes: 2}), false},
-		{"unknown workload", bins(Config{Workloads: []string{"put", "range"}}), false},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			c := tc.cfg
-			c.EnsureDefaults()
-			err := c.Validate()
-			if tc.ok && err != nil {
-				t.Fatalf("Validate: %v", err)
-			}
-			if !tc.ok && !errors.Is(err, ErrInvalidConfig) {
-				t.Fatalf("Validate: %v, want ErrInvalidConfig", err)
-			}
-		})
-	}
+	optionstest.Validate(t, ErrInvalidConfig, []optionstest.Case[Config]{
+		{Name: "defaults", Opts: bins(Config{}), OK: true},
+		{Name: "three members, every workload", Opts: bins(Config{Nodes: 3, Workloads: WorkloadNames()}), OK: true},
+		{Name: "custom arguments", Opts: bins(Config{BenchArgs: []string{"put"}}), OK: true},
+		{Name: "no etcd", Opts: Config{Strata: "s", Bench: "b"}},
+		{Name: "no strata", Opts: Config{Etcd: "e", Bench: "b"}},
+		{Name: "no benchmark tool", Opts: Config{Etcd: "e", Strata: "s"}},
+		{Name: "two members", Opts: bins(Config{Nodes: 2})},
+		{Name: "unknown workload", Opts: bins(Config{Workloads: []string{"put", "range"}})},
+	})
 }
 
 // TestConfigDefaults checks the defaults Run fills in, and that the
