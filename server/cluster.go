@@ -68,7 +68,7 @@ func (s *Server) members() ([]*pb.Member, error) {
 		}
 		if id == s.id.MemberID {
 			m.Name = s.id.Name
-			m.ClientURLs = slices.Clone(s.cfg.AdvertiseClientURLs)
+			m.ClientURLs = slices.Clone(s.advertiseClientURLs())
 		}
 		// What the member published is authoritative (etcd's publish).
 		if rm.Name != "" {
@@ -298,7 +298,7 @@ func memberError(err error) error {
 func (s *Server) publish(ctx context.Context) {
 	for {
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err := s.node.SetMemberAttrs(pctx, raftID(s.id.MemberID), s.id.Name, s.cfg.AdvertiseClientURLs)
+		err := s.node.SetMemberAttrs(pctx, raftID(s.id.MemberID), s.id.Name, s.advertiseClientURLs())
 		cancel()
 		if err == nil {
 			return

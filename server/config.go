@@ -141,7 +141,92 @@ type Config struct {
 	revisionCompactInterval time.Duration
 }
 
-// config is a validated Config with parsed values.
+// ErrInvalidConfig is wrapped by the errors of Config.Validate, whose
+// texts are etcd's: they name the flag at fault.
+var ErrInvalidConfig = errors.New("server: invalid configuration")
+
+// configError is an error of Config.Validate: it reads as err and wraps
+// both err and ErrInvalidConfig.
+type configError struct{ err error }
+
+func (e *configError) Error() string   { return e.err.Error() }
+func (e *configError) Unwrap() []error { return []error{ErrInvalidConfig, e.err} }
+
+func invalid(err error) error { return &configError{err} }
+
+// EnsureDefaults sets the unset fields of c to their default values (see
+// each field). Start calls it on its own copy of the caller's Config.
+func (c *Config) EnsureDefaults() {
+	if c.Name == "" {
+		c.Name = DefaultName
+	}
+	if c.DataDir == "" {
+		c.DataDir = c.Name + ".strata"
+	}
+	if len(c.ListenClientURLs) == 0 {
+		c.ListenClientURLs = []string{DefaultListenClientURL}
+	}
+	if len(c.ListenPeerURLs) == 0 {
+		c.ListenPeerURLs = []string{DefaultListenPeerURL}
+	}
+	if len(c.InitialAdvertisePeerURLs) == 0 {
+		c.InitialAdvertisePeerURLs = c.ListenPeerURLs
+	}
+	if c.InitialCluster == "" {
+		var parts []string
+		for _, u := range c.InitialAdvertisePeerURLs {
+			parts = append(parts, c.Name+"="+u)
+		}
+		c.InitialCluster = strings.Join(parts, ",")
+	}
+	if c.InitialClusterState == "" {
+		c.InitialClusterState = ClusterStateNew
+	}
+	if c.InitialClusterToken == "" {
+		c.InitialClusterToken = DefaultInitialClusterToken
+	}
+	if c.SnapshotCount == 0 {
+		c.SnapshotCount = DefaultSnapshotCount
+	}
+	if c.QuotaBackendBytes == 0 {
+		c.QuotaBackendBytes = DefaultQuotaBackendBytes
+	}
+	if c.MaxRequestBytes == 0 {
+		c.MaxRequestBytes = DefaultMaxRequestBytes
+	}
+	if c.MaxTxnOps == 0 {
+		c.MaxTxnOps = mvcc.DefaultMaxTxnOps
+	}
+	if c.HeartbeatInterval == 0 {
+		c.HeartbeatInterval = DefaultHeartbeatInterval
+	}
+	if c.ElectionTimeout == 0 {
+		c.ElectionTimeout = DefaultElectionTimeout
+	}
+	if c.AutoCompactionMode == "" {
+		c.AutoCompactionMode = CompactionPeriodic
+	}
+	if c.AutoCompactionRetention == "" {
+		c.AutoCompactionRetention = "0"
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.revisionCompactInterval <= 0 {
+		c.revisionCompactInterval = defaultRevisionCompactInterval
+	}
+}
+
+// Validate reports a configuration that cannot work, with an error
+// wrapping ErrInvalidConfig whose text is etcd's for the flag at fault.
+// It expects EnsureDefaults to have run.
+func (c *Config) Validate() error {
+	_, err := c.parse()
+	return err
+}
+
+// config is a validated Config with its defaults and parsed values. It is
+// not changed once Start has it.
 type config struct {
 	Config
 	listenClient    []*url.URL
@@ -154,114 +239,76 @@ type config struct {
 	compactRevs     int64               // revision mode
 }
 
-func (c *Config) validate() (*config, error) {
+// newConfig is how Start takes cfg, its own copy of the caller's Config:
+// defaults, validation, then the parsed values.
+func newConfig(cfg Config) (*config, error) {
+	cfg.EnsureDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return cfg.parse()
+}
+
+// parse checks c, whose defaults are filled in, and returns it with its
+// values parsed. Its errors are Validate's.
+func (c *Config) parse() (*config, error) {
 	o := &config{Config: *c}
-	if o.Name == "" {
-		o.Name = DefaultName
-	}
-	if o.DataDir == "" {
-		o.DataDir = o.Name + ".strata"
-	}
 	if o.Engine.Open == nil {
-		return nil, errors.New("server: config needs an Engine")
-	}
-	if len(o.ListenClientURLs) == 0 {
-		o.ListenClientURLs = []string{DefaultListenClientURL}
-	}
-	if len(o.ListenPeerURLs) == 0 {
-		o.ListenPeerURLs = []string{DefaultListenPeerURL}
-	}
-	if len(o.InitialAdvertisePeerURLs) == 0 {
-		o.InitialAdvertisePeerURLs = o.ListenPeerURLs
-	}
-	if o.InitialClusterState == "" {
-		o.InitialClusterState = ClusterStateNew
-	}
-	if o.InitialClusterToken == "" {
-		o.InitialClusterToken = DefaultInitialClusterToken
-	}
-	if o.SnapshotCount == 0 {
-		o.SnapshotCount = DefaultSnapshotCount
-	}
-	if o.QuotaBackendBytes == 0 {
-		o.QuotaBackendBytes = DefaultQuotaBackendBytes
-	}
-	if o.MaxRequestBytes == 0 {
-		o.MaxRequestBytes = DefaultMaxRequestBytes
-	}
-	if o.MaxTxnOps == 0 {
-		o.MaxTxnOps = mvcc.DefaultMaxTxnOps
-	}
-	if o.HeartbeatInterval == 0 {
-		o.HeartbeatInterval = DefaultHeartbeatInterval
-	}
-	if o.ElectionTimeout == 0 {
-		o.ElectionTimeout = DefaultElectionTimeout
+		return nil, invalid(errors.New("server: config needs an Engine"))
 	}
 	if o.ElectionTimeout < 5*o.HeartbeatInterval {
-		return nil, fmt.Errorf("server: --election-timeout[%v] should be at least 5 times --heartbeat-interval[%v]", o.ElectionTimeout, o.HeartbeatInterval)
+		return nil, invalid(fmt.Errorf("server: --election-timeout[%v] should be at least 5 times --heartbeat-interval[%v]", o.ElectionTimeout, o.HeartbeatInterval))
 	}
-	if o.AutoCompactionMode == "" {
-		o.AutoCompactionMode = CompactionPeriodic
-	}
-	if o.AutoCompactionRetention == "" {
-		o.AutoCompactionRetention = "0"
-	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
-	}
-	if o.revisionCompactInterval <= 0 {
-		o.revisionCompactInterval = defaultRevisionCompactInterval
-	}
-
 	var err error
 	if o.listenClient, err = parseURLs("--listen-client-urls", o.ListenClientURLs); err != nil {
-		return nil, err
+		return nil, invalid(err)
 	}
 	if len(o.AdvertiseClientURLs) > 0 {
 		if o.advertiseClient, err = parseURLs("--advertise-client-urls", o.AdvertiseClientURLs); err != nil {
-			return nil, err
+			return nil, invalid(err)
 		}
 	}
 	if o.listenMetrics, err = parseURLs("--listen-metrics-urls", o.ListenMetricsURLs); err != nil {
-		return nil, err
+		return nil, invalid(err)
 	}
 	peers, err := parseURLs("--listen-peer-urls", o.ListenPeerURLs)
 	if err != nil {
-		return nil, err
+		return nil, invalid(err)
 	}
 	if len(peers) != 1 {
-		return nil, fmt.Errorf("server: --listen-peer-urls: exactly one URL is supported, got %d", len(peers))
+		return nil, invalid(fmt.Errorf("server: --listen-peer-urls: exactly one URL is supported, got %d", len(peers)))
 	}
 	o.listenPeer = peers[0]
 	if o.advertisePeer, err = parseURLs("--initial-advertise-peer-urls", o.InitialAdvertisePeerURLs); err != nil {
-		return nil, err
-	}
-	if o.InitialCluster == "" {
-		var parts []string
-		for _, u := range o.InitialAdvertisePeerURLs {
-			parts = append(parts, o.Name+"="+u)
-		}
-		o.InitialCluster = strings.Join(parts, ",")
+		return nil, invalid(err)
 	}
 	if o.initialCluster, err = parseInitialCluster(o.InitialCluster); err != nil {
-		return nil, err
+		return nil, invalid(err)
 	}
 	if _, ok := o.initialCluster[o.Name]; !ok {
-		return nil, fmt.Errorf("server: --initial-cluster %q does not name this member %q", o.InitialCluster, o.Name)
+		return nil, invalid(fmt.Errorf("server: --initial-cluster %q does not name this member %q", o.InitialCluster, o.Name))
 	}
 	if !sameURLs(o.initialCluster[o.Name], o.InitialAdvertisePeerURLs) {
-		return nil, fmt.Errorf("server: --initial-cluster has %s=%v but --initial-advertise-peer-urls is %v", o.Name, o.initialCluster[o.Name], o.InitialAdvertisePeerURLs)
+		return nil, invalid(fmt.Errorf("server: --initial-cluster has %s=%v but --initial-advertise-peer-urls is %v", o.Name, o.initialCluster[o.Name], o.InitialAdvertisePeerURLs))
 	}
 	switch o.InitialClusterState {
 	case ClusterStateNew, ClusterStateExisting:
 	default:
-		return nil, fmt.Errorf("server: --initial-cluster-state must be %q or %q, got %q", ClusterStateNew, ClusterStateExisting, o.InitialClusterState)
+		return nil, invalid(fmt.Errorf("server: --initial-cluster-state must be %q or %q, got %q", ClusterStateNew, ClusterStateExisting, o.InitialClusterState))
 	}
 	if err := o.parseCompaction(); err != nil {
-		return nil, err
+		return nil, invalid(err)
 	}
 	return o, nil
+}
+
+// advertiseClientURLs are the client URLs the member announces: the
+// configured ones, or else those it listens on, with the ports it bound.
+func (s *Server) advertiseClientURLs() []string {
+	if len(s.cfg.AdvertiseClientURLs) > 0 {
+		return s.cfg.AdvertiseClientURLs
+	}
+	return s.clientURLs
 }
 
 // reqTimeout is etcd's request timeout: 5s for queueing and disk, plus

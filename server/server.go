@@ -74,7 +74,7 @@ type Server struct {
 // starts serving clients once the member is ready (a leader is known):
 // see ReadyNotify. Close stops it.
 func Start(cfg Config) (_ *Server, err error) {
-	c, err := cfg.validate()
+	c, err := newConfig(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -118,9 +118,6 @@ func Start(cfg Config) (_ *Server, err error) {
 			return nil, fmt.Errorf("server: listen on %s: %w", u, err)
 		}
 		s.metricsLs = append(s.metricsLs, l)
-	}
-	if len(c.AdvertiseClientURLs) == 0 {
-		c.AdvertiseClientURLs = s.clientURLs
 	}
 
 	disk := newDiskMetrics()
