@@ -33,9 +33,10 @@ type kind struct {
 	// quota.go): a request with a positive cost adds data, and is refused
 	// while a NOSPACE alarm is active. Nil costs nothing.
 	cost func(r *pb.InternalRaftRequest) int
-	// internal marks kinds only members propose, never on behalf of a
-	// client request (lease checkpoints, member attributes).
-	internal bool
+	// leaderOnly marks kinds only the leader proposes, for itself (its
+	// lessor's checkpoints): the peer service refuses one a follower
+	// forwards (ErrUnsupportedRequest).
+	leaderOnly bool
 	// perm is the permission a client needs for the request once auth is
 	// enabled.
 	perm permission
@@ -128,7 +129,7 @@ var kinds = []kind{
 		is:          func(r *pb.InternalRaftRequest) bool { return r.LeaseCheckpoint != nil },
 		apply:       respond((*mvcc.WriteBatch).LeaseCheckpoint, func(r *pb.InternalRaftRequest) *pb.LeaseCheckpointRequest { return r.LeaseCheckpoint }),
 		newResponse: func() proto.Message { return &pb.LeaseCheckpointResponse{} },
-		internal:    true,
+		leaderOnly:  true,
 		perm:        permMember,
 	},
 	{
@@ -152,8 +153,7 @@ var kinds = []kind{
 			w.SetAux([]byte(memberAttrPrefix+strconv.FormatUint(a.Member_ID, 16)), b)
 			return nil, nil, nil
 		},
-		internal: true,
-		perm:     permMember,
+		perm: permMember,
 	},
 	{
 		name: "cluster version",
@@ -162,8 +162,7 @@ var kinds = []kind{
 			w.SetAux([]byte(clusterVersionKey), []byte(r.ClusterVersionSet.Ver))
 			return nil, nil, nil
 		},
-		internal: true,
-		perm:     permMember,
+		perm: permMember,
 	},
 }
 

@@ -116,7 +116,11 @@ func (s *peerService) proposeOne(ctx context.Context, p *peerpb.Proposal) *peerp
 	}
 	// A kind this member does not know (a newer member's, during a
 	// rolling upgrade) is refused here rather than proposed.
-	if _, err := kindOf(r); err != nil {
+	k, err := kindOf(r)
+	if err == nil && k.leaderOnly {
+		err = fmt.Errorf("%w: a %s is proposed by the leader only", ErrUnsupportedRequest, k.name)
+	}
+	if err != nil {
 		return &peerpb.ProposeResult{RequestError: toWire(err)}
 	}
 	if d := p.GetDeadline(); d != 0 {

@@ -109,9 +109,10 @@ func TestKinds(t *testing.T) {
 
 // TestPeerServiceRefusesBadInput sends the leader's peer service what a
 // faulty or newer member might: a request kind it does not know, bytes
-// that are no request, a proposal to a follower, and a connection in the
-// byte-coded protocol the service replaced. Each gets a clear answer; the
-// cluster goes on serving.
+// that are no request, a kind only the leader proposes, a proposal to a
+// follower, an unknown call, and a connection in the byte-coded protocol
+// the service replaced. Each gets a clear answer; the cluster goes on
+// serving.
 func TestPeerServiceRefusesBadInput(t *testing.T) {
 	c := newCluster(t, engines()[0], 3, nil)
 	l := c.leader()
@@ -136,7 +137,8 @@ func TestPeerServiceRefusesBadInput(t *testing.T) {
 	// A field number no etcd version uses: a kind from the future.
 	future := []byte{0xfa, 0xff, 0x03, 0x00}
 	good, _ := proto.Marshal(put("peer", "ok"))
-	resp, err := call(l, unknown, future, []byte{0xff, 0xff, 0xff}, good)
+	checkpoint, _ := proto.Marshal(&pb.InternalRaftRequest{LeaseCheckpoint: &pb.LeaseCheckpointRequest{}})
+	resp, err := call(l, unknown, future, []byte{0xff, 0xff, 0xff}, good, checkpoint)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,6 +149,9 @@ func TestPeerServiceRefusesBadInput(t *testing.T) {
 	}
 	if e := resp.Results[2].GetError(); e == nil || !errors.Is(fromWire(e), ErrCorruptEntry) {
 		t.Errorf("junk: %v, want %v", resp.Results[2], ErrCorruptEntry)
+	}
+	if e := resp.Results[4].GetRequestError(); e == nil || !errors.Is(fromWire(e), ErrUnsupportedRequest) {
+		t.Errorf("forwarded lease checkpoint: %v, want request error %v", resp.Results[4], ErrUnsupportedRequest)
 	}
 	pr := &pb.PutResponse{}
 	if r := resp.Results[3]; r.GetError() != nil || r.GetRequestError() != nil || proto.Unmarshal(r.GetResponse(), pr) != nil || pr.Header.GetRevision() < 2 {
