@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/hashicorp/raft"
+	"github.com/strata-kv/strata/internal/optionstest"
 )
 
 // A conformance step: store entries [from, to] in one batch (or one by one),
@@ -265,9 +266,16 @@ func TestLocked(t *testing.T) {
 }
 
 func TestOptionsValidate(t *testing.T) {
+	optionstest.Validate(t, ErrInvalidOptions, []optionstest.Case[Options]{
+		{Name: "defaults", OK: true},
+		{Name: "smallest segment", Opts: Options{SegmentSize: 1}, OK: true},
+		{Name: "largest segment", Opts: Options{SegmentSize: MaxSegmentSize}, OK: true},
+		{Name: "negative segment", Opts: Options{SegmentSize: -1}},
+		{Name: "segment too large", Opts: Options{SegmentSize: MaxSegmentSize + 1}},
+	})
 	for _, size := range []int64{-1, MaxSegmentSize + 1} {
-		if _, err := Open(t.TempDir(), &Options{SegmentSize: size}); err == nil {
-			t.Errorf("SegmentSize %d accepted", size)
+		if _, err := Open(t.TempDir(), &Options{SegmentSize: size}); !errors.Is(err, ErrInvalidOptions) {
+			t.Errorf("Open with SegmentSize %d: %v, want ErrInvalidOptions", size, err)
 		}
 	}
 }

@@ -48,6 +48,8 @@ var (
 	// ErrNotUint64 is returned by GetUint64 for a key whose value was not
 	// written by SetUint64.
 	ErrNotUint64 = errors.New("wal: value is not a uint64")
+	// ErrInvalidOptions is wrapped by the errors of Options.Validate.
+	ErrInvalidOptions = errors.New("wal: invalid options")
 
 	errTruncated = errors.New("record truncated")
 	errChecksum  = errors.New("checksum mismatch")
@@ -127,7 +129,7 @@ func (o *Options) EnsureDefaults() {
 // Validate reports options that are out of range.
 func (o *Options) Validate() error {
 	if o.SegmentSize <= 0 || o.SegmentSize > MaxSegmentSize {
-		return fmt.Errorf("wal: SegmentSize %d out of range (1..%d)", o.SegmentSize, MaxSegmentSize)
+		return fmt.Errorf("%w: SegmentSize %d out of range (1..%d)", ErrInvalidOptions, o.SegmentSize, MaxSegmentSize)
 	}
 	return nil
 }
