@@ -19,30 +19,15 @@ func BenchmarkPropose(b *testing.B) {
 				c := newBenchCluster(b, eng)
 				n := c.leader()
 				val := make([]byte, 256)
-				var next atomic.Int64
 				start := n.fsm.appliedEntries.Load()
 				b.ResetTimer()
-				var wg sync.WaitGroup
-				for range clients {
-					wg.Go(func() {
-						for {
-							i := next.Add(1)
-							if i > int64(b.N) {
-								return
-							}
-							key := fmt.Sprintf("k%08d", i%10000)
-							res, err := n.Propose(context.Background(), put(key, string(val)))
-							if err == nil {
-								err = res.Err
-							}
-							if err != nil {
-								b.Error(err)
-								return
-							}
-						}
-					})
-				}
-				wg.Wait()
+				runClients(b, clients, func(i int64) error {
+					res, err := n.Propose(context.Background(), put(fmt.Sprintf("k%08d", i%10000), string(val)))
+					if err == nil {
+						err = res.Err
+					}
+					return err
+				})
 				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "puts/s")
 				b.ReportMetric(float64(n.fsm.appliedEntries.Load()-start)/float64(b.N), "entries/put")
 			})
@@ -69,36 +54,41 @@ func BenchmarkFollower(b *testing.B) {
 					}
 				}
 				val := string(make([]byte, 256))
-				var next atomic.Int64
 				b.ResetTimer()
-				var wg sync.WaitGroup
-				for range clients {
-					wg.Go(func() {
-						for {
-							i := next.Add(1)
-							if i > int64(b.N) {
-								return
-							}
-							var err error
-							if op == "propose" {
-								var res Result
-								res, err = f.Propose(context.Background(), put(fmt.Sprintf("k%08d", i%10000), val))
-								if err == nil {
-									err = res.Err
-								}
-							} else {
-								err = f.ReadBarrier(context.Background())
-							}
-							if err != nil {
-								b.Error(err)
-								return
-							}
-						}
-					})
-				}
-				wg.Wait()
+				runClients(b, clients, func(i int64) error {
+					if op == "read-barrier" {
+						return f.ReadBarrier(context.Background())
+					}
+					res, err := f.Propose(context.Background(), put(fmt.Sprintf("k%08d", i%10000), val))
+					if err == nil {
+						err = res.Err
+					}
+					return err
+				})
 				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "ops/s")
 			})
 		}
 	}
+}
+
+// runClients runs b.N operations from clients goroutines, numbering them
+// from 1, and fails the benchmark on the first error of each client.
+func runClients(b *testing.B, clients int, op func(i int64) error) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range clients {
+		wg.Go(func() {
+			for {
+				i := next.Add(1)
+				if i > int64(b.N) {
+					return
+				}
+				if err := op(i); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
