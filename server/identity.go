@@ -100,6 +100,19 @@ func loadIdentity(c *config) (*identity, error) {
 	if !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("server: %w", err)
 	}
+	id, err := newIdentity(c)
+	if err != nil {
+		return nil, err
+	}
+	if err := writeIdentity(c.DataDir, id); err != nil {
+		return nil, err
+	}
+	return id, nil
+}
+
+// newIdentity computes the identity of a member from its configuration:
+// its member ID and the cluster's ID from the initial cluster.
+func newIdentity(c *config) (*identity, error) {
 	members := c.initialMembers()
 	id := &identity{
 		Name:     c.Name,
@@ -123,27 +136,33 @@ func loadIdentity(c *config) (*identity, error) {
 		ids = append(ids, m)
 	}
 	id.ClusterID = clusterID(ids)
-	if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("server: %w", err)
+	return id, nil
+}
+
+// writeIdentity stores id in dataDir, durably.
+func writeIdentity(dataDir string, id *identity) error {
+	path := filepath.Join(dataDir, identityFile)
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return fmt.Errorf("server: %w", err)
 	}
-	b, err = json.MarshalIndent(id, "", "  ")
+	b, err := json.MarshalIndent(id, "", "  ")
 	if err != nil {
-		return nil, err
+		return err
 	}
 	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, append(b, '\n'), 0o600); err != nil {
-		return nil, fmt.Errorf("server: %w", err)
+		return fmt.Errorf("server: %w", err)
 	}
 	if err := syncFile(tmp); err != nil {
-		return nil, err
+		return err
 	}
 	if err := os.Rename(tmp, path); err != nil {
-		return nil, fmt.Errorf("server: %w", err)
+		return fmt.Errorf("server: %w", err)
 	}
-	if err := engine.SyncDir(c.DataDir); err != nil {
-		return nil, fmt.Errorf("server: %w", err)
+	if err := engine.SyncDir(dataDir); err != nil {
+		return fmt.Errorf("server: %w", err)
 	}
-	return id, nil
+	return nil
 }
 
 func syncFile(path string) error {

@@ -18,13 +18,15 @@
 // Offline subcommands work on a stopped member's data directory:
 //
 //	strata snapshot restore FILE --data-dir DIR [--name NAME] [--backend ENGINE] [--skip-hash-check]
+//	  [--initial-cluster NAME=URL,... --initial-cluster-token TOKEN --initial-advertise-peer-urls URLS]
 //	strata snapshot export OUT.db (--data-dir DIR | --snapshot FILE --backend ENGINE)
 //	strata defrag --data-dir DIR [--backend ENGINE]
 //
 // restore makes, from a snapshot saved with `etcdctl snapshot save` from a
 // Strata or an etcd member, or from a stopped etcd member's
 // member/snap/db, the data directory of a new single-member cluster (as
-// `etcdutl snapshot restore`); export writes an etcd snapshot file that
+// `etcdutl snapshot restore`), or with --initial-cluster and its
+// companions one member of a new cluster; export writes an etcd snapshot file that
 // `etcdutl snapshot restore` takes; defrag defragments the member's engine.
 package main
 

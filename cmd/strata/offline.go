@@ -22,6 +22,7 @@ import (
 // etcdutl's do:
 //
 //	strata snapshot restore FILE [--name NAME] [--data-dir DIR] [--backend ENGINE] [--skip-hash-check]
+//	  [--initial-cluster NAME=URL,... --initial-cluster-token TOKEN --initial-advertise-peer-urls URLS]
 //	strata snapshot export OUT.db (--data-dir DIR | --snapshot FILE --backend ENGINE)
 //	strata defrag --data-dir DIR [--backend ENGINE]
 //
@@ -29,7 +30,7 @@ import (
 // member/ with data/ (the engine) and raft/ (log and snapshots).
 
 // memberDataDir is where a member keeps its engine's data.
-func memberDataDir(dataDir string) string { return filepath.Join(dataDir, "member", "data") }
+func memberDataDir(dataDir string) string { return server.StoreDir(dataDir) }
 
 // parseInterspersed parses args with fs, allowing flags after positional
 // arguments (`snapshot restore FILE --data-dir DIR`), and returns the
@@ -51,6 +52,7 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 // runSnapshot runs `strata snapshot SUBCOMMAND`.
 func runSnapshot(args []string) error {
 	const usage = "usage: strata snapshot restore FILE [--name NAME] [--data-dir DIR] [--backend ENGINE] [--skip-hash-check]\n" +
+		"         [--initial-cluster NAME=URL,... --initial-cluster-token TOKEN --initial-advertise-peer-urls URLS]\n" +
 		"       strata snapshot export OUT.db (--data-dir DIR | --snapshot FILE --backend ENGINE)"
 	if len(args) == 0 {
 		return errors.New(usage)
@@ -71,8 +73,10 @@ func runSnapshot(args []string) error {
 // or etcd's: a snapshot saved from an etcd member, or a stopped etcd
 // member's `member/snap/db` (with --skip-hash-check, as etcdutl). The raft
 // log starts afresh: the store's applied index is reset, as etcdutl
-// resets etcd's consistent index; the member's identity is made at its
-// first start from its flags. The data directory is built under a
+// resets etcd's consistent index. With --initial-cluster (or the token or
+// the advertised peer URLs) it makes, as etcdutl, a member of a new
+// cluster (server.InitMember); without them, the member's identity is made
+// at its first start from its flags. The data directory is built under a
 // temporary name next to it and renamed at the end, so a failed restore
 // leaves nothing behind.
 func runSnapshotRestore(args []string) error {
@@ -82,6 +86,10 @@ func runSnapshotRestore(args []string) error {
 	dataDir := fs.String("data-dir", "", "Path to the data directory to create (default \"${name}.strata\"); it must not exist.")
 	backend := fs.String("backend", backends.Default, "Storage engine: of the member a Strata snapshot was saved from, or to restore an etcd snapshot into: "+strings.Join(reg.Names(), "|")+".")
 	skipHash := fs.Bool("skip-hash-check", false, "Accept an etcd database without an appended sha256 (a member's member/snap/db), and do not check one that has it.")
+	initialCluster := fs.String("initial-cluster", "", "Initial cluster configuration for the restore bootstrap, name=peerURL,... (default: a single member, made at its first start from its flags).")
+	token := fs.String("initial-cluster-token", server.DefaultInitialClusterToken, "Initial cluster token for the cluster during restore bootstrap.")
+	var advertisePeer urlsFlag
+	fs.Var(&advertisePeer, "initial-advertise-peer-urls", "List of this member's peer URLs to advertise to the rest of the cluster (default: its URLs in --initial-cluster).")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err
@@ -94,6 +102,26 @@ func runSnapshotRestore(args []string) error {
 	}
 	if !reg.Has(*backend) {
 		return fmt.Errorf("--backend: unknown engine %q (%s)", *backend, strings.Join(reg.Names(), "|"))
+	}
+	// With the cluster flags, the member of a new cluster is made here, as
+	// etcdutl makes it; without them, at its first start from its flags.
+	var member *server.Config
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if set["initial-cluster"] || set["initial-cluster-token"] || set["initial-advertise-peer-urls"] {
+		eng, _ := reg.Lookup(*backend)
+		member = &server.Config{Name: *name, Engine: eng, InitialCluster: *initialCluster,
+			InitialClusterToken: *token, InitialAdvertisePeerURLs: advertisePeer}
+		if len(advertisePeer) == 0 && *initialCluster != "" {
+			member.InitialAdvertisePeerURLs = urlsOf(*initialCluster, *name)
+		}
+		// Checked before anything is written.
+		check := *member
+		check.DataDir = *dataDir
+		check.EnsureDefaults()
+		if err := check.Validate(); err != nil {
+			return fmt.Errorf("snapshot restore: %w", err)
+		}
 	}
 	if _, err := os.Stat(*dataDir); err == nil {
 		return fmt.Errorf("snapshot restore: data-dir %q exists", *dataDir)
@@ -113,7 +141,7 @@ func runSnapshotRestore(args []string) error {
 		return fmt.Errorf("snapshot restore: %s is a directory; for an etcd member's data, give %s with --skip-hash-check",
 			pos[0], filepath.Join(pos[0], "member", "snap", "db"))
 	}
-	start := time.Now()
+	began := time.Now()
 	rd, err := server.ReadSnapshot(f, fi.Size())
 	isStrata := err == nil
 	if err != nil && !errors.Is(err, server.ErrNotSnapshot) {
@@ -149,6 +177,14 @@ func runSnapshotRestore(args []string) error {
 	if err != nil {
 		return fmt.Errorf("snapshot restore: %s: %w", pos[0], err)
 	}
+	start := fmt.Sprintf("strata --name %s --data-dir %s --backend %s", *name, *dataDir, *backend)
+	if member != nil {
+		member.DataDir = tmp
+		if err := server.InitMember(*member); err != nil {
+			return fmt.Errorf("snapshot restore: %w", err)
+		}
+		start += " --listen-peer-urls URL --listen-client-urls URLS ..."
+	}
 	if err := engine.SyncDir(filepath.Join(tmp, "member")); err != nil {
 		return err
 	}
@@ -159,9 +195,20 @@ func runSnapshotRestore(args []string) error {
 	if err := engine.SyncDir(parent); err != nil {
 		return err
 	}
-	fmt.Printf("restored %s %s into %s (%s) in %v; start it with: strata --name %s --data-dir %s --backend %s\n",
-		what, pos[0], *dataDir, *backend, time.Since(start).Round(time.Millisecond), *name, *dataDir, *backend)
+	fmt.Printf("restored %s %s into %s (%s) in %v; start it with: %s\n",
+		what, pos[0], *dataDir, *backend, time.Since(began).Round(time.Millisecond), start)
 	return nil
+}
+
+// urlsOf returns name's URLs in an --initial-cluster list.
+func urlsOf(initialCluster, name string) []string {
+	var urls []string
+	for _, part := range strings.Split(initialCluster, ",") {
+		if n, u, ok := strings.Cut(strings.TrimSpace(part), "="); ok && n == name {
+			urls = append(urls, u)
+		}
+	}
+	return urls
 }
 
 // restoreStrata restores a Strata snapshot's engine backup into dir.

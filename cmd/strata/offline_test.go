@@ -8,6 +8,9 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +18,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/strata-kv/strata/backends"
+	"github.com/strata-kv/strata/internal/freeport"
 	"github.com/strata-kv/strata/server"
 )
 
@@ -172,4 +176,178 @@ func testSnapshotRestoreDefrag(t *testing.T, backend string) {
 	s, cli = startMember(t, "r", restored, backend)
 	defer stopMember(t, s, cli)
 	check(cli)
+}
+
+// startCluster starts, at once, members on data directories made by a
+// restore with the cluster flags: each gets only its name, data
+// directory, engine and listen URLs (its peer URL is peers[i]), as etcd
+// members start on restored data directories. It waits until all serve.
+func startCluster(t *testing.T, names, dataDirs, engines, peers []string) ([]*server.Server, []*clientv3.Client) {
+	t.Helper()
+	n := len(names)
+	srvs := make([]*server.Server, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		eng, err := backends.Registry().Lookup(engines[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			srvs[i], errs[i] = server.Start(server.Config{
+				Name:              names[i],
+				DataDir:           dataDirs[i],
+				Engine:            eng,
+				ListenClientURLs:  []string{"http://127.0.0.1:0"},
+				ListenPeerURLs:    []string{peers[i]},
+				HeartbeatInterval: 50 * time.Millisecond,
+				ElectionTimeout:   500 * time.Millisecond,
+				Logger:            slog.New(slog.DiscardHandler),
+			})
+		}()
+	}
+	wg.Wait()
+	clis := make([]*clientv3.Client, n)
+	t.Cleanup(func() {
+		for i := range n {
+			if clis[i] != nil {
+				clis[i].Close()
+			}
+			if srvs[i] != nil {
+				srvs[i].Close()
+			}
+		}
+	})
+	for i := range n {
+		if errs[i] != nil {
+			t.Fatal(errs[i])
+		}
+	}
+	for i, s := range srvs {
+		select {
+		case <-s.ReadyNotify():
+		case <-time.After(30 * time.Second):
+			t.Fatalf("member %s not ready after 30s", names[i])
+		}
+		cli, err := clientv3.New(clientv3.Config{Endpoints: s.ClientURLs(), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		clis[i] = cli
+	}
+	return srvs, clis
+}
+
+// checkSameHashKV checks that every member has the same HashKV at rev,
+// waiting for members behind it.
+func checkSameHashKV(t *testing.T, ctx context.Context, clis []*clientv3.Client, rev int64) {
+	t.Helper()
+	var first *clientv3.HashKVResponse
+	for i, cli := range clis {
+		var h *clientv3.HashKVResponse
+		var err error
+		for range 100 { // a follower may not have applied rev yet
+			if h, err = cli.HashKV(ctx, cli.Endpoints()[0], rev); err == nil {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if err != nil {
+			t.Fatalf("member %d: HashKV at %d: %v", i, rev, err)
+		}
+		if first == nil {
+			first = h
+			continue
+		}
+		if h.Hash != first.Hash || h.CompactRevision != first.CompactRevision {
+			t.Fatalf("member %d: HashKV at %d: hash %x compact %d; member 0: %x %d", i, rev, h.Hash, h.CompactRevision, first.Hash, first.CompactRevision)
+		}
+	}
+}
+
+// TestRestoreCluster restores one etcd snapshot, with etcdutl's cluster
+// flags, into the data directories of three members on three engines,
+// starts them as a new cluster (raft over TCP) and checks that each
+// serves the snapshot's keys, revisions, leases and HashKV, that they
+// share the cluster ID and have the member IDs etcd computes, and that
+// writes replicate.
+func TestRestoreCluster(t *testing.T) {
+	d := buildEtcdData(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	addrs, err := freeport.Addrs(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := []string{"m0", "m1", "m2"}
+	engines := []string{"bbolt", "pebble", "badger"}
+	var peers, dataDirs, initial []string
+	for i, a := range addrs {
+		peers = append(peers, "http://"+a)
+		dataDirs = append(dataDirs, filepath.Join(dir, names[i]))
+		initial = append(initial, names[i]+"="+peers[i])
+	}
+	for i := range names {
+		args := []string{"snapshot", "restore", d.snapshot, "--name", names[i], "--data-dir", dataDirs[i], "--backend", engines[i],
+			"--initial-cluster", strings.Join(initial, ","), "--initial-cluster-token", "restored", "--initial-advertise-peer-urls", peers[i]}
+		if err := run(args); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Bad cluster flags are refused before anything is written.
+	bad := filepath.Join(dir, "bad")
+	for _, args := range [][]string{
+		{"--name", "mX", "--initial-cluster", strings.Join(initial, ",")},
+		{"--name", "m0", "--initial-cluster", strings.Join(initial, ","), "--initial-advertise-peer-urls", peers[1]},
+		{"--name", "m0", "--initial-cluster", "m0"},
+	} {
+		if err := run(append([]string{"snapshot", "restore", d.snapshot, "--data-dir", bad}, args...)); err == nil {
+			t.Fatalf("restore %q succeeded", args)
+		}
+		if left, _ := filepath.Glob(bad + "*"); len(left) > 0 {
+			t.Fatalf("failed restore %q left %v", args, left)
+		}
+	}
+
+	srvs, clis := startCluster(t, names, dataDirs, engines, peers)
+	var ids []uint64
+	for i, s := range srvs {
+		if s.ClusterID() != srvs[0].ClusterID() {
+			t.Fatalf("member %d: cluster ID %x, member 0 has %x", i, s.ClusterID(), srvs[0].ClusterID())
+		}
+		ids = append(ids, s.MemberID())
+		compareAnswers(t, "restored "+names[i]+" ("+engines[i]+")", capture(t, clis[i]), d.want)
+	}
+	ml, err := clis[1].MemberList(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ml.Members) != 3 {
+		t.Fatalf("member list: %v", ml.Members)
+	}
+	for _, m := range ml.Members {
+		if !slices.Contains(ids, m.ID) {
+			t.Fatalf("member list has %x, members are %x", m.ID, ids)
+		}
+	}
+	checkSameHashKV(t, ctx, clis, d.want.rev)
+	var last int64
+	for i := range 30 {
+		put, err := clis[i%3].Put(ctx, fmt.Sprint("new", i), "v")
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = put.Header.Revision
+	}
+	checkSameHashKV(t, ctx, clis, last)
+	resp, err := clis[2].Get(ctx, "new", clientv3.WithPrefix(), clientv3.WithSerializable())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Count == 0 || resp.Header.Revision < d.want.rev+30 {
+		t.Fatalf("after 30 puts: %d keys at revision %d, snapshot at %d", resp.Count, resp.Header.Revision, d.want.rev)
+	}
 }
