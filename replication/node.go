@@ -74,6 +74,11 @@ type Config struct {
 	// Bootstrap is the initial cluster, used only when the node has no
 	// raft state yet. Nil joins an existing cluster instead.
 	Bootstrap []Peer
+	// ForceNewCluster makes a node with raft state the only member of its
+	// cluster, keeping its data, as etcd's --force-new-cluster: for a
+	// cluster that lost its quorum for good. Its other members must not
+	// start again on their data. A node without raft state ignores it.
+	ForceNewCluster bool
 	// SnapshotCount is how many applied entries trigger a snapshot (etcd's
 	// --snapshot-count). The default value is 10000.
 	SnapshotCount uint64
@@ -218,6 +223,15 @@ func Open(cfg Config) (*Node, error) {
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(filepath.Join(raftDir, "snapshots"), 2, hlog)
 	if err != nil {
 		return fail(fmt.Errorf("replication: snapshot store: %w", err))
+	}
+	if cfg.ForceNewCluster {
+		forced, err := forceNewCluster(cfg.ID, cfg.Advertise, n.logs, snaps)
+		if err != nil {
+			return fail(err)
+		}
+		if forced {
+			cfg.Logger.Warn("forcing a new cluster of this member alone; its other members are removed", "id", cfg.ID)
+		}
 	}
 	if n.mux, err = listenPeers(cfg.Bind, cfg.Advertise, cfg.Dial); err != nil {
 		return fail(err)

@@ -94,6 +94,13 @@ type Config struct {
 	// (--initial-cluster-token). The default value is "etcd-cluster".
 	InitialClusterToken string
 
+	// ForceNewCluster makes a member that has data the only member of its
+	// cluster, keeping its data, its member ID and its cluster ID
+	// (--force-new-cluster): for a cluster that lost its quorum for good.
+	// The other members must not start again on their data directories.
+	// A member without data ignores it, as etcd does.
+	ForceNewCluster bool
+
 	// SnapshotCount is the number of applied entries between raft
 	// snapshots (--snapshot-count). The default value is 10000.
 	SnapshotCount uint64

@@ -136,8 +136,9 @@ func Start(cfg Config) (_ *Server, err error) {
 		Bind:          c.listenPeer.Host,
 		// The configured address, not the stored one: a member moved by
 		// MemberUpdate restarts announcing its new address.
-		Advertise:     c.advertisePeer[0].Host,
-		SnapshotCount: c.SnapshotCount,
+		Advertise:       c.advertisePeer[0].Host,
+		SnapshotCount:   c.SnapshotCount,
+		ForceNewCluster: c.ForceNewCluster,
 		// hashicorp/raft's heartbeat timeout is how long a follower
 		// waits for the leader (etcd's election timeout); the leader
 		// heartbeats every tenth of it (etcd's heartbeat interval).
@@ -152,6 +153,9 @@ func Start(cfg Config) (_ *Server, err error) {
 				Addr: mustURL(urls[0]).Host,
 			})
 		}
+	}
+	if c.ForceNewCluster {
+		c.Logger.Warn("forcing restart member", "cluster-id", raftID(id.ClusterID), "local-member-id", raftID(id.MemberID))
 	}
 	c.Logger.Info("starting member", "name", id.Name, "member_id", raftID(id.MemberID), "cluster_id", raftID(id.ClusterID),
 		"data_dir", c.DataDir, "backend", c.Engine.Name, "peer_url", c.listenPeer.String(), "client_urls", s.clientURLs,
