@@ -41,6 +41,11 @@ var (
 	metaTerm             = []byte("term")
 	metaStorageVersion   = []byte("storageVersion")
 	metaAuthEnabled      = []byte("authEnabled")
+	// metaStrataLeaseSeq is Strata's own: the counter behind the lease IDs
+	// a Strata store generated, so that a store exported to etcd's format
+	// and restored again never grants the ID of a revoked lease again.
+	// etcd ignores it.
+	metaStrataLeaseSeq = []byte("strataLeaseSeq")
 )
 
 // Errors callers test.
@@ -84,6 +89,9 @@ type Meta struct {
 	Term                uint64
 	StorageVersion      string
 	AuthEnabled         bool
+	// LeaseSeq is the lease ID counter of the Strata store the file was
+	// exported from (see metaStrataLeaseSeq).
+	LeaseSeq uint64
 }
 
 // OpenOptions configure Open.
@@ -315,6 +323,9 @@ func (r *Reader) meta() (Meta, error) {
 		m.Term = binary.BigEndian.Uint64(v)
 	}
 	m.StorageVersion = string(b.Get(metaStorageVersion))
+	if v := b.Get(metaStrataLeaseSeq); len(v) == 8 {
+		m.LeaseSeq = binary.BigEndian.Uint64(v)
+	}
 	if ab := r.tx.Bucket([]byte("auth")); ab != nil {
 		v := ab.Get(metaAuthEnabled)
 		m.AuthEnabled = len(v) == 1 && v[0] == 1
@@ -454,6 +465,8 @@ type FinishMeta struct {
 	ScheduledCompactRev int64 // 0: none
 	// StorageVersion is etcd's storage schema version of the file.
 	StorageVersion string
+	// LeaseSeq is the exported store's lease ID counter (0: none).
+	LeaseSeq uint64
 }
 
 // Finish writes the meta bucket, closes the database, appends its sha256
@@ -494,6 +507,11 @@ func (w *Writer) Finish(m FinishMeta) (size int64, err error) {
 	}
 	if m.StorageVersion != "" {
 		if err := mb.Put(metaStorageVersion, []byte(m.StorageVersion)); err != nil {
+			return 0, err
+		}
+	}
+	if m.LeaseSeq > 0 {
+		if err := mb.Put(metaStrataLeaseSeq, binary.BigEndian.AppendUint64(nil, m.LeaseSeq)); err != nil {
 			return 0, err
 		}
 	}

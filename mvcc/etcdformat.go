@@ -157,6 +157,10 @@ func (im *Importer) maybeFlush() error {
 type ImportMeta struct {
 	FinishedCompactRev  int64
 	ScheduledCompactRev int64
+	// LeaseSeq is the lease ID counter of the Strata store the records
+	// were exported from (ExportMeta.LeaseSeq), 0 if none: generated lease
+	// IDs go on from it, never reusing a revoked lease's ID.
+	LeaseSeq uint64
 }
 
 // Finish writes the meta area: the format, the current revision (the
@@ -182,6 +186,9 @@ func (im *Importer) Finish(m ImportMeta) (rev int64, revs, leases int, err error
 	if m.ScheduledCompactRev > 0 {
 		im.b.Set(metaScheduledCompact, putUint64(uint64(m.ScheduledCompactRev)))
 	}
+	if m.LeaseSeq > 0 {
+		im.b.Set(metaLeaseSeq, putUint64(m.LeaseSeq))
+	}
 	if err := im.b.Err(); err != nil {
 		return 0, 0, 0, fmt.Errorf("mvcc: import: %w", err)
 	}
@@ -206,6 +213,8 @@ type ExportMeta struct {
 	// revisions, 0 if none.
 	FinishedCompactRev  int64
 	ScheduledCompactRev int64
+	// LeaseSeq is the store's lease ID counter (see ImportMeta.LeaseSeq).
+	LeaseSeq uint64
 }
 
 // Export reads a backend holding a store that is not open and hands each
@@ -248,6 +257,11 @@ func Export(be engine.Backend, revision, lease func(k, v []byte) error) (ExportM
 	if m.ScheduledCompactRev, err = meta(metaScheduledCompact); err != nil {
 		return m, err
 	}
+	seq, err := meta(metaLeaseSeq)
+	if err != nil {
+		return m, err
+	}
+	m.LeaseSeq = uint64(seq)
 	area := func(lower, upper []byte, fn func(k, v []byte) error) error {
 		it, err := snap.NewIter(&engine.IterOptions{LowerBound: lower, UpperBound: upper})
 		if err != nil {

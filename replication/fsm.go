@@ -1,6 +1,7 @@
 package replication
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -284,8 +285,10 @@ type fsmSnapshot struct {
 	once sync.Once
 }
 
+// Persist writes the store as an engine dump (engine.Dump), which every
+// engine loads: the members of a cluster may run different engines.
 func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
-	if err := s.be.Backup(sink); err != nil {
+	if err := engine.Dump(sink, s.be); err != nil {
 		sink.Cancel()
 		return fmt.Errorf("replication: persist snapshot: %w", err)
 	}
@@ -306,7 +309,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	if err := os.RemoveAll(tmp); err != nil {
 		return fmt.Errorf("replication: restore: %w", err)
 	}
-	if err := f.eng.Restore(tmp, rc); err != nil {
+	if err := f.restoreInto(tmp, rc); err != nil {
 		os.RemoveAll(tmp)
 		return fmt.Errorf("replication: restore snapshot: %w", err)
 	}
@@ -333,6 +336,29 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	f.restores.Add(1)
 	f.logger.Info("restored snapshot", "applied_index", f.store.AppliedIndex(), "revision", f.store.Rev())
 	return nil
+}
+
+// restoreInto writes a snapshot's store into the new directory dir: an
+// engine dump, whichever engine wrote it, or (snapshots taken before
+// dumps) this engine's own backup.
+func (f *fsm) restoreInto(dir string, r io.Reader) error {
+	br := bufio.NewReader(r)
+	head, _ := br.Peek(engine.DumpMagicLen)
+	if !engine.IsDump(head) {
+		return f.eng.Restore(dir, br)
+	}
+	if err := engine.PrepareRestoreDir(dir); err != nil {
+		return err
+	}
+	be, err := f.eng.Open(dir, f.engOpts)
+	if err != nil {
+		return err
+	}
+	if _, err := engine.Load(be, br); err != nil {
+		be.Close()
+		return err
+	}
+	return be.Close()
 }
 
 // finishRestore completes a data directory swap a crash interrupted.

@@ -339,6 +339,10 @@ func (n *Node) Term() uint64 { return n.raft.CurrentTerm() }
 // AppliedIndex returns the index of the last entry applied to the store.
 func (n *Node) AppliedIndex() uint64 { return n.fsm.applied.get() }
 
+// SnapshotRestores returns how many raft snapshots (sent by a leader) the
+// node has restored into its store since it opened.
+func (n *Node) SnapshotRestores() uint64 { return n.fsm.restores.Load() }
+
 // CommitIndex returns raft's commit index.
 func (n *Node) CommitIndex() uint64 { return n.raft.CommitIndex() }
 

@@ -176,3 +176,23 @@ func syncFile(path string) error {
 	}
 	return f.Close()
 }
+
+// SetMemberEngine records in the identity of the stopped member in dataDir
+// that its store is now on the engine named name (`strata migrate`). A
+// data directory without an identity yet (restored, never started) is
+// left alone.
+func SetMemberEngine(dataDir, name string) error {
+	b, err := os.ReadFile(filepath.Join(dataDir, identityFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("server: %w", err)
+	}
+	var id identity
+	if err := json.Unmarshal(b, &id); err != nil {
+		return fmt.Errorf("server: %s: %w", identityFile, err)
+	}
+	id.Engine = name
+	return writeIdentity(dataDir, &id)
+}

@@ -68,6 +68,7 @@ func restoreEtcd(reg *engine.Registry, backend, dir, path string, skipHash bool)
 		sum.rev, sum.revs, sum.leases, err = im.Finish(mvcc.ImportMeta{
 			FinishedCompactRev:  m.FinishedCompactRev,
 			ScheduledCompactRev: m.ScheduledCompactRev,
+			LeaseSeq:            m.LeaseSeq,
 		})
 	}
 	sum.compactRev = max(m.FinishedCompactRev, m.ScheduledCompactRev) // a scheduled compaction resumes at start
@@ -170,6 +171,7 @@ func runSnapshotExport(args []string) error {
 		FinishedCompactRev:  m.FinishedCompactRev,
 		ScheduledCompactRev: m.ScheduledCompactRev,
 		StorageVersion:      server.StorageVersion,
+		LeaseSeq:            m.LeaseSeq,
 	})
 	if err != nil {
 		return fmt.Errorf("snapshot export: %w", err)

@@ -21,13 +21,15 @@
 //	  [--initial-cluster NAME=URL,... --initial-cluster-token TOKEN --initial-advertise-peer-urls URLS]
 //	strata snapshot export OUT.db (--data-dir DIR | --snapshot FILE --backend ENGINE)
 //	strata defrag --data-dir DIR [--backend ENGINE]
+//	strata migrate --data-dir DIR --to ENGINE [--from ENGINE]
 //
 // restore makes, from a snapshot saved with `etcdctl snapshot save` from a
 // Strata or an etcd member, or from a stopped etcd member's
 // member/snap/db, the data directory of a new single-member cluster (as
 // `etcdutl snapshot restore`), or with --initial-cluster and its
-// companions one member of a new cluster; export writes an etcd snapshot file that
-// `etcdutl snapshot restore` takes; defrag defragments the member's engine.
+// companions one member of a new cluster; export writes an etcd snapshot
+// file that `etcdutl snapshot restore` takes; defrag defragments the
+// member's engine; migrate moves the member's store to another engine.
 package main
 
 import (
@@ -73,6 +75,8 @@ func run(args []string) error {
 			return runSnapshot(args[1:])
 		case "defrag":
 			return runDefrag(args[1:])
+		case "migrate":
+			return runMigrate(args[1:])
 		}
 	}
 	reg := backends.Registry()

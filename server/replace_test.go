@@ -1,0 +1,156 @@
+package server_test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/strata-kv/strata/engine"
+	"github.com/strata-kv/strata/server"
+)
+
+// TestReplaceMembersEngines moves a running three-member bbolt cluster to
+// one member per engine, replacing members one at a time (etcd's way: add
+// the new member as a learner, start it, promote it, remove the old one)
+// while a client keeps writing. The new members catch up from a raft
+// snapshot written by a member on another engine. At the end every member
+// has the same HashKV and every acknowledged write is there.
+func TestReplaceMembersEngines(t *testing.T) {
+	eng := engines()
+	c := newCluster(t, 3, eng[0], func(cfg *server.Config) { cfg.SnapshotCount = 50 })
+	ctx := ctxT(t)
+	cli := c.client(2) // member 2 stays
+	for i := range 200 {
+		if _, err := cli.Put(ctx, fmt.Sprintf("pre/%03d", i), "v"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lease, err := cli.Grant(ctx, 600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range c.members {
+		if err := m.Node().Snapshot(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// The writer.
+	wctx, stop := context.WithCancel(ctx)
+	var (
+		wg    sync.WaitGroup
+		acked []string
+		werr  error
+	)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; wctx.Err() == nil; i++ {
+			k := fmt.Sprintf("w/%05d", i)
+			pctx, cancel := context.WithTimeout(wctx, 5*time.Second)
+			_, err := cli.Put(pctx, k, "v", clientv3.WithLease(lease.ID))
+			cancel()
+			if err == nil {
+				acked = append(acked, k)
+			} else if wctx.Err() == nil {
+				werr = err
+			}
+		}
+	}()
+
+	for old, to := range []engine.Engine{eng[1], eng[2]} {
+		name := fmt.Sprintf("n%d", old)
+		peer := "http://" + freePorts(t, 1)[0]
+		add, err := cli.MemberAddAsLearner(ctx, []string{peer})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := c.cfgs[0]
+		cfg.Name, cfg.DataDir, cfg.Engine = name, filepath.Join(t.TempDir(), name), to
+		cfg.ListenPeerURLs, cfg.InitialAdvertisePeerURLs = []string{peer}, []string{peer}
+		cfg.InitialCluster = c.cfgs[0].InitialCluster + "," + name + "=" + peer
+		cfg.InitialClusterState = server.ClusterStateExisting
+		cfg.Logger = testLogger(t, name)
+		m, err := server.Start(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.members, c.cfgs = append(c.members, m), append(c.cfgs, cfg)
+		select {
+		case <-m.ReadyNotify():
+		case <-time.After(20 * time.Second):
+			t.Fatalf("member %s is not ready", name)
+		}
+		waitFor(t, "the promotion of "+name, func() bool {
+			_, err := cli.MemberPromote(ctx, add.Member.ID)
+			return err == nil
+		})
+		if n := m.Node().SnapshotRestores(); n == 0 {
+			t.Errorf("member %s (%s) caught up without a snapshot", name, to.Name)
+		}
+		if _, err := cli.MemberRemove(ctx, c.members[old].MemberID()); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-c.members[old].StopNotify():
+		case <-time.After(20 * time.Second):
+			t.Fatalf("removed member %d did not stop", old)
+		}
+		c.members[old].Close()
+		c.members[old] = nil
+	}
+	time.Sleep(200 * time.Millisecond) // writes go on with the new members
+	stop()
+	wg.Wait()
+	if werr != nil {
+		t.Fatalf("a write failed during the replacements: %v", werr)
+	}
+
+	live := []int{2, 3, 4}
+	last, err := cli.Put(ctx, "last", "1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rev := last.Header.Revision
+	var first *clientv3.HashKVResponse
+	for _, i := range live {
+		mc := c.client(i)
+		var h *clientv3.HashKVResponse
+		waitFor(t, "HashKV", func() bool {
+			h, err = mc.HashKV(ctx, c.endpoint(i), rev)
+			return err == nil
+		})
+		if first == nil {
+			first = h
+		} else if h.Hash != first.Hash || h.CompactRevision != first.CompactRevision {
+			t.Fatalf("member %d (%s): HashKV %x/%d at %d, member 2 (bbolt): %x/%d", i, c.cfgs[i].Engine.Name,
+				h.Hash, h.CompactRevision, rev, first.Hash, first.CompactRevision)
+		}
+		g, err := mc.Get(ctx, "w/", clientv3.WithPrefix(), clientv3.WithKeysOnly(), clientv3.WithSerializable(), clientv3.WithRev(rev))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]bool{}
+		for _, kv := range g.Kvs {
+			got[string(kv.Key)] = true
+		}
+		for _, k := range acked {
+			if !got[k] {
+				t.Fatalf("member %d: acknowledged write %s missing", i, k)
+			}
+		}
+		ttl, err := mc.TimeToLive(ctx, lease.ID)
+		if err != nil || ttl.TTL <= 0 {
+			t.Fatalf("member %d: lease %x: %v %v", i, lease.ID, ttl, err)
+		}
+	}
+	if len(acked) == 0 {
+		t.Fatal("no write acknowledged")
+	}
+	t.Logf("%d writes acknowledged during the replacements; HashKV %x at revision %d", len(acked), first.Hash, rev)
+}
