@@ -140,3 +140,11 @@ func (s *Store) HashByRev(rev int64) (KeyValueHash, int64, error) {
 	}
 	return h.sum(), st.rev, nil
 }
+
+// Hashes returns the hashes the last compactions (since Open) computed,
+// by revision: what etcd's compaction hash check compares across members.
+func (s *Store) Hashes() []KeyValueHash {
+	s.hashMu.RLock()
+	defer s.hashMu.RUnlock()
+	return append([]KeyValueHash(nil), s.hashes...)
+}

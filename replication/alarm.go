@@ -18,6 +18,11 @@ import (
 // alarm is active (etcd's "database space exceeded").
 var ErrNoSpace = errors.New("replication: database space exceeded")
 
+// ErrCorruptCluster is the result of a write (and of a range, lease
+// grant, lease revoke or compaction) applied while a CORRUPT alarm is
+// active (etcd's "corrupt cluster").
+var ErrCorruptCluster = errors.New("replication: corrupt cluster")
+
 // alarmPrefix names alarm records in the store's auxiliary area:
 // alarmPrefix + alarm type name + "/" + member ID in hexadecimal -> "".
 const alarmPrefix = "alarm/"
@@ -31,6 +36,10 @@ type alarms struct {
 	// noSpace is set while a NOSPACE alarm is active: requests that add
 	// data fail with ErrNoSpace when applied (etcd's capped applier).
 	noSpace atomic.Bool
+	// corrupt is set while a CORRUPT alarm is active: the kinds marked
+	// refusedCorrupt fail with ErrCorruptCluster when applied (etcd's
+	// corrupt applier).
+	corrupt atomic.Bool
 }
 
 func alarmKey(m *pb.AlarmMember) []byte {
@@ -127,11 +136,15 @@ func (a *alarms) apply(w *mvcc.WriteBatch, r *pb.AlarmRequest) *pb.AlarmResponse
 
 func (a *alarms) update() {
 	a.noSpace.Store(slices.ContainsFunc(a.list, func(m *pb.AlarmMember) bool { return m.Alarm == pb.AlarmType_NOSPACE }))
+	a.corrupt.Store(slices.ContainsFunc(a.list, func(m *pb.AlarmMember) bool { return m.Alarm == pb.AlarmType_CORRUPT }))
 }
 
 // Alarms returns the cluster's alarms of type t (all for
 // AlarmType_NONE), as this member has applied them.
 func (n *Node) Alarms(t pb.AlarmType) []*pb.AlarmMember { return n.fsm.alarms.get(t) }
+
+// Corrupt reports whether a CORRUPT alarm is active.
+func (n *Node) Corrupt() bool { return n.fsm.alarms.corrupt.Load() }
 
 // NoSpace reports whether a NOSPACE alarm is active.
 func (n *Node) NoSpace() bool { return n.fsm.alarms.noSpace.Load() }

@@ -247,6 +247,9 @@ func (f *fsm) applyRequest(w *mvcc.WriteBatch, r *pb.InternalRaftRequest) Result
 	if err != nil {
 		return Result{Err: err}
 	}
+	if k.refusedCorrupt && f.alarms.corrupt.Load() {
+		return Result{Err: ErrCorruptCluster}
+	}
 	if k.cost != nil && f.alarms.noSpace.Load() && k.cost(r) > 0 {
 		return Result{Err: ErrNoSpace}
 	}

@@ -40,6 +40,10 @@ type kind struct {
 	// perm is the permission a client needs for the request once auth is
 	// enabled.
 	perm permission
+	// refusedCorrupt marks the kinds that fail with ErrCorruptCluster
+	// while a CORRUPT alarm is active, as etcd's corrupt applier refuses
+	// them.
+	refusedCorrupt bool
 }
 
 // permission is what a request needs of the user who sends it.
@@ -68,28 +72,32 @@ const (
 // kinds is the table of request kinds.
 var kinds = []kind{
 	{
-		name:        "put",
-		is:          func(r *pb.InternalRaftRequest) bool { return r.Put != nil },
-		apply:       respond((*mvcc.WriteBatch).Put, func(r *pb.InternalRaftRequest) *pb.PutRequest { return r.Put }),
-		newResponse: func() proto.Message { return &pb.PutResponse{} },
-		cost:        func(r *pb.InternalRaftRequest) int { return costPut(r.Put) },
+		name:           "put",
+		refusedCorrupt: true,
+		is:             func(r *pb.InternalRaftRequest) bool { return r.Put != nil },
+		apply:          respond((*mvcc.WriteBatch).Put, func(r *pb.InternalRaftRequest) *pb.PutRequest { return r.Put }),
+		newResponse:    func() proto.Message { return &pb.PutResponse{} },
+		cost:           func(r *pb.InternalRaftRequest) int { return costPut(r.Put) },
 	},
 	{
-		name:        "delete range",
-		is:          func(r *pb.InternalRaftRequest) bool { return r.DeleteRange != nil },
-		apply:       respond((*mvcc.WriteBatch).DeleteRange, func(r *pb.InternalRaftRequest) *pb.DeleteRangeRequest { return r.DeleteRange }),
-		newResponse: func() proto.Message { return &pb.DeleteRangeResponse{} },
+		name:           "delete range",
+		refusedCorrupt: true,
+		is:             func(r *pb.InternalRaftRequest) bool { return r.DeleteRange != nil },
+		apply:          respond((*mvcc.WriteBatch).DeleteRange, func(r *pb.InternalRaftRequest) *pb.DeleteRangeRequest { return r.DeleteRange }),
+		newResponse:    func() proto.Message { return &pb.DeleteRangeResponse{} },
 	},
 	{
-		name:        "txn",
-		is:          func(r *pb.InternalRaftRequest) bool { return r.Txn != nil },
-		apply:       respond((*mvcc.WriteBatch).Txn, func(r *pb.InternalRaftRequest) *pb.TxnRequest { return r.Txn }),
-		newResponse: func() proto.Message { return &pb.TxnResponse{} },
-		cost:        func(r *pb.InternalRaftRequest) int { return costTxn(r.Txn) },
+		name:           "txn",
+		refusedCorrupt: true,
+		is:             func(r *pb.InternalRaftRequest) bool { return r.Txn != nil },
+		apply:          respond((*mvcc.WriteBatch).Txn, func(r *pb.InternalRaftRequest) *pb.TxnRequest { return r.Txn }),
+		newResponse:    func() proto.Message { return &pb.TxnResponse{} },
+		cost:           func(r *pb.InternalRaftRequest) int { return costTxn(r.Txn) },
 	},
 	{
-		name: "compaction",
-		is:   func(r *pb.InternalRaftRequest) bool { return r.Compaction != nil },
+		name:           "compaction",
+		refusedCorrupt: true,
+		is:             func(r *pb.InternalRaftRequest) bool { return r.Compaction != nil },
 		apply: func(_ *fsm, w *mvcc.WriteBatch, r *pb.InternalRaftRequest) (proto.Message, <-chan struct{}, error) {
 			resp, done, err := w.Compact(r.Compaction)
 			if !r.Compaction.Physical {
@@ -104,25 +112,28 @@ var kinds = []kind{
 		perm:        permAdmin,
 	},
 	{
-		name:        "range",
-		is:          func(r *pb.InternalRaftRequest) bool { return r.Range != nil },
-		apply:       respond((*mvcc.WriteBatch).Range, func(r *pb.InternalRaftRequest) *pb.RangeRequest { return r.Range }),
-		newResponse: func() proto.Message { return &pb.RangeResponse{} },
+		name:           "range",
+		refusedCorrupt: true,
+		is:             func(r *pb.InternalRaftRequest) bool { return r.Range != nil },
+		apply:          respond((*mvcc.WriteBatch).Range, func(r *pb.InternalRaftRequest) *pb.RangeRequest { return r.Range }),
+		newResponse:    func() proto.Message { return &pb.RangeResponse{} },
 	},
 	{
-		name:        "lease grant",
-		is:          func(r *pb.InternalRaftRequest) bool { return r.LeaseGrant != nil },
-		apply:       respond((*mvcc.WriteBatch).LeaseGrant, func(r *pb.InternalRaftRequest) *pb.LeaseGrantRequest { return r.LeaseGrant }),
-		newResponse: func() proto.Message { return &pb.LeaseGrantResponse{} },
-		cost:        func(*pb.InternalRaftRequest) int { return CostLease },
-		perm:        permLease,
+		name:           "lease grant",
+		refusedCorrupt: true,
+		is:             func(r *pb.InternalRaftRequest) bool { return r.LeaseGrant != nil },
+		apply:          respond((*mvcc.WriteBatch).LeaseGrant, func(r *pb.InternalRaftRequest) *pb.LeaseGrantRequest { return r.LeaseGrant }),
+		newResponse:    func() proto.Message { return &pb.LeaseGrantResponse{} },
+		cost:           func(*pb.InternalRaftRequest) int { return CostLease },
+		perm:           permLease,
 	},
 	{
-		name:        "lease revoke",
-		is:          func(r *pb.InternalRaftRequest) bool { return r.LeaseRevoke != nil },
-		apply:       respond((*mvcc.WriteBatch).LeaseRevoke, func(r *pb.InternalRaftRequest) *pb.LeaseRevokeRequest { return r.LeaseRevoke }),
-		newResponse: func() proto.Message { return &pb.LeaseRevokeResponse{} },
-		perm:        permLease,
+		name:           "lease revoke",
+		refusedCorrupt: true,
+		is:             func(r *pb.InternalRaftRequest) bool { return r.LeaseRevoke != nil },
+		apply:          respond((*mvcc.WriteBatch).LeaseRevoke, func(r *pb.InternalRaftRequest) *pb.LeaseRevokeRequest { return r.LeaseRevoke }),
+		newResponse:    func() proto.Message { return &pb.LeaseRevokeResponse{} },
+		perm:           permLease,
 	},
 	{
 		name:        "lease checkpoint",

@@ -35,6 +35,7 @@ var wireErrors = []struct {
 	{peerpb.ErrorCode_DEADLINE_EXCEEDED, context.DeadlineExceeded},
 	{peerpb.ErrorCode_CANCELED, context.Canceled},
 	{peerpb.ErrorCode_CORRUPT_ENTRY, ErrCorruptEntry},
+	{peerpb.ErrorCode_CORRUPT_CLUSTER, ErrCorruptCluster},
 	{peerpb.ErrorCode_COMPACTED, mvcc.ErrCompacted},
 	{peerpb.ErrorCode_FUTURE_REV, mvcc.ErrFutureRev},
 	{peerpb.ErrorCode_KEY_NOT_FOUND, mvcc.ErrKeyNotFound},

@@ -31,6 +31,8 @@ const (
 	DefaultQuotaBackendBytes = 2 << 30
 	// DefaultSnapshotCount is etcd's --snapshot-count.
 	DefaultSnapshotCount = 10000
+	// DefaultCompactHashCheckTime is etcd's --compact-hash-check-time.
+	DefaultCompactHashCheckTime = time.Minute
 	// DefaultHeartbeatInterval and DefaultElectionTimeout are etcd's.
 	DefaultHeartbeatInterval = 100 * time.Millisecond
 	DefaultElectionTimeout   = 1000 * time.Millisecond
@@ -100,6 +102,23 @@ type Config struct {
 	// The other members must not start again on their data directories.
 	// A member without data ignores it, as etcd does.
 	ForceNewCluster bool
+
+	// InitialCorruptCheck makes the member compare its HashKV with its
+	// peers' before it serves clients, and stop if one differs at the same
+	// compact revision (etcd's InitialCorruptCheck feature gate): Err then
+	// says "found data inconsistency with peers".
+	InitialCorruptCheck bool
+	// CorruptCheckTime is how often the leader compares its HashKV with
+	// its followers' and raises the CORRUPT alarm on a mismatch
+	// (--corrupt-check-time). The default value 0 disables the check.
+	CorruptCheckTime time.Duration
+	// CompactHashCheck enables the leader's check of the hashes computed
+	// at compactions across members, every CompactHashCheckTime (etcd's
+	// CompactHashCheck feature gate and --compact-hash-check-time, whose
+	// default value is 1 minute); a mismatch raises the CORRUPT alarm for
+	// the members outside the majority.
+	CompactHashCheck     bool
+	CompactHashCheckTime time.Duration
 
 	// SnapshotCount is the number of applied entries between raft
 	// snapshots (--snapshot-count). The default value is 10000.
@@ -194,6 +213,9 @@ func (c *Config) EnsureDefaults() {
 	}
 	if c.SnapshotCount == 0 {
 		c.SnapshotCount = DefaultSnapshotCount
+	}
+	if c.CompactHashCheckTime == 0 {
+		c.CompactHashCheckTime = DefaultCompactHashCheckTime
 	}
 	if c.QuotaBackendBytes == 0 {
 		c.QuotaBackendBytes = DefaultQuotaBackendBytes
@@ -302,6 +324,12 @@ func (c *Config) parse() (*config, error) {
 	case ClusterStateNew, ClusterStateExisting:
 	default:
 		return nil, invalid(fmt.Errorf("server: --initial-cluster-state must be %q or %q, got %q", ClusterStateNew, ClusterStateExisting, o.InitialClusterState))
+	}
+	if o.CorruptCheckTime < 0 {
+		return nil, invalid(fmt.Errorf("server: --corrupt-check-time %v is negative", o.CorruptCheckTime))
+	}
+	if o.CompactHashCheckTime < 0 {
+		return nil, invalid(fmt.Errorf("server: --compact-hash-check-time %v is negative", o.CompactHashCheckTime))
 	}
 	if err := o.parseCompaction(); err != nil {
 		return nil, invalid(err)

@@ -34,6 +34,7 @@ var grpcErrors = []struct {
 	{mvcc.ErrLeaseExists, rpctypes.ErrGRPCLeaseExist},
 	{mvcc.ErrLeaseTTLTooLarge, rpctypes.ErrGRPCLeaseTTLTooLarge},
 	{replication.ErrNoSpace, rpctypes.ErrGRPCNoSpace},
+	{replication.ErrCorruptCluster, rpctypes.ErrGRPCCorrupt},
 
 	// Node errors. A client never sees "not leader": any member takes
 	// requests, so a node that could not reach a leader answers

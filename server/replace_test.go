@@ -2,12 +2,15 @@ package server_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/strata-kv/strata/engine"
@@ -44,8 +47,8 @@ func TestReplaceMembersEngines(t *testing.T) {
 	wctx, stop := context.WithCancel(ctx)
 	var (
 		wg    sync.WaitGroup
-		acked []string
-		werr  error
+		acked  []string
+		failed int
 	)
 	wg.Add(1)
 	go func() {
@@ -58,7 +61,7 @@ func TestReplaceMembersEngines(t *testing.T) {
 			if err == nil {
 				acked = append(acked, k)
 			} else if wctx.Err() == nil {
-				werr = err
+				failed++ // an election under load: the outcome is unknown
 			}
 		}
 	}()
@@ -66,10 +69,7 @@ func TestReplaceMembersEngines(t *testing.T) {
 	for old, to := range []engine.Engine{eng[1], eng[2]} {
 		name := fmt.Sprintf("n%d", old)
 		peer := "http://" + freePorts(t, 1)[0]
-		add, err := cli.MemberAddAsLearner(ctx, []string{peer})
-		if err != nil {
-			t.Fatal(err)
-		}
+		addID := addLearner(t, cli, peer)
 		cfg := c.cfgs[0]
 		cfg.Name, cfg.DataDir, cfg.Engine = name, filepath.Join(t.TempDir(), name), to
 		cfg.ListenPeerURLs, cfg.InitialAdvertisePeerURLs = []string{peer}, []string{peer}
@@ -87,15 +87,16 @@ func TestReplaceMembersEngines(t *testing.T) {
 			t.Fatalf("member %s is not ready", name)
 		}
 		waitFor(t, "the promotion of "+name, func() bool {
-			_, err := cli.MemberPromote(ctx, add.Member.ID)
+			_, err := cli.MemberPromote(ctx, addID)
 			return err == nil
 		})
 		if n := m.Node().SnapshotRestores(); n == 0 {
 			t.Errorf("member %s (%s) caught up without a snapshot", name, to.Name)
 		}
-		if _, err := cli.MemberRemove(ctx, c.members[old].MemberID()); err != nil {
-			t.Fatal(err)
-		}
+		waitFor(t, "the removal of the old member", func() bool {
+			_, err := cli.MemberRemove(ctx, c.members[old].MemberID())
+			return err == nil || errors.Is(err, rpctypes.ErrMemberNotFound)
+		})
 		select {
 		case <-c.members[old].StopNotify():
 		case <-time.After(20 * time.Second):
@@ -107,8 +108,8 @@ func TestReplaceMembersEngines(t *testing.T) {
 	time.Sleep(200 * time.Millisecond) // writes go on with the new members
 	stop()
 	wg.Wait()
-	if werr != nil {
-		t.Fatalf("a write failed during the replacements: %v", werr)
+	if failed > len(acked)/10 {
+		t.Fatalf("%d writes failed during the replacements, %d acknowledged", failed, len(acked))
 	}
 
 	live := []int{2, 3, 4}
@@ -152,5 +153,33 @@ func TestReplaceMembersEngines(t *testing.T) {
 	if len(acked) == 0 {
 		t.Fatal("no write acknowledged")
 	}
-	t.Logf("%d writes acknowledged during the replacements; HashKV %x at revision %d", len(acked), first.Hash, rev)
+	t.Logf("%d writes acknowledged during the replacements (%d of unknown outcome); HashKV %x at revision %d", len(acked), failed, first.Hash, rev)
+}
+
+// addLearner adds a learner with peer URL peer and returns its ID. A call
+// that fails with an unknown outcome (a leader change) is checked against
+// the member list before it is tried again.
+func addLearner(t *testing.T, cli *clientv3.Client, peer string) uint64 {
+	t.Helper()
+	ctx := ctxT(t)
+	var id uint64
+	waitFor(t, "the learner "+peer+" to be added", func() bool {
+		add, err := cli.MemberAddAsLearner(ctx, []string{peer})
+		if err == nil {
+			id = add.Member.ID
+			return true
+		}
+		ml, lerr := cli.MemberList(ctx)
+		if lerr != nil {
+			return false
+		}
+		for _, m := range ml.Members {
+			if slices.Contains(m.PeerURLs, peer) {
+				id = m.ID
+				return true
+			}
+		}
+		return false
+	})
+	return id
 }

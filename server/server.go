@@ -68,6 +68,11 @@ type Server struct {
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 	closeErr  error
+	// failc is closed, with failErr set, when the server stops itself on
+	// an error (see Err).
+	failc    chan struct{}
+	failOnce sync.Once
+	failErr  error
 }
 
 // Start opens the member's data, joins or bootstraps its cluster and
@@ -89,7 +94,7 @@ func Start(cfg Config) (_ *Server, err error) {
 		}
 	}
 	s := &Server{cfg: c, id: id, readyc: make(chan struct{}), stopc: make(chan struct{}), donec: make(chan struct{}),
-		watchDone: make(chan struct{})}
+		watchDone: make(chan struct{}), failc: make(chan struct{})}
 	s.quota = quota{s: s, max: c.QuotaBackendBytes}
 	defer func() {
 		if err != nil {
@@ -168,9 +173,10 @@ func Start(cfg Config) (_ *Server, err error) {
 	s.buildGRPC()
 	s.buildHTTP()
 
-	s.wg.Add(2)
+	s.wg.Add(3)
 	go s.serveWhenReady()
 	go s.monitor()
+	go s.corruptionLoop()
 	go s.watchRemoval()
 	s.startCompactor()
 	return s, nil
@@ -228,6 +234,14 @@ func (s *Server) serveWhenReady() {
 	if err := s.node.WaitReady(ctx); err != nil {
 		return
 	}
+	if s.cfg.InitialCorruptCheck {
+		if err := s.initialCorruptCheck(ctx); err != nil {
+			if ctx.Err() == nil {
+				s.fail(err)
+			}
+			return
+		}
+	}
 	for _, l := range s.clientLs {
 		s.wg.Add(2)
 		go func() {
@@ -281,6 +295,28 @@ func (s *Server) monitor() {
 	}
 }
 
+// fail stops the server on its own because of err, which Err then
+// returns (etcd exits on such errors).
+func (s *Server) fail(err error) {
+	s.failOnce.Do(func() {
+		s.cfg.Logger.Error("stopping the member", "error", err)
+		s.failErr = err
+		close(s.failc)
+	})
+}
+
+// Err returns the error on which the server stopped on its own (its data
+// differs from its peers', see InitialCorruptCheck), nil if none. It is
+// meaningful once StopNotify is closed.
+func (s *Server) Err() error {
+	select {
+	case <-s.failc:
+		return s.failErr
+	default:
+		return nil
+	}
+}
+
 // ReadyNotify returns a channel closed once the server serves clients.
 func (s *Server) ReadyNotify() <-chan struct{} { return s.readyc }
 
@@ -308,6 +344,8 @@ func (s *Server) watchRemoval() {
 	defer close(s.watchDone)
 	select {
 	case <-s.stopc:
+	case <-s.failc:
+		s.closeOnce.Do(s.stop)
 	case <-s.node.Removed():
 		// As etcd: the member stops, and its data directory is of no more
 		// use.

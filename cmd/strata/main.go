@@ -163,7 +163,8 @@ func run(args []string) error {
 		logger.Info("received signal; shutting down", "signal", sig.String())
 		return s.Close()
 	case <-s.StopNotify():
-		// Removed from the cluster: etcd exits 0 then too.
-		return nil
+		// Removed from the cluster (etcd exits 0 then too), or stopped on
+		// an error such as a failed initial corruption check.
+		return s.Err()
 	}
 }

@@ -57,6 +57,7 @@ const (
 	ErrorCode_DEADLINE_EXCEEDED   ErrorCode = 13
 	ErrorCode_CANCELED            ErrorCode = 14
 	ErrorCode_CORRUPT_ENTRY       ErrorCode = 15
+	ErrorCode_CORRUPT_CLUSTER     ErrorCode = 16
 	// Request errors (the store's).
 	ErrorCode_COMPACTED           ErrorCode = 32
 	ErrorCode_FUTURE_REV          ErrorCode = 33
@@ -94,6 +95,7 @@ var (
 		13: "DEADLINE_EXCEEDED",
 		14: "CANCELED",
 		15: "CORRUPT_ENTRY",
+		16: "CORRUPT_CLUSTER",
 		32: "COMPACTED",
 		33: "FUTURE_REV",
 		34: "KEY_NOT_FOUND",
@@ -127,6 +129,7 @@ var (
 		"DEADLINE_EXCEEDED":   13,
 		"CANCELED":            14,
 		"CORRUPT_ENTRY":       15,
+		"CORRUPT_CLUSTER":     16,
 		"COMPACTED":           32,
 		"FUTURE_REV":          33,
 		"KEY_NOT_FOUND":       34,
@@ -1331,7 +1334,7 @@ const file_peer_proto_rawDesc = "" +
 	"\n" +
 	"read_index\x18\x03 \x01(\v2!.strata.peer.v1.ReadIndexResponseH\x00R\treadIndex\x12-\n" +
 	"\x05error\x18\x04 \x01(\v2\x15.strata.peer.v1.ErrorH\x00R\x05errorB\b\n" +
-	"\x06result*\xc1\x04\n" +
+	"\x06result*\xd6\x04\n" +
 	"\tErrorCode\x12\v\n" +
 	"\aUNKNOWN\x10\x00\x12\x0e\n" +
 	"\n" +
@@ -1350,7 +1353,8 @@ const file_peer_proto_rawDesc = "" +
 	"\x11LEARNER_NOT_READY\x10\f\x12\x15\n" +
 	"\x11DEADLINE_EXCEEDED\x10\r\x12\f\n" +
 	"\bCANCELED\x10\x0e\x12\x11\n" +
-	"\rCORRUPT_ENTRY\x10\x0f\x12\r\n" +
+	"\rCORRUPT_ENTRY\x10\x0f\x12\x13\n" +
+	"\x0fCORRUPT_CLUSTER\x10\x10\x12\r\n" +
 	"\tCOMPACTED\x10 \x12\x0e\n" +
 	"\n" +
 	"FUTURE_REV\x10!\x12\x11\n" +
