@@ -35,6 +35,10 @@ var (
 	// ErrBackupMismatch is returned by Restore when the stream was not
 	// written by the engine asked to restore it.
 	ErrBackupMismatch = errors.New("engine: backup is from another engine or format")
+	// ErrCorrupt is wrapped by the errors of engines that found their
+	// files damaged (a checksum mismatch): the data read cannot be
+	// trusted.
+	ErrCorrupt = errors.New("engine: data on disk is corrupt")
 	// ErrNotEmpty is returned by Restore when the target directory holds data.
 	ErrNotEmpty = errors.New("engine: directory not empty")
 )

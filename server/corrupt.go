@@ -344,3 +344,26 @@ func (s *Server) corruptionLoop() {
 		}
 	}
 }
+
+// reportCorruption raises, once, the CORRUPT alarm for this member, whose
+// engine or store found its data damaged while reading (err): the read
+// fails with "corrupt cluster" and writes are refused from then on.
+func (s *Server) reportCorruption(err error) {
+	s.corruptOnce.Do(func() {
+		s.cfg.Logger.Error("data corruption detected; raising the CORRUPT alarm", "local-member-id", raftID(s.id.MemberID), "error", err)
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			go func() {
+				select {
+				case <-s.stopc:
+					cancel()
+				case <-ctx.Done():
+				}
+			}()
+			s.triggerCorruptAlarm(ctx, s.id.MemberID)
+		}()
+	})
+}

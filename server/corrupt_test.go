@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/strata-kv/strata/engine"
 	"github.com/strata-kv/strata/server"
 )
 
@@ -202,5 +204,73 @@ func TestCompactHashCheck(t *testing.T) {
 	alarms := waitCorruptAlarm(t, cli)
 	if len(alarms) != 1 || alarms[0].MemberID != victim {
 		t.Fatalf("alarms %v, want one for member %x", alarms, victim)
+	}
+}
+
+// faultEngine is a fault-injection wrapper of an engine: once corrupt is
+// set, its snapshots' Gets fail with engine.ErrCorrupt, as an engine whose
+// checksums caught a damaged block.
+func faultEngine(inner engine.Engine, corrupt *atomic.Bool) engine.Engine {
+	e := inner
+	e.Open = func(dir string, opts engine.Options) (engine.Backend, error) {
+		be, err := inner.Open(dir, opts)
+		if err != nil {
+			return nil, err
+		}
+		return &faultBackend{Backend: be, corrupt: corrupt}, nil
+	}
+	return e
+}
+
+type faultBackend struct {
+	engine.Backend
+	corrupt *atomic.Bool
+}
+
+func (b *faultBackend) NewSnapshot() (engine.Snapshot, error) {
+	s, err := b.Backend.NewSnapshot()
+	if err != nil {
+		return nil, err
+	}
+	return &faultSnapshot{Snapshot: s, corrupt: b.corrupt}, nil
+}
+
+type faultSnapshot struct {
+	engine.Snapshot
+	corrupt *atomic.Bool
+}
+
+func (s *faultSnapshot) Get(key []byte) ([]byte, error) {
+	if s.corrupt.Load() {
+		return nil, fmt.Errorf("fault injection: block checksum mismatch: %w", engine.ErrCorrupt)
+	}
+	return s.Snapshot.Get(key)
+}
+
+// TestReadCorruptionRaisesAlarm has one member's engine report a damaged
+// block on reads (fault injection): the read fails with "corrupt
+// cluster", the member raises the CORRUPT alarm for itself, and writes
+// are refused cluster-wide.
+func TestReadCorruptionRaisesAlarm(t *testing.T) {
+	var corrupt atomic.Bool
+	c := newCluster(t, 3, engines()[1], func(cfg *server.Config) {
+		if cfg.Name == "m0" {
+			cfg.Engine = faultEngine(cfg.Engine, &corrupt)
+		}
+	})
+	ctx := ctxT(t)
+	writeData(t, c.client(1))
+	m0 := c.client(0)
+	waitFor(t, "member 0 to apply the data", func() bool {
+		g, err := m0.Get(ctx, "victim", clientv3.WithSerializable())
+		return err == nil && len(g.Kvs) == 1
+	})
+	corrupt.Store(true)
+	if _, err := m0.Get(ctx, "victim", clientv3.WithSerializable()); !errors.Is(err, rpctypes.ErrCorrupt) {
+		t.Fatalf("read of a damaged block: %v, want %v", err, rpctypes.ErrCorrupt)
+	}
+	alarms := waitCorruptAlarm(t, c.client(1, 2))
+	if len(alarms) != 1 || alarms[0].MemberID != c.members[0].MemberID() {
+		t.Fatalf("alarms %v, want one for member 0 (%x)", alarms, c.members[0].MemberID())
 	}
 }

@@ -35,6 +35,8 @@ var grpcErrors = []struct {
 	{mvcc.ErrLeaseTTLTooLarge, rpctypes.ErrGRPCLeaseTTLTooLarge},
 	{replication.ErrNoSpace, rpctypes.ErrGRPCNoSpace},
 	{replication.ErrCorruptCluster, rpctypes.ErrGRPCCorrupt},
+	{engine.ErrCorrupt, rpctypes.ErrGRPCCorrupt},
+	{mvcc.ErrCorrupt, rpctypes.ErrGRPCCorrupt},
 
 	// Node errors. A client never sees "not leader": any member takes
 	// requests, so a node that could not reach a leader answers

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"math"
@@ -73,6 +74,9 @@ type Server struct {
 	failc    chan struct{}
 	failOnce sync.Once
 	failErr  error
+	// corruptOnce raises the CORRUPT alarm for this member once, on the
+	// first read that finds its data damaged.
+	corruptOnce sync.Once
 }
 
 // Start opens the member's data, joins or bootstraps its cluster and
@@ -407,7 +411,11 @@ func (s *Server) view(ctx context.Context, linearizable bool, fn func(*mvcc.Stor
 		ctx, cancel = context.WithTimeout(ctx, s.cfg.reqTimeout())
 		defer cancel()
 	}
-	return s.node.View(ctx, linearizable, fn)
+	err := s.node.View(ctx, linearizable, fn)
+	if errors.Is(err, engine.ErrCorrupt) || errors.Is(err, mvcc.ErrCorrupt) {
+		s.reportCorruption(err)
+	}
+	return err
 }
 
 // fillHeader completes a response header as etcd does: cluster and member

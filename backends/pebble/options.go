@@ -144,12 +144,21 @@ func (o *Options) pebbleOptions(cache *pdb.Cache) *pdb.Options {
 		},
 		Logger: newLogger(o.Logger, false),
 	}
+	el := pdb.EventListener{}
 	if o.Logger != nil {
 		// Flushes, compactions, WAL and table events at Debug; background
 		// errors and write stalls through the logger's own levels.
-		el := pdb.MakeLoggingEventListener(newLogger(o.Logger, true))
-		po.EventListener = &el
+		el = pdb.MakeLoggingEventListener(newLogger(o.Logger, true))
 	}
+	// Pebble's default for a damaged file is to stop the process
+	// (Logger.Fatalf); the read fails with a corruption error anyway, which
+	// Strata reports (engine.ErrCorrupt, the CORRUPT alarm).
+	el.DataCorruption = func(info pdb.DataCorruptionInfo) {
+		if o.Logger != nil {
+			o.Logger.Error("pebble: on-disk corruption", "path", info.Path, "error", info.Details)
+		}
+	}
+	po.EventListener = &el
 	if d := o.WALMinSyncInterval; d > 0 {
 		po.WALMinSyncInterval = func() time.Duration { return d }
 	}

@@ -37,7 +37,7 @@ func (s *snapshot) Get(key []byte) ([]byte, error) {
 		return nil, engine.ErrNotFound
 	}
 	if err != nil {
-		return nil, fmt.Errorf("pebble: get: %w", err)
+		return nil, wrapErr("get", err)
 	}
 	// v belongs to Pebble until closer is closed. Never return nil for a
 	// present key, even with an empty value.
@@ -75,7 +75,7 @@ func (s *snapshot) NewIter(opts *engine.IterOptions) (engine.Iterator, error) {
 		UpperBound: o.UpperBound,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("pebble: new iterator: %w", err)
+		return nil, wrapErr("new iterator", err)
 	}
 	it.it = pi
 	s.iters = append(s.iters, it)
@@ -145,7 +145,7 @@ func (i *iterator) usable() bool { return i.err == nil && i.it != nil }
 func (i *iterator) settle(ok bool) bool {
 	if !ok {
 		if err := i.it.Error(); err != nil {
-			i.err = fmt.Errorf("pebble: iterator: %w", err)
+			i.err = wrapErr("iterator", err)
 		}
 	}
 	return ok
@@ -208,7 +208,7 @@ func (i *iterator) Value() []byte {
 	}
 	v, err := i.it.ValueAndErr()
 	if err != nil {
-		i.err = fmt.Errorf("pebble: iterator: value: %w", err)
+		i.err = wrapErr("iterator: value", err)
 		return nil
 	}
 	return v
@@ -247,4 +247,13 @@ func (i *iterator) release() error {
 		return fmt.Errorf("pebble: close iterator: %w", err)
 	}
 	return nil
+}
+
+// wrapErr adds op to a Pebble error, and engine.ErrCorrupt to one that
+// reports damaged files (a block checksum mismatch).
+func wrapErr(op string, err error) error {
+	if pdb.IsCorruptionError(err) {
+		return fmt.Errorf("pebble: %s: %w: %w", op, engine.ErrCorrupt, err)
+	}
+	return fmt.Errorf("pebble: %s: %w", op, err)
 }
