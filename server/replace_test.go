@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -46,7 +46,7 @@ func TestReplaceMembersEngines(t *testing.T) {
 	// The writer.
 	wctx, stop := context.WithCancel(ctx)
 	var (
-		wg    sync.WaitGroup
+		wg     sync.WaitGroup
 		acked  []string
 		failed int
 	)
