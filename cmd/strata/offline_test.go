@@ -130,6 +130,27 @@ func testSnapshotRestoreDefrag(t *testing.T, backend string) {
 	if err := run([]string{"snapshot", "restore", snap, "--data-dir", restored, "--backend", backend}); err == nil {
 		t.Fatal("restoring into an existing data-dir succeeded")
 	}
+	// A damaged or truncated Strata snapshot is refused before anything
+	// is written.
+	whole, err := os.ReadFile(snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	flipped := append([]byte(nil), whole...)
+	flipped[len(flipped)/3] ^= 0x01
+	for name, data := range map[string][]byte{"truncated": whole[:len(whole)-100], "flipped": flipped} {
+		bad := filepath.Join(dir, name+".snap")
+		if err := os.WriteFile(bad, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		out := filepath.Join(dir, name+"-out")
+		if err := run([]string{"snapshot", "restore", bad, "--data-dir", out, "--backend", backend}); err == nil {
+			t.Fatalf("restoring a %s snapshot succeeded", name)
+		}
+		if left, _ := filepath.Glob(out + "*"); len(left) > 0 {
+			t.Fatalf("restoring a %s snapshot left %v", name, left)
+		}
+	}
 	check := func(cli *clientv3.Client) {
 		t.Helper()
 		got, err := cli.Get(ctx, "", clientv3.WithPrefix())
