@@ -3,10 +3,13 @@ package replication
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/strata-kv/strata/engine"
 )
 
 // ErrExistingState is returned by Bootstrap for a node that has raft
@@ -59,6 +62,44 @@ func Bootstrap(cfg Config, peers []Peer) error {
 	}
 	if err != nil {
 		return fmt.Errorf("replication: bootstrap: %w", err)
+	}
+	return nil
+}
+
+// RewriteSnapshot writes, offline, a new newest raft snapshot of the node
+// in dir whose content is an engine dump of be (the node's store, which
+// must be at or past the newest snapshot's index, as a store is): the
+// same index, term and configuration as the newest snapshot, so raft
+// restores and sends it instead. `strata migrate` calls it after moving a
+// store to another engine, so that no snapshot of the old engine's backup
+// format is used any more. A node without snapshots is left alone.
+func RewriteSnapshot(dir string, be engine.Backend, logger *slog.Logger) error {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(filepath.Join(dir, "raft", "snapshots"), 2, hclogFor(logger))
+	if err != nil {
+		return fmt.Errorf("replication: snapshot store: %w", err)
+	}
+	metas, err := snaps.List()
+	if err != nil || len(metas) == 0 {
+		return err
+	}
+	m := metas[0]
+	// The store writes its metadata's legacy peer list through a
+	// transport's EncodePeer: an in-memory one does.
+	_, trans := raft.NewInmemTransport("")
+	defer trans.Close()
+	sink, err := snaps.Create(raft.SnapshotVersionMax, m.Index, m.Term, m.Configuration, m.ConfigurationIndex, trans)
+	if err != nil {
+		return fmt.Errorf("replication: rewrite snapshot: %w", err)
+	}
+	if err := engine.Dump(sink, be); err != nil {
+		sink.Cancel()
+		return fmt.Errorf("replication: rewrite snapshot: %w", err)
+	}
+	if err := sink.Close(); err != nil {
+		return fmt.Errorf("replication: rewrite snapshot: %w", err)
 	}
 	return nil
 }

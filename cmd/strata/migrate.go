@@ -11,6 +11,7 @@ import (
 
 	"github.com/strata-kv/strata/backends"
 	"github.com/strata-kv/strata/engine"
+	"github.com/strata-kv/strata/replication"
 	"github.com/strata-kv/strata/server"
 )
 
@@ -21,7 +22,8 @@ import (
 // The store is copied key by key (engine.Copy: revisions, leases and the
 // lease ID sequence, the applied index, compaction state, member
 // attributes: everything) into a new directory beside it, compared with
-// the original, and swapped in; the raft log is kept, so the member
+// the original, and swapped in; the newest raft snapshot is rewritten as
+// an engine dump of it; the raft log is kept, so the member
 // restarts where it stopped, on the new engine (start it with --backend
 // ENGINE). Until the swap the original is untouched, and a failed
 // migration removes its copy.
@@ -112,6 +114,11 @@ func copyStore(reg *engine.Registry, from, to, dir, tmp string) (int64, error) {
 		if same, at, err = engine.Equal(src, dst); err == nil && !same {
 			err = fmt.Errorf("the copy differs from the original at key %q", at)
 		}
+	}
+	if err == nil {
+		// Raft snapshots written before engine dumps are the old engine's
+		// backups; a dump any engine loads replaces the newest.
+		err = replication.RewriteSnapshot(filepath.Dir(dir), dst, nil)
 	}
 	if cerr := dst.Close(); err == nil {
 		err = cerr

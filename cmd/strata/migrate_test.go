@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -11,6 +12,8 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/strata-kv/strata/engine"
 )
 
 // memberState is what a member answers that a migration must keep.
@@ -47,6 +50,18 @@ func captureState(t *testing.T, ctx context.Context, cli *clientv3.Client) membe
 	return st
 }
 
+// newestSnapshot returns the state file of the member's newest raft
+// snapshot.
+func newestSnapshot(t *testing.T, dataDir string) string {
+	t.Helper()
+	states, _ := filepath.Glob(filepath.Join(dataDir, "member", "raft", "snapshots", "snapshots", "*", "state.bin"))
+	if len(states) == 0 {
+		t.Fatal("no raft snapshot")
+	}
+	slices.Sort(states)
+	return states[len(states)-1]
+}
+
 // TestMigrate moves one member's store through every pair of engines
 // (bbolt→pebble→badger→bbolt→badger→pebble→bbolt) and checks after each
 // move that it serves the same keys, revisions, HashKV and leases, and
@@ -61,11 +76,27 @@ func TestMigrate(t *testing.T) {
 	var want memberState
 	for step, eng := range chain {
 		if step > 0 {
+			before := newestSnapshot(t, dataDir)
 			if err := run([]string{"migrate", "--data-dir", dataDir, "--to", eng}); err != nil {
 				t.Fatalf("migrate %s -> %s: %v", chain[step-1], eng, err)
 			}
 			if left, _ := filepath.Glob(memberDataDir(dataDir) + ".*"); len(left) > 0 {
 				t.Fatalf("migrate left %v", left)
+			}
+			// The newest raft snapshot is rewritten, as an engine dump.
+			after := newestSnapshot(t, dataDir)
+			if after == before {
+				t.Fatalf("migrate left the newest raft snapshot %s as it was", after)
+			}
+			head := make([]byte, engine.DumpMagicLen)
+			if f, err := os.Open(after); err != nil {
+				t.Fatal(err)
+			} else {
+				io.ReadFull(f, head)
+				f.Close()
+			}
+			if !engine.IsDump(head) {
+				t.Fatalf("newest raft snapshot %s starts %q, not an engine dump", after, head)
 			}
 		}
 		s, cli := startMember(t, "m", dataDir, eng)
@@ -108,6 +139,11 @@ func TestMigrate(t *testing.T) {
 			}
 		}
 		want = captureState(t, ctx, cli)
+		if step == 0 {
+			if err := s.Node().Snapshot(); err != nil {
+				t.Fatal(err)
+			}
+		}
 		stopMember(t, s, cli)
 	}
 
