@@ -1,19 +1,45 @@
 // Command strata runs one Strata member: an etcd v3 compatible server.
-// It takes etcd's flags, so that
+// It takes etcd v3.7.3's command line, so that
 //
 //	strata
 //
-// starts a single member "default" serving clients on 127.0.0.1:2379
-// (gRPC and HTTP), with its peer port on 127.0.0.1:2380 and its data in
+// starts a single member "default" serving clients on localhost:2379
+// (gRPC and HTTP), with its peer port on localhost:2380 and its data in
 // ./default.strata, and a three-member cluster starts as etcd's does:
 //
 //	strata --name s1 --listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379 \
 //	  --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
 //	  --initial-cluster s1=http://127.0.0.1:2380,s2=http://127.0.0.1:2381,s3=http://127.0.0.1:2382
 //
-// --backend picks the storage engine (bbolt, pebble or badger). It logs
-// "ready to serve client requests" once it serves, and stops gracefully on
-// SIGINT or SIGTERM.
+// # Flags, environment, config file
+//
+// Every flag etcd v3.7.3's server accepts is in one table (flags.go),
+// with etcd's name, type, default and help group. Each row either honours
+// its flag (copies it into server.Config or the settings cmd/strata uses
+// itself) or refuses it: a refused flag is accepted at its default value,
+// and any other value stops start-up with one line, "--FLAG is not
+// supported: ALTERNATIVE". Flags are parsed with pflag, following Go's
+// flag package where etcd's behaviour comes from it: -name and --name both
+// work, a flag given twice keeps its last value, flags stop at the first
+// argument that is not one (an error, as etcd's), and a bad command line
+// exits 2 with the usage.
+//
+// Without --config-file, the flags not on the command line are read from
+// ETCD_<FLAG> environment variables (ETCD_DATA_DIR for --data-dir), as
+// etcd's flags.SetFlagsFromEnv: an empty variable is unused, a variable of
+// a flag also given on the command line stops start-up, ETCD_VERSION is
+// never used. --backend, Strata's own flag, is STRATA_BACKEND.
+//
+// With --config-file (or ETCD_CONFIG_FILE), the YAML file alone
+// configures the member, as etcd's: its keys are etcd's (embed.Config's
+// JSON names), unknown keys are ignored with a warning, and the file may
+// hold Strata's `backend`.
+//
+// --backend picks the storage engine (bbolt, pebble or badger). The log is
+// JSON lines with etcd's keys (--log-format=console for text). It logs
+// "ready to serve client requests" once it serves, and stops gracefully
+// on SIGINT or SIGTERM. --version prints etcd's four lines (with the etcd
+// version whose API Strata serves) and a Strata line.
 //
 // Offline subcommands work on a stopped member's data directory:
 //
@@ -33,14 +59,12 @@
 package main
 
 import (
-	"flag"
+	"errors"
 	"fmt"
-	"log/slog"
+	"io"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
-	"time"
 
 	"github.com/strata-kv/strata/backends"
 	"github.com/strata-kv/strata/server"
@@ -49,23 +73,13 @@ import (
 func main() {
 	if err := run(os.Args[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, "strata:", err)
+		if errors.Is(err, errUsage) {
+			// As etcd: a bad command line prints the usage, exit code 2.
+			fmt.Fprint(os.Stderr, usageLine)
+			os.Exit(2)
+		}
 		os.Exit(1)
 	}
-}
-
-// urlsFlag is a comma-separated list of URLs.
-type urlsFlag []string
-
-func (u *urlsFlag) String() string { return strings.Join(*u, ",") }
-
-func (u *urlsFlag) Set(s string) error {
-	*u = nil
-	for _, p := range strings.Split(s, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			*u = append(*u, p)
-		}
-	}
-	return nil
 }
 
 func run(args []string) error {
@@ -79,79 +93,19 @@ func run(args []string) error {
 			return runMigrate(args[1:])
 		}
 	}
-	reg := backends.Registry()
-	fs := flag.NewFlagSet("strata", flag.ContinueOnError)
-	var (
-		cfg                 server.Config
-		backend             string
-		logLevel            string
-		heartbeatMs, elecMs uint
-		maxRequestBytes     uint
-		maxTxnOps           uint
-		version             bool
-	)
-	listenClient := urlsFlag{server.DefaultListenClientURL}
-	listenPeer := urlsFlag{server.DefaultListenPeerURL}
-	var advertiseClient, advertisePeer, listenMetrics urlsFlag
-	fs.StringVar(&cfg.Name, "name", server.DefaultName, "Human-readable name for this member.")
-	fs.StringVar(&cfg.DataDir, "data-dir", "", "Path to the data directory (default \"${name}.strata\").")
-	fs.Var(&listenClient, "listen-client-urls", "List of URLs to listen on for client traffic (gRPC and HTTP).")
-	fs.Var(&advertiseClient, "advertise-client-urls", "List of this member's client URLs to advertise to clients (default: the listen URLs).")
-	fs.Var(&listenMetrics, "listen-metrics-urls", "List of additional URLs to listen on for the HTTP endpoints (/metrics, /health ...).")
-	fs.Var(&listenPeer, "listen-peer-urls", "URL to listen on for peer traffic (one).")
-	fs.Var(&advertisePeer, "initial-advertise-peer-urls", "This member's peer URLs to advertise to the rest of the cluster (default: the listen peer URL).")
-	fs.StringVar(&cfg.InitialCluster, "initial-cluster", "", "Initial cluster configuration for bootstrapping, name=peerURL,... (default \"${name}=${initial-advertise-peer-urls}\").")
-	fs.StringVar(&cfg.InitialClusterState, "initial-cluster-state", server.ClusterStateNew, "Initial cluster state ('new' or 'existing').")
-	fs.StringVar(&cfg.InitialClusterToken, "initial-cluster-token", server.DefaultInitialClusterToken, "Initial cluster token, seeds the member and cluster IDs.")
-	fs.Uint64Var(&cfg.SnapshotCount, "snapshot-count", server.DefaultSnapshotCount, "Number of committed transactions to trigger a snapshot to disk.")
-	fs.Int64Var(&cfg.QuotaBackendBytes, "quota-backend-bytes", server.DefaultQuotaBackendBytes, "Raise alarms when backend size exceeds the given quota (negative: no quota).")
-	fs.StringVar(&cfg.AutoCompactionMode, "auto-compaction-mode", server.CompactionPeriodic, "Interpret 'auto-compaction-retention' one of: periodic|revision.")
-	fs.StringVar(&cfg.AutoCompactionRetention, "auto-compaction-retention", "0", "Auto compaction retention for mvcc key value store. 0 means disable auto compaction.")
-	fs.UintVar(&maxRequestBytes, "max-request-bytes", server.DefaultMaxRequestBytes, "Maximum client request size in bytes the server will accept.")
-	fs.UintVar(&maxTxnOps, "max-txn-ops", 128, "Maximum number of operations permitted in a transaction.")
-	fs.UintVar(&heartbeatMs, "heartbeat-interval", 100, "Time (in milliseconds) of a heartbeat interval.")
-	fs.UintVar(&elecMs, "election-timeout", 1000, "Time (in milliseconds) for an election to timeout.")
-	fs.DurationVar(&cfg.WatchProgressNotifyInterval, "watch-progress-notify-interval", 10*time.Minute, "Duration of periodic watch progress notifications.")
-	fs.StringVar(&backend, "backend", backends.Default, "Storage engine: "+strings.Join(reg.Names(), "|")+".")
-	fs.StringVar(&logLevel, "log-level", "info", "Log level: debug, info, warn or error.")
-	fs.BoolVar(&cfg.EnablePprof, "enable-pprof", false, "Enable runtime profiling data via HTTP server. Address is at client URL + \"/debug/pprof/\"")
-	fs.BoolVar(&version, "version", false, "Print the version and exit.")
-	if err := fs.Parse(args); err != nil {
-		if err == flag.ErrHelp {
-			return nil
-		}
+	p, err := parseMember(args, os.Environ())
+	if err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q", fs.Args())
-	}
-	if version {
-		fmt.Printf("strata (etcd API %s)\n", server.ServerVersion)
+	switch {
+	case p.help:
+		writeHelp(os.Stdout)
+		return nil
+	case p.version:
+		writeVersion(os.Stdout)
 		return nil
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
-		return fmt.Errorf("--log-level: %w", err)
-	}
-	eng, err := reg.Lookup(backend)
-	if err != nil {
-		return fmt.Errorf("--backend: %w", err)
-	}
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	cfg.Engine = eng
-	cfg.EngineOptions.Logger = logger.With("component", "engine")
-	cfg.ListenClientURLs = listenClient
-	cfg.AdvertiseClientURLs = advertiseClient
-	cfg.ListenMetricsURLs = listenMetrics
-	cfg.ListenPeerURLs = listenPeer
-	cfg.InitialAdvertisePeerURLs = advertisePeer
-	cfg.MaxRequestBytes = maxRequestBytes
-	cfg.MaxTxnOps = maxTxnOps
-	cfg.HeartbeatInterval = time.Duration(heartbeatMs) * time.Millisecond
-	cfg.ElectionTimeout = time.Duration(elecMs) * time.Millisecond
-	cfg.Logger = logger
-
-	s, err := server.Start(cfg)
+	s, err := launch(p, nil)
 	if err != nil {
 		return err
 	}
@@ -160,11 +114,51 @@ func run(args []string) error {
 	defer signal.Stop(sigc)
 	select {
 	case sig := <-sigc:
-		logger.Info("received signal; shutting down", "signal", sig.String())
+		s.logger.Info("received signal; shutting down", "signal", sig.String())
 		return s.Close()
 	case <-s.StopNotify():
 		// Removed from the cluster (etcd exits 0 then too), or stopped on
 		// an error such as a failed initial corruption check.
+		s.closeLog()
 		return s.Err()
 	}
+}
+
+// member is a started member and its logger.
+type member struct {
+	*server.Server
+	logger   interface{ Info(string, ...any) }
+	closeLog func()
+}
+
+func (m *member) Close() error {
+	err := m.Server.Close()
+	m.closeLog()
+	return err
+}
+
+// launch starts the member p configures. logOut, if not nil,
+// replaces the log outputs (tests).
+func launch(p *parsed, logOut io.Writer) (*member, error) {
+	st := p.settings
+	logger, closeLog, err := newLogger(st.log, logOut)
+	if err != nil {
+		return nil, err
+	}
+	logWarnings(logger, p.warnings)
+	eng, err := backends.Registry().Lookup(st.backend)
+	if err != nil {
+		closeLog()
+		return nil, fmt.Errorf("--backend: %w", err)
+	}
+	cfg := st.server
+	cfg.Engine = eng
+	cfg.EngineOptions.Logger = logger.With("component", "engine")
+	cfg.Logger = logger
+	s, err := server.Start(cfg)
+	if err != nil {
+		closeLog()
+		return nil, err
+	}
+	return &member{Server: s, logger: logger, closeLog: closeLog}, nil
 }
