@@ -64,6 +64,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/strata-kv/strata/backends"
@@ -161,4 +162,20 @@ func launch(p *parsed, logOut io.Writer) (*member, error) {
 		return nil, err
 	}
 	return &member{Server: s, logger: logger, closeLog: closeLog}, nil
+}
+
+// urlsFlag is a comma-separated list of URLs, for the offline subcommands'
+// Go flag sets.
+type urlsFlag []string
+
+func (u *urlsFlag) String() string { return strings.Join(*u, ",") }
+
+func (u *urlsFlag) Set(s string) error {
+	*u = nil
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			*u = append(*u, p)
+		}
+	}
+	return nil
 }
