@@ -86,7 +86,6 @@ const (
 	noAuthYet     = "is not supported yet: Strata has no authentication (auth is being added)"
 	noRaftHTTP    = "is not supported: Strata's peers talk hashicorp/raft's TCP transport, not etcd's rafthttp"
 	noTracing     = "is not supported: Strata exports no OpenTelemetry traces"
-	noCorruptYet  = "is not supported yet: Strata has no corruption check (being added)"
 	noBbolt       = "is not supported: it tunes etcd's bbolt backend; Strata's engines are picked with --backend"
 	noDowngrade   = "is not supported: Strata has no downgrade"
 	noRotation    = "is not supported: Strata does not rotate its log files; use logrotate with copytruncate"
@@ -269,8 +268,16 @@ var flagTable = []flagDef{
 	{name: "distributed-tracing-sampling-rate", kind: kInt, def: "0", group: gTracing, usage: "Number of samples to collect per million spans for distributed tracing.", refuse: noTracing},
 
 	// Features
-	{name: "corrupt-check-time", kind: kDuration, def: "0s", group: gFeatures, usage: "Duration of time between cluster corruption check passes.", refuse: noCorruptYet},
-	{name: "compact-hash-check-time", kind: kDuration, def: "1m", group: gFeatures, usage: "Duration of time between leader checks followers compaction hashes.", refuse: noCorruptYet},
+	{name: "corrupt-check-time", kind: kDuration, def: "0s", group: gFeatures, usage: "Duration of time between cluster corruption check passes.",
+		apply: func(s *settings, v *value) error { s.server.CorruptCheckTime = v.d; return nil }},
+	{name: "compact-hash-check-time", kind: kDuration, def: "1m", group: gFeatures, usage: "Duration of time between leader checks followers compaction hashes.",
+		apply: func(s *settings, v *value) error {
+			if v.d <= 0 {
+				return fmt.Errorf("--compact-hash-check-time must be >0 (set to %v)", v.d)
+			}
+			s.server.CompactHashCheckTime = v.d
+			return nil
+		}},
 	{name: "compaction-batch-limit", kind: kInt, def: "0", group: gFeatures, helpDef: "1000", usage: "CompactionBatchLimit sets the maximum revisions deleted in each compaction batch.",
 		refuse: "is not supported yet"},
 	{name: "compaction-sleep-interval", kind: kDuration, def: "0s", group: gFeatures, helpDef: "10ms", usage: "Sets the sleep interval between each compaction batch.",
@@ -295,7 +302,7 @@ var flagTable = []flagDef{
 
 	// Unsafe feature
 	{name: "force-new-cluster", kind: kBool, def: "false", group: gUnsafe, usage: "Force to create a new one-member cluster.",
-		refuse: "is not supported yet: restore a snapshot into a new one-member cluster with `strata snapshot restore`"},
+		apply: func(s *settings, v *value) error { s.server.ForceNewCluster = v.b; return nil }},
 	{name: "unsafe-no-fsync", kind: kBool, def: "false", group: gUnsafe, usage: "Disables fsync, unsafe, will cause data loss.",
 		refuse: "is not supported yet"},
 
@@ -340,14 +347,14 @@ var featureDefaults = map[string]bool{
 // other than its default, how; the others are refused at such a value
 // with featureRefusals' reason.
 var featureGates = map[string]func(s *settings, on bool) error{
+	"InitialCorruptCheck": func(s *settings, on bool) error { s.server.InitialCorruptCheck = on; return nil },
+	"CompactHashCheck":    func(s *settings, on bool) error { s.server.CompactHashCheck = on; return nil },
 	// TxnModeWriteWithSharedBuffer (default on) is an etcd buffer
 	// optimisation: turning it off changes nothing Strata shows.
 	"TxnModeWriteWithSharedBuffer": func(*settings, bool) error { return nil },
 }
 
 var featureRefusals = map[string]string{
-	"InitialCorruptCheck":     "is not supported yet: Strata has no corruption check (being added)",
-	"CompactHashCheck":        "is not supported yet: Strata has no corruption check (being added)",
 	"StopGRPCServiceOnDefrag": "is not supported yet",
 	"LeaseCheckpoint":         "is not supported: Strata's leader keeps lease clocks without checkpoints",
 	"LeaseCheckpointPersist":  "is not supported: Strata's leader keeps lease clocks without checkpoints",

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -76,7 +77,7 @@ func otherValue(t *testing.T, d *flagDef) string {
 			}
 		}
 	case kFeatureGates:
-		return "InitialCorruptCheck=true"
+		return "LeaseCheckpoint=true"
 	}
 	t.Fatalf("no other value for --%s", d.name)
 	return ""
@@ -146,7 +147,8 @@ func TestFeatureGates(t *testing.T) {
 		{"", ""},
 		{"InitialCorruptCheck=false,TxnModeWriteWithSharedBuffer=true", ""}, // defaults
 		{"TxnModeWriteWithSharedBuffer=false", ""},
-		{"InitialCorruptCheck=true", "--feature-gates=InitialCorruptCheck=true is not supported yet"},
+		{"InitialCorruptCheck=true,CompactHashCheck=true", ""},
+		{"LeaseCheckpoint=true", "--feature-gates=LeaseCheckpoint=true is not supported"},
 		{"NoSuchGate=true", "unrecognized feature gate: NoSuchGate"},
 		{"InitialCorruptCheck=maybe", "invalid value of InitialCorruptCheck=maybe"},
 	} {
@@ -256,6 +258,51 @@ func hasWarning(p *parsed, prefix string) string {
 	return "no warning " + strconv.Quote(prefix)
 }
 
+// kubeadmFlags is the command line of kubeadm's etcd static pod (kubeadm
+// v1.3x for etcd 3.6+), its TLS flags set apart, and its URLs http.
+var kubeadmFlags = []string{
+	"--advertise-client-urls=http://10.0.0.1:2379",
+	"--data-dir=/var/lib/etcd",
+	"--feature-gates=InitialCorruptCheck=true",
+	"--initial-advertise-peer-urls=http://10.0.0.1:2380",
+	"--initial-cluster=cp1=http://10.0.0.1:2380",
+	"--listen-client-urls=http://127.0.0.1:2379,http://10.0.0.1:2379",
+	"--listen-metrics-urls=http://127.0.0.1:2381",
+	"--listen-peer-urls=http://10.0.0.1:2380",
+	"--name=cp1",
+	"--snapshot-count=10000",
+	"--watch-progress-notify-interval=5s",
+}
+
+var kubeadmTLSFlags = []string{
+	"--cert-file=/etc/kubernetes/pki/etcd/server.crt",
+	"--client-cert-auth=true",
+	"--key-file=/etc/kubernetes/pki/etcd/server.key",
+	"--peer-cert-file=/etc/kubernetes/pki/etcd/peer.crt",
+	"--peer-client-cert-auth=true",
+	"--peer-key-file=/etc/kubernetes/pki/etcd/peer.key",
+	"--peer-trusted-ca-file=/etc/kubernetes/pki/etcd/ca.crt",
+	"--trusted-ca-file=/etc/kubernetes/pki/etcd/ca.crt",
+}
+
+// TestKubeadmCommandLine: kubeadm's etcd command line is taken as it is;
+// its TLS flags are refused, naming the first, until TLS is served.
+func TestKubeadmCommandLine(t *testing.T) {
+	args := slices.Clone(kubeadmFlags)
+	p, err := parseMember(args, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := p.settings.server
+	if got := strings.Join([]string{s.Name, s.DataDir, strings.Join(s.ListenClientURLs, ","), s.WatchProgressNotifyInterval.String(),
+		strconv.FormatBool(s.InitialCorruptCheck)}, " "); got != "cp1 /var/lib/etcd http://10.0.0.1:2379,http://127.0.0.1:2379 5s true" {
+		t.Errorf("settings: %s", got)
+	}
+	if _, err := parseMember(append(args, kubeadmTLSFlags...), nil); err == nil || !strings.HasPrefix(err.Error(), "--") || !strings.Contains(err.Error(), "not supported") {
+		t.Errorf("kubeadm's TLS flags: %v", err)
+	}
+}
+
 // TestEnvironment: ETCD_* variables as etcd's flags.SetFlagsFromEnv,
 // STRATA_BACKEND for --backend.
 func TestEnvironment(t *testing.T) {
@@ -363,7 +410,11 @@ func TestConfigFile(t *testing.T) {
 			return want(p.settings.server.WatchProgressNotifyInterval.String(), "5s")
 		}},
 		{name: "feature gates", yaml: "feature-gates: TxnModeWriteWithSharedBuffer=false\n", check: func(p *parsed) string { return "" }},
-		{name: "refused feature gate", yaml: "feature-gates: InitialCorruptCheck=true\n", wantErr: "--feature-gates=InitialCorruptCheck=true is not supported yet"},
+		{name: "refused feature gate", yaml: "feature-gates: LeaseCheckpoint=true\n", wantErr: "--feature-gates=LeaseCheckpoint=true is not supported"},
+		{name: "durations", yaml: "corrupt-check-time: 180000000000\ncompact-hash-check-time: 30000000000\nfeature-gates: InitialCorruptCheck=true\n", check: func(p *parsed) string {
+			s := p.settings.server
+			return want(s.CorruptCheckTime.String()+" "+s.CompactHashCheckTime.String()+" "+strconv.FormatBool(s.InitialCorruptCheck), "3m0s 30s true")
+		}},
 		{name: "tls under client-transport-security", yaml: "client-transport-security:\n  cert-file: /etc/etcd/server.crt\n", wantErr: "--cert-file is not supported yet"},
 		{name: "tls under peer-transport-security", yaml: "peer-transport-security:\n  client-cert-auth: true\n", wantErr: "--peer-client-cert-auth is not supported yet"},
 		{name: "tls key without a flag", yaml: "client-transport-security:\n  allowed-cn: [a]\n", wantErr: "client-transport-security.allowed-cn is not supported yet"},
