@@ -1,0 +1,459 @@
+package robustness
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// engines are the storage engines the suite runs on.
+var engines = []string{"bbolt", "pebble", "badger"}
+
+// fault is one way of hurting the cluster; run injects it, holds it and
+// heals it.
+type fault struct {
+	name string
+	run  func(s *scenario)
+}
+
+// hold is how long a fault lasts: longer than the election timeout (1s)
+// so that a lost leader is replaced.
+const hold = 2 * time.Second
+
+var faults = []fault{
+	{"kill -9 leader", func(s *scenario) {
+		l := s.leader()
+		s.c.kill(l)
+		time.Sleep(hold)
+		s.c.start(l)
+	}},
+	{"kill -9 follower", func(s *scenario) {
+		f := s.follower()
+		s.c.kill(f)
+		time.Sleep(hold)
+		s.c.start(f)
+	}},
+	{"SIGSTOP leader", func(s *scenario) {
+		l := s.leader()
+		s.c.pause(l, true)
+		time.Sleep(hold)
+		s.c.pause(l, false)
+	}},
+	{"SIGSTOP follower", func(s *scenario) {
+		f := s.follower()
+		s.c.pause(f, true)
+		time.Sleep(hold)
+		s.c.pause(f, false)
+	}},
+	{"crash all", func(s *scenario) {
+		for _, m := range s.c.members {
+			s.c.kill(m)
+		}
+		time.Sleep(hold / 4)
+		for _, m := range s.c.members {
+			s.c.start(m)
+		}
+	}},
+	{"partition leader", func(s *scenario) {
+		l := s.leader()
+		s.c.net.isolate(l.idx, len(s.c.members))
+		time.Sleep(hold)
+		s.c.net.heal(s.rnd.IntN(2) == 0)
+	}},
+	{"leader's messages lost one way", func(s *scenario) {
+		l := s.leader()
+		s.c.net.cutOneWay(l.idx, len(s.c.members))
+		time.Sleep(hold)
+		s.c.net.heal(s.rnd.IntN(2) == 0)
+	}},
+	{"partition follower", func(s *scenario) {
+		f := s.follower()
+		s.c.net.isolate(f.idx, len(s.c.members))
+		time.Sleep(hold)
+		s.c.net.heal(s.rnd.IntN(2) == 0)
+	}},
+	{"peer delay 100ms", func(s *scenario) {
+		s.c.net.delayAll(100*time.Millisecond, len(s.c.members))
+		time.Sleep(hold)
+		s.c.net.heal(false)
+	}},
+	{"move leader", func(s *scenario) {
+		l, f := s.leader(), s.follower()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		cli := s.c.client("http://" + l.client)
+		st, err := cli.Status(ctx, "http://"+f.client)
+		if err == nil {
+			_, err = cli.MoveLeader(ctx, st.Header.MemberId)
+		}
+		if err != nil {
+			s.t.Logf("move leader %s -> %s: %v", l.name, f.name, err)
+		}
+		cli.Close()
+	}},
+	{"compact and defrag", func(s *scenario) {
+		s.compact()
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		for _, m := range s.c.members {
+			if _, err := s.admin.Defragment(ctx, "http://"+m.client); err != nil {
+				s.t.Logf("defragment %s: %v", m.name, err)
+			}
+		}
+	}},
+}
+
+// scenario is one run of a workload against a cluster under faults.
+type scenario struct {
+	t      *testing.T
+	c      *cluster
+	rnd    *rand.Rand
+	rec    *recorder
+	watch  *watcher
+	admin  *clientv3.Client
+	faults []string
+	// compactKey's version, for the apiserver's compaction protocol.
+	compactVersion int64
+}
+
+func (s *scenario) leader() *member { return s.c.waitLeader(30 * time.Second) }
+
+func (s *scenario) follower() *member {
+	l := s.leader()
+	f := s.c.members[s.rnd.IntN(len(s.c.members))]
+	for f == l {
+		f = s.c.members[s.rnd.IntN(len(s.c.members))]
+	}
+	return f
+}
+
+// compact compacts as the apiserver does: a Txn on compact_rev_key's
+// version elects one compactor, which then compacts. It compacts no
+// further than the watcher has read, so that the watcher can always
+// resume.
+func (s *scenario) compact() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	rev := s.watch.last.Load() - 20
+	if rev < 2 {
+		return
+	}
+	const key = "compact_rev_key"
+	resp, err := s.admin.Txn(ctx).
+		If(clientv3.Compare(clientv3.Version(key), "=", s.compactVersion)).
+		Then(clientv3.OpPut(key, fmt.Sprint(rev))).
+		Else(clientv3.OpGet(key)).Commit()
+	if err != nil {
+		s.t.Logf("compact: %v", err)
+		return
+	}
+	if !resp.Succeeded {
+		s.compactVersion = resp.Responses[0].GetResponseRange().Kvs[0].Version
+		return
+	}
+	s.compactVersion++
+	if _, err := s.admin.Compact(ctx, rev, clientv3.WithCompactPhysical()); err != nil {
+		s.t.Logf("compact %d: %v", rev, err)
+	}
+}
+
+// waitProgress waits until the clients have had another write
+// acknowledged: the cluster serves again after a fault.
+func (s *scenario) waitProgress(timeout time.Duration) {
+	s.t.Helper()
+	start := s.rec.ackedN.Load()
+	deadline := time.Now().Add(timeout)
+	for s.rec.ackedN.Load() < start+5 {
+		if time.Now().After(deadline) {
+			s.t.Fatalf("no write acknowledged within %v after the faults %v", timeout, s.faults)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// longDuration is STRATA_ROBUSTNESS_LONG: how long each engine's
+// scenario injects faults; 0 runs every fault once.
+func longDuration(t *testing.T) time.Duration {
+	v := os.Getenv("STRATA_ROBUSTNESS_LONG")
+	if v == "" {
+		return 0
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		t.Fatalf("STRATA_ROBUSTNESS_LONG=%q: %v", v, err)
+	}
+	return d
+}
+
+// TestRobustness runs the etcd and the Kubernetes workload on each engine,
+// on a three-member cluster of strata processes, while faults are
+// injected one after another, and checks the history at the end.
+func TestRobustness(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	long := longDuration(t)
+	for i, eng := range engines {
+		// The short form runs one workload per engine, in turn.
+		wls := []workload{etcdWorkload, kubernetesWorkload}
+		if long == 0 {
+			wls = wls[i%2 : i%2+1]
+		}
+		for _, wl := range wls {
+			t.Run(eng+"/"+wl.name, func(t *testing.T) { runScenario(t, eng, wl, long, uint64(i)) })
+		}
+	}
+}
+
+func runScenario(t *testing.T, eng string, wl workload, long time.Duration, seed uint64) {
+	start := time.Now()
+	c := newCluster(t, eng, 3)
+	s := &scenario{t: t, c: c, rnd: rand.New(rand.NewPCG(seed, uint64(time.Now().UnixNano()))), rec: newRecorder(), admin: c.client()}
+	s.watch = startWatcher(c.client())
+	defer s.watch.stop()
+
+	// Rounds: each uses fresh keys, so that each round's history is checked
+	// on its own and stays small enough for porcupine.
+	round := 0
+	var checked, unknown int
+	for {
+		prefix := fmt.Sprintf("r%d/", round)
+		stop := s.runClients(wl, prefix, 4)
+		time.Sleep(500 * time.Millisecond)
+		if long == 0 {
+			for _, f := range faults {
+				s.inject(f)
+			}
+		} else {
+			for roundEnd := time.Now().Add(2 * time.Minute); time.Now().Before(roundEnd) && time.Since(start) < long; {
+				s.inject(faults[s.rnd.IntN(len(faults))])
+			}
+		}
+		stop()
+		n, u := s.checkRound(prefix)
+		checked, unknown = checked+n, unknown+u
+		round++
+		if long == 0 || time.Since(start) >= long || t.Failed() {
+			break
+		}
+	}
+	s.finalChecks()
+	t.Logf("%s/%s: %d faults injected (%s); peer connections %d, of unknown origin %d; %d operations checked for linearizability (%d with unknown outcome), %d acknowledged writes, %d lists, watcher resumed %d times; counts %v; %v",
+		eng, wl.name, len(s.faults), summarize(s.faults), c.net.conns.Load(), c.net.unknown.Load(), checked, unknown, len(s.rec.acked), len(s.rec.lists), s.watch.resumes.Load(), s.rec.counts, time.Since(start).Round(time.Millisecond))
+}
+
+// inject runs one fault and waits for the clients to make progress after it.
+func (s *scenario) inject(f fault) {
+	s.faults = append(s.faults, f.name)
+	before := s.leader()
+	start := time.Now()
+	f.run(s)
+	healed := time.Now()
+	s.waitProgress(45 * time.Second)
+	after := s.leader()
+	s.t.Logf("fault %q: leader %s -> %s; injected for %v, writes again %v after healing",
+		f.name, before.name, after.name, healed.Sub(start).Round(time.Millisecond), time.Since(healed).Round(time.Millisecond))
+}
+
+// runClients starts n clients running wl on keys under prefix; the
+// returned function stops them and waits.
+func (s *scenario) runClients(wl workload, prefix string, n int) func() {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for i := range n {
+		w := &worker{id: i, cli: s.c.client(), rec: s.rec, rnd: rand.New(rand.NewPCG(uint64(i), s.rnd.Uint64())),
+			prefix: prefix, keys: 8, seen: map[string]int64{}}
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				octx, ocancel := context.WithTimeout(ctx, 3*time.Second)
+				wl.step(octx, w)
+				ocancel()
+			}
+		})
+	}
+	return func() { cancel(); wg.Wait() }
+}
+
+// checkRound reads every key of the round linearizably and checks the
+// round's history with porcupine.
+func (s *scenario) checkRound(prefix string) (ops, unknown int) {
+	t := s.t
+	w := &worker{id: 1000, cli: s.admin, rec: s.rec, seen: map[string]int64{}}
+	for k := range 8 {
+		key := fmt.Sprintf("%sk%d", prefix, k)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		w.get(ctx, key)
+		cancel()
+	}
+	s.rec.mu.Lock()
+	var hist []porcupine.Operation
+	for _, op := range s.rec.ops {
+		if strings.HasPrefix(op.Input.(kvInput).Key, prefix) {
+			hist = append(hist, op)
+			if op.Output.(*kvOutput) == nil {
+				unknown++
+			}
+		}
+	}
+	s.rec.mu.Unlock()
+	res, info := porcupine.CheckOperationsVerbose(kvModel, hist, 2*time.Minute)
+	switch res {
+	case porcupine.Illegal:
+		dir := s.saveFailure("linearizability-"+strings.TrimSuffix(prefix, "/"), hist, &info)
+		t.Errorf("history of %d operations is not linearizable; history, visualization and logs saved in %s", len(hist), dir)
+	case porcupine.Unknown:
+		t.Logf("porcupine timed out on %d operations: not checked", len(hist))
+	}
+	return len(hist), unknown
+}
+
+// finalChecks checks what holds at the end whatever the faults: the watch
+// stream, every acknowledged write, revisions in real-time order, HashKV
+// and the members' logs.
+func (s *scenario) finalChecks() {
+	t := s.t
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	resp, err := s.admin.Get(ctx, "final")
+	if err != nil {
+		t.Fatalf("final read: %v", err)
+	}
+	final := resp.Header.Revision
+	for s.watch.last.Load() < final {
+		if ctx.Err() != nil {
+			t.Fatalf("watcher at revision %d, not %d, after 30s", s.watch.last.Load(), final)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	s.rec.mu.Lock()
+	acked, lists, revs := s.rec.acked, s.rec.lists, s.rec.revs
+	s.rec.mu.Unlock()
+	events, bad := s.watch.check(acked, lists)
+	bad = append(bad, checkRevisionOrder(revs)...)
+	bad = append(bad, s.checkHashKV(ctx, final)...)
+	if len(bad) > 0 {
+		dir := s.saveFailure("checks", nil, nil)
+		for i, b := range bad {
+			if i == 20 {
+				t.Errorf("... %d more", len(bad)-20)
+				break
+			}
+			t.Error(b)
+		}
+		t.Errorf("logs saved in %s", dir)
+	}
+	t.Logf("watch: %d events to revision %d checked against %d acknowledged writes and %d lists", events, final, len(acked), len(lists))
+	s.c.checkLogs()
+}
+
+// checkRevisionOrder checks that an operation that started after another
+// returned saw a revision at least as high: revisions never go backwards,
+// across restarts included.
+func checkRevisionOrder(revs []revObs) []string {
+	byRet := append([]revObs(nil), revs...)
+	sort.Slice(byRet, func(i, j int) bool { return byRet[i].ret < byRet[j].ret })
+	byCall := append([]revObs(nil), revs...)
+	sort.Slice(byCall, func(i, j int) bool { return byCall[i].call < byCall[j].call })
+	var bad []string
+	j := 0
+	var maxRev int64
+	for _, o := range byCall {
+		for ; j < len(byRet) && byRet[j].ret < o.call; j++ {
+			maxRev = max(maxRev, byRet[j].rev)
+		}
+		if o.rev < maxRev {
+			bad = append(bad, fmt.Sprintf("revision went backwards: an operation called at %v saw revision %d, one that returned before saw %d", time.Duration(o.call), o.rev, maxRev))
+		}
+	}
+	return bad
+}
+
+// checkHashKV compares every member's HashKV at revision rev.
+func (s *scenario) checkHashKV(ctx context.Context, rev int64) []string {
+	hashes := map[string]uint32{}
+	for _, m := range s.c.members {
+		for {
+			h, err := s.admin.HashKV(ctx, "http://"+m.client, rev)
+			if err == nil {
+				hashes[m.name] = h.Hash
+				break
+			}
+			if ctx.Err() != nil {
+				return []string{fmt.Sprintf("HashKV of %s at %d: %v", m.name, rev, err)}
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	for _, m := range s.c.members[1:] {
+		if hashes[m.name] != hashes[s.c.members[0].name] {
+			return []string{fmt.Sprintf("HashKV at revision %d differs: %v", rev, hashes)}
+		}
+	}
+	return nil
+}
+
+// outDir returns the directory failures are saved in:
+// $STRATA_ROBUSTNESS_OUT, or a new one under the system's temp directory
+// (not the test's, which is removed).
+func outDir(t *testing.T, what string) string {
+	base := os.Getenv("STRATA_ROBUSTNESS_OUT")
+	if base == "" {
+		base = filepath.Join(os.TempDir(), "strata-robustness")
+	}
+	dir := filepath.Join(base, strings.NewReplacer("/", "-", " ", "_").Replace(t.Name())+"-"+time.Now().Format("20060102T150405")+"-"+what)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// saveFailure saves the history (JSON), porcupine's visualization and the
+// members' logs, and returns where.
+func (s *scenario) saveFailure(what string, hist []porcupine.Operation, info *porcupine.LinearizationInfo) string {
+	dir := outDir(s.t, what)
+	if hist != nil {
+		b, _ := json.MarshalIndent(hist, "", " ")
+		if err := os.WriteFile(filepath.Join(dir, "history.json"), b, 0o644); err != nil {
+			s.t.Error(err)
+		}
+	}
+	if info != nil {
+		if err := porcupine.VisualizePath(kvModel, *info, filepath.Join(dir, "history.html")); err != nil {
+			s.t.Error(err)
+		}
+	}
+	for _, m := range s.c.members {
+		if b, err := os.ReadFile(m.logPath); err == nil {
+			_ = os.WriteFile(filepath.Join(dir, m.name+".log"), b, 0o644)
+		}
+	}
+	_ = os.WriteFile(filepath.Join(dir, "faults.txt"), []byte(strings.Join(s.faults, "\n")+"\n"), 0o644)
+	return dir
+}
+
+func summarize(names []string) string {
+	n := map[string]int{}
+	var order []string
+	for _, f := range names {
+		if n[f] == 0 {
+			order = append(order, f)
+		}
+		n[f]++
+	}
+	var parts []string
+	for _, f := range order {
+		parts = append(parts, fmt.Sprintf("%s ×%d", f, n[f]))
+	}
+	return strings.Join(parts, ", ")
+}

@@ -1,0 +1,187 @@
+package robustness
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+	"sync/atomic"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// watchResp is one watch response as a watcher received it.
+type watchResp struct {
+	events []*clientv3.Event
+}
+
+// watcher watches the whole keyspace from revision 1 with prev_kv, as the
+// apiserver's watch cache does, and starts again from the revision after
+// the last it got whenever its stream ends (a member restart, a leader
+// change): the events must come out as one ordered, gapless stream.
+type watcher struct {
+	cli     *clientv3.Client
+	mu      sync.Mutex
+	resps   []watchResp
+	last    atomic.Int64 // last revision delivered
+	resumes atomic.Int64
+	errs    []string
+	cancel  context.CancelFunc
+	done    chan struct{}
+}
+
+func startWatcher(cli *clientv3.Client) *watcher {
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &watcher{cli: cli, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		for ctx.Err() == nil {
+			wch := cli.Watch(clientv3.WithRequireLeader(ctx), "", clientv3.WithPrefix(),
+				clientv3.WithRev(w.last.Load()+1), clientv3.WithPrevKV())
+			for resp := range wch {
+				if err := resp.Err(); err != nil {
+					w.mu.Lock()
+					w.errs = append(w.errs, err.Error())
+					w.mu.Unlock()
+					continue
+				}
+				if len(resp.Events) == 0 {
+					continue
+				}
+				w.mu.Lock()
+				w.resps = append(w.resps, watchResp{events: resp.Events})
+				w.mu.Unlock()
+				w.last.Store(resp.Events[len(resp.Events)-1].Kv.ModRevision)
+			}
+			w.resumes.Add(1)
+		}
+	}()
+	return w
+}
+
+func (w *watcher) stop() {
+	w.cancel()
+	<-w.done
+}
+
+// check checks the stream against etcd's watch guarantees, the
+// acknowledged writes and the lists, and returns the violations.
+//   - ordered and unique: revisions increase across responses; no
+//     revision is split over two responses (atomic);
+//   - reliable: every revision from 2 to the last appears (every write in
+//     this cluster is under the watched prefix);
+//   - prev_kv is the key's previous state in the stream;
+//   - every acknowledged write is in the stream at its revision;
+//   - every paginated list at revision R is the stream's state at R.
+func (w *watcher) check(acked []write, lists []list) (events int, bad []string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	type rk struct {
+		rev int64
+		key string
+	}
+	byRevKey := map[rk]*clientv3.Event{}
+	state := map[string]*mvccpb.KeyValue{}
+	sort.Slice(lists, func(i, j int) bool { return lists[i].rev < lists[j].rev })
+	li := 0
+	checkLists := func(upto int64) {
+		for ; li < len(lists) && lists[li].rev <= upto; li++ {
+			if msg := compareList(lists[li], state); msg != "" {
+				bad = append(bad, msg)
+			}
+		}
+	}
+	var prev int64 = 1
+	for _, r := range w.resps {
+		first := r.events[0].Kv.ModRevision
+		if first <= prev && prev > 1 {
+			bad = append(bad, fmt.Sprintf("watch: response starts at revision %d, not after %d (out of order, duplicate or split revision)", first, prev))
+		}
+		for _, ev := range r.events {
+			rev := ev.Kv.ModRevision
+			if rev < prev {
+				bad = append(bad, fmt.Sprintf("watch: revision %d after %d", rev, prev))
+			}
+			if rev > prev+1 {
+				bad = append(bad, fmt.Sprintf("watch: revisions %d..%d missing", prev+1, rev-1))
+			}
+			if rev > prev {
+				checkLists(prev)
+			}
+			k := rk{rev, string(ev.Kv.Key)}
+			if byRevKey[k] != nil {
+				bad = append(bad, fmt.Sprintf("watch: key %q twice at revision %d", k.key, rev))
+			}
+			byRevKey[k] = ev
+			old := state[k.key]
+			if ev.PrevKv != nil && (old == nil || old.ModRevision != ev.PrevKv.ModRevision || string(old.Value) != string(ev.PrevKv.Value)) {
+				bad = append(bad, fmt.Sprintf("watch: %q at %d: prev_kv %s@%d, the stream had %v", k.key, rev, ev.PrevKv.Value, ev.PrevKv.ModRevision, describeKV(old)))
+			}
+			if ev.PrevKv == nil && old != nil {
+				bad = append(bad, fmt.Sprintf("watch: %q at %d: no prev_kv, the stream had %v", k.key, rev, describeKV(old)))
+			}
+			if ev.Type == clientv3.EventTypeDelete {
+				if old == nil {
+					bad = append(bad, fmt.Sprintf("watch: %q deleted at %d but absent", k.key, rev))
+				}
+				delete(state, k.key)
+			} else {
+				state[k.key] = ev.Kv
+			}
+			prev = max(prev, rev)
+			events++
+		}
+	}
+	checkLists(prev)
+	for ; li < len(lists); li++ {
+		bad = append(bad, fmt.Sprintf("list at revision %d is after the watch stream's end %d", lists[li].rev, prev))
+	}
+	for _, a := range acked {
+		ev := byRevKey[rk{a.rev, a.key}]
+		switch {
+		case ev == nil:
+			bad = append(bad, fmt.Sprintf("LOST WRITE: acknowledged %s of %q=%q at revision %d is not in the watch stream", map[bool]string{true: "delete", false: "put"}[a.del], a.key, a.value, a.rev))
+		case a.del != (ev.Type == clientv3.EventTypeDelete) || (!a.del && string(ev.Kv.Value) != a.value):
+			bad = append(bad, fmt.Sprintf("LOST WRITE: acknowledged write %q=%q (delete %v) at revision %d, the stream has %v %q", a.key, a.value, a.del, a.rev, ev.Type, ev.Kv.Value))
+		}
+	}
+	return events, bad
+}
+
+// compareList compares a list with the stream's state at its revision.
+func compareList(l list, state map[string]*mvccpb.KeyValue) string {
+	var want []*mvccpb.KeyValue
+	for k, kv := range state {
+		if len(k) >= len(l.prefix) && k[:len(l.prefix)] == l.prefix {
+			want = append(want, kv)
+		}
+	}
+	sort.Slice(want, func(i, j int) bool { return string(want[i].Key) < string(want[j].Key) })
+	same := len(want) == len(l.kvs)
+	for i := 0; same && i < len(want); i++ {
+		same = string(want[i].Key) == string(l.kvs[i].Key) && string(want[i].Value) == string(l.kvs[i].Value) && want[i].ModRevision == l.kvs[i].ModRevision
+	}
+	if same {
+		return ""
+	}
+	return fmt.Sprintf("list of %q at revision %d: got %s, the watch stream has %s", l.prefix, l.rev, describeKVs(l.kvs), describeKVs(want))
+}
+
+func describeKV(kv *mvccpb.KeyValue) string {
+	if kv == nil {
+		return "nothing"
+	}
+	return fmt.Sprintf("%s@%d", kv.Value, kv.ModRevision)
+}
+
+func describeKVs(kvs []*mvccpb.KeyValue) string {
+	s := "["
+	for i, kv := range kvs {
+		if i > 0 {
+			s += " "
+		}
+		s += string(kv.Key) + "=" + describeKV(kv)
+	}
+	return s + "]"
+}
