@@ -52,7 +52,7 @@ func TestOpenKeepsCallerOptions(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ws.Close()
-	if *wopts != wwant {
+	if !reflect.DeepEqual(*wopts, wwant) {
 		t.Fatalf("NewWatchStream changed the caller's options to %+v, want %+v", *wopts, wwant)
 	}
 	if _, err := s.NewWatchStream(&WatchStreamOptions{FragmentBytes: -1}); !errors.Is(err, ErrInvalidOptions) {

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/strata-kv/strata/engine"
 )
@@ -128,14 +130,59 @@ func (h *watchHub) nudge() {
 	}
 }
 
+// event is a watch event with its encoding as an entry of a
+// WatchResponse's events (field 11): made once, when the event is, and
+// shared by every watcher it goes to, so that a response is encoded by
+// appending the bytes of its events (see WatchStreamOptions.EncodedHeader).
+// wire is nil if the event could not be encoded; it is then encoded with
+// its response.
+type event struct {
+	*mvccpb.Event
+	wire []byte
+}
+
+// eventWireSize is the size of ev's entry in a WatchResponse.
+func eventWireSize(ev *mvccpb.Event) int {
+	n := proto.Size(ev)
+	return protowire.SizeTag(watchResponseEvents) + protowire.SizeVarint(uint64(n)) + n
+}
+
+// appendEventWire appends ev's entry in a WatchResponse to b.
+func appendEventWire(b []byte, ev *mvccpb.Event) ([]byte, error) {
+	b = protowire.AppendTag(b, watchResponseEvents, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(proto.Size(ev)))
+	return proto.MarshalOptions{UseCachedSize: true}.MarshalAppend(b, ev)
+}
+
+// encodeEvents encodes evs into one allocation.
+func encodeEvents(evs []event) {
+	size := 0
+	for _, ev := range evs {
+		size += eventWireSize(ev.Event)
+	}
+	buf := make([]byte, 0, size)
+	for i := range evs {
+		start := len(buf)
+		b, err := appendEventWire(buf, evs[i].Event)
+		if err != nil {
+			buf = buf[:start]
+			continue
+		}
+		buf = b
+		evs[i].wire = buf[start:len(buf):len(buf)]
+	}
+}
+
 // changesToEvents turns committed changes into watch events: a DELETE
 // carries the key and the deletion revision, as etcd's do.
-func changesToEvents(changes []pendingChange) []*mvccpb.Event {
-	evs := make([]*mvccpb.Event, len(changes))
+func changesToEvents(changes []pendingChange) []event {
+	evs := make([]event, len(changes))
+	pbs := make([]mvccpb.Event, len(changes))
 	kvs := make([]mvccpb.KeyValue, len(changes))
 	for i := range changes {
 		p := &changes[i]
-		ev := &mvccpb.Event{Kv: &kvs[i]}
+		ev := &pbs[i]
+		ev.Kv = &kvs[i]
 		if err := decodeKV(p.value, ev.Kv); err != nil {
 			panic(err) // we encoded it
 		}
@@ -143,8 +190,9 @@ func changesToEvents(changes []pendingChange) []*mvccpb.Event {
 			ev.Type = mvccpb.Event_DELETE
 			ev.Kv.ModRevision = p.rev.main
 		}
-		evs[i] = ev
+		evs[i].Event = ev
 	}
+	encodeEvents(evs)
 	return evs
 }
 
@@ -165,7 +213,7 @@ func (h *watchHub) notify(changes []pendingChange, rev int64) {
 	if h.synced.size() > 0 {
 		for i, ev := range evs {
 			h.synced.visit(ev.Kv.Key, func(w *watcher) {
-				if ev.Kv.ModRevision < w.minRev || !w.wants(ev) {
+				if ev.Kv.ModRevision < w.minRev || !w.wants(ev.Event) {
 					return
 				}
 				switch {
@@ -179,7 +227,7 @@ func (h *watchHub) notify(changes []pendingChange, rev int64) {
 					w.n++ // still contiguous: no copy
 				default:
 					if w.batch == nil {
-						w.batch = append(make([]*mvccpb.Event, 0, w.n+1), evs[w.from:w.from+w.n]...)
+						w.batch = append(make([]event, 0, w.n+1), evs[w.from:w.from+w.n]...)
 					}
 					w.batch = append(w.batch, ev)
 				}
@@ -247,7 +295,7 @@ func (h *watchHub) compacted(w *watcher, compactRev int64) {
 // in order) on w's stream in chunks of whole revisions, and advances
 // w.minRev past what it queued. It reports whether everything was queued.
 // The caller holds mu.
-func (h *watchHub) catchUp(w *watcher, evs []*mvccpb.Event, upTo int64) bool {
+func (h *watchHub) catchUp(w *watcher, evs []event, upTo int64) bool {
 	limit := w.st.chunkEvents()
 	for len(evs) > 0 {
 		n := 0
@@ -277,10 +325,10 @@ func (h *watchHub) catchUp(w *watcher, evs []*mvccpb.Event, upTo int64) bool {
 // revision, and makes it synced if all went out. w.minRev must be in the
 // ring. The caller holds mu.
 func (h *watchHub) syncFromRing(w *watcher) bool {
-	var evs []*mvccpb.Event
+	var evs []event
 	for _, rr := range h.ring.from(w.minRev) {
 		for _, ev := range rr.evs {
-			if w.contains(ev.Kv.Key) && w.wants(ev) {
+			if w.contains(ev.Kv.Key) && w.wants(ev.Event) {
 				evs = append(evs, ev)
 			}
 		}
@@ -399,7 +447,7 @@ func (h *watchHub) unsyncedLeft() bool {
 // watcher's events from its minRev on, the last revision read, and the
 // compact revision, read after the engine snapshot was taken (so no
 // revision at or above it is missing from the snapshot).
-func (h *watchHub) scanStore(ws []*watcher, upTo int64) (map[*watcher][]*mvccpb.Event, int64, int64, error) {
+func (h *watchHub) scanStore(ws []*watcher, upTo int64) (map[*watcher][]event, int64, int64, error) {
 	snap, err := h.s.be.NewSnapshot()
 	if err != nil {
 		return nil, 0, 0, fmt.Errorf("mvcc: watch sync: %w", err)
@@ -414,7 +462,7 @@ func (h *watchHub) scanStore(ws []*watcher, upTo int64) (map[*watcher][]*mvccpb.
 			g.add(w)
 		}
 	}
-	out := make(map[*watcher][]*mvccpb.Event)
+	out := make(map[*watcher][]event)
 	if from > upTo {
 		return out, upTo, compactRev, nil
 	}
@@ -443,13 +491,13 @@ func (h *watchHub) scanStore(ws []*watcher, upTo int64) (map[*watcher][]*mvccpb.
 		if err != nil {
 			return nil, 0, 0, err
 		}
-		var ev *mvccpb.Event
+		var ev event
 		g.visit(key, func(w *watcher) {
 			if rev.main < w.minRev {
 				return
 			}
-			if ev == nil {
-				ev = &mvccpb.Event{Kv: &mvccpb.KeyValue{}}
+			if ev.Event == nil {
+				ev.Event = &mvccpb.Event{Kv: &mvccpb.KeyValue{}}
 				if err := decodeKV(bytes.Clone(it.Value()), ev.Kv); err != nil {
 					panic(err) // decodeKVKey decoded it
 				}
@@ -457,8 +505,11 @@ func (h *watchHub) scanStore(ws []*watcher, upTo int64) (map[*watcher][]*mvccpb.
 					ev.Type = mvccpb.Event_DELETE
 					ev.Kv.ModRevision = rev.main
 				}
+				if b, err := appendEventWire(nil, ev.Event); err == nil {
+					ev.wire = b
+				}
 			}
-			if w.wants(ev) {
+			if w.wants(ev.Event) {
 				out[w] = append(out[w], ev)
 			}
 		})
@@ -481,7 +532,7 @@ type eventRing struct {
 
 type ringRev struct {
 	rev  int64
-	evs  []*mvccpb.Event
+	evs  []event
 	size int
 }
 
@@ -492,12 +543,12 @@ func (r *eventRing) reset(next int64) {
 
 // add appends the events of a commit, in revision order, and drops the
 // oldest revisions beyond lim's bounds.
-func (r *eventRing) add(evs []*mvccpb.Event, lim *watchLimits) {
+func (r *eventRing) add(evs []event, lim *watchLimits) {
 	for i := 0; i < len(evs); {
 		rev := evs[i].Kv.ModRevision
 		j, size := i, 0
 		for ; j < len(evs) && evs[j].Kv.ModRevision == rev; j++ {
-			size += 64 + len(evs[j].Kv.Key) + len(evs[j].Kv.Value)
+			size += 64 + len(evs[j].Kv.Key) + len(evs[j].Kv.Value) + len(evs[j].wire)
 		}
 		r.revs = append(r.revs, ringRev{rev: rev, evs: evs[i:j:j], size: size})
 		r.events += j - i

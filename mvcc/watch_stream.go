@@ -45,6 +45,13 @@ type WatchStreamOptions struct {
 	// revision larger than the bound is still sent whole. The default
 	// value is 4096.
 	BufferEvents int
+	// EncodedHeader, if set, makes the stream hand out its responses
+	// encoded, on Encoded, instead of on Chan: each exactly what
+	// proto.Marshal makes of the response with the header fields
+	// EncodedHeader returns (called once per batch of responses) and the
+	// revision. An event is encoded once, whatever number of watchers it
+	// goes to.
+	EncodedHeader func() WireHeader
 }
 
 const (
@@ -100,6 +107,7 @@ type WatchStream struct {
 	h    *watchHub
 	opts WatchStreamOptions
 	out  chan *pb.WatchResponse
+	enc  chan [][]byte
 
 	// mu guards the fields below and the stream-side fields of its
 	// watchers.
@@ -130,7 +138,8 @@ type streamEntry struct {
 	w      *watcher // the watcher it counts against (events and progress)
 	id     int64
 	rev    int64 // header revision
-	evs    []*mvccpb.Event
+	evs    []event
+	owned  bool // evs is the entry's own, not shared with other watchers
 	cost   int
 	compat int64  // compact revision
 	reason string // cancel reason
@@ -149,7 +158,13 @@ const (
 
 // response makes the pb.WatchResponse of e.
 func (e *streamEntry) response() *pb.WatchResponse {
-	r := &pb.WatchResponse{Header: &pb.ResponseHeader{Revision: e.rev}, WatchId: e.id, Events: e.evs}
+	r := &pb.WatchResponse{Header: &pb.ResponseHeader{Revision: e.rev}, WatchId: e.id}
+	if len(e.evs) > 0 {
+		r.Events = make([]*mvccpb.Event, len(e.evs))
+		for i, ev := range e.evs {
+			r.Events[i] = ev.Event
+		}
+	}
 	switch e.kind {
 	case entryCreated:
 		r.Created = true
@@ -174,6 +189,7 @@ func (s *Store) NewWatchStream(opts *WatchStreamOptions) (*WatchStream, error) {
 		opts:     *opts,
 		progress: -1,
 		out:      make(chan *pb.WatchResponse),
+		enc:      make(chan [][]byte),
 		watchers: make(map[int64]*watcher),
 		wake:     make(chan struct{}, 1),
 		stopc:    make(chan struct{}),
@@ -191,9 +207,15 @@ func (s *Store) NewWatchStream(opts *WatchStreamOptions) (*WatchStream, error) {
 	return ws, nil
 }
 
-// Chan returns the channel the stream's responses come out of. It is
-// closed when the stream is.
+// Chan returns the channel the stream's responses come out of, unless
+// the stream was opened with EncodedHeader. It is closed when the stream
+// is.
 func (ws *WatchStream) Chan() <-chan *pb.WatchResponse { return ws.out }
+
+// Encoded returns the channel the responses of a stream opened with
+// EncodedHeader come out of, in batches, encoded; they share memory and
+// must not be changed. It is closed when the stream is.
+func (ws *WatchStream) Encoded() <-chan [][]byte { return ws.enc }
 
 // Watch creates a watcher from a WatchCreateRequest, with the meaning
 // etcd's gRPC layer gives its fields: an empty key is "\x00", a range_end
@@ -369,6 +391,7 @@ func (ws *WatchStream) Close() {
 		ws.mu.Unlock()
 		h.mu.Unlock()
 		close(ws.out)
+		close(ws.enc)
 	})
 }
 
@@ -403,7 +426,7 @@ func (ws *WatchStream) hasRoom(w *watcher) bool {
 
 // enqueueEvents queues events of w under header revision rev if they fit
 // in w's buffer (or the buffer is empty). The caller holds the hub's mu.
-func (ws *WatchStream) enqueueEvents(w *watcher, evs []*mvccpb.Event, rev int64) bool {
+func (ws *WatchStream) enqueueEvents(w *watcher, evs []event, rev int64) bool {
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
 	ok := ws.admitLocked(w, evs, rev)
@@ -415,7 +438,7 @@ func (ws *WatchStream) enqueueEvents(w *watcher, evs []*mvccpb.Event, rev int64)
 // for the watchers in ws.touched, under one lock, and returns overflow
 // with the watchers whose events did not fit appended. The caller holds
 // the hub's mu.
-func (ws *WatchStream) enqueueCommit(evs []*mvccpb.Event, rev int64, overflow []*watcher) []*watcher {
+func (ws *WatchStream) enqueueCommit(evs []event, rev int64, overflow []*watcher) []*watcher {
 	ws.mu.Lock()
 	for _, w := range ws.touched {
 		batch := w.batch
@@ -434,8 +457,17 @@ func (ws *WatchStream) enqueueCommit(evs []*mvccpb.Event, rev int64, overflow []
 	return overflow
 }
 
-// admitLocked queues events of w if they fit. The caller holds mu.
-func (ws *WatchStream) admitLocked(w *watcher, evs []*mvccpb.Event, rev int64) bool {
+// admitLocked queues events of w if they fit.
+//
+// While w's last response with events is still waiting, the new events
+// join it (up to chunkEvents events in all), and the response moves to
+// the end of the queue, where a response of these events would have
+// gone: a stream that falls behind sends fewer, larger responses, each of
+// whole revisions in order, and header revisions still never go down
+// along the stream. It never moves past a notification that covers its
+// events: a stream-wide progress notification (ws.progress) or one of w
+// (which clears w.tail). The caller holds mu.
+func (ws *WatchStream) admitLocked(w *watcher, evs []event, rev int64) bool {
 	if ws.closed {
 		return true // dropped: the stream is going away
 	}
@@ -443,7 +475,30 @@ func (ws *WatchStream) admitLocked(w *watcher, evs []*mvccpb.Event, rev int64) b
 	if w.queued > 0 && w.queued+cost > ws.opts.BufferEvents {
 		return false
 	}
+	if pos := w.tail - 1; pos >= 0 && pos > ws.progress {
+		if i := int(pos - ws.base); i >= ws.head && i < len(ws.queue) {
+			if old := &ws.queue[i]; old.kind == entryEvents && !old.dead && old.w == w && len(old.evs)+len(evs) <= ws.chunkEvents() {
+				merged := old.evs
+				if !old.owned {
+					merged = append(make([]event, 0, 2*(len(old.evs)+len(evs))), old.evs...)
+				}
+				merged = append(merged, evs...)
+				w.queued += len(evs)
+				if i == len(ws.queue)-1 {
+					old.evs, old.owned, old.rev = merged, true, rev
+					old.cost += len(evs)
+					return true
+				}
+				cost = old.cost + len(evs)
+				*old = streamEntry{kind: entryEvents, dead: true}
+				w.tail = ws.base + int64(len(ws.queue)) + 1
+				ws.queue = append(ws.queue, streamEntry{kind: entryEvents, w: w, id: w.id, rev: rev, evs: merged, owned: true, cost: cost})
+				return true
+			}
+		}
+	}
 	w.queued += cost
+	w.tail = ws.base + int64(len(ws.queue)) + 1
 	ws.queue = append(ws.queue, streamEntry{kind: entryEvents, w: w, id: w.id, rev: rev, evs: evs, cost: cost})
 	return true
 }
@@ -527,12 +582,20 @@ func (ws *WatchStream) run() {
 			}
 			continue
 		}
-		for i := range batch {
-			for _, resp := range ws.finish(&batch[i]) {
-				select {
-				case ws.out <- resp:
-				case <-ws.stopc:
-					return
+		if hdr := ws.opts.EncodedHeader; hdr != nil {
+			select {
+			case ws.enc <- ws.encodeBatch(batch, hdr()):
+			case <-ws.stopc:
+				return
+			}
+		} else {
+			for i := range batch {
+				for _, resp := range ws.finish(&batch[i]) {
+					select {
+					case ws.out <- resp:
+					case <-ws.stopc:
+						return
+					}
 				}
 			}
 		}
@@ -559,6 +622,7 @@ func (ws *WatchStream) progressTick() {
 			continue
 		}
 		w.progressPending = true
+		w.tail = 0 // later events come after the notification
 		ws.pushLocked(streamEntry{kind: entryProgress, w: w, id: w.id, rev: h.rev})
 	}
 }

@@ -247,6 +247,9 @@ func checkStream(t testing.TB, rs []*pb.WatchResponse) {
 	created := map[int64]bool{}
 	canceled := map[int64]bool{}
 	fragmented := false
+	// The revision of each watcher's last progress notification (its own
+	// or the stream's): no event of it may follow at or below it.
+	watchProgress := map[int64]int64{}
 	for i, r := range rs {
 		if r.CompactRevision == 0 {
 			if r.Header.GetRevision() < lastHeader {
@@ -254,11 +257,23 @@ func checkStream(t testing.TB, rs []*pb.WatchResponse) {
 			}
 			lastHeader = r.Header.GetRevision()
 		}
+		progress := !r.Created && !r.Canceled && len(r.Events) == 0 && !r.Fragment
 		if r.WatchId == InvalidWatchID {
+			if progress {
+				for id := range created {
+					watchProgress[id] = r.Header.GetRevision()
+				}
+			}
 			continue
+		}
+		if progress {
+			watchProgress[r.WatchId] = r.Header.GetRevision()
 		}
 		if r.Created {
 			created[r.WatchId] = true
+			delete(canceled, r.WatchId) // a new watcher with the ID of a cancelled one
+			delete(watchProgress, r.WatchId)
+			delete(lastRev, r.WatchId)
 		}
 		if len(r.Events) > 0 && (!created[r.WatchId] || canceled[r.WatchId]) {
 			t.Fatalf("response %d: events of watch %d outside its life\n%s", i, r.WatchId, showResps(rs))
@@ -268,6 +283,9 @@ func checkStream(t testing.TB, rs []*pb.WatchResponse) {
 			last := lastRev[r.WatchId]
 			if rev < last || (rev == last && j == 0 && !fragmented) {
 				t.Fatalf("response %d: watch %d revision %d after %d (split or out of order)\n%s", i, r.WatchId, rev, last, showResps(rs))
+			}
+			if p, ok := watchProgress[r.WatchId]; ok && rev <= p {
+				t.Fatalf("response %d: watch %d event at %d after a progress notification at %d\n%s", i, r.WatchId, rev, p, showResps(rs))
 			}
 			if rev > r.Header.GetRevision() {
 				t.Fatalf("response %d: event at %d above the header revision", i, rev)
@@ -957,7 +975,11 @@ func TestWatchChaos(t *testing.T) {
 					}
 					switch r := rng.IntN(20); {
 					case r == 0 || len(mine) == 0:
-						ws, err := s.NewWatchStream(&WatchStreamOptions{BufferEvents: 1 + rng.IntN(20), ProgressNotifyInterval: 3 * time.Millisecond, FragmentBytes: 100})
+						opts := &WatchStreamOptions{BufferEvents: 1 + rng.IntN(20), ProgressNotifyInterval: 3 * time.Millisecond, FragmentBytes: 100}
+						if rng.IntN(2) == 0 {
+							opts.EncodedHeader = func() WireHeader { return testWireHeader }
+						}
+						ws, err := s.NewWatchStream(opts)
 						if err != nil {
 							t.Error(err)
 							return
@@ -965,7 +987,7 @@ func TestWatchChaos(t *testing.T) {
 						st := &stream{ws: ws, done: make(chan struct{})}
 						go func() { // a reader that pauses
 							defer close(st.done)
-							for r := range ws.Chan() {
+							for r := range streamResponses(t, ws) {
 								st.mu.Lock()
 								st.rs = append(st.rs, r)
 								st.mu.Unlock()

@@ -35,13 +35,17 @@ type watcher struct {
 	// The events of the commit being notified: evs[from:from+n] of the
 	// commit while they are contiguous there, else batch.
 	from, n int
-	batch   []*mvccpb.Event
+	batch   []event
 
 	// Guarded by st.mu:
 	//
 	// queued is the cost of the watcher's responses queued on its stream
 	// (events + 1 per response).
 	queued int
+	// tail is 1 + the stream position (counted from the first entry
+	// ever queued) of the watcher's last queued response with events,
+	// or 0 (see admitLocked).
+	tail int64
 	// sentEvents records that events were sent since the last progress
 	// tick; progressPending that a progress response is queued.
 	sentEvents, progressPending bool

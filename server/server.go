@@ -197,6 +197,7 @@ func mustURL(s string) *url.URL {
 func (s *Server) buildGRPC() {
 	m := s.metrics.grpc
 	s.grpc = grpc.NewServer(
+		grpc.ForceServerCodecV2(newCodec()),
 		grpc.ChainUnaryInterceptor(m.UnaryServerInterceptor(), s.unaryInterceptor),
 		grpc.ChainStreamInterceptor(m.StreamServerInterceptor(), s.streamInterceptor),
 		grpc.MaxRecvMsgSize(int(s.cfg.MaxRequestBytes)+grpcOverheadBytes),

@@ -36,6 +36,9 @@ func (w *watchServer) Watch(stream pb.Watch_WatchServer) error {
 		ws, err = st.NewWatchStream(&mvcc.WatchStreamOptions{
 			ProgressNotifyInterval: s.cfg.WatchProgressNotifyInterval,
 			FragmentBytes:          int(s.cfg.MaxRequestBytes) + grpcOverheadBytes,
+			EncodedHeader: func() mvcc.WireHeader {
+				return mvcc.WireHeader{ClusterID: s.id.ClusterID, MemberID: s.id.MemberID, RaftTerm: s.node.Term()}
+			},
 		})
 		return err
 	})
@@ -76,10 +79,12 @@ func (w *watchServer) Watch(stream pb.Watch_WatchServer) error {
 		}
 	}()
 
-	ch := ws.Chan()
+	// Responses come encoded, an event's bytes shared by all its
+	// watchers, in batches sent back to back.
+	ch := ws.Encoded()
 	for {
 		select {
-		case resp, ok := <-ch:
+		case batch, ok := <-ch:
 			if !ok {
 				// The store closed the stream: the member is stopping,
 				// or a snapshot restore replaced the store.
@@ -90,14 +95,10 @@ func (w *watchServer) Watch(stream pb.Watch_WatchServer) error {
 					return errWatchStoreReplaced
 				}
 			}
-			if resp.Header == nil {
-				resp.Header = &pb.ResponseHeader{}
-			}
-			resp.Header.ClusterId = s.id.ClusterID
-			resp.Header.MemberId = s.id.MemberID
-			resp.Header.RaftTerm = s.node.Term()
-			if err := stream.Send(resp); err != nil {
-				return streamError(ctx, err)
+			for _, resp := range batch {
+				if err := stream.SendMsg(encodedMessage(resp)); err != nil {
+					return streamError(ctx, err)
+				}
 			}
 		case err := <-errc:
 			return streamError(ctx, err)

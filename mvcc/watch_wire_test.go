@@ -1,0 +1,162 @@
+package mvcc
+
+import (
+	"bytes"
+	"iter"
+	"slices"
+	"testing"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	"google.golang.org/protobuf/proto"
+)
+
+var testWireHeader = WireHeader{ClusterID: 0xc1c1c1c1c1, MemberID: 77, RaftTerm: 3}
+
+// streamResponses yields the responses of ws, from Chan or, for a stream
+// opened with EncodedHeader, decoded from Encoded (whose headers must be
+// testWireHeader's).
+func streamResponses(t testing.TB, ws *WatchStream) iter.Seq[*pb.WatchResponse] {
+	return func(yield func(*pb.WatchResponse) bool) {
+		if ws.opts.EncodedHeader == nil {
+			for r := range ws.Chan() {
+				if !yield(r) {
+					return
+				}
+			}
+			return
+		}
+		for batch := range ws.Encoded() {
+			for _, b := range batch {
+				r := &pb.WatchResponse{}
+				if err := proto.Unmarshal(b, r); err != nil {
+					t.Errorf("decoding an encoded response: %v", err)
+					return
+				}
+				h := r.GetHeader()
+				if h.GetClusterId() != testWireHeader.ClusterID || h.GetMemberId() != testWireHeader.MemberID || h.GetRaftTerm() != testWireHeader.RaftTerm {
+					t.Errorf("encoded response header %v, want %+v", h, testWireHeader)
+				}
+				h.ClusterId, h.MemberId, h.RaftTerm = 0, 0, 0
+				if !yield(r) {
+					return
+				}
+			}
+		}
+	}
+}
+
+// TestWatchWireEncoding checks that an encoded response is, byte for byte,
+// what proto.Marshal makes of the response with its header filled in.
+func TestWatchWireEncoding(t *testing.T) {
+	put := &mvccpb.Event{Kv: &mvccpb.KeyValue{Key: []byte("a"), Value: []byte("v1"), CreateRevision: 2, ModRevision: 5, Version: 3, Lease: 9}}
+	del := &mvccpb.Event{Type: mvccpb.Event_DELETE, Kv: &mvccpb.KeyValue{Key: []byte("b"), ModRevision: 6}}
+	empty := &mvccpb.Event{Kv: &mvccpb.KeyValue{Key: []byte("c"), CreateRevision: 7, ModRevision: 7, Version: 1}}
+	big := &mvccpb.Event{Kv: &mvccpb.KeyValue{Key: bytes.Repeat([]byte("k"), 300), Value: bytes.Repeat([]byte("v"), 70000), CreateRevision: 1 << 40, ModRevision: 1 << 40, Version: 1}}
+	evs := []event{{Event: put}, {Event: del}, {Event: empty}, {Event: big}}
+	encodeEvents(evs)
+	w := &watcher{}
+	for _, tc := range []struct {
+		name string
+		e    streamEntry
+		hdr  WireHeader
+	}{
+		{"events", streamEntry{kind: entryEvents, w: w, id: 3, rev: 6, evs: evs[:2]}, testWireHeader},
+		{"one event, watch 0", streamEntry{kind: entryEvents, w: w, id: 0, rev: 7, evs: evs[2:3]}, testWireHeader},
+		{"big event", streamEntry{kind: entryEvents, w: w, id: 1 << 33, rev: 1 << 40, evs: evs[3:]}, testWireHeader},
+		{"zero header", streamEntry{kind: entryEvents, w: w, id: 1, rev: 6, evs: evs}, WireHeader{}},
+		{"created", streamEntry{kind: entryCreated, id: 4, rev: 9}, testWireHeader},
+		{"created at 0", streamEntry{kind: entryCreated, id: 0, rev: 0}, testWireHeader},
+		{"canceled", streamEntry{kind: entryCanceled, id: 4, rev: 9}, testWireHeader},
+		{"rejected", streamEntry{kind: entryRejected, id: InvalidWatchID, rev: 9, reason: ErrWatcherDuplicateID.Error()}, testWireHeader},
+		{"rejected, no reason", streamEntry{kind: entryRejected, id: InvalidWatchID, rev: 9}, testWireHeader},
+		{"compacted", streamEntry{kind: entryCompacted, id: 5, compat: 40}, testWireHeader},
+		{"stream progress", streamEntry{kind: entryProgress, id: InvalidWatchID, rev: 12}, testWireHeader},
+		{"watcher progress", streamEntry{kind: entryProgress, w: w, id: 2, rev: 12}, testWireHeader},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, ok := appendEntry([]byte("prefix"), tc.hdr, &tc.e)
+			if !ok {
+				t.Fatal("appendEntry did not encode it")
+			}
+			resp := tc.e.response()
+			resp.Header.ClusterId, resp.Header.MemberId, resp.Header.RaftTerm = tc.hdr.ClusterID, tc.hdr.MemberID, tc.hdr.RaftTerm
+			want, err := proto.Marshal(resp)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, append([]byte("prefix"), want...)) {
+				t.Fatalf("encoded\n%x\nwant\n%x", got[6:], want)
+			}
+			ws := &WatchStream{}
+			batch := ws.encodeBatch([]streamEntry{tc.e, tc.e}, tc.hdr)
+			if len(batch) != 2 || !bytes.Equal(batch[0], want) || !bytes.Equal(batch[1], want) {
+				t.Fatalf("encodeBatch gave %x, want twice %x", batch, want)
+			}
+		})
+	}
+}
+
+// TestWatchStreamJoinsQueuedEvents checks that the events of a watcher
+// whose last response is still queued join it, move with it to the end of
+// the queue, and never move past a progress notification.
+func TestWatchStreamJoinsQueuedEvents(t *testing.T) {
+	s, _ := newTestStore(t, testEngines(t)[0], nil)
+	ws, err := s.NewWatchStream(&WatchStreamOptions{ProgressNotifyInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	// Nothing reads yet: the stream's goroutine holds the first response
+	// and the others stay queued.
+	a, _ := ws.Watch(&pb.WatchCreateRequest{Key: []byte("k")})
+	r1 := mustPut(t, s, "k", "1")
+	r2 := mustPut(t, s, "k", "2")
+	b, _ := ws.Watch(&pb.WatchCreateRequest{Key: []byte("k")})
+	r3 := mustPut(t, s, "k", "3")
+	ws.RequestProgress()
+	r4 := mustPut(t, s, "k", "4")
+	ws.mu.Lock()
+	queued := 0
+	for _, e := range ws.queue[ws.head:] {
+		if !e.dead {
+			queued++
+		}
+	}
+	ws.mu.Unlock()
+	var rs []*pb.WatchResponse
+	for len(rs) < queued+1 {
+		select {
+		case r := <-ws.Chan():
+			rs = append(rs, r)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("timed out; got\n%s", showResps(rs))
+		}
+	}
+	select {
+	case r := <-ws.Chan():
+		rs = append(rs, r)
+		t.Fatalf("one response too many\n%s", showResps(rs))
+	case <-time.After(50 * time.Millisecond):
+	}
+	checkStream(t, rs)
+	revs := func(id int64) (out [][]int64) {
+		for _, r := range rs {
+			if r.WatchId == id && len(r.Events) > 0 {
+				var rr []int64
+				for _, ev := range r.Events {
+					rr = append(rr, ev.Kv.ModRevision)
+				}
+				out = append(out, rr)
+			}
+		}
+		return out
+	}
+	if got, want := revs(a), [][]int64{{r1, r2, r3}, {r4}}; !slices.EqualFunc(got, want, slices.Equal) {
+		t.Errorf("watch %d got responses of revisions %v, want %v\n%s", a, got, want, showResps(rs))
+	}
+	if got, want := revs(b), [][]int64{{r3}, {r4}}; !slices.EqualFunc(got, want, slices.Equal) {
+		t.Errorf("watch %d got responses of revisions %v, want %v\n%s", b, got, want, showResps(rs))
+	}
+}
