@@ -1,6 +1,7 @@
 package replication
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -36,6 +37,9 @@ type peerMux struct {
 	advertise net.Addr
 	dial      Dialer
 	srv       *grpc.Server
+	// serverTLS and clientTLS, if set, wrap accepted and dialed
+	// connections in TLS; the protocol byte follows the handshake.
+	serverTLS, clientTLS *tls.Config
 
 	raftc chan net.Conn
 	peerc chan net.Conn
@@ -44,7 +48,7 @@ type peerMux struct {
 	once  sync.Once
 }
 
-func listenPeers(bind, advertise string, dial Dialer) (*peerMux, error) {
+func listenPeers(bind, advertise string, dial Dialer, serverTLS, clientTLS *tls.Config) (*peerMux, error) {
 	ln, err := net.Listen("tcp", bind)
 	if err != nil {
 		return nil, fmt.Errorf("replication: listen on %s: %w", bind, err)
@@ -62,7 +66,7 @@ func listenPeers(bind, advertise string, dial Dialer) (*peerMux, error) {
 		dial = tcpDial
 	}
 	return &peerMux{
-		ln: ln, advertise: adv, dial: dial,
+		ln: ln, advertise: adv, dial: dial, serverTLS: serverTLS, clientTLS: clientTLS,
 		raftc: make(chan net.Conn), peerc: make(chan net.Conn), stopc: make(chan struct{}),
 	}, nil
 }
@@ -102,6 +106,11 @@ func (m *peerMux) acceptLoop() {
 
 func (m *peerMux) route(c net.Conn) {
 	defer m.wg.Done()
+	if m.serverTLS != nil {
+		// The handshake runs within the first read's deadline; a peer
+		// without a certificate the configuration accepts fails it.
+		c = tls.Server(c, m.serverTLS)
+	}
 	var b [1]byte
 	c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if _, err := c.Read(b[:]); err != nil {
@@ -146,6 +155,22 @@ func (m *peerMux) dialProto(addr string, proto byte, timeout time.Duration) (net
 	c, err := m.dial(addr, timeout)
 	if err != nil {
 		return nil, err
+	}
+	if m.clientTLS != nil {
+		cfg := m.clientTLS
+		if cfg.ServerName == "" {
+			// Verify the peer's certificate for the host dialed.
+			cfg = cfg.Clone()
+			cfg.ServerName, _, _ = net.SplitHostPort(addr)
+		}
+		tc := tls.Client(c, cfg)
+		tc.SetDeadline(time.Now().Add(timeout))
+		if err := tc.Handshake(); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("replication: TLS handshake with %s: %w", addr, err)
+		}
+		tc.SetDeadline(time.Time{})
+		c = tc
 	}
 	c.SetWriteDeadline(time.Now().Add(timeout))
 	if _, err := c.Write([]byte{proto}); err != nil {

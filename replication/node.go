@@ -2,6 +2,7 @@ package replication
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -91,6 +92,12 @@ type Config struct {
 	// MaxBatch is the most client requests one raft entry carries. The
 	// default value is 256.
 	MaxBatch int
+	// ServerTLS and ClientTLS, if set, secure the peer port: accepted
+	// connections must complete a TLS handshake with ServerTLS (which
+	// decides which peer certificates are accepted) and connections to
+	// peers are made with ClientTLS, for raft and the peer service alike.
+	// Set both or neither.
+	ServerTLS, ClientTLS *tls.Config
 	// Dial opens connections to peers; the default is plain TCP. Tests
 	// use it to inject network faults.
 	Dial Dialer
@@ -137,6 +144,9 @@ func (c *Config) EnsureDefaults() {
 func (c *Config) Validate() error {
 	if c.ID == "" || c.Dir == "" || c.Engine.Open == nil || c.OpenLog == nil || c.Bind == "" {
 		return fmt.Errorf("%w: it needs ID, Dir, Engine, OpenLog and Bind", ErrInvalidConfig)
+	}
+	if (c.ServerTLS == nil) != (c.ClientTLS == nil) {
+		return fmt.Errorf("%w: ServerTLS and ClientTLS go together", ErrInvalidConfig)
 	}
 	if c.MaxBatch < 0 || c.HeartbeatTimeout < 0 || c.ElectionTimeout < 0 || c.SnapshotInterval < 0 {
 		return fmt.Errorf("%w: MaxBatch, HeartbeatTimeout, ElectionTimeout and SnapshotInterval cannot be negative", ErrInvalidConfig)
@@ -233,7 +243,7 @@ func Open(cfg Config) (*Node, error) {
 			cfg.Logger.Warn("forcing a new cluster of this member alone; its other members are removed", "id", cfg.ID)
 		}
 	}
-	if n.mux, err = listenPeers(cfg.Bind, cfg.Advertise, cfg.Dial); err != nil {
+	if n.mux, err = listenPeers(cfg.Bind, cfg.Advertise, cfg.Dial, cfg.ServerTLS, cfg.ClientTLS); err != nil {
 		return fail(err)
 	}
 	n.peers.m = n.mux

@@ -129,7 +129,8 @@ func (c *cluster) close() {
 
 // endpoint returns member i's client address, host:port.
 func (c *cluster) endpoint(i int) string {
-	return strings.TrimPrefix(c.members[i].ClientURLs()[0], "http://")
+	u := c.members[i].ClientURLs()[0]
+	return strings.TrimPrefix(strings.TrimPrefix(u, "http://"), "https://")
 }
 
 func (c *cluster) endpoints() []string {

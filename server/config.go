@@ -1,6 +1,7 @@
 package server
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/strata-kv/strata/engine"
+	"github.com/strata-kv/strata/internal/tlsutil"
 	"github.com/strata-kv/strata/mvcc"
 )
 
@@ -36,6 +38,10 @@ const (
 	// DefaultHeartbeatInterval and DefaultElectionTimeout are etcd's.
 	DefaultHeartbeatInterval = 100 * time.Millisecond
 	DefaultElectionTimeout   = 1000 * time.Millisecond
+
+	// DefaultSelfSignedCertValidity is etcd's --self-signed-cert-validity,
+	// in years.
+	DefaultSelfSignedCertValidity = 1
 
 	// grpcOverheadBytes is what etcd adds to --max-request-bytes for the
 	// gRPC receive limit.
@@ -155,6 +161,34 @@ type Config struct {
 	// minutes, etcd's; a negative value sends none.
 	WatchProgressNotifyInterval time.Duration
 
+	// ClientTLSInfo is the TLS of the https client and metrics URLs
+	// (--cert-file, --key-file, --trusted-ca-file, --client-cert-auth,
+	// --client-crl-file). An https URL needs it, or ClientAutoTLS.
+	ClientTLSInfo tlsutil.Info
+	// ClientAutoTLS makes a self-signed client certificate in
+	// <DataDir>/fixtures/client when ClientTLSInfo has none (--auto-tls).
+	ClientAutoTLS bool
+	// PeerTLSInfo is the TLS of the peer port, for the raft transport and
+	// the peer service alike (--peer-cert-file, --peer-key-file,
+	// --peer-trusted-ca-file, --peer-client-cert-auth, --peer-crl-file,
+	// --peer-cert-allowed-cn, --peer-cert-allowed-hostname). An https peer
+	// URL needs it, or PeerAutoTLS.
+	PeerTLSInfo tlsutil.Info
+	// PeerAutoTLS makes a self-signed peer certificate in
+	// <DataDir>/fixtures/peer when PeerTLSInfo has none (--peer-auto-tls).
+	PeerAutoTLS bool
+	// SelfSignedCertValidity is the validity of auto-TLS certificates in
+	// years (--self-signed-cert-validity). The default value is 1.
+	SelfSignedCertValidity uint
+	// CipherSuites are the TLS cipher suites of client and peer
+	// connections, by name (--cipher-suites); empty lets Go choose.
+	CipherSuites []string
+	// TLSMinVersion and TLSMaxVersion bound the TLS versions of client and
+	// peer connections, "TLS1.2" or "TLS1.3" (--tls-min-version,
+	// --tls-max-version). The default minimum is TLS1.2; an empty maximum
+	// lets Go choose.
+	TLSMinVersion, TLSMaxVersion string
+
 	// EnablePprof serves Go's profiles under /debug/pprof/ on the HTTP
 	// endpoints (--enable-pprof).
 	EnablePprof bool
@@ -238,6 +272,12 @@ func (c *Config) EnsureDefaults() {
 	if c.AutoCompactionRetention == "" {
 		c.AutoCompactionRetention = "0"
 	}
+	if c.SelfSignedCertValidity == 0 {
+		c.SelfSignedCertValidity = DefaultSelfSignedCertValidity
+	}
+	if c.TLSMinVersion == "" {
+		c.TLSMinVersion = tlsutil.VersionTLS12
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -266,6 +306,9 @@ type config struct {
 	initialCluster  map[string][]string // name -> peer URLs
 	compactPeriod   time.Duration       // periodic mode
 	compactRevs     int64               // revision mode
+	// TLS versions and cipher suites, parsed.
+	tlsMin, tlsMax uint16
+	cipherSuites   []uint16
 }
 
 // newConfig is how Start takes cfg, its own copy of the caller's Config:
@@ -334,7 +377,66 @@ func (c *Config) parse() (*config, error) {
 	if err := o.parseCompaction(); err != nil {
 		return nil, invalid(err)
 	}
+	if err := o.parseTLS(); err != nil {
+		return nil, invalid(err)
+	}
 	return o, nil
+}
+
+// parseTLS checks the TLS settings: versions and cipher suites, and a
+// certificate (or auto TLS) for every https URL, with etcd's errors.
+func (c *config) parseTLS() error {
+	var err error
+	if c.tlsMin, err = tlsutil.ParseVersion(c.TLSMinVersion); err != nil {
+		return err
+	}
+	if c.tlsMax, err = tlsutil.ParseVersion(c.TLSMaxVersion); err != nil {
+		return err
+	}
+	if c.tlsMax != 0 && c.tlsMin > c.tlsMax {
+		return fmt.Errorf("min version (%s) is greater than max version (%s)", c.TLSMinVersion, c.TLSMaxVersion)
+	}
+	if c.tlsMin == tls.VersionTLS13 && len(c.CipherSuites) > 0 {
+		return errors.New("cipher suites cannot be configured when only TLS1.3 is enabled")
+	}
+	if c.cipherSuites, err = tlsutil.ParseCipherSuites(c.CipherSuites); err != nil {
+		return err
+	}
+	clientTLS := !c.ClientTLSInfo.Empty() || c.ClientAutoTLS
+	for _, u := range c.listenClient {
+		if u.Scheme == "https" && !clientTLS {
+			return fmt.Errorf("TLS key/cert (--cert-file, --key-file) must be provided for client url %s with HTTPS scheme", u)
+		}
+	}
+	for _, u := range c.listenMetrics {
+		if u.Scheme == "https" && !clientTLS {
+			return errors.New("client TLS key/cert (--cert-file, --key-file) must be provided for metrics secure url")
+		}
+	}
+	if c.listenPeer.Scheme == "https" && c.PeerTLSInfo.Empty() && !c.PeerAutoTLS {
+		return fmt.Errorf("cannot listen on TLS for %s: KeyFile and CertFile are not presented", c.listenPeer.Host)
+	}
+	for _, side := range []struct {
+		name string
+		info tlsutil.Info
+	}{{"client", c.ClientTLSInfo}, {"peer", c.PeerTLSInfo}} {
+		if !side.info.Empty() {
+			if err := side.info.Validate(); err != nil {
+				return fmt.Errorf("server: %s TLS: %w", side.name, err)
+			}
+		}
+	}
+	return nil
+}
+
+// tlsInfo completes a side's Info with the member-wide versions and
+// cipher suites.
+func (c *config) tlsInfo(i tlsutil.Info) tlsutil.Info {
+	i.MinVersion, i.MaxVersion = c.tlsMin, c.tlsMax
+	if len(i.CipherSuites) == 0 {
+		i.CipherSuites = c.cipherSuites
+	}
+	return i
 }
 
 // advertiseClientURLs are the client URLs the member announces: the
@@ -384,11 +486,9 @@ func parseURLs(flag string, ss []string) ([]*url.URL, error) {
 			return nil, fmt.Errorf("server: %s: %w", flag, err)
 		}
 		switch u.Scheme {
-		case "http":
-		case "https":
-			return nil, fmt.Errorf("server: %s %q: TLS is not supported yet", flag, s)
+		case "http", "https":
 		default:
-			return nil, fmt.Errorf("server: %s %q: URL scheme must be http", flag, s)
+			return nil, fmt.Errorf("server: %s %q: URL scheme must be http or https", flag, s)
 		}
 		if _, _, err := net.SplitHostPort(u.Host); err != nil {
 			return nil, fmt.Errorf("server: %s %q: expected host:port (%v)", flag, s, err)

@@ -38,9 +38,9 @@ func TestConfigValidate(t *testing.T) {
 		{"election timeout", valid(func(c *Config) { c.ElectionTimeout = 400 * time.Millisecond }),
 			"server: --election-timeout[400ms] should be at least 5 times --heartbeat-interval[100ms]"},
 		{"client TLS", valid(func(c *Config) { c.ListenClientURLs = []string{"https://127.0.0.1:2379"} }),
-			`server: --listen-client-urls "https://127.0.0.1:2379": TLS is not supported yet`},
+			`TLS key/cert (--cert-file, --key-file) must be provided for client url https://127.0.0.1:2379 with HTTPS scheme`},
 		{"client scheme", valid(func(c *Config) { c.AdvertiseClientURLs = []string{"unix://x:1"} }),
-			`server: --advertise-client-urls "unix://x:1": URL scheme must be http`},
+			`server: --advertise-client-urls "unix://x:1": URL scheme must be http or https`},
 		{"metrics without a port", valid(func(c *Config) { c.ListenMetricsURLs = []string{"http://127.0.0.1"} }),
 			`server: --listen-metrics-urls "http://127.0.0.1": expected host:port (address 127.0.0.1: missing port in address)`},
 		{"two peer URLs", valid(func(c *Config) {

@@ -141,6 +141,23 @@
 // member and the members of --initial-cluster. A removed member learns it
 // (from its configuration, or by asking the leader when it has none) and
 // stops, logging "the member has been permanently removed from the
-// cluster", as etcd's does; `strata` then exits 0. TLS is not supported
-// yet.
+// cluster", as etcd's does; `strata` then exits 0.
+//
+// # TLS
+//
+// https client URLs serve gRPC and the HTTP endpoints on one TLS port, as
+// etcd does: the member completes the handshake ([Config.ClientTLSInfo]:
+// certificate, trusted CA, client certificate authentication, CRL, TLS
+// 1.2 at least unless --tls-min-version says otherwise) and hands gRPC
+// requests (HTTP/2, application/grpc) to the gRPC server, which finds the
+// client's verified certificate as a credentials.TLSInfo in the request's
+// peer. A client without an accepted certificate, or speaking plain HTTP,
+// fails the handshake and is closed. Metrics URLs may be http or https.
+// An https peer URL runs the raft transport and the peer service over
+// mutual TLS ([Config.PeerTLSInfo], with --peer-cert-allowed-cn and
+// --peer-cert-allowed-hostname): a member without an accepted certificate
+// can neither send nor receive raft messages nor call the peer service.
+// Certificates are read again when their files change (rotation without
+// restart); --auto-tls and --peer-auto-tls make self-signed ones under
+// <data-dir>/fixtures/. Not yet: --listen-client-http-urls.
 package server

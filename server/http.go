@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/http/pprof"
 	"slices"
@@ -50,6 +51,13 @@ func (s *Server) buildHTTP() {
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
 	s.httpServer = &http.Server{Handler: mux, ReadHeaderTimeout: time.Minute}
+	s.tlsHTTP = &http.Server{
+		Handler:           grpcHandler(s.grpc, mux),
+		ReadHeaderTimeout: time.Minute,
+		// As the gRPC server's MaxConcurrentStreams: no limit (net/http
+		// caps the setting at MaxInt32).
+		HTTP2: &http.HTTP2Config{MaxConcurrentStreams: math.MaxInt32},
+	}
 }
 
 type healthJSON struct {

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"crypto/tls"
 	"io"
 	"net"
 	"sync"
@@ -17,17 +18,25 @@ import (
 type splitListener struct {
 	l          net.Listener
 	grpc, http *chanListener
+	tls        *tls.Config // nil serves plain TCP
 	closeOnce  sync.Once
 	done       chan struct{}
 	wg         sync.WaitGroup
 }
 
+// With a TLS configuration (an https URL), the listener first completes
+// the TLS handshake, as etcd's TLS listener does, and hands every
+// connection, a *tls.Conn, to the HTTP side: gRPC then reaches the gRPC
+// server through the HTTP server (see grpcHandler), as in etcd. A client
+// that fails the handshake (no certificate, an untrusted or revoked one,
+// plain HTTP) is closed and never served.
+//
 // sniffTimeout bounds how long a new connection may take to send its
 // first bytes.
 const sniffTimeout = 10 * time.Second
 
-func newSplitListener(l net.Listener) *splitListener {
-	s := &splitListener{l: l, done: make(chan struct{})}
+func newSplitListener(l net.Listener, tlsConfig *tls.Config) *splitListener {
+	s := &splitListener{l: l, tls: tlsConfig, done: make(chan struct{})}
 	s.grpc = newChanListener(l.Addr(), s.done)
 	s.http = newChanListener(l.Addr(), s.done)
 	s.wg.Add(1)
@@ -61,6 +70,17 @@ func (s *splitListener) acceptLoop() {
 }
 
 func (s *splitListener) dispatch(c net.Conn) {
+	if s.tls != nil {
+		tc := tls.Server(c, s.tls)
+		c.SetDeadline(time.Now().Add(sniffTimeout))
+		if err := tc.Handshake(); err != nil {
+			c.Close()
+			return
+		}
+		c.SetDeadline(time.Time{})
+		s.deliver(s.http, tc)
+		return
+	}
 	var prefix [3]byte
 	c.SetReadDeadline(time.Now().Add(sniffTimeout))
 	n, err := io.ReadFull(c, prefix[:])
@@ -69,13 +89,18 @@ func (s *splitListener) dispatch(c net.Conn) {
 		c.Close()
 		return
 	}
-	pc := &prefixConn{Conn: c, prefix: prefix[:n]}
 	to := s.http
 	if string(prefix[:n]) == "PRI" {
 		to = s.grpc
 	}
+	s.deliver(to, &prefixConn{Conn: c, prefix: prefix[:n]})
+}
+
+// deliver hands c to one side's Accept, or closes it if the listener
+// closes first.
+func (s *splitListener) deliver(to *chanListener, c net.Conn) {
 	select {
-	case to.conns <- pc:
+	case to.conns <- c:
 	case <-s.done:
 		c.Close()
 	case <-to.closed:

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -50,8 +51,12 @@ type Server struct {
 	grpc       *grpc.Server
 	health     *health.Server
 	httpServer *http.Server
+	// tlsHTTP serves the https client URLs: gRPC and the HTTP endpoints
+	// over one TLS port, as etcd does.
+	tlsHTTP    *http.Server
 	clientLs   []*splitListener
 	metricsLs  []net.Listener
+	metricsTLS []*splitListener // https metrics URLs
 	clientURLs []string
 
 	metrics   *metrics
@@ -109,6 +114,11 @@ func Start(cfg Config) (_ *Server, err error) {
 		}
 	}()
 
+	clientTLS, peerTLS, err := c.tlsConfigs()
+	if err != nil {
+		return nil, err
+	}
+
 	// Client listeners first, so that a busy port fails the start before
 	// anything else happens.
 	for _, u := range c.listenClient {
@@ -116,7 +126,13 @@ func Start(cfg Config) (_ *Server, err error) {
 		if err != nil {
 			return nil, fmt.Errorf("server: listen on %s: %w", u, err)
 		}
-		s.clientLs = append(s.clientLs, newSplitListener(l))
+		var tc *tls.Config
+		if u.Scheme == "https" {
+			tc = clientTLS.server
+		} else if !c.ClientTLSInfo.Empty() {
+			c.Logger.Warn("scheme is http while key and cert files are present; ignoring key and cert files", "client_url", u.String())
+		}
+		s.clientLs = append(s.clientLs, newSplitListener(l, tc))
 		bound := *u
 		bound.Host = l.Addr().String()
 		s.clientURLs = append(s.clientURLs, bound.String())
@@ -125,6 +141,10 @@ func Start(cfg Config) (_ *Server, err error) {
 		l, err := net.Listen("tcp", u.Host)
 		if err != nil {
 			return nil, fmt.Errorf("server: listen on %s: %w", u, err)
+		}
+		if u.Scheme == "https" {
+			s.metricsTLS = append(s.metricsTLS, newSplitListener(l, clientTLS.server))
+			continue
 		}
 		s.metricsLs = append(s.metricsLs, l)
 	}
@@ -154,6 +174,9 @@ func Start(cfg Config) (_ *Server, err error) {
 		HeartbeatTimeout: min(c.ElectionTimeout, 10*c.HeartbeatInterval),
 		ElectionTimeout:  c.ElectionTimeout,
 		Logger:           c.Logger.With("component", "replication"),
+	}
+	if c.listenPeer.Scheme == "https" {
+		rc.ServerTLS, rc.ClientTLS = peerTLS.server, peerTLS.client
 	}
 	if c.InitialClusterState == ClusterStateNew {
 		for _, urls := range c.initialCluster {
@@ -248,11 +271,26 @@ func (s *Server) serveWhenReady() {
 		}
 	}
 	for _, l := range s.clientLs {
+		if l.tls != nil {
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				s.tlsHTTP.Serve(l.http)
+			}()
+			continue
+		}
 		s.wg.Add(2)
 		go func() {
 			defer s.wg.Done()
 			s.grpc.Serve(l.grpc)
 		}()
+		go func() {
+			defer s.wg.Done()
+			s.httpServer.Serve(l.http)
+		}()
+	}
+	for _, l := range s.metricsTLS {
+		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
 			s.httpServer.Serve(l.http)
@@ -386,6 +424,7 @@ func (s *Server) stop() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	s.httpServer.Shutdown(ctx)
+	s.tlsHTTP.Shutdown(ctx)
 	cancel()
 	s.closeListeners()
 	s.stopCompactor()
@@ -400,6 +439,9 @@ func (s *Server) closeListeners() {
 		l.Close()
 	}
 	for _, l := range s.metricsLs {
+		l.Close()
+	}
+	for _, l := range s.metricsTLS {
 		l.Close()
 	}
 }
