@@ -172,7 +172,7 @@ func (s *ClientStore) EngineStats(ctx context.Context) (st engine.Stats, err err
 func (s *ClientStore) NewWatchStream(ctx context.Context) (WatchStream, error) {
 	n := s.streams.Add(1)
 	ctx, cancel := context.WithCancel(metadata.AppendToOutgoingContext(ctx, "kvbench-watch-stream", strconv.FormatInt(n, 10)))
-	return &clientWatchStream{c: s.Client, ctx: ctx, cancel: cancel}, nil
+	return &clientWatchStream{c: s.Client, ctx: ctx, cancel: cancel, progress: make(chan struct{}, 1)}, nil
 }
 
 // clientWatchStream is a WatchStream over clientv3: one goroutine per
@@ -182,6 +182,9 @@ type clientWatchStream struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	// progress gets a token when a watcher receives a progress
+	// notification (clientv3 hands the stream's to every watcher).
+	progress chan struct{}
 }
 
 func (w *clientWatchStream) Watch(ctx context.Context, key, end []byte, prevKV bool, fn func([]*mvccpb.Event)) error {
@@ -211,10 +214,36 @@ func (w *clientWatchStream) Watch(ctx context.Context, key, end []byte, prevKV b
 		for resp := range wch {
 			if len(resp.Events) > 0 {
 				fn(resp.Events)
+			} else if resp.IsProgressNotify() {
+				select {
+				case w.progress <- struct{}{}:
+				default:
+				}
 			}
 		}
 	})
 	return nil
+}
+
+func (w *clientWatchStream) RequestProgress(ctx context.Context) error {
+	select { // a notification left from before
+	case <-w.progress:
+	default:
+	}
+	// The request goes to the stream of w.ctx, the one of the watchers.
+	rctx, cancel := context.WithCancel(w.ctx)
+	defer cancel()
+	stop := context.AfterFunc(ctx, cancel)
+	defer stop()
+	if err := w.c.RequestProgress(rctx); err != nil {
+		return fmt.Errorf("bench: request progress: %w", err)
+	}
+	select {
+	case <-w.progress:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 func (w *clientWatchStream) Close() error {

@@ -39,6 +39,10 @@ type WatchStream interface {
 	// watcher never overlap. Events are shared: fn must not keep or
 	// change them.
 	Watch(ctx context.Context, key, end []byte, prevKV bool, fn func([]*mvccpb.Event)) error
+	// RequestProgress asks for a progress notification (etcd's
+	// RequestProgress) and returns once the stream's watchers got it, or
+	// with ctx's error (a target sends none while a watcher is behind).
+	RequestProgress(ctx context.Context) error
 	// Close cancels the stream's watchers and returns once no fn runs.
 	Close() error
 }

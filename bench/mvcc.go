@@ -114,7 +114,7 @@ func (s *MVCCStore) NewWatchStream(context.Context) (WatchStream, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bench: watch stream: %w", err)
 	}
-	w := &mvccWatchStream{ws: ws, fns: map[int64]func([]*mvccpb.Event){}}
+	w := &mvccWatchStream{ws: ws, fns: map[int64]func([]*mvccpb.Event){}, progress: make(chan struct{}, 1)}
 	w.wg.Go(w.run)
 	return w, nil
 }
@@ -124,11 +124,19 @@ type mvccWatchStream struct {
 	wg  sync.WaitGroup
 	mu  sync.Mutex
 	fns map[int64]func([]*mvccpb.Event) // by watch ID; guarded by mu
+	// progress gets a token for each stream-wide progress notification.
+	progress chan struct{}
 }
 
 func (w *mvccWatchStream) run() {
 	for resp := range w.ws.Chan() {
 		if len(resp.Events) == 0 {
+			if resp.WatchId == mvcc.InvalidWatchID && !resp.Created && !resp.Canceled {
+				select {
+				case w.progress <- struct{}{}:
+				default:
+				}
+			}
 			continue
 		}
 		w.mu.Lock()
@@ -151,6 +159,20 @@ func (w *mvccWatchStream) Watch(_ context.Context, key, end []byte, prevKV bool,
 	}
 	w.fns[id] = fn
 	return nil
+}
+
+func (w *mvccWatchStream) RequestProgress(ctx context.Context) error {
+	select { // a notification left from before
+	case <-w.progress:
+	default:
+	}
+	w.ws.RequestProgress()
+	select {
+	case <-w.progress:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 func (w *mvccWatchStream) Close() error {

@@ -218,7 +218,7 @@ func writeIndented(w io.Writer, header []string, rows [][]string) {
 func extraSections(runs []RunReport) []TableSection {
 	var out []TableSection
 	watch := TableSection{Title: "watch events: put to receipt",
-		Header: []string{"target", "watchers", "streams", "events", "expected", "events/s", "p50 µs", "p99 µs", "p99.9 µs", "max µs", "lagging"}}
+		Header: []string{"target", "watchers", "streams", "events", "expected", "events/s", "p50 µs", "p99 µs", "p99.9 µs", "max µs", "lagging", "created/s", "RSS/watcher", "progress p50 µs", "progress max µs", "no progress"}}
 	pauses := TableSection{Title: "pauses: compactions and defrags during the run",
 		Header: []string{"target", "pause", "at s", "took ms", "worst op µs", "ops during", "ops/s during", "ops/s otherwise",
 			"engine size before → after", "in use before → after", "du before → after", "error"}}
@@ -239,7 +239,9 @@ func extraSections(runs []RunReport) []TableSection {
 			l := w.Latency
 			watch.Rows = append(watch.Rows, []string{run.Target, fmt.Sprint(w.Watchers), fmt.Sprint(w.Streams),
 				fmt.Sprint(w.Events), fmt.Sprint(w.Expected), fmt.Sprintf("%.0f", w.EventsSec),
-				fmt.Sprint(l.P50), fmt.Sprint(l.P99), fmt.Sprint(l.P999), fmt.Sprint(l.Max), fmt.Sprint(w.Lagging)})
+				fmt.Sprint(l.P50), fmt.Sprint(l.P99), fmt.Sprint(l.P999), fmt.Sprint(l.Max), fmt.Sprint(w.Lagging),
+				fmt.Sprintf("%.0f", w.CreatedSec), FormatBytes(w.RSSPerWatcher),
+				fmt.Sprint(w.Progress.P50), fmt.Sprint(w.Progress.Max), fmt.Sprint(w.ProgressTimeouts)})
 		}
 		for _, p := range res.Pauses {
 			name := p.Kind

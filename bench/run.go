@@ -64,6 +64,11 @@ type Config struct {
 	// kube-apiserver has.
 	Watchers     int
 	WatchStreams int
+	// RSSPid is the process whose resident memory the watch workloads
+	// read before and after starting their watchers, to report the memory
+	// per watcher: 0 is this process (where the engine, mvcc and cluster
+	// modes run the store), a negative value none.
+	RSSPid int
 	// CompactInterval is how often the k8s workload compacts, as
 	// kube-apiserver's --etcd-compaction-interval (default 5s; negative:
 	// never), and how often the compact and defrag workloads pause

@@ -3,8 +3,10 @@ package bench
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math/rand/v2"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -51,6 +53,19 @@ type WatchResult struct {
 	// Latency is from each put's issue to each watcher's receipt of its
 	// event, in µs. Events of deletes are not timed.
 	Latency OpResult `json:"latency"`
+	// CreatedSec is the rate at which the watchers were created, each
+	// stream creating its own one after the other (a creation is done
+	// when its created response is received), all streams at once.
+	CreatedSec float64 `json:"created_per_sec"`
+	// Progress is the time each stream took, after the run, to answer a
+	// RequestProgress (all streams at once), in µs; ProgressTimeouts
+	// counts those that got no answer within 5 s.
+	Progress         OpResult `json:"progress"`
+	ProgressTimeouts int      `json:"progress_timeouts,omitempty"`
+	// RSSPerWatcher is the growth of the target's resident memory while
+	// the watchers were created, per watcher, in bytes (Config.RSSPid;
+	// 0 when unknown).
+	RSSPerWatcher int64 `json:"rss_per_watcher,omitempty"`
 }
 
 // stampValue writes t into the first 8 bytes of v.
@@ -95,6 +110,7 @@ type watchSet struct {
 	streams  []WatchStream
 	watchers []*watchRecv
 	stopped  bool
+	created  time.Duration // the time startWatchers took to create them
 }
 
 // watchRecv is one watcher's tally. hist is written by the watcher's
@@ -106,7 +122,8 @@ type watchRecv struct {
 }
 
 // startWatchers opens streams streams on s and starts the watchers of
-// specs on them, round robin.
+// specs on them, round robin, each stream creating its own at the same
+// time as the others.
 func startWatchers(ctx context.Context, s EtcdStore, streams int, specs []watchSpec) (*watchSet, error) {
 	set := &watchSet{}
 	for range max(1, min(streams, len(specs))) {
@@ -117,13 +134,29 @@ func startWatchers(ctx context.Context, s EtcdStore, streams int, specs []watchS
 		}
 		set.streams = append(set.streams, st)
 	}
-	for i, sp := range specs {
-		w := &watchRecv{hist: newHist()}
-		set.watchers = append(set.watchers, w)
-		if err := set.streams[i%len(set.streams)].Watch(ctx, sp.key, sp.end, sp.prevKV, w.receive(sp.onEvent)); err != nil {
-			set.stop()
-			return nil, err
-		}
+	set.watchers = make([]*watchRecv, len(specs))
+	for i := range specs {
+		set.watchers[i] = &watchRecv{hist: newHist()}
+	}
+	start := time.Now()
+	errs := make([]error, len(set.streams))
+	var wg sync.WaitGroup
+	for j, st := range set.streams {
+		wg.Go(func() {
+			for i := j; i < len(specs); i += len(set.streams) {
+				sp := specs[i]
+				if err := st.Watch(ctx, sp.key, sp.end, sp.prevKV, set.watchers[i].receive(sp.onEvent)); err != nil {
+					errs[j] = err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	set.created = time.Since(start)
+	if err := errors.Join(errs...); err != nil {
+		set.stop()
+		return nil, err
 	}
 	return set, nil
 }
@@ -170,6 +203,37 @@ func (set *watchSet) drain(ctx context.Context, want func(i int) int64, timeout 
 	}
 }
 
+// requestProgress asks every stream at once for a progress notification
+// and returns the times they took to answer, and how many did not within
+// timeout.
+func (set *watchSet) requestProgress(ctx context.Context, timeout time.Duration) (*hdrhistogram.Histogram, int) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	took := make([]time.Duration, len(set.streams))
+	var wg sync.WaitGroup
+	for i, st := range set.streams {
+		wg.Go(func() {
+			start := time.Now()
+			if err := st.RequestProgress(ctx); err != nil {
+				took[i] = -1
+				return
+			}
+			took[i] = time.Since(start)
+		})
+	}
+	wg.Wait()
+	h := newHist()
+	timeouts := 0
+	for _, d := range took {
+		if d < 0 {
+			timeouts++
+			continue
+		}
+		h.RecordValue(min(max(d.Microseconds(), histMin), histMax))
+	}
+	return h, timeouts
+}
+
 // stop closes the streams: no callback runs once it returns.
 func (set *watchSet) stop() {
 	if set.stopped {
@@ -191,14 +255,19 @@ func (set *watchSet) result(elapsed time.Duration, expected int64, lagging int) 
 		h.Merge(w.hist)
 		events += w.events.Load()
 	}
+	created := 0.0
+	if set.created > 0 {
+		created = float64(len(set.watchers)) / set.created.Seconds()
+	}
 	return &WatchResult{
-		Watchers:  len(set.watchers),
-		Streams:   len(set.streams),
-		Events:    events,
-		EventsSec: float64(events) / elapsed.Seconds(),
-		Expected:  expected,
-		Lagging:   lagging,
-		Latency:   opResult("watch", h, 0, elapsed),
+		CreatedSec: created,
+		Watchers:   len(set.watchers),
+		Streams:    len(set.streams),
+		Events:     events,
+		EventsSec:  float64(events) / elapsed.Seconds(),
+		Expected:   expected,
+		Lagging:    lagging,
+		Latency:    opResult("watch", h, 0, elapsed),
 	}
 }
 
@@ -251,17 +320,38 @@ func runWatch(ctx context.Context, s EtcdStore, w Workload, cfg Config) (*Result
 	for i := range specs {
 		specs[i] = spec
 	}
+	rssBefore := readRSS(cfg.RSSPid)
 	set, err := startWatchers(ctx, s, cfg.WatchStreams, specs)
 	if err != nil {
 		return nil, err
 	}
 	defer set.stop()
+	var rssPerWatcher int64
+	if rssAfter := readRSS(cfg.RSSPid); rssBefore > 0 && rssAfter > 0 {
+		rssPerWatcher = (rssAfter - rssBefore) / int64(len(specs))
+	}
 	ww := &watchWriters{s: s, keys: keys, size: size}
 	res, err := runPhase(ctx, ww.phase(), cfg)
 	if err != nil {
 		return nil, err
 	}
 	lagging := set.drain(ctx, func(int) int64 { return ww.rev.Load() }, drainTimeout)
+	progress, timeouts := set.requestProgress(ctx, drainTimeout)
 	res.Watch = set.result(res.Elapsed, ww.acked.Load()*int64(len(specs)), lagging)
+	res.Watch.RSSPerWatcher = rssPerWatcher
+	res.Watch.Progress, res.Watch.ProgressTimeouts = opResult("progress", progress, 0, res.Elapsed), timeouts
 	return res, nil
+}
+
+// readRSS returns the resident memory of process pid (0: this one) in
+// bytes, or 0 for a negative pid or when it cannot be read.
+func readRSS(pid int) int64 {
+	if pid < 0 {
+		return 0
+	}
+	n, err := ReadRSS(pid)
+	if err != nil {
+		return 0
+	}
+	return n
 }

@@ -180,6 +180,7 @@ func run(ctx context.Context, f *runFlags) error {
 
 		Watchers:        f.watchers,
 		WatchStreams:    f.watchStreams,
+		RSSPid:          r.rssPid,
 		CompactInterval: f.compactInterval,
 	}
 	targets := f.backends
