@@ -21,6 +21,10 @@ import (
 	"github.com/strata-kv/strata/internal/freeport"
 )
 
+// snapshotCount is the members' --snapshot-count (and so their raft log's
+// trailing entries).
+const snapshotCount = 100
+
 // member is one strata process. Its peer URL as the others know it is its
 // proxy's address; the process listens on peer.
 type member struct {
@@ -37,6 +41,9 @@ type member struct {
 	exited chan struct{} // closed when cmd has been waited for
 	err    error         // cmd.Wait's error, once exited is closed
 	paused bool
+	// state is its --initial-cluster-state: "new", or "existing" once it
+	// has been removed and added again.
+	state string
 }
 
 // running reports whether the process has been started and not reaped.
@@ -80,6 +87,16 @@ type cluster struct {
 	initial string // --initial-cluster
 }
 
+// initialCluster returns --initial-cluster for the members' current
+// proxies.
+func (c *cluster) initialCluster() string {
+	var parts []string
+	for _, m := range c.members {
+		parts = append(parts, fmt.Sprintf("%s=http://%s", m.name, m.proxy.addr()))
+	}
+	return strings.Join(parts, ",")
+}
+
 // newCluster starts n members running engine and waits until all are
 // healthy. Cleanup kills whatever still runs.
 func newCluster(t *testing.T, engine string, n int) *cluster {
@@ -90,9 +107,8 @@ func newCluster(t *testing.T, engine string, n int) *cluster {
 	}
 	c := &cluster{t: t, engine: engine, dir: t.TempDir()}
 	c.net = newFaultNet(c.pids)
-	var initial []string
 	for i := range n {
-		m := &member{idx: i, name: fmt.Sprintf("m%d", i), client: addrs[2*i], peer: addrs[2*i+1]}
+		m := &member{idx: i, name: fmt.Sprintf("m%d", i), client: addrs[2*i], peer: addrs[2*i+1], state: "new"}
 		m.dataDir = filepath.Join(c.dir, m.name)
 		m.logPath = filepath.Join(c.dir, m.name+".log")
 		c.members = append(c.members, m)
@@ -104,9 +120,8 @@ func newCluster(t *testing.T, engine string, n int) *cluster {
 			t.Fatal(err)
 		}
 		m.proxy = p
-		initial = append(initial, fmt.Sprintf("%s=http://%s", m.name, p.addr()))
 	}
-	c.initial = strings.Join(initial, ",")
+	c.initial = c.initialCluster()
 	for _, m := range c.members {
 		c.start(m)
 	}
@@ -138,13 +153,13 @@ func (c *cluster) start(m *member) {
 		"--listen-peer-urls=http://" + m.peer,
 		"--initial-advertise-peer-urls=http://" + m.proxy.addr(),
 		"--initial-cluster=" + c.initial,
-		"--initial-cluster-state=new",
+		"--initial-cluster-state=" + m.state,
 		"--initial-cluster-token=robustness",
 		"--heartbeat-interval=100",
 		"--election-timeout=1000",
 		// Small, so that a member that was down catches up by snapshot
 		// (the InstallSnapshot path of hashicorp/raft#697).
-		"--snapshot-count=300",
+		fmt.Sprintf("--snapshot-count=%d", snapshotCount),
 		"--log-level=info",
 	}
 	f, err := os.OpenFile(m.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)

@@ -44,6 +44,19 @@ var faults = []fault{
 		time.Sleep(hold)
 		s.c.start(f)
 	}},
+	{"kill -9 follower past a snapshot", func(s *scenario) {
+		// The leader snapshots and truncates its log while the follower
+		// is down, so that it catches up by InstallSnapshot: the path of
+		// hashicorp/raft#697's livelock, where a follower never catches up.
+		f := s.follower()
+		s.c.kill(f)
+		want := s.rec.ackedN.Load() + 2*snapshotCount
+		for deadline := time.Now().Add(15 * time.Second); s.rec.ackedN.Load() < want && time.Now().Before(deadline); {
+			time.Sleep(20 * time.Millisecond)
+		}
+		s.c.start(f)
+		s.waitCaughtUp(f, 30*time.Second)
+	}},
 	{"SIGSTOP leader", func(s *scenario) {
 		l := s.leader()
 		s.c.pause(l, true)
@@ -88,6 +101,7 @@ var faults = []fault{
 		time.Sleep(hold)
 		s.c.net.heal(false)
 	}},
+	{"follower wiped, removed and added again", func(s *scenario) { s.replaceFollower() }},
 	{"move leader", func(s *scenario) {
 		l, f := s.leader(), s.follower()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -136,6 +150,78 @@ func (s *scenario) follower() *member {
 		f = s.c.members[s.rnd.IntN(len(s.c.members))]
 	}
 	return f
+}
+
+// replaceFollower removes a follower, wipes its data directory and adds it
+// again as a new member (a learner first, as etcd's runbook says, with a
+// new peer URL and so a new member ID), then promotes it.
+func (s *scenario) replaceFollower() {
+	t, c := s.t, s.c
+	f := s.follower()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	st, err := s.admin.Status(ctx, "http://"+f.client)
+	if err != nil {
+		t.Fatalf("status of %s: %v", f.name, err)
+	}
+	if _, err := s.admin.MemberRemove(ctx, st.Header.MemberId); err != nil {
+		t.Fatalf("remove %s: %v", f.name, err)
+	}
+	select {
+	case <-f.exited: // a removed member stops, as etcd's does
+	case <-time.After(20 * time.Second):
+		t.Errorf("%s still runs 20s after its removal", f.name)
+	}
+	c.kill(f)
+	if err := os.RemoveAll(f.dataDir); err != nil {
+		t.Fatal(err)
+	}
+	old := f.proxy
+	p, err := c.net.listen(f.idx, f.peer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.proxy = p
+	old.ln.Close()
+	add, err := s.admin.MemberAddAsLearner(ctx, []string{"http://" + p.addr()})
+	if err != nil {
+		t.Fatalf("add %s again: %v", f.name, err)
+	}
+	c.initial, f.state = c.initialCluster(), "existing"
+	c.start(f)
+	for {
+		_, err := s.admin.MemberPromote(ctx, add.Member.ID)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("promote %s: %v", f.name, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// waitCaughtUp waits until m has applied what the leader had when it was
+// called.
+func (s *scenario) waitCaughtUp(m *member, timeout time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	resp, err := s.admin.Get(ctx, "caught-up")
+	if err != nil {
+		s.t.Errorf("read: %v", err)
+		return
+	}
+	for {
+		st, err := s.admin.Status(ctx, "http://"+m.client)
+		if err == nil && st.Header.Revision >= resp.Header.Revision {
+			return
+		}
+		if ctx.Err() != nil {
+			s.t.Errorf("%s has not caught up to revision %d in %v (at %v, %v): a follower that never catches up is hashicorp/raft#697's livelock", m.name, resp.Header.Revision, timeout, st, err)
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // compact compacts as the apiserver does: a Txn on compact_rev_key's
