@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
+	etcdutl "go.etcd.io/etcd/etcdutl/v3/snapshot"
+	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/strata-kv/strata/backends"
@@ -48,11 +51,39 @@ func benchEtcdFile(b *testing.B, n int) string {
 	return file
 }
 
-// BenchmarkRestoreEtcd restores a 100k-revision etcd snapshot into each
-// engine; BenchmarkExportEtcd exports it back.
+// benchRevs is the number of revisions of the benchmarks' etcd snapshot:
+// 100,000, or STRATA_RESTORE_BENCH_REVS (the manual run of README's
+// "Migrating from etcd" uses 1,000,000).
+func benchRevs(b *testing.B) int {
+	if v := os.Getenv("STRATA_RESTORE_BENCH_REVS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 2 {
+			b.Fatalf("STRATA_RESTORE_BENCH_REVS=%q", v)
+		}
+		return n
+	}
+	return 100000
+}
+
+// BenchmarkRestoreEtcd restores an etcd snapshot (benchRevs revisions)
+// into each engine, and with etcdutl's own restore (in process) for
+// comparison; BenchmarkExportEtcd exports it back.
 func BenchmarkRestoreEtcd(b *testing.B) {
-	file := benchEtcdFile(b, 100000)
+	file := benchEtcdFile(b, benchRevs(b))
 	fi, _ := os.Stat(file)
+	b.Run("etcdutl", func(b *testing.B) {
+		b.SetBytes(fi.Size())
+		for i := 0; b.Loop(); i++ {
+			err := etcdutl.NewV3(zap.NewNop()).Restore(etcdutl.RestoreConfig{
+				SnapshotPath: file, Name: "e", OutputDataDir: filepath.Join(b.TempDir(), fmt.Sprint(i)),
+				PeerURLs: []string{"http://127.0.0.1:2380"}, InitialCluster: "e=http://127.0.0.1:2380",
+				InitialClusterToken: "etcd-cluster",
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 	for _, backend := range backends.Registry().Names() {
 		b.Run(backend, func(b *testing.B) {
 			b.SetBytes(fi.Size())
@@ -67,7 +98,7 @@ func BenchmarkRestoreEtcd(b *testing.B) {
 }
 
 func BenchmarkExportEtcd(b *testing.B) {
-	file := benchEtcdFile(b, 100000)
+	file := benchEtcdFile(b, benchRevs(b))
 	fi, _ := os.Stat(file)
 	for _, backend := range backends.Registry().Names() {
 		b.Run(backend, func(b *testing.B) {
