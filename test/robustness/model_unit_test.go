@@ -88,11 +88,16 @@ func TestWatchCheck(t *testing.T) {
 		{"split revision", [][]*clientv3.Event{{ev(put, "a", "1", 2, nil)}, {ev(put, "b", "1", 2, nil)}}, nil, nil, true},
 		{"wrong prev_kv", [][]*clientv3.Event{{ev(put, "a", "1", 2, nil)}, {ev(put, "a", "2", 3, kv("0", 1))}}, nil, nil, true},
 		{"lost write", [][]*clientv3.Event{{ev(put, "a", "1", 2, nil)}}, []write{{key: "a", value: "9", rev: 2}}, nil, true},
+		{"event behind a progress notification", [][]*clientv3.Event{{ev(put, "a", "1", 2, nil)}, nil, {ev(put, "a", "2", 3, kv("1", 2))}}, nil, nil, true},
 		{"list differs", [][]*clientv3.Event{{ev(put, "a", "1", 2, nil)}}, nil, []list{{prefix: "", rev: 2}}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			w := &watcher{}
 			for _, r := range tc.resps {
+				if r == nil { // a progress notification at revision 3
+					w.resps = append(w.resps, watchResp{progress: 3})
+					continue
+				}
 				w.resps = append(w.resps, watchResp{events: r})
 			}
 			_, bad := w.check(tc.acked, tc.lists)

@@ -134,7 +134,8 @@ type scenario struct {
 	c      *cluster
 	rnd    *rand.Rand
 	rec    *recorder
-	watch  *watcher
+	watch  *watcher // all endpoints
+	pinned *watcher // one member's endpoint only: resumes on it after its restarts
 	admin  *clientv3.Client
 	faults []string
 	// compactKey's version, for the apiserver's compaction protocol.
@@ -306,8 +307,10 @@ func runScenario(t *testing.T, eng string, wl workload, long time.Duration, seed
 	start := time.Now()
 	c := newCluster(t, eng, 3)
 	s := &scenario{t: t, c: c, rnd: rand.New(rand.NewPCG(seed, uint64(time.Now().UnixNano()))), rec: newRecorder(), admin: c.client()}
-	s.watch = startWatcher(c.client())
+	s.watch = startWatcher("watch", c.client(), 500*time.Millisecond)
 	defer s.watch.stop()
+	s.pinned = startWatcher("watch on "+c.members[0].name, c.client("http://"+c.members[0].client), 300*time.Millisecond)
+	defer s.pinned.stop()
 
 	// Rounds: each uses fresh keys, so that each round's history is checked
 	// on its own and stays small enough for porcupine.
@@ -416,16 +419,23 @@ func (s *scenario) finalChecks() {
 		t.Fatalf("final read: %v", err)
 	}
 	final := resp.Header.Revision
-	for s.watch.last.Load() < final {
-		if ctx.Err() != nil {
-			t.Fatalf("watcher at revision %d, not %d, after 30s", s.watch.last.Load(), final)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 	s.rec.mu.Lock()
 	acked, lists, revs := s.rec.acked, s.rec.lists, s.rec.revs
 	s.rec.mu.Unlock()
-	events, bad := s.watch.check(acked, lists)
+	var bad []string
+	var events int
+	for _, w := range []*watcher{s.watch, s.pinned} {
+		for w.last.Load() < final {
+			if ctx.Err() != nil {
+				t.Fatalf("%s at revision %d, not %d, after 30s", w.name, w.last.Load(), final)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		n, b := w.check(acked, lists)
+		events += n
+		bad = append(bad, b...)
+		t.Logf("%s: %d events, %d progress notifications, resumed %d times", w.name, n, w.progressN, w.resumes.Load())
+	}
 	bad = append(bad, checkRevisionOrder(revs)...)
 	bad = append(bad, s.checkHashKV(ctx, final)...)
 	if len(bad) > 0 {
@@ -439,7 +449,7 @@ func (s *scenario) finalChecks() {
 		}
 		t.Errorf("logs saved in %s", dir)
 	}
-	t.Logf("watch: %d events to revision %d checked against %d acknowledged writes and %d lists", events, final, len(acked), len(lists))
+	t.Logf("watch: %d events of 2 watchers to revision %d checked against %d acknowledged writes and %d lists", events, final, len(acked), len(lists))
 	s.c.checkLogs()
 }
 

@@ -6,14 +6,17 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
-// watchResp is one watch response as a watcher received it.
+// watchResp is one watch response as a watcher received it: events, or a
+// progress notification at revision progress.
 type watchResp struct {
-	events []*clientv3.Event
+	events   []*clientv3.Event
+	progress int64
 }
 
 // watcher watches the whole keyspace from revision 1 with prev_kv, as the
@@ -21,25 +24,50 @@ type watchResp struct {
 // the last it got whenever its stream ends (a member restart, a leader
 // change): the events must come out as one ordered, gapless stream.
 type watcher struct {
-	cli     *clientv3.Client
-	mu      sync.Mutex
-	resps   []watchResp
-	last    atomic.Int64 // last revision delivered
-	resumes atomic.Int64
-	errs    []string
-	cancel  context.CancelFunc
-	done    chan struct{}
+	name      string
+	cli       *clientv3.Client
+	mu        sync.Mutex
+	resps     []watchResp
+	last      atomic.Int64 // last revision delivered
+	resumes   atomic.Int64
+	errs      []string
+	progressN int
+	cancel    context.CancelFunc
+	done      chan struct{}
 }
 
-func startWatcher(cli *clientv3.Client) *watcher {
+// startWatcher starts a watcher; it asks for a progress notification every
+// progressEvery.
+func startWatcher(name string, cli *clientv3.Client, progressEvery time.Duration) *watcher {
 	ctx, cancel := context.WithCancel(context.Background())
-	w := &watcher{cli: cli, cancel: cancel, done: make(chan struct{})}
+	w := &watcher{name: name, cli: cli, cancel: cancel, done: make(chan struct{})}
+	wctx := clientv3.WithRequireLeader(ctx)
+	var progress sync.WaitGroup
+	progress.Go(func() {
+		for t := time.NewTicker(progressEvery); ; {
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+				_ = cli.RequestProgress(wctx)
+			}
+		}
+	})
 	go func() {
 		defer close(w.done)
+		defer progress.Wait()
 		for ctx.Err() == nil {
-			wch := cli.Watch(clientv3.WithRequireLeader(ctx), "", clientv3.WithPrefix(),
+			wch := cli.Watch(wctx, "", clientv3.WithPrefix(),
 				clientv3.WithRev(w.last.Load()+1), clientv3.WithPrevKV())
 			for resp := range wch {
+				if resp.IsProgressNotify() {
+					w.mu.Lock()
+					w.resps = append(w.resps, watchResp{progress: resp.Header.Revision})
+					w.progressN++
+					w.mu.Unlock()
+					continue
+				}
 				if err := resp.Err(); err != nil {
 					w.mu.Lock()
 					w.errs = append(w.errs, err.Error())
@@ -92,38 +120,45 @@ func (w *watcher) check(acked []write, lists []list) (events int, bad []string) 
 			}
 		}
 	}
-	var prev int64 = 1
+	var prev, progress int64 = 1, 0
 	for _, r := range w.resps {
+		if len(r.events) == 0 {
+			progress = max(progress, r.progress)
+			continue
+		}
 		first := r.events[0].Kv.ModRevision
+		if first <= progress {
+			bad = append(bad, fmt.Sprintf("%s: event at revision %d after a progress notification at %d", w.name, first, progress))
+		}
 		if first <= prev && prev > 1 {
-			bad = append(bad, fmt.Sprintf("watch: response starts at revision %d, not after %d (out of order, duplicate or split revision)", first, prev))
+			bad = append(bad, fmt.Sprintf("%s: response starts at revision %d, not after %d (out of order, duplicate or split revision)", w.name, first, prev))
 		}
 		for _, ev := range r.events {
 			rev := ev.Kv.ModRevision
 			if rev < prev {
-				bad = append(bad, fmt.Sprintf("watch: revision %d after %d", rev, prev))
+				bad = append(bad, fmt.Sprintf("%s: revision %d after %d", w.name, rev, prev))
 			}
 			if rev > prev+1 {
-				bad = append(bad, fmt.Sprintf("watch: revisions %d..%d missing", prev+1, rev-1))
+				bad = append(bad, fmt.Sprintf("%s: revisions %d..%d missing", w.name, prev+1, rev-1))
 			}
 			if rev > prev {
 				checkLists(prev)
 			}
 			k := rk{rev, string(ev.Kv.Key)}
 			if byRevKey[k] != nil {
-				bad = append(bad, fmt.Sprintf("watch: key %q twice at revision %d", k.key, rev))
+				bad = append(bad, fmt.Sprintf("%s: key %q twice at revision %d", w.name, k.key, rev))
 			}
 			byRevKey[k] = ev
 			old := state[k.key]
 			if ev.PrevKv != nil && (old == nil || old.ModRevision != ev.PrevKv.ModRevision || string(old.Value) != string(ev.PrevKv.Value)) {
-				bad = append(bad, fmt.Sprintf("watch: %q at %d: prev_kv %s@%d, the stream had %v", k.key, rev, ev.PrevKv.Value, ev.PrevKv.ModRevision, describeKV(old)))
+				bad = append(bad, fmt.Sprintf("%s: %q at %d: prev_kv %s@%d, the stream had %v", w.name, k.key, rev, ev.PrevKv.Value, ev.PrevKv.ModRevision, describeKV(old)))
 			}
 			if ev.PrevKv == nil && old != nil {
-				bad = append(bad, fmt.Sprintf("watch: %q at %d: no prev_kv, the stream had %v", k.key, rev, describeKV(old)))
+				bad = append(bad, fmt.Sprintf("%s: %q at %d: no prev_kv, the stream had %v", w.name, k.key, rev, describeKV(old)))
 			}
 			if ev.Type == clientv3.EventTypeDelete {
 				if old == nil {
-					bad = append(bad, fmt.Sprintf("watch: %q deleted at %d but absent", k.key, rev))
+					bad = append(bad, fmt.Sprintf("%s: %q deleted at %d but absent", w.name, k.key, rev))
 				}
 				delete(state, k.key)
 			} else {
