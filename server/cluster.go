@@ -117,6 +117,17 @@ func readyToAddVoter(members []*pb.Member) bool {
 	return nstarted >= nmembers/2+1
 }
 
+// learners counts the learners among members.
+func learners(members []*pb.Member) int {
+	n := 0
+	for _, m := range members {
+		if m.IsLearner {
+			n++
+		}
+	}
+	return n
+}
+
 // readyToRemove is etcd's strict check for removing member id
 // (mayRemoveMember): a learner, or an ID not in the cluster, needs none;
 // removing a voter, the started voting members left must make a quorum of
@@ -159,6 +170,10 @@ func (c *clusterServer) MemberAdd(ctx context.Context, r *pb.MemberAddRequest) (
 	}
 	if !r.GetIsLearner() && !readyToAddVoter(existing) {
 		return nil, rpctypes.ErrGRPCMemberNotEnoughStarted
+	}
+	// etcd's --max-learners (membership.ValidateMaxLearnerConfig).
+	if r.GetIsLearner() && learners(existing)+1 > s.cfg.MaxLearners {
+		return nil, rpctypes.ErrGRPCTooManyLearners
 	}
 	for _, m := range existing {
 		for _, u := range m.PeerURLs {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/url"
 	"sort"
@@ -33,6 +34,13 @@ const (
 	DefaultQuotaBackendBytes = 2 << 30
 	// DefaultSnapshotCount is etcd's --snapshot-count.
 	DefaultSnapshotCount = 10000
+	// DefaultMaxLearners is etcd's --max-learners.
+	DefaultMaxLearners = 1
+	// DefaultGRPCKeepAliveMinTime, DefaultGRPCKeepAliveInterval and
+	// DefaultGRPCKeepAliveTimeout are etcd's --grpc-keepalive-* flags.
+	DefaultGRPCKeepAliveMinTime  = 5 * time.Second
+	DefaultGRPCKeepAliveInterval = 2 * time.Hour
+	DefaultGRPCKeepAliveTimeout  = 20 * time.Second
 	// DefaultCompactHashCheckTime is etcd's --compact-hash-check-time.
 	DefaultCompactHashCheckTime = time.Minute
 	// DefaultHeartbeatInterval and DefaultElectionTimeout are etcd's.
@@ -193,6 +201,28 @@ type Config struct {
 	// endpoints (--enable-pprof).
 	EnablePprof bool
 
+	// MaxLearners is the most learners the cluster may have: MemberAdd
+	// of one more is refused with "etcdserver: too many learner members
+	// in cluster" (--max-learners). The default value is 1, etcd's.
+	MaxLearners int
+
+	// MaxConcurrentStreams is the most concurrent gRPC streams a client
+	// connection may open (--max-concurrent-streams). The default value
+	// is math.MaxUint32, etcd's.
+	MaxConcurrentStreams uint32
+	// GRPCKeepAliveMinTime is the shortest interval between a client's
+	// pings: a client pinging faster is sent GOAWAY
+	// (--grpc-keepalive-min-time). GRPCKeepAliveInterval is how often the
+	// server pings an idle connection, and GRPCKeepAliveTimeout how long
+	// it waits for the answer before it closes the connection
+	// (--grpc-keepalive-interval, --grpc-keepalive-timeout). The default
+	// values are etcd's: 5s, 2h and 20s. A negative value, as etcd's 0,
+	// leaves gRPC's own defaults: the minimum time, or the pings (either
+	// of the last two).
+	GRPCKeepAliveMinTime  time.Duration
+	GRPCKeepAliveInterval time.Duration
+	GRPCKeepAliveTimeout  time.Duration
+
 	// Logger receives the server's log lines. The default discards them.
 	Logger *slog.Logger
 
@@ -250,6 +280,21 @@ func (c *Config) EnsureDefaults() {
 	}
 	if c.CompactHashCheckTime == 0 {
 		c.CompactHashCheckTime = DefaultCompactHashCheckTime
+	}
+	if c.MaxLearners == 0 {
+		c.MaxLearners = DefaultMaxLearners
+	}
+	if c.MaxConcurrentStreams == 0 {
+		c.MaxConcurrentStreams = math.MaxUint32
+	}
+	if c.GRPCKeepAliveMinTime == 0 {
+		c.GRPCKeepAliveMinTime = DefaultGRPCKeepAliveMinTime
+	}
+	if c.GRPCKeepAliveInterval == 0 {
+		c.GRPCKeepAliveInterval = DefaultGRPCKeepAliveInterval
+	}
+	if c.GRPCKeepAliveTimeout == 0 {
+		c.GRPCKeepAliveTimeout = DefaultGRPCKeepAliveTimeout
 	}
 	if c.QuotaBackendBytes == 0 {
 		c.QuotaBackendBytes = DefaultQuotaBackendBytes

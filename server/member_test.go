@@ -32,6 +32,10 @@ func TestMemberAddLearner(t *testing.T) {
 	if !add.Member.IsLearner || len(add.Members) != 4 {
 		t.Fatalf("member add: %v", add)
 	}
+	// etcd's --max-learners (default 1): a second learner is refused.
+	if _, err := cli.MemberAddAsLearner(ctx, []string{"http://" + freePorts(t, 1)[0]}); !errors.Is(err, rpctypes.ErrTooManyLearners) {
+		t.Fatalf("a second learner: %v, want %v", err, rpctypes.ErrTooManyLearners)
+	}
 	m3 := c.startMember("m3", peer, filepath.Join(t.TempDir(), "m3"))
 	if m3.MemberID() != add.Member.ID || m3.ClusterID() != c.members[0].ClusterID() {
 		t.Fatalf("new member IDs %x/%x, want %x/%x", m3.MemberID(), m3.ClusterID(), add.Member.ID, c.members[0].ClusterID())

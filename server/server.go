@@ -219,18 +219,24 @@ func mustURL(s string) *url.URL {
 
 func (s *Server) buildGRPC() {
 	m := s.metrics.grpc
-	s.grpc = grpc.NewServer(
+	opts := []grpc.ServerOption{
 		grpc.ForceServerCodecV2(newCodec()),
 		grpc.ChainUnaryInterceptor(m.UnaryServerInterceptor(), s.unaryInterceptor),
 		grpc.ChainStreamInterceptor(m.StreamServerInterceptor(), s.streamInterceptor),
-		grpc.MaxRecvMsgSize(int(s.cfg.MaxRequestBytes)+grpcOverheadBytes),
+		grpc.MaxRecvMsgSize(int(s.cfg.MaxRequestBytes) + grpcOverheadBytes),
 		grpc.MaxSendMsgSize(math.MaxInt32),
-		grpc.MaxConcurrentStreams(math.MaxUint32),
-		// etcd's keepalive: clients (kube-apiserver pings every 30s) may
-		// ping every 5s; the server pings idle connections every 2h.
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second}),
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Hour, Timeout: 20 * time.Second}),
-	)
+		grpc.MaxConcurrentStreams(s.cfg.MaxConcurrentStreams),
+	}
+	// etcd's keepalive (embed.serveClients): clients (kube-apiserver
+	// pings every 30s) may ping every --grpc-keepalive-min-time; the
+	// server pings idle connections every --grpc-keepalive-interval.
+	if s.cfg.GRPCKeepAliveMinTime > 0 {
+		opts = append(opts, grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: s.cfg.GRPCKeepAliveMinTime}))
+	}
+	if s.cfg.GRPCKeepAliveInterval > 0 && s.cfg.GRPCKeepAliveTimeout > 0 {
+		opts = append(opts, grpc.KeepaliveParams(keepalive.ServerParameters{Time: s.cfg.GRPCKeepAliveInterval, Timeout: s.cfg.GRPCKeepAliveTimeout}))
+	}
+	s.grpc = grpc.NewServer(opts...)
 	pb.RegisterKVServer(s.grpc, &kvServer{s: s})
 	pb.RegisterWatchServer(s.grpc, &watchServer{s: s})
 	pb.RegisterLeaseServer(s.grpc, &leaseServer{s: s})

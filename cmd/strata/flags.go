@@ -142,13 +142,17 @@ var flagTable = []flagDef{
 	{name: "max-request-bytes", kind: kUint, def: "1572864", group: gMember, usage: "Maximum client request size in bytes the server will accept.",
 		apply: func(s *settings, v *value) error { s.server.MaxRequestBytes = uint(v.u); return nil }},
 	{name: "max-concurrent-streams", kind: kUint32, def: "4294967295", group: gMember, helpDef: "math.MaxUint32", usage: "Maximum concurrent streams that each client can open at a time.",
-		refuse: "is not supported yet"},
+		apply: func(s *settings, v *value) error {
+			// etcd passes 0 to gRPC, which then takes its own default.
+			s.server.MaxConcurrentStreams = uint32(v.u)
+			return nil
+		}},
 	{name: "grpc-keepalive-min-time", kind: kDuration, def: "5s", group: gMember, usage: "Minimum duration interval that a client should wait before pinging server.",
-		refuse: "is not supported yet"},
+		apply: func(s *settings, v *value) error { s.server.GRPCKeepAliveMinTime = offIfZero(v.d); return nil }},
 	{name: "grpc-keepalive-interval", kind: kDuration, def: "2h", group: gMember, usage: "Frequency duration of server-to-client ping to check if a connection is alive (0 to disable).",
-		refuse: "is not supported yet"},
+		apply: func(s *settings, v *value) error { s.server.GRPCKeepAliveInterval = offIfZero(v.d); return nil }},
 	{name: "grpc-keepalive-timeout", kind: kDuration, def: "20s", group: gMember, usage: "Additional duration of wait before closing a non-responsive connection (0 to disable).",
-		refuse: "is not supported yet"},
+		apply: func(s *settings, v *value) error { s.server.GRPCKeepAliveTimeout = offIfZero(v.d); return nil }},
 	{name: "socket-reuse-port", kind: kBool, def: "false", group: gMember, yaml: "socket-options.reuse-port", usage: "Enable to set socket option SO_REUSEPORT on listeners allowing rebinding of a port already in use.",
 		refuse: "is not supported yet"},
 	{name: "socket-reuse-address", kind: kBool, def: "false", group: gMember, yaml: "socket-options.reuse-address", usage: "Enable to set socket option SO_REUSEADDR on listeners allowing binding to an address in TIME_WAIT state.",
@@ -295,7 +299,15 @@ var flagTable = []flagDef{
 	{name: "bootstrap-defrag-threshold-megabytes", kind: kUint, def: "0", group: gFeatures, usage: "Enable the defrag during etcd server bootstrap on condition that it will free at least the provided threshold of disk space. Needs to be set to non-zero value to take effect.",
 		refuse: "is not supported: defragment offline with `strata defrag` or online with `etcdctl defrag`"},
 	{name: "max-learners", kind: kInt, def: "1", group: gFeatures, usage: "Set the max number of learner members allowed in the cluster membership.",
-		refuse: "is not supported yet"},
+		apply: func(s *settings, v *value) error {
+			if v.i < 1 {
+				// etcd's server refuses every learner then; Strata's
+				// Config takes 0 for its default.
+				return fmt.Errorf("--max-learners %d is not supported: at least 1 learner is allowed", v.i)
+			}
+			s.server.MaxLearners = int(v.i)
+			return nil
+		}},
 	{name: "downgrade-check-time", kind: kDuration, def: "5s", group: gFeatures, usage: "Duration of time between two downgrade status checks.", refuse: noDowngrade},
 	{name: "snapshot-catchup-entries", kind: kUint64, def: "5000", group: gFeatures, usage: "Number of entries for a slow follower to catch up after compacting the raft storage entries.",
 		refuse: "is not supported: Strata keeps --snapshot-count entries after a snapshot for slow followers"},
@@ -388,4 +400,13 @@ func backendNames() string {
 		s += n
 	}
 	return s
+}
+
+// offIfZero maps etcd's 0 (the setting is off) to server.Config's
+// negative value, whose zero value means the default.
+func offIfZero(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }

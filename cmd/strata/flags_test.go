@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -199,6 +200,11 @@ func TestCommandLine(t *testing.T) {
 		{name: "milliseconds", args: []string{"--heartbeat-interval=50", "--election-timeout=600"}, check: func(p *parsed) string {
 			return want(p.settings.server.HeartbeatInterval.String()+" "+p.settings.server.ElectionTimeout.String(), "50ms 600ms")
 		}},
+		{name: "grpc", args: []string{"--grpc-keepalive-min-time=1s", "--grpc-keepalive-interval=0", "--grpc-keepalive-timeout=3s", "--max-concurrent-streams=100", "--max-learners=2"}, check: func(p *parsed) string {
+			s := p.settings.server
+			return want(fmt.Sprint(s.GRPCKeepAliveMinTime, s.GRPCKeepAliveInterval, s.GRPCKeepAliveTimeout, s.MaxConcurrentStreams, s.MaxLearners), "1s -1ns 3s 100 2")
+		}},
+		{name: "no learners", args: []string{"--max-learners=0"}, wantErr: "--max-learners 0 is not supported"},
 		{name: "ignored flag", args: []string{"--peer-heartbeat-interval", "--name=x"}, check: func(p *parsed) string {
 			return hasWarning(p, "flag is no longer supported - ignoring")
 		}},
