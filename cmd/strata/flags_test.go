@@ -223,7 +223,18 @@ func TestCommandLine(t *testing.T) {
 		{name: "zero heartbeat", args: []string{"--heartbeat-interval=0"}, wantErr: "--heartbeat-interval must be >0 (set to 0ms)"},
 		{name: "long election", args: []string{"--election-timeout=60000"}, wantErr: "--election-timeout[60000ms] is too long, and should be set less than 50000ms"},
 		{name: "discovery", args: []string{"--discovery-srv=example.com"}, wantErr: "--discovery-srv is not supported: list the members with --initial-cluster"},
-		{name: "tls", args: []string{"--cert-file=/etc/etcd/server.crt"}, wantErr: "--cert-file is not supported yet"},
+		{name: "tls", args: []string{"--cert-file=/c.crt", "--key-file=/c.key", "--trusted-ca-file=/ca.crt", "--client-cert-auth", "--client-crl-file=/c.crl",
+			"--peer-cert-file=/p.crt", "--peer-key-file=/p.key", "--peer-trusted-ca-file=/pca.crt", "--peer-client-cert-auth", "--peer-crl-file=/p.crl",
+			"--peer-cert-allowed-cn=a,b", "--auto-tls", "--peer-auto-tls", "--self-signed-cert-validity=3", "--tls-min-version=TLS1.3",
+			"--tls-max-version=TLS1.3", "--cipher-suites=TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"}, check: func(p *parsed) string {
+			s := p.settings.server
+			c, q := s.ClientTLSInfo, s.PeerTLSInfo
+			return want(fmt.Sprint(c.CertFile, c.KeyFile, c.TrustedCAFile, c.ClientCertAuth, c.CRLFile, " ",
+				q.CertFile, q.KeyFile, q.TrustedCAFile, q.ClientCertAuth, q.CRLFile, q.AllowedCNs, " ",
+				s.ClientAutoTLS, s.PeerAutoTLS, s.SelfSignedCertValidity, s.TLSMinVersion, s.TLSMaxVersion, s.CipherSuites),
+				"/c.crt/c.key/ca.crt true/c.crl /p.crt/p.key/pca.crt true/p.crl[a b] true true 3 TLS1.3 TLS1.3 [TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256]")
+		}},
+		{name: "peer SAN check", args: []string{"--peer-skip-client-san-verification"}, wantErr: "--peer-skip-client-san-verification is not supported yet"},
 		{name: "tls off at its default", args: []string{"--client-cert-auth=false", "--cert-file="}, check: func(*parsed) string { return "" }},
 		{name: "durability", args: []string{"--unsafe-no-fsync"}, wantErr: "--unsafe-no-fsync is not supported"},
 	} {
@@ -291,8 +302,8 @@ var kubeadmTLSFlags = []string{
 	"--trusted-ca-file=/etc/kubernetes/pki/etcd/ca.crt",
 }
 
-// TestKubeadmCommandLine: kubeadm's etcd command line is taken as it is;
-// its TLS flags are refused, naming the first, until TLS is served.
+// TestKubeadmCommandLine: kubeadm's etcd command line is taken as it is,
+// its TLS flags too.
 func TestKubeadmCommandLine(t *testing.T) {
 	args := slices.Clone(kubeadmFlags)
 	p, err := parseMember(args, nil)
@@ -304,8 +315,14 @@ func TestKubeadmCommandLine(t *testing.T) {
 		strconv.FormatBool(s.InitialCorruptCheck)}, " "); got != "cp1 /var/lib/etcd http://10.0.0.1:2379,http://127.0.0.1:2379 5s true" {
 		t.Errorf("settings: %s", got)
 	}
-	if _, err := parseMember(append(args, kubeadmTLSFlags...), nil); err == nil || !strings.HasPrefix(err.Error(), "--") || !strings.Contains(err.Error(), "not supported") {
-		t.Errorf("kubeadm's TLS flags: %v", err)
+	p, err = parseMember(append(args, kubeadmTLSFlags...), nil)
+	if err != nil {
+		t.Fatalf("kubeadm's TLS flags: %v", err)
+	}
+	c, q := p.settings.server.ClientTLSInfo, p.settings.server.PeerTLSInfo
+	if got := fmt.Sprint(c.CertFile, c.KeyFile, c.TrustedCAFile, c.ClientCertAuth, " ", q.CertFile, q.KeyFile, q.TrustedCAFile, q.ClientCertAuth); got !=
+		"/etc/kubernetes/pki/etcd/server.crt/etc/kubernetes/pki/etcd/server.key/etc/kubernetes/pki/etcd/ca.crttrue /etc/kubernetes/pki/etcd/peer.crt/etc/kubernetes/pki/etcd/peer.key/etc/kubernetes/pki/etcd/ca.crttrue" {
+		t.Errorf("kubeadm's TLS settings: %s", got)
 	}
 }
 
@@ -421,8 +438,13 @@ func TestConfigFile(t *testing.T) {
 			s := p.settings.server
 			return want(s.CorruptCheckTime.String()+" "+s.CompactHashCheckTime.String()+" "+strconv.FormatBool(s.InitialCorruptCheck), "3m0s 30s true")
 		}},
-		{name: "tls under client-transport-security", yaml: "client-transport-security:\n  cert-file: /etc/etcd/server.crt\n", wantErr: "--cert-file is not supported yet"},
-		{name: "tls under peer-transport-security", yaml: "peer-transport-security:\n  client-cert-auth: true\n", wantErr: "--peer-client-cert-auth is not supported yet"},
+		{name: "tls under client-transport-security", yaml: "client-transport-security:\n  cert-file: /etc/etcd/server.crt\n", check: func(p *parsed) string {
+			return want(p.settings.server.ClientTLSInfo.CertFile, "/etc/etcd/server.crt")
+		}},
+		{name: "tls under peer-transport-security", yaml: "peer-transport-security:\n  client-cert-auth: true\n  allowed-cn: [m1, m2]\n", check: func(p *parsed) string {
+			q := p.settings.server.PeerTLSInfo
+			return want(fmt.Sprint(q.ClientCertAuth, q.AllowedCNs), "true [m1 m2]")
+		}},
 		{name: "tls key without a flag", yaml: "client-transport-security:\n  allowed-cn: [a]\n", wantErr: "client-transport-security.allowed-cn is not supported yet"},
 		{name: "discovery", yaml: "discovery-config:\n  token: t\n  client:\n    endpoints: [http://127.0.0.1:1]\n", wantErr: "not supported: list the members with --initial-cluster"},
 		{name: "socket options", yaml: "socket-options:\n  reuse-port: true\n", wantErr: "--socket-reuse-port is not supported"},
