@@ -229,10 +229,10 @@ func TestCommandLine(t *testing.T) {
 			"--tls-max-version=TLS1.3", "--cipher-suites=TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"}, check: func(p *parsed) string {
 			s := p.settings.server
 			c, q := s.ClientTLSInfo, s.PeerTLSInfo
-			return want(fmt.Sprint(c.CertFile, c.KeyFile, c.TrustedCAFile, c.ClientCertAuth, c.CRLFile, " ",
-				q.CertFile, q.KeyFile, q.TrustedCAFile, q.ClientCertAuth, q.CRLFile, q.AllowedCNs, " ",
+			return want(fmt.Sprintln(c.CertFile, c.KeyFile, c.TrustedCAFile, c.ClientCertAuth, c.CRLFile,
+				q.CertFile, q.KeyFile, q.TrustedCAFile, q.ClientCertAuth, q.CRLFile, q.AllowedCNs,
 				s.ClientAutoTLS, s.PeerAutoTLS, s.SelfSignedCertValidity, s.TLSMinVersion, s.TLSMaxVersion, s.CipherSuites),
-				"/c.crt/c.key/ca.crt true/c.crl /p.crt/p.key/pca.crt true/p.crl[a b] true true 3 TLS1.3 TLS1.3 [TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256]")
+				"/c.crt /c.key /ca.crt true /c.crl /p.crt /p.key /pca.crt true /p.crl [a b] true true 3 TLS1.3 TLS1.3 [TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256]\n")
 		}},
 		{name: "peer SAN check", args: []string{"--peer-skip-client-san-verification"}, wantErr: "--peer-skip-client-san-verification is not supported yet"},
 		{name: "tls off at its default", args: []string{"--client-cert-auth=false", "--cert-file="}, check: func(*parsed) string { return "" }},
