@@ -89,6 +89,10 @@ type Config struct {
 	// HeartbeatTimeout and ElectionTimeout are raft's timers. The defaults
 	// are 1 second each.
 	HeartbeatTimeout, ElectionTimeout time.Duration
+	// DisablePreVote turns off raft's Pre-Vote phase (etcd's
+	// --pre-vote=false): a candidate then raises the term without first
+	// asking whether it could win. The default value runs Pre-Vote.
+	DisablePreVote bool
 	// MaxBatch is the most client requests one raft entry carries. The
 	// default value is 256.
 	MaxBatch int
@@ -255,6 +259,7 @@ func Open(cfg Config) (*Node, error) {
 	rc.Logger = hlog
 	rc.HeartbeatTimeout = cfg.HeartbeatTimeout
 	rc.ElectionTimeout = cfg.ElectionTimeout
+	rc.PreVoteDisabled = cfg.DisablePreVote
 	rc.LeaderLeaseTimeout = cfg.HeartbeatTimeout
 	rc.MaxAppendEntries = 512
 	rc.BatchApplyCh = true

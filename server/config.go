@@ -201,6 +201,10 @@ type Config struct {
 	// endpoints (--enable-pprof).
 	EnablePprof bool
 
+	// DisablePreVote turns off raft's Pre-Vote (--pre-vote=false). The
+	// default value runs it, as etcd's --pre-vote=true.
+	DisablePreVote bool
+
 	// MaxLearners is the most learners the cluster may have: MemberAdd
 	// of one more is refused with "etcdserver: too many learner members
 	// in cluster" (--max-learners). The default value is 1, etcd's.

@@ -173,6 +173,7 @@ func Start(cfg Config) (_ *Server, err error) {
 		// heartbeats every tenth of it (etcd's heartbeat interval).
 		HeartbeatTimeout: min(c.ElectionTimeout, 10*c.HeartbeatInterval),
 		ElectionTimeout:  c.ElectionTimeout,
+		DisablePreVote:   c.DisablePreVote,
 		Logger:           c.Logger.With("component", "replication"),
 	}
 	if c.listenPeer.Scheme == "https" {

@@ -18,8 +18,6 @@ type settings struct {
 	// yet, so only its value false is what Strata does; true (etcd's
 	// default) is accepted and waits for the gateway.
 	grpcGateway bool
-	// memoryMlock is --memory-mlock.
-	memoryMlock bool
 }
 
 // logSettings are the --log-* flags.
@@ -130,7 +128,7 @@ var flagTable = []flagDef{
 	{name: "max-wals", kind: kUint, def: "5", group: gMember, usage: "Maximum number of wal files to retain (0 is unlimited).",
 		refuse: "is not supported: Strata's raft log is truncated after each snapshot"},
 	{name: "memory-mlock", kind: kBool, def: "false", group: gMember, usage: "Enable to enforce etcd pages (in particular bbolt) to stay in RAM.",
-		refuse: "is not supported yet"},
+		refuse: "is not supported yet: Strata does not mlock its engine's files"},
 	{name: "quota-backend-bytes", kind: kInt64, def: "0", group: gMember, usage: "Sets the maximum size (in bytes) that the etcd backend database may consume. Exceeding this triggers an alarm and puts etcd in read-only mode. Set to 0 to use the default 2GiB limit.",
 		apply: func(s *settings, v *value) error { s.server.QuotaBackendBytes = v.i; return nil }},
 	{name: "backend-bbolt-freelist-type", kind: kString, group: gMember, helpDef: "map", usage: "BackendFreelistType specifies the type of freelist that boltdb backend uses(array and map are supported types).",
@@ -199,7 +197,7 @@ var flagTable = []flagDef{
 	{name: "strict-reconfig-check", kind: kBool, def: "true", group: gClustering, usage: "Reject reconfiguration requests that would cause quorum loss.",
 		refuse: "is not supported: Strata always rejects reconfiguration requests that would cause quorum loss"},
 	{name: "pre-vote", kind: kBool, def: "true", group: gClustering, usage: "Enable the raft Pre-Vote algorithm to prevent disruption when a node that has been partitioned away rejoins the cluster.",
-		refuse: "is not supported yet: Strata always runs raft's Pre-Vote"},
+		apply: func(s *settings, v *value) error { s.server.DisablePreVote = !v.b; return nil }},
 	{name: "auto-compaction-retention", kind: kString, def: "0", group: gClustering, usage: "Auto compaction retention length. 0 means disable auto compaction.",
 		apply: func(s *settings, v *value) error { s.server.AutoCompactionRetention = v.text; return nil }},
 	{name: "auto-compaction-mode", kind: kString, def: server.CompactionPeriodic, group: gClustering, usage: "Interpret 'auto-compaction-retention' one of: periodic|revision. 'periodic' for duration based retention, defaulting to hours if no time unit is provided (e.g. '5m'). 'revision' for revision number based retention.",

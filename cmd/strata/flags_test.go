@@ -200,9 +200,9 @@ func TestCommandLine(t *testing.T) {
 		{name: "milliseconds", args: []string{"--heartbeat-interval=50", "--election-timeout=600"}, check: func(p *parsed) string {
 			return want(p.settings.server.HeartbeatInterval.String()+" "+p.settings.server.ElectionTimeout.String(), "50ms 600ms")
 		}},
-		{name: "grpc", args: []string{"--grpc-keepalive-min-time=1s", "--grpc-keepalive-interval=0", "--grpc-keepalive-timeout=3s", "--max-concurrent-streams=100", "--max-learners=2"}, check: func(p *parsed) string {
+		{name: "grpc", args: []string{"--grpc-keepalive-min-time=1s", "--grpc-keepalive-interval=0", "--grpc-keepalive-timeout=3s", "--max-concurrent-streams=100", "--max-learners=2", "--pre-vote=false"}, check: func(p *parsed) string {
 			s := p.settings.server
-			return want(fmt.Sprint(s.GRPCKeepAliveMinTime, s.GRPCKeepAliveInterval, s.GRPCKeepAliveTimeout, s.MaxConcurrentStreams, s.MaxLearners), "1s -1ns 3s 100 2")
+			return want(fmt.Sprint(s.GRPCKeepAliveMinTime, s.GRPCKeepAliveInterval, s.GRPCKeepAliveTimeout, s.MaxConcurrentStreams, s.MaxLearners, s.DisablePreVote), "1s -1ns 3s 100 2 true")
 		}},
 		{name: "no learners", args: []string{"--max-learners=0"}, wantErr: "--max-learners 0 is not supported"},
 		{name: "ignored flag", args: []string{"--peer-heartbeat-interval", "--name=x"}, check: func(p *parsed) string {
