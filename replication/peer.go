@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/strata-kv/strata/mvcc"
 	"github.com/strata-kv/strata/replication/peerpb"
 )
 
@@ -182,6 +183,22 @@ func (s *peerService) MemberChange(ctx context.Context, req *peerpb.MemberChange
 
 func (s *peerService) Applied(context.Context, *peerpb.AppliedRequest) (*peerpb.AppliedResponse, error) {
 	return &peerpb.AppliedResponse{Index: s.n.AppliedIndex()}, nil
+}
+
+func (s *peerService) HashKV(_ context.Context, req *peerpb.HashKVRequest) (*peerpb.HashKVResponse, error) {
+	var (
+		h   mvcc.KeyValueHash
+		rev int64
+	)
+	err := s.n.fsm.view(func(st *mvcc.Store) error {
+		var err error
+		h, rev, err = st.HashByRev(req.GetRevision())
+		return err
+	})
+	if err != nil {
+		return nil, statusOf(err)
+	}
+	return &peerpb.HashKVResponse{Hash: h.Hash, CompactRevision: h.CompactRevision, HashRevision: h.Revision, Revision: rev}, nil
 }
 
 func (s *peerService) MemberState(_ context.Context, req *peerpb.MemberStateRequest) (*peerpb.MemberStateResponse, error) {
@@ -468,6 +485,20 @@ func (n *Node) memberApplied(ctx context.Context, addr string) (uint64, error) {
 		return c.Applied(ctx, &peerpb.AppliedRequest{})
 	})
 	return resp.GetIndex(), err
+}
+
+// PeerHashKV asks the member at peer address addr for etcd's HashKV of
+// its store at rev (0: its current revision), and its current revision.
+// It fails with mvcc.ErrCompacted or mvcc.ErrFutureRev as HashByRev does.
+func (n *Node) PeerHashKV(ctx context.Context, addr string, rev int64) (mvcc.KeyValueHash, int64, error) {
+	resp, err := peerCall(ctx, n, addr, func(ctx context.Context, c peerpb.PeerClient) (*peerpb.HashKVResponse, error) {
+		return c.HashKV(ctx, &peerpb.HashKVRequest{Revision: rev})
+	})
+	if err != nil {
+		return mvcc.KeyValueHash{}, 0, err
+	}
+	return mvcc.KeyValueHash{Hash: resp.GetHash(), CompactRevision: resp.GetCompactRevision(), Revision: resp.GetHashRevision()},
+		resp.GetRevision(), nil
 }
 
 // askMemberState asks the member at addr whether id is a member.

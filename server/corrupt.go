@@ -4,14 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
 	"sort"
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
-	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/strata-kv/strata/mvcc"
 )
@@ -22,7 +18,8 @@ import (
 // from a peer's; the periodic checks run on the leader (CorruptCheckTime,
 // CompactHashCheckTime) and raise the replicated CORRUPT alarm, after which
 // writes are refused with "etcdserver: corrupt cluster". Members ask each
-// other through their client URLs (etcd asks through its peer URLs).
+// other over the peer port (replication.Node.PeerHashKV), as etcd asks over
+// its peer URLs.
 
 // errCorruptData is the initial check's failure.
 var errCorruptData = errors.New("found data inconsistency with peers")
@@ -30,7 +27,7 @@ var errCorruptData = errors.New("found data inconsistency with peers")
 // peerHash is a peer's answer to HashKV at a revision.
 type peerHash struct {
 	id   uint64
-	urls []string
+	addr string
 	resp *pb.HashKVResponse
 	err  error
 }
@@ -50,8 +47,8 @@ func (s *Server) localHash(rev int64) (mvcc.KeyValueHash, int64, error) {
 	return h, cur, err
 }
 
-// peerHashes asks every other member that published its client URLs for
-// its HashKV at rev.
+// peerHashes asks every other member for its HashKV at rev, over the peer
+// port (with the peer TLS), as etcd asks over its peer URLs.
 func (s *Server) peerHashes(ctx context.Context, rev int64) []peerHash {
 	members, err := s.node.Members()
 	if err != nil {
@@ -60,43 +57,24 @@ func (s *Server) peerHashes(ctx context.Context, rev int64) []peerHash {
 	var out []peerHash
 	for _, m := range members {
 		id := parseRaftID(m.ID)
-		if id == s.id.MemberID || len(m.ClientURLs) == 0 {
+		if id == s.id.MemberID {
 			continue
 		}
-		p := peerHash{id: id, urls: m.ClientURLs}
-		for _, u := range m.ClientURLs {
-			if p.resp, p.err = s.hashKVAt(ctx, u, rev); p.err == nil {
-				break
-			}
+		p := peerHash{id: id, addr: m.Addr}
+		cctx, cancel := context.WithTimeout(ctx, s.cfg.reqTimeout())
+		h, cur, err := s.node.PeerHashKV(cctx, m.Addr, rev)
+		cancel()
+		if err != nil {
+			p.err = err
 			s.cfg.Logger.Warn("failed hash kv request", "local-member-id", raftID(s.id.MemberID),
-				"requested-revision", rev, "remote-peer-endpoint", u, "error", p.err)
+				"requested-revision", rev, "remote-peer-endpoint", m.Addr, "error", err)
+		} else {
+			p.resp = &pb.HashKVResponse{Header: &pb.ResponseHeader{Revision: cur, MemberId: id},
+				Hash: h.Hash, CompactRevision: h.CompactRevision, HashRevision: h.Revision}
 		}
 		out = append(out, p)
 	}
 	return out
-}
-
-// hashKVAt calls HashKV on the member serving clients at rawURL.
-func (s *Server) hashKVAt(ctx context.Context, rawURL string, rev int64) (*pb.HashKVResponse, error) {
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		return nil, err
-	}
-	conn, err := grpc.NewClient(u.Host, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		return nil, err
-	}
-	defer conn.Close()
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.reqTimeout())
-	defer cancel()
-	resp, err := pb.NewMaintenanceClient(conn).HashKV(ctx, &pb.HashKVRequest{Revision: rev})
-	if err != nil {
-		return nil, rpctypes.Error(err)
-	}
-	if resp.Header.GetClusterId() != s.id.ClusterID {
-		return nil, rpctypes.ErrClusterIDMismatch
-	}
-	return resp, nil
 }
 
 // initialCorruptCheck is etcd's InitialCheck: it fails if a peer's hash at
@@ -113,7 +91,7 @@ func (s *Server) initialCorruptCheck(ctx context.Context) error {
 	for _, p := range s.peerHashes(ctx, h.Revision) {
 		fields := []any{"local-member-id", me, "local-member-revision", h.Revision,
 			"local-member-compact-revision", h.CompactRevision, "local-member-hash", h.Hash,
-			"remote-peer-id", raftID(p.id), "remote-peer-endpoints", p.urls}
+			"remote-peer-id", raftID(p.id), "remote-peer-endpoints", []string{p.addr}}
 		switch {
 		case p.resp != nil && p.resp.Hash != h.Hash && p.resp.CompactRevision == h.CompactRevision:
 			lg.Warn("found different hash values from remote peer", append(fields, "remote-peer-revision",
@@ -122,12 +100,10 @@ func (s *Server) initialCorruptCheck(ctx context.Context) error {
 		case p.resp != nil && p.resp.Hash != h.Hash:
 			lg.Warn("found different compact revision values from remote peer", append(fields,
 				"remote-peer-compact-revision", p.resp.CompactRevision)...)
-		case errors.Is(p.err, rpctypes.ErrFutureRev):
+		case errors.Is(p.err, mvcc.ErrFutureRev):
 			lg.Warn("cannot fetch hash from slow remote peer", fields...)
-		case errors.Is(p.err, rpctypes.ErrCompacted):
+		case errors.Is(p.err, mvcc.ErrCompacted):
 			lg.Warn("cannot fetch hash from remote peer; local member is behind", fields...)
-		case errors.Is(p.err, rpctypes.ErrClusterIDMismatch):
-			lg.Warn("cluster ID mismatch", fields...)
 		}
 	}
 	if mismatch > 0 {

@@ -16,6 +16,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/strata-kv/strata/engine"
+	"github.com/strata-kv/strata/internal/certtest"
+	"github.com/strata-kv/strata/internal/tlsutil"
 	"github.com/strata-kv/strata/server"
 )
 
@@ -177,12 +179,17 @@ func TestCorruptionDetected(t *testing.T) {
 }
 
 // TestCompactHashCheck changes a value in a stopped member's file, then
-// compacts: the leader's compaction hash check finds the member's hash
-// outside the majority's and raises the CORRUPT alarm for it.
+// compacts: the leader's compaction hash check, asking its peers over
+// mutual TLS, finds the member's hash outside the majority's and raises
+// the CORRUPT alarm for it.
 func TestCompactHashCheck(t *testing.T) {
+	ca := certtest.NewCA(t, "peer-ca")
 	c := newCluster(t, 3, engines()[0], func(cfg *server.Config) {
 		cfg.CompactHashCheck = true
 		cfg.CompactHashCheckTime = 200 * time.Millisecond
+		toHTTPS(cfg)
+		pair := ca.Issue(cfg.Name, "member-"+cfg.Name, "127.0.0.1")
+		cfg.PeerTLSInfo = tlsutil.Info{CertFile: pair.CertFile, KeyFile: pair.KeyFile, TrustedCAFile: ca.CertFile, ClientCertAuth: true}
 	})
 	cli := c.client(0, 1)
 	writeData(t, cli)

@@ -992,6 +992,120 @@ func (x *AppliedResponse) GetIndex() uint64 {
 	return 0
 }
 
+type HashKVRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// revision is the revision to hash up to; 0 is the current one.
+	Revision      int64 `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HashKVRequest) Reset() {
+	*x = HashKVRequest{}
+	mi := &file_peer_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HashKVRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HashKVRequest) ProtoMessage() {}
+
+func (x *HashKVRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_peer_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HashKVRequest.ProtoReflect.Descriptor instead.
+func (*HashKVRequest) Descriptor() ([]byte, []int) {
+	return file_peer_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *HashKVRequest) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+type HashKVResponse struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Hash            uint32                 `protobuf:"varint,1,opt,name=hash,proto3" json:"hash,omitempty"`
+	CompactRevision int64                  `protobuf:"varint,2,opt,name=compact_revision,json=compactRevision,proto3" json:"compact_revision,omitempty"`
+	HashRevision    int64                  `protobuf:"varint,3,opt,name=hash_revision,json=hashRevision,proto3" json:"hash_revision,omitempty"`
+	// revision is the receiver's current revision.
+	Revision      int64 `protobuf:"varint,4,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HashKVResponse) Reset() {
+	*x = HashKVResponse{}
+	mi := &file_peer_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HashKVResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HashKVResponse) ProtoMessage() {}
+
+func (x *HashKVResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_peer_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HashKVResponse.ProtoReflect.Descriptor instead.
+func (*HashKVResponse) Descriptor() ([]byte, []int) {
+	return file_peer_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *HashKVResponse) GetHash() uint32 {
+	if x != nil {
+		return x.Hash
+	}
+	return 0
+}
+
+func (x *HashKVResponse) GetCompactRevision() int64 {
+	if x != nil {
+		return x.CompactRevision
+	}
+	return 0
+}
+
+func (x *HashKVResponse) GetHashRevision() int64 {
+	if x != nil {
+		return x.HashRevision
+	}
+	return 0
+}
+
+func (x *HashKVResponse) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
 type MemberStateRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -1001,7 +1115,7 @@ type MemberStateRequest struct {
 
 func (x *MemberStateRequest) Reset() {
 	*x = MemberStateRequest{}
-	mi := &file_peer_proto_msgTypes[15]
+	mi := &file_peer_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1013,7 +1127,7 @@ func (x *MemberStateRequest) String() string {
 func (*MemberStateRequest) ProtoMessage() {}
 
 func (x *MemberStateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[15]
+	mi := &file_peer_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1026,7 +1140,7 @@ func (x *MemberStateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberStateRequest.ProtoReflect.Descriptor instead.
 func (*MemberStateRequest) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{15}
+	return file_peer_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *MemberStateRequest) GetId() string {
@@ -1045,7 +1159,7 @@ type MemberStateResponse struct {
 
 func (x *MemberStateResponse) Reset() {
 	*x = MemberStateResponse{}
-	mi := &file_peer_proto_msgTypes[16]
+	mi := &file_peer_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1057,7 +1171,7 @@ func (x *MemberStateResponse) String() string {
 func (*MemberStateResponse) ProtoMessage() {}
 
 func (x *MemberStateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[16]
+	mi := &file_peer_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1070,7 +1184,7 @@ func (x *MemberStateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberStateResponse.ProtoReflect.Descriptor instead.
 func (*MemberStateResponse) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{16}
+	return file_peer_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *MemberStateResponse) GetStatus() MemberStatus {
@@ -1095,7 +1209,7 @@ type ForwardRequest struct {
 
 func (x *ForwardRequest) Reset() {
 	*x = ForwardRequest{}
-	mi := &file_peer_proto_msgTypes[17]
+	mi := &file_peer_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1107,7 +1221,7 @@ func (x *ForwardRequest) String() string {
 func (*ForwardRequest) ProtoMessage() {}
 
 func (x *ForwardRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[17]
+	mi := &file_peer_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1120,7 +1234,7 @@ func (x *ForwardRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardRequest.ProtoReflect.Descriptor instead.
 func (*ForwardRequest) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{17}
+	return file_peer_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ForwardRequest) GetId() uint64 {
@@ -1186,7 +1300,7 @@ type ForwardResponse struct {
 
 func (x *ForwardResponse) Reset() {
 	*x = ForwardResponse{}
-	mi := &file_peer_proto_msgTypes[18]
+	mi := &file_peer_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1198,7 +1312,7 @@ func (x *ForwardResponse) String() string {
 func (*ForwardResponse) ProtoMessage() {}
 
 func (x *ForwardResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[18]
+	mi := &file_peer_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1211,7 +1325,7 @@ func (x *ForwardResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardResponse.ProtoReflect.Descriptor instead.
 func (*ForwardResponse) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{18}
+	return file_peer_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ForwardResponse) GetId() uint64 {
@@ -1317,7 +1431,14 @@ const file_peer_proto_rawDesc = "" +
 	"\x14MemberChangeResponse\"\x10\n" +
 	"\x0eAppliedRequest\"'\n" +
 	"\x0fAppliedResponse\x12\x14\n" +
-	"\x05index\x18\x01 \x01(\x04R\x05index\"$\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\"+\n" +
+	"\rHashKVRequest\x12\x1a\n" +
+	"\brevision\x18\x01 \x01(\x03R\brevision\"\x90\x01\n" +
+	"\x0eHashKVResponse\x12\x12\n" +
+	"\x04hash\x18\x01 \x01(\rR\x04hash\x12)\n" +
+	"\x10compact_revision\x18\x02 \x01(\x03R\x0fcompactRevision\x12#\n" +
+	"\rhash_revision\x18\x03 \x01(\x03R\fhashRevision\x12\x1a\n" +
+	"\brevision\x18\x04 \x01(\x03R\brevision\"$\n" +
 	"\x12MemberStateRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"K\n" +
 	"\x13MemberStateResponse\x124\n" +
@@ -1385,7 +1506,7 @@ const file_peer_proto_rawDesc = "" +
 	"\x15MEMBER_STATUS_UNKNOWN\x10\x00\x12\n" +
 	"\n" +
 	"\x06MEMBER\x10\x01\x12\x12\n" +
-	"\x0eREMOVED_MEMBER\x10\x022\x8e\x04\n" +
+	"\x0eREMOVED_MEMBER\x10\x022\xd7\x04\n" +
 	"\x04Peer\x12N\n" +
 	"\aForward\x12\x1e.strata.peer.v1.ForwardRequest\x1a\x1f.strata.peer.v1.ForwardResponse(\x010\x01\x12S\n" +
 	"\n" +
@@ -1393,7 +1514,8 @@ const file_peer_proto_rawDesc = "" +
 	"\x0fLeaseTimeToLive\x12&.strata.peer.v1.LeaseTimeToLiveRequest\x1a'.strata.peer.v1.LeaseTimeToLiveResponse\x12Y\n" +
 	"\fMemberChange\x12#.strata.peer.v1.MemberChangeRequest\x1a$.strata.peer.v1.MemberChangeResponse\x12J\n" +
 	"\aApplied\x12\x1e.strata.peer.v1.AppliedRequest\x1a\x1f.strata.peer.v1.AppliedResponse\x12V\n" +
-	"\vMemberState\x12\".strata.peer.v1.MemberStateRequest\x1a#.strata.peer.v1.MemberStateResponseB0Z.github.com/strata-kv/strata/replication/peerpbb\x06proto3"
+	"\vMemberState\x12\".strata.peer.v1.MemberStateRequest\x1a#.strata.peer.v1.MemberStateResponse\x12G\n" +
+	"\x06HashKV\x12\x1d.strata.peer.v1.HashKVRequest\x1a\x1e.strata.peer.v1.HashKVResponseB0Z.github.com/strata-kv/strata/replication/peerpbb\x06proto3"
 
 var (
 	file_peer_proto_rawDescOnce sync.Once
@@ -1408,7 +1530,7 @@ func file_peer_proto_rawDescGZIP() []byte {
 }
 
 var file_peer_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_peer_proto_goTypes = []any{
 	(ErrorCode)(0),                  // 0: strata.peer.v1.ErrorCode
 	(MemberOp)(0),                   // 1: strata.peer.v1.MemberOp
@@ -1428,10 +1550,12 @@ var file_peer_proto_goTypes = []any{
 	(*MemberChangeResponse)(nil),    // 15: strata.peer.v1.MemberChangeResponse
 	(*AppliedRequest)(nil),          // 16: strata.peer.v1.AppliedRequest
 	(*AppliedResponse)(nil),         // 17: strata.peer.v1.AppliedResponse
-	(*MemberStateRequest)(nil),      // 18: strata.peer.v1.MemberStateRequest
-	(*MemberStateResponse)(nil),     // 19: strata.peer.v1.MemberStateResponse
-	(*ForwardRequest)(nil),          // 20: strata.peer.v1.ForwardRequest
-	(*ForwardResponse)(nil),         // 21: strata.peer.v1.ForwardResponse
+	(*HashKVRequest)(nil),           // 18: strata.peer.v1.HashKVRequest
+	(*HashKVResponse)(nil),          // 19: strata.peer.v1.HashKVResponse
+	(*MemberStateRequest)(nil),      // 20: strata.peer.v1.MemberStateRequest
+	(*MemberStateResponse)(nil),     // 21: strata.peer.v1.MemberStateResponse
+	(*ForwardRequest)(nil),          // 22: strata.peer.v1.ForwardRequest
+	(*ForwardResponse)(nil),         // 23: strata.peer.v1.ForwardResponse
 }
 var file_peer_proto_depIdxs = []int32{
 	0,  // 0: strata.peer.v1.Error.code:type_name -> strata.peer.v1.ErrorCode
@@ -1446,20 +1570,22 @@ var file_peer_proto_depIdxs = []int32{
 	7,  // 9: strata.peer.v1.ForwardResponse.propose:type_name -> strata.peer.v1.ProposeResponse
 	9,  // 10: strata.peer.v1.ForwardResponse.read_index:type_name -> strata.peer.v1.ReadIndexResponse
 	3,  // 11: strata.peer.v1.ForwardResponse.error:type_name -> strata.peer.v1.Error
-	20, // 12: strata.peer.v1.Peer.Forward:input_type -> strata.peer.v1.ForwardRequest
+	22, // 12: strata.peer.v1.Peer.Forward:input_type -> strata.peer.v1.ForwardRequest
 	10, // 13: strata.peer.v1.Peer.LeaseRenew:input_type -> strata.peer.v1.LeaseRenewRequest
 	12, // 14: strata.peer.v1.Peer.LeaseTimeToLive:input_type -> strata.peer.v1.LeaseTimeToLiveRequest
 	14, // 15: strata.peer.v1.Peer.MemberChange:input_type -> strata.peer.v1.MemberChangeRequest
 	16, // 16: strata.peer.v1.Peer.Applied:input_type -> strata.peer.v1.AppliedRequest
-	18, // 17: strata.peer.v1.Peer.MemberState:input_type -> strata.peer.v1.MemberStateRequest
-	21, // 18: strata.peer.v1.Peer.Forward:output_type -> strata.peer.v1.ForwardResponse
-	11, // 19: strata.peer.v1.Peer.LeaseRenew:output_type -> strata.peer.v1.LeaseRenewResponse
-	13, // 20: strata.peer.v1.Peer.LeaseTimeToLive:output_type -> strata.peer.v1.LeaseTimeToLiveResponse
-	15, // 21: strata.peer.v1.Peer.MemberChange:output_type -> strata.peer.v1.MemberChangeResponse
-	17, // 22: strata.peer.v1.Peer.Applied:output_type -> strata.peer.v1.AppliedResponse
-	19, // 23: strata.peer.v1.Peer.MemberState:output_type -> strata.peer.v1.MemberStateResponse
-	18, // [18:24] is the sub-list for method output_type
-	12, // [12:18] is the sub-list for method input_type
+	20, // 17: strata.peer.v1.Peer.MemberState:input_type -> strata.peer.v1.MemberStateRequest
+	18, // 18: strata.peer.v1.Peer.HashKV:input_type -> strata.peer.v1.HashKVRequest
+	23, // 19: strata.peer.v1.Peer.Forward:output_type -> strata.peer.v1.ForwardResponse
+	11, // 20: strata.peer.v1.Peer.LeaseRenew:output_type -> strata.peer.v1.LeaseRenewResponse
+	13, // 21: strata.peer.v1.Peer.LeaseTimeToLive:output_type -> strata.peer.v1.LeaseTimeToLiveResponse
+	15, // 22: strata.peer.v1.Peer.MemberChange:output_type -> strata.peer.v1.MemberChangeResponse
+	17, // 23: strata.peer.v1.Peer.Applied:output_type -> strata.peer.v1.AppliedResponse
+	21, // 24: strata.peer.v1.Peer.MemberState:output_type -> strata.peer.v1.MemberStateResponse
+	19, // 25: strata.peer.v1.Peer.HashKV:output_type -> strata.peer.v1.HashKVResponse
+	19, // [19:26] is the sub-list for method output_type
+	12, // [12:19] is the sub-list for method input_type
 	12, // [12:12] is the sub-list for extension type_name
 	12, // [12:12] is the sub-list for extension extendee
 	0,  // [0:12] is the sub-list for field type_name
@@ -1470,11 +1596,11 @@ func file_peer_proto_init() {
 	if File_peer_proto != nil {
 		return
 	}
-	file_peer_proto_msgTypes[17].OneofWrappers = []any{
+	file_peer_proto_msgTypes[19].OneofWrappers = []any{
 		(*ForwardRequest_Propose)(nil),
 		(*ForwardRequest_ReadIndex)(nil),
 	}
-	file_peer_proto_msgTypes[18].OneofWrappers = []any{
+	file_peer_proto_msgTypes[20].OneofWrappers = []any{
 		(*ForwardResponse_Propose)(nil),
 		(*ForwardResponse_ReadIndex)(nil),
 		(*ForwardResponse_Error)(nil),
@@ -1485,7 +1611,7 @@ func file_peer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_peer_proto_rawDesc), len(file_peer_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   19,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -40,6 +40,7 @@ const (
 	Peer_MemberChange_FullMethodName    = "/strata.peer.v1.Peer/MemberChange"
 	Peer_Applied_FullMethodName         = "/strata.peer.v1.Peer/Applied"
 	Peer_MemberState_FullMethodName     = "/strata.peer.v1.Peer/MemberState"
+	Peer_HashKV_FullMethodName          = "/strata.peer.v1.Peer/HashKV"
 )
 
 // PeerClient is the client API for Peer service.
@@ -63,6 +64,10 @@ type PeerClient interface {
 	// MemberState says whether a member is in the receiver's (the leader's)
 	// committed configuration.
 	MemberState(ctx context.Context, in *MemberStateRequest, opts ...grpc.CallOption) (*MemberStateResponse, error)
+	// HashKV answers etcd's HashKV of the receiver's own store at a
+	// revision: members compare them to detect corruption, as etcd's do
+	// over their peer port.
+	HashKV(ctx context.Context, in *HashKVRequest, opts ...grpc.CallOption) (*HashKVResponse, error)
 }
 
 type peerClient struct {
@@ -136,6 +141,16 @@ func (c *peerClient) MemberState(ctx context.Context, in *MemberStateRequest, op
 	return out, nil
 }
 
+func (c *peerClient) HashKV(ctx context.Context, in *HashKVRequest, opts ...grpc.CallOption) (*HashKVResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(HashKVResponse)
+	err := c.cc.Invoke(ctx, Peer_HashKV_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PeerServer is the server API for Peer service.
 // All implementations must embed UnimplementedPeerServer
 // for forward compatibility.
@@ -157,6 +172,10 @@ type PeerServer interface {
 	// MemberState says whether a member is in the receiver's (the leader's)
 	// committed configuration.
 	MemberState(context.Context, *MemberStateRequest) (*MemberStateResponse, error)
+	// HashKV answers etcd's HashKV of the receiver's own store at a
+	// revision: members compare them to detect corruption, as etcd's do
+	// over their peer port.
+	HashKV(context.Context, *HashKVRequest) (*HashKVResponse, error)
 	mustEmbedUnimplementedPeerServer()
 }
 
@@ -184,6 +203,9 @@ func (UnimplementedPeerServer) Applied(context.Context, *AppliedRequest) (*Appli
 }
 func (UnimplementedPeerServer) MemberState(context.Context, *MemberStateRequest) (*MemberStateResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method MemberState not implemented")
+}
+func (UnimplementedPeerServer) HashKV(context.Context, *HashKVRequest) (*HashKVResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method HashKV not implemented")
 }
 func (UnimplementedPeerServer) mustEmbedUnimplementedPeerServer() {}
 func (UnimplementedPeerServer) testEmbeddedByValue()              {}
@@ -303,6 +325,24 @@ func _Peer_MemberState_Handler(srv interface{}, ctx context.Context, dec func(in
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Peer_HashKV_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(HashKVRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PeerServer).HashKV(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Peer_HashKV_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PeerServer).HashKV(ctx, req.(*HashKVRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Peer_ServiceDesc is the grpc.ServiceDesc for Peer service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -329,6 +369,10 @@ var Peer_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "MemberState",
 			Handler:    _Peer_MemberState_Handler,
+		},
+		{
+			MethodName: "HashKV",
+			Handler:    _Peer_HashKV_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
