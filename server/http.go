@@ -54,9 +54,9 @@ func (s *Server) buildHTTP() {
 	s.tlsHTTP = &http.Server{
 		Handler:           grpcHandler(s.grpc, mux),
 		ReadHeaderTimeout: time.Minute,
-		// As the gRPC server's MaxConcurrentStreams: no limit (net/http
-		// caps the setting at MaxInt32).
-		HTTP2: &http.HTTP2Config{MaxConcurrentStreams: math.MaxInt32},
+		// --max-concurrent-streams, as etcd's configureHTTPServer: net/http
+		// replaces a setting above MaxInt32 with its default (250).
+		HTTP2: &http.HTTP2Config{MaxConcurrentStreams: int(min(s.cfg.MaxConcurrentStreams, math.MaxInt32))},
 	}
 }
 

@@ -98,6 +98,7 @@ and kept in --json.`,
 	fl.StringVar(&cfg.Etcdctl, "etcdctl", "", "etcdctl binary, to put the key the range workloads read (default: etcdctl next to --etcd)")
 	fl.StringSliceVar(&cfg.StrataArgs, "strata-arg", nil, "extra flag for strata, e.g. --strata-arg=--backend=pebble (repeatable)")
 	fl.StringSliceVar(&cfg.EtcdArgs, "etcd-arg", nil, "extra flag for etcd, e.g. --etcd-arg=--quota-backend-bytes=8589934592 (repeatable)")
+	fl.BoolVar(&cfg.TLS, "tls", false, "run both servers with client and peer mTLS, and the benchmark tool with a client certificate")
 	fl.IntVar(&cfg.Nodes, "nodes", 1, "members per cluster: 1 or 3 (loopback)")
 	fl.StringSliceVar(&cfg.Workloads, "workload", []string{"put"}, "workloads, comma-separated: "+strings.Join(versus.WorkloadNames(), ","))
 	fl.IntVar(&cfg.Rounds, "rounds", 5, "rounds; each runs every workload once against each server")

@@ -98,25 +98,29 @@ func (c *procCluster) logTail(maxLines int) []string {
 
 // startCluster starts n members of bin, each with its own data directory
 // under dir, and waits until every member's /health answers 200.
-func startCluster(ctx context.Context, bin string, extra []string, dir string, n int) (*procCluster, error) {
+func startCluster(ctx context.Context, bin string, extra []string, dir string, n int, tf *tlsFiles) (*procCluster, error) {
+	scheme := "http://"
+	if tf != nil {
+		scheme = "https://"
+	}
 	addrs, err := freeport.Addrs(2 * n)
 	if err != nil {
 		return nil, err
 	}
 	var initial []string
 	for i := range n {
-		initial = append(initial, fmt.Sprintf("m%d=http://%s", i, addrs[2*i+1]))
+		initial = append(initial, fmt.Sprintf("m%d=%s%s", i, scheme, addrs[2*i+1]))
 	}
 	c := &procCluster{}
 	for i := range n {
 		name := fmt.Sprintf("m%d", i)
-		curl, purl := "http://"+addrs[2*i], "http://"+addrs[2*i+1]
+		curl, purl := scheme+addrs[2*i], scheme+addrs[2*i+1]
 		args := []string{"--name=" + name, "--data-dir=" + filepath.Join(dir, name),
 			"--listen-client-urls=" + curl, "--advertise-client-urls=" + curl,
 			"--listen-peer-urls=" + purl, "--initial-advertise-peer-urls=" + purl,
 			"--initial-cluster=" + strings.Join(initial, ","), "--initial-cluster-state=new",
 			"--log-level=error"}
-		args = append(args, extra...)
+		args = append(append(args, tf.serverArgs()...), extra...)
 		s := &procServer{name: name, client: addrs[2*i], exited: make(chan error, 1), out: &tailBuffer{max: 256 << 10}}
 		s.cmd = exec.Command(bin, args...)
 		s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
@@ -134,7 +138,11 @@ func startCluster(ctx context.Context, bin string, extra []string, dir string, n
 		timeout = 40 * time.Second
 	}
 	deadline := time.Now().Add(timeout)
-	hc := &http.Client{Timeout: time.Second}
+	hc, err := tf.httpClient()
+	if err != nil {
+		c.stop()
+		return nil, err
+	}
 	healthy := make([]bool, n)
 	for {
 		for _, m := range c.members {
@@ -151,7 +159,7 @@ func startCluster(ctx context.Context, bin string, extra []string, dir string, n
 			if healthy[i] {
 				continue
 			}
-			if resp, err := hc.Get("http://" + m.client + "/health"); err == nil {
+			if resp, err := hc.Get(scheme + m.client + "/health"); err == nil {
 				resp.Body.Close()
 				healthy[i] = resp.StatusCode == http.StatusOK
 			}

@@ -45,6 +45,13 @@ type Config struct {
 	// Log receives progress lines, each run's figures and the servers'
 	// failures.
 	Log io.Writer
+	// TLS runs both servers with client and peer mTLS (https URLs, client
+	// and peer certificate authentication), and the benchmark tool and
+	// etcdctl with a client certificate: the cost of TLS on both sides.
+	TLS bool
+
+	// tls is the certificate TLS runs use, made in Dir.
+	tls *tlsFiles
 }
 
 // BenchRun is one benchmark run against one cluster.
@@ -168,6 +175,12 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		defer os.RemoveAll(tmp)
 		dir = tmp
 	}
+	if cfg.TLS {
+		var err error
+		if cfg.tls, err = makeTLSFiles(filepath.Join(dir, "pki")); err != nil {
+			return nil, err
+		}
+	}
 	res := &Result{Nodes: cfg.Nodes}
 	var failed []string
 	for round := 1; round <= cfg.Rounds; round++ {
@@ -236,7 +249,7 @@ func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys
 // Its error is the cluster's failing to start; the benchmark's failure is
 // the run's Err.
 func runOnce(ctx context.Context, cfg Config, job benchJob, bin string, extra []string, data string) (BenchRun, error) {
-	c, err := startCluster(ctx, bin, extra, data, cfg.Nodes)
+	c, err := startCluster(ctx, bin, extra, data, cfg.Nodes, cfg.tls)
 	if err != nil {
 		return BenchRun{}, err
 	}
@@ -261,14 +274,14 @@ func runOnce(ctx context.Context, cfg Config, job benchJob, bin string, extra []
 	run := BenchRun{BenchArgs: job.args}
 	if job.w.Preload {
 		value := strings.Repeat("v", max(cfg.Options.ValSize, 1))
-		cmd := exec.CommandContext(ctx, cfg.Etcdctl, "--endpoints="+eps, "put", RangeKey, value)
+		cmd := exec.CommandContext(ctx, cfg.Etcdctl, append(append([]string{"--endpoints=" + eps}, cfg.tls.clientArgs()...), "put", RangeKey, value)...)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			run.Err = fmt.Sprintf("%s put %s: %v: %s", cfg.Etcdctl, RangeKey, err, strings.TrimSpace(string(out)))
 		}
 	}
 	if run.Err == "" {
 		rctx, cancel := context.WithTimeout(ctx, cfg.RunTimeout)
-		cmd := exec.CommandContext(rctx, cfg.Bench, append([]string{"--endpoints=" + eps}, job.args...)...)
+		cmd := exec.CommandContext(rctx, cfg.Bench, append(append([]string{"--endpoints=" + eps}, cfg.tls.clientArgs()...), job.args...)...)
 		var stdout bytes.Buffer
 		stderr := &tailBuffer{max: 1 << 20}
 		cmd.Stdout, cmd.Stderr = &stdout, stderr
