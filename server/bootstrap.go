@@ -53,7 +53,7 @@ func InitMember(cfg Config) error {
 		ID:  raftID(id.MemberID),
 		Dir: filepath.Join(c.DataDir, "member"),
 		OpenLog: func(dir string) (replication.LogStore, error) {
-			return wal.Open(dir, &wal.Options{Logger: c.Logger.With("component", "wal")})
+			return wal.Open(c.walDir(dir), &wal.Options{Logger: c.Logger.With("component", "wal")})
 		},
 		Logger: c.Logger,
 	}, peers)

@@ -8,6 +8,8 @@ import (
 	"math"
 	"net"
 	"net/url"
+	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -76,6 +78,11 @@ type Config struct {
 	// DataDir is the member's data directory (--data-dir). The default
 	// value is "<Name>.strata".
 	DataDir string
+	// WALDir is the directory of the member's raft log (--wal-dir, etcd's
+	// dedicated WAL directory, e.g. on a faster disk). The default value
+	// is <DataDir>/member/raft/log. Start refuses a WALDir without a log
+	// when the default directory has one: move the log there first.
+	WALDir string
 	// Engine is the storage engine (--backend).
 	Engine engine.Engine
 	// EngineOptions are passed to the engine.
@@ -495,6 +502,33 @@ func (s *Server) advertiseClientURLs() []string {
 		return s.cfg.AdvertiseClientURLs
 	}
 	return s.clientURLs
+}
+
+// walDir is the raft log's directory: --wal-dir, or dflt, the directory
+// replication gives (<data-dir>/member/raft/log).
+func (c *config) walDir(dflt string) string {
+	if c.WALDir != "" {
+		return c.WALDir
+	}
+	return dflt
+}
+
+// checkWALDir refuses a --wal-dir without a raft log when dflt, the
+// default directory, has one: the member would start from an empty log,
+// forgetting its vote and entries.
+func (c *config) checkWALDir(dflt string) error {
+	if c.WALDir == "" || filepath.Clean(c.WALDir) == filepath.Clean(dflt) {
+		return nil
+	}
+	if hasFiles(dflt) && !hasFiles(c.WALDir) {
+		return fmt.Errorf("server: --wal-dir %q has no raft log, but %q has one: move it there first, or start without --wal-dir", c.WALDir, dflt)
+	}
+	return nil
+}
+
+func hasFiles(dir string) bool {
+	ents, err := os.ReadDir(dir)
+	return err == nil && len(ents) > 0
 }
 
 // reqTimeout is etcd's request timeout: 5s for queueing and disk, plus

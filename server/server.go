@@ -156,7 +156,10 @@ func Start(cfg Config) (_ *Server, err error) {
 		Engine:        c.Engine,
 		EngineOptions: c.EngineOptions,
 		OpenLog: func(dir string) (replication.LogStore, error) {
-			return wal.Open(dir, &wal.Options{
+			if err := c.checkWALDir(dir); err != nil {
+				return nil, err
+			}
+			return wal.Open(c.walDir(dir), &wal.Options{
 				Logger: c.Logger.With("component", "wal"),
 				OnSync: func(_ int, took time.Duration) { disk.walFsync.Observe(took.Seconds()) },
 			})

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -577,4 +578,97 @@ func slicesContains(ss []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// TestWALDir starts a real member with --wal-dir: its raft log is there,
+// not under the data directory, and it restarts from it; a member whose
+// log is in the data directory is refused a --wal-dir without one.
+func TestWALDir(t *testing.T) {
+	dir := t.TempDir()
+	dataDir, walDir := filepath.Join(dir, "data"), filepath.Join(dir, "wal")
+	start := func(extra ...string) (*member, string, error) {
+		t.Helper()
+		addrs, err := freeport.Addrs(2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		curl, purl := "http://"+addrs[0], "http://"+addrs[1]
+		args := append([]string{"--name=w", "--data-dir=" + dataDir, "--listen-client-urls=" + curl, "--advertise-client-urls=" + curl,
+			"--listen-peer-urls=" + purl, "--initial-advertise-peer-urls=" + purl, "--initial-cluster=w=" + purl,
+			"--heartbeat-interval=50", "--election-timeout=500"}, extra...)
+		p, err := parseMember(args, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := launch(p, io.Discard)
+		if err != nil {
+			return nil, "", err
+		}
+		select {
+		case <-m.ReadyNotify():
+		case <-time.After(30 * time.Second):
+			m.Close()
+			t.Fatal("member not ready after 30s")
+		}
+		return m, curl, nil
+	}
+	kv := func(curl string, put bool) string {
+		t.Helper()
+		cli, err := clientv3.New(clientv3.Config{Endpoints: []string{curl}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cli.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if put {
+			if _, err := cli.Put(ctx, "k", "v"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		g, err := cli.Get(ctx, "k")
+		if err != nil || len(g.Kvs) != 1 {
+			t.Fatalf("get: %v %v", g, err)
+		}
+		return string(g.Kvs[0].Value)
+	}
+
+	m, curl, err := start("--wal-dir=" + walDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv(curl, true)
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if !hasEntries(walDir) {
+		t.Fatalf("--wal-dir %s is empty", walDir)
+	}
+	if hasEntries(filepath.Join(dataDir, "member", "raft", "log")) {
+		t.Fatal("the raft log is in the data directory too")
+	}
+	m, curl, err = start("--wal-dir=" + walDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := kv(curl, false); got != "v" {
+		t.Fatalf("after a restart: %q", got)
+	}
+	m.Close()
+
+	// A member whose log is in its data directory.
+	dataDir = filepath.Join(dir, "data2")
+	m, _, err = start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
+	if _, _, err := start("--wal-dir=" + filepath.Join(dir, "wal2")); err == nil || !strings.Contains(err.Error(), "has no raft log") {
+		t.Fatalf("--wal-dir without the log: %v", err)
+	}
+}
+
+func hasEntries(dir string) bool {
+	ents, err := os.ReadDir(dir)
+	return err == nil && len(ents) > 0
 }
