@@ -88,6 +88,13 @@ func startWatcher(name string, cli *clientv3.Client, progressEvery time.Duration
 	return w
 }
 
+// errors returns the errors the watcher got.
+func (w *watcher) errors() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]string(nil), w.errs...)
+}
+
 func (w *watcher) stop() {
 	w.cancel()
 	<-w.done
