@@ -13,9 +13,10 @@ import (
 // TestForceNewCluster loses two of three members for good, then restarts
 // the third with ForceNewCluster (etcd's --force-new-cluster): it keeps
 // its data, member ID and cluster ID, is the only member, and serves
-// writes, also after a restart without the flag.
+// writes, also after a restart without the flag; a lost member started
+// again on its data learns it was removed and stops.
 func TestForceNewCluster(t *testing.T) {
-	c := newCluster(t, 3, engines()[1], nil)
+	c := newCluster(t, 3, engines()[1], func(cfg *server.Config) { cfg.ElectionTimeout = 500 * time.Millisecond })
 	ctx := ctxT(t)
 	cli := c.client(2)
 	for i := range 20 {
@@ -94,4 +95,18 @@ func TestForceNewCluster(t *testing.T) {
 	if _, err := cli.Put(ctx, "after", "2"); err != nil {
 		t.Fatal(err)
 	}
+
+	// A lost member started again on its old data learns from the forced
+	// member that it was removed, and stops.
+	old, err := server.Start(c.cfgs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.members[0] = old
+	select {
+	case <-old.StopNotify():
+	case <-time.After(30 * time.Second):
+		t.Fatal("a member removed by --force-new-cluster did not stop")
+	}
+	check(cli, 2)
 }
