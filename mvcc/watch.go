@@ -155,7 +155,7 @@ func appendEventWire(b []byte, ev *mvccpb.Event) ([]byte, error) {
 }
 
 // encodeEvents encodes evs into one allocation.
-func encodeEvents(evs []event) {
+func encodeEvents(evs []*event) {
 	size := 0
 	for _, ev := range evs {
 		size += eventWireSize(ev.Event)
@@ -175,8 +175,9 @@ func encodeEvents(evs []event) {
 
 // changesToEvents turns committed changes into watch events: a DELETE
 // carries the key and the deletion revision, as etcd's do.
-func changesToEvents(changes []pendingChange) []event {
-	evs := make([]event, len(changes))
+func changesToEvents(changes []pendingChange) []*event {
+	evs := make([]*event, len(changes))
+	slab := make([]event, len(changes))
 	pbs := make([]mvccpb.Event, len(changes))
 	kvs := make([]mvccpb.KeyValue, len(changes))
 	for i := range changes {
@@ -190,7 +191,8 @@ func changesToEvents(changes []pendingChange) []event {
 			ev.Type = mvccpb.Event_DELETE
 			ev.Kv.ModRevision = p.rev.main
 		}
-		evs[i].Event = ev
+		slab[i].Event = ev
+		evs[i] = &slab[i]
 	}
 	encodeEvents(evs)
 	return evs
@@ -227,7 +229,7 @@ func (h *watchHub) notify(changes []pendingChange, rev int64) {
 					w.n++ // still contiguous: no copy
 				default:
 					if w.batch == nil {
-						w.batch = append(make([]event, 0, w.n+1), evs[w.from:w.from+w.n]...)
+						w.batch = append(make([]*event, 0, w.n+1), evs[w.from:w.from+w.n]...)
 					}
 					w.batch = append(w.batch, ev)
 				}
@@ -295,7 +297,7 @@ func (h *watchHub) compacted(w *watcher, compactRev int64) {
 // in order) on w's stream in chunks of whole revisions, and advances
 // w.minRev past what it queued. It reports whether everything was queued.
 // The caller holds mu.
-func (h *watchHub) catchUp(w *watcher, evs []event, upTo int64) bool {
+func (h *watchHub) catchUp(w *watcher, evs []*event, upTo int64) bool {
 	limit := w.st.chunkEvents()
 	for len(evs) > 0 {
 		n := 0
@@ -325,7 +327,7 @@ func (h *watchHub) catchUp(w *watcher, evs []event, upTo int64) bool {
 // revision, and makes it synced if all went out. w.minRev must be in the
 // ring. The caller holds mu.
 func (h *watchHub) syncFromRing(w *watcher) bool {
-	var evs []event
+	var evs []*event
 	for _, rr := range h.ring.from(w.minRev) {
 		for _, ev := range rr.evs {
 			if w.contains(ev.Kv.Key) && w.wants(ev.Event) {
@@ -447,7 +449,7 @@ func (h *watchHub) unsyncedLeft() bool {
 // watcher's events from its minRev on, the last revision read, and the
 // compact revision, read after the engine snapshot was taken (so no
 // revision at or above it is missing from the snapshot).
-func (h *watchHub) scanStore(ws []*watcher, upTo int64) (map[*watcher][]event, int64, int64, error) {
+func (h *watchHub) scanStore(ws []*watcher, upTo int64) (map[*watcher][]*event, int64, int64, error) {
 	snap, err := h.s.be.NewSnapshot()
 	if err != nil {
 		return nil, 0, 0, fmt.Errorf("mvcc: watch sync: %w", err)
@@ -462,7 +464,7 @@ func (h *watchHub) scanStore(ws []*watcher, upTo int64) (map[*watcher][]event, i
 			g.add(w)
 		}
 	}
-	out := make(map[*watcher][]event)
+	out := make(map[*watcher][]*event)
 	if from > upTo {
 		return out, upTo, compactRev, nil
 	}
@@ -491,13 +493,13 @@ func (h *watchHub) scanStore(ws []*watcher, upTo int64) (map[*watcher][]event, i
 		if err != nil {
 			return nil, 0, 0, err
 		}
-		var ev event
+		var ev *event
 		g.visit(key, func(w *watcher) {
 			if rev.main < w.minRev {
 				return
 			}
-			if ev.Event == nil {
-				ev.Event = &mvccpb.Event{Kv: &mvccpb.KeyValue{}}
+			if ev == nil {
+				ev = &event{Event: &mvccpb.Event{Kv: &mvccpb.KeyValue{}}}
 				if err := decodeKV(bytes.Clone(it.Value()), ev.Kv); err != nil {
 					panic(err) // decodeKVKey decoded it
 				}
@@ -532,7 +534,7 @@ type eventRing struct {
 
 type ringRev struct {
 	rev  int64
-	evs  []event
+	evs  []*event
 	size int
 }
 
@@ -543,7 +545,7 @@ func (r *eventRing) reset(next int64) {
 
 // add appends the events of a commit, in revision order, and drops the
 // oldest revisions beyond lim's bounds.
-func (r *eventRing) add(evs []event, lim *watchLimits) {
+func (r *eventRing) add(evs []*event, lim *watchLimits) {
 	for i := 0; i < len(evs); {
 		rev := evs[i].Kv.ModRevision
 		j, size := i, 0

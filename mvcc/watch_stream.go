@@ -118,6 +118,7 @@ type WatchStream struct {
 	head     int
 	base     int64 // the position of queue[0] among every entry ever queued
 	progress int64 // the position of the queued stream-wide progress, or -1
+	moved    int   // the slots left in the queue by moved entries (admitLocked)
 	closed   bool
 
 	// touched lists the watchers with events in the commit being
@@ -138,7 +139,7 @@ type streamEntry struct {
 	w      *watcher // the watcher it counts against (events and progress)
 	id     int64
 	rev    int64 // header revision
-	evs    []event
+	evs    []*event
 	owned  bool // evs is the entry's own, not shared with other watchers
 	cost   int
 	compat int64  // compact revision
@@ -426,7 +427,7 @@ func (ws *WatchStream) hasRoom(w *watcher) bool {
 
 // enqueueEvents queues events of w under header revision rev if they fit
 // in w's buffer (or the buffer is empty). The caller holds the hub's mu.
-func (ws *WatchStream) enqueueEvents(w *watcher, evs []event, rev int64) bool {
+func (ws *WatchStream) enqueueEvents(w *watcher, evs []*event, rev int64) bool {
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
 	ok := ws.admitLocked(w, evs, rev)
@@ -438,7 +439,7 @@ func (ws *WatchStream) enqueueEvents(w *watcher, evs []event, rev int64) bool {
 // for the watchers in ws.touched, under one lock, and returns overflow
 // with the watchers whose events did not fit appended. The caller holds
 // the hub's mu.
-func (ws *WatchStream) enqueueCommit(evs []event, rev int64, overflow []*watcher) []*watcher {
+func (ws *WatchStream) enqueueCommit(evs []*event, rev int64, overflow []*watcher) []*watcher {
 	ws.mu.Lock()
 	for _, w := range ws.touched {
 		batch := w.batch
@@ -467,7 +468,7 @@ func (ws *WatchStream) enqueueCommit(evs []event, rev int64, overflow []*watcher
 // along the stream. It never moves past a notification that covers its
 // events: a stream-wide progress notification (ws.progress) or one of w
 // (which clears w.tail). The caller holds mu.
-func (ws *WatchStream) admitLocked(w *watcher, evs []event, rev int64) bool {
+func (ws *WatchStream) admitLocked(w *watcher, evs []*event, rev int64) bool {
 	if ws.closed {
 		return true // dropped: the stream is going away
 	}
@@ -480,7 +481,7 @@ func (ws *WatchStream) admitLocked(w *watcher, evs []event, rev int64) bool {
 			if old := &ws.queue[i]; old.kind == entryEvents && !old.dead && old.w == w && len(old.evs)+len(evs) <= ws.chunkEvents() {
 				merged := old.evs
 				if !old.owned {
-					merged = append(make([]event, 0, 2*(len(old.evs)+len(evs))), old.evs...)
+					merged = append(make([]*event, 0, 2*(len(old.evs)+len(evs))), old.evs...)
 				}
 				merged = append(merged, evs...)
 				w.queued += len(evs)
@@ -490,9 +491,13 @@ func (ws *WatchStream) admitLocked(w *watcher, evs []event, rev int64) bool {
 					return true
 				}
 				cost = old.cost + len(evs)
-				*old = streamEntry{kind: entryEvents, dead: true}
+				*old = streamEntry{kind: entryEvents, dead: true} // a moved entry
+				ws.moved++
 				w.tail = ws.base + int64(len(ws.queue)) + 1
 				ws.queue = append(ws.queue, streamEntry{kind: entryEvents, w: w, id: w.id, rev: rev, evs: merged, owned: true, cost: cost})
+				if ws.moved > 1024 && ws.moved > (len(ws.queue)-ws.head)/2 {
+					ws.dropMovedLocked()
+				}
 				return true
 			}
 		}
@@ -503,6 +508,30 @@ func (ws *WatchStream) admitLocked(w *watcher, evs []event, rev int64) bool {
 	return true
 }
 
+// dropMovedLocked takes the slots left by moved entries out of the queue,
+// and renumbers what points into it. The caller holds mu.
+func (ws *WatchStream) dropMovedLocked() {
+	n := ws.head
+	for i := ws.head; i < len(ws.queue); i++ {
+		e := ws.queue[i]
+		if e.dead && e.kind == entryEvents && e.w == nil {
+			continue
+		}
+		pos, to := ws.base+int64(i), ws.base+int64(n)
+		if pos == ws.progress {
+			ws.progress = to
+		}
+		if e.w != nil && e.w.tail == pos+1 {
+			e.w.tail = to + 1
+		}
+		ws.queue[n] = e
+		n++
+	}
+	clear(ws.queue[n:])
+	ws.queue = ws.queue[:n]
+	ws.moved = 0
+}
+
 // enqueueCompacted queues the compacted response of w. The caller holds
 // the hub's mu.
 func (ws *WatchStream) enqueueCompacted(w *watcher, compactRev int64) {
@@ -511,14 +540,22 @@ func (ws *WatchStream) enqueueCompacted(w *watcher, compactRev int64) {
 	ws.pushLocked(streamEntry{kind: entryCompacted, id: w.id, compat: compactRev})
 }
 
-// popBatch is the most entries the stream's goroutine takes at once.
-const popBatch = 64
+// popBatch is the most entries the stream's goroutine takes at once, and
+// popBytes about the most bytes of events (the first entry is taken
+// whatever its size): what a stream holds on its way out, a batch being
+// sent and the next one, stays small whatever the stream's backlog.
+const (
+	popBatch = 64
+	popBytes = 64 << 10
+)
 
-// pop appends up to popBatch live entries taken off the queue to out.
+// pop appends up to popBatch live entries taken off the queue to out,
+// and stops after popBytes of events.
 func (ws *WatchStream) pop(out []streamEntry) []streamEntry {
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
-	for ws.head < len(ws.queue) && len(out) < popBatch {
+	size := 0
+	for ws.head < len(ws.queue) && len(out) < popBatch && size < popBytes {
 		if ws.base+int64(ws.head) == ws.progress {
 			ws.progress = -1
 		}
@@ -528,6 +565,9 @@ func (ws *WatchStream) pop(out []streamEntry) []streamEntry {
 		if ws.head == len(ws.queue) {
 			ws.base += int64(ws.head)
 			ws.queue, ws.head = ws.queue[:0], 0
+			if cap(ws.queue) > 4096 {
+				ws.queue = nil // a backlog is gone: give its memory back
+			}
 		} else if ws.head >= 1024 && ws.head > len(ws.queue)/2 {
 			n := copy(ws.queue, ws.queue[ws.head:])
 			clear(ws.queue[n:])
@@ -548,8 +588,14 @@ func (ws *WatchStream) pop(out []streamEntry) []streamEntry {
 				w.sentEvents = true
 			}
 		}
+		if e.dead && e.kind == entryEvents && e.w == nil {
+			ws.moved--
+		}
 		if !e.dead {
 			out = append(out, e)
+			for _, ev := range e.evs {
+				size += len(ev.wire)
+			}
 		}
 	}
 	return out

@@ -2,7 +2,9 @@ package mvcc
 
 import (
 	"bytes"
+	"fmt"
 	"iter"
+	"runtime"
 	"slices"
 	"testing"
 	"time"
@@ -54,7 +56,7 @@ func TestWatchWireEncoding(t *testing.T) {
 	del := &mvccpb.Event{Type: mvccpb.Event_DELETE, Kv: &mvccpb.KeyValue{Key: []byte("b"), ModRevision: 6}}
 	empty := &mvccpb.Event{Kv: &mvccpb.KeyValue{Key: []byte("c"), CreateRevision: 7, ModRevision: 7, Version: 1}}
 	big := &mvccpb.Event{Kv: &mvccpb.KeyValue{Key: bytes.Repeat([]byte("k"), 300), Value: bytes.Repeat([]byte("v"), 70000), CreateRevision: 1 << 40, ModRevision: 1 << 40, Version: 1}}
-	evs := []event{{Event: put}, {Event: del}, {Event: empty}, {Event: big}}
+	evs := []*event{{Event: put}, {Event: del}, {Event: empty}, {Event: big}}
 	encodeEvents(evs)
 	w := &watcher{}
 	for _, tc := range []struct {
@@ -158,5 +160,108 @@ func TestWatchStreamJoinsQueuedEvents(t *testing.T) {
 	}
 	if got, want := revs(b), [][]int64{{r3}, {r4}}; !slices.EqualFunc(got, want, slices.Equal) {
 		t.Errorf("watch %d got responses of revisions %v, want %v\n%s", b, got, want, showResps(rs))
+	}
+}
+
+// TestWatchLaggingMemory measures the memory a watcher that reads nothing
+// holds while writes go on: its stream's queue is bounded by BufferEvents
+// per watcher, whatever the number of writes, and the writer is never
+// held up.
+func TestWatchLaggingMemory(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector's memory makes the measure meaningless")
+	}
+	const watchers, streams, puts, buffer = 400, 4, 6000, 1024
+	// A small ring: the events it holds are the store's, not the
+	// watchers'.
+	s, _ := newTestStore(t, testEngines(t)[0], smallWatchHub(nil, 64, 0, 0))
+	var before runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	var wss []*WatchStream
+	for range streams {
+		ws, err := s.NewWatchStream(&WatchStreamOptions{ProgressNotifyInterval: -1, BufferEvents: buffer})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ws.Close()
+		wss = append(wss, ws)
+	}
+	for i := range watchers {
+		if _, err := wss[i%streams].Watch(&pb.WatchCreateRequest{Key: []byte("k/"), RangeEnd: []byte("k0")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	value := bytes.Repeat([]byte("v"), 256)
+	start := time.Now()
+	for i := range puts {
+		if _, err := s.Put(&pb.PutRequest{Key: fmt.Appendf(nil, "k/%d", i%100), Value: value}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	took := time.Since(start)
+	var after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	perWatcher := (int64(after.HeapAlloc) - int64(before.HeapAlloc)) / watchers
+	t.Logf("%d puts in %v; %d watchers reading nothing hold %d B each (BufferEvents %d)", puts, took, watchers, perWatcher, buffer)
+	// Each holds at most buffer event pointers, its responses and its
+	// share of the events (shared by all watchers).
+	if limit := int64(buffer * 16); perWatcher > limit {
+		t.Errorf("a lagging watcher holds %d B, want at most %d", perWatcher, limit)
+	}
+	h := s.hub
+	h.mu.Lock()
+	unsynced := h.unsynced.size()
+	h.mu.Unlock()
+	if unsynced != watchers {
+		t.Errorf("%d watchers unsynced, want all %d", unsynced, watchers)
+	}
+}
+
+// TestWatchStreamMovesMany moves many responses to the end of a queue
+// nobody reads, so that the slots they leave are taken out, with
+// progress requests in between, and checks what comes out.
+func TestWatchStreamMovesMany(t *testing.T) {
+	const watchers, puts = 40, 150
+	s, _ := newTestStore(t, testEngines(t)[0], nil)
+	ws, err := s.NewWatchStream(&WatchStreamOptions{ProgressNotifyInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	for range watchers {
+		if _, err := ws.Watch(&pb.WatchCreateRequest{Key: []byte("k")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first := s.Rev() + 1
+	for i := range puts {
+		mustPut(t, s, "k", "v")
+		if i%37 == 0 {
+			ws.RequestProgress()
+		}
+	}
+	var rs []*pb.WatchResponse
+	got := map[int64]int{}
+	total := 0
+	for total < watchers*puts {
+		select {
+		case r := <-ws.Chan():
+			rs = append(rs, r)
+			for _, ev := range r.Events {
+				if want := first + int64(got[r.WatchId]); ev.Kv.ModRevision != want {
+					t.Fatalf("watch %d: event at %d, want %d", r.WatchId, ev.Kv.ModRevision, want)
+				}
+				got[r.WatchId]++
+				total++
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("timed out with %d events of %d", total, watchers*puts)
+		}
+	}
+	checkStream(t, rs)
+	if len(rs) >= watchers*puts/2 {
+		t.Errorf("%d responses for %d events: the queued ones were not joined", len(rs), watchers*puts)
 	}
 }

@@ -35,7 +35,7 @@ type watcher struct {
 	// The events of the commit being notified: evs[from:from+n] of the
 	// commit while they are contiguous there, else batch.
 	from, n int
-	batch   []event
+	batch   []*event
 
 	// Guarded by st.mu:
 	//
