@@ -310,12 +310,12 @@ func runScenario(t *testing.T, eng string, wl workload, long time.Duration, seed
 	start := time.Now()
 	c := newCluster(t, eng, 3)
 	s := &scenario{t: t, c: c, rnd: rand.New(rand.NewPCG(seed, uint64(time.Now().UnixNano()))), rec: newRecorder(), admin: c.client()}
-	s.watch = startWatcher("watch", c.client(), 500*time.Millisecond)
+	s.watch = startWatcher("watch", s.rec.now, c.client(), 500*time.Millisecond)
 	defer s.watch.stop()
 	if long > 0 || os.Getenv("STRATA_ROBUSTNESS_PINNED") != "" {
 		// Off in the short form: once in several runs this watcher
 		// stalls for good (see the README); the long form reports it.
-		s.pinned = startWatcher("watch on "+c.members[0].name, c.client("http://"+c.members[0].client), 300*time.Millisecond)
+		s.pinned = startWatcher("watch on "+c.members[0].name, s.rec.now, c.client("http://"+c.members[0].client), 300*time.Millisecond)
 		defer s.pinned.stop()
 	}
 
@@ -447,6 +447,11 @@ func (s *scenario) finalChecks() {
 		bad = append(bad, b...)
 		t.Logf("%s: %d events, %d progress notifications, resumed %d times", w.name, n, w.progressN, w.resumes.Load())
 	}
+	s.rec.mu.Lock()
+	expiries, early := s.watch.checkLeaseExpiry(s.rec.renewed, leaseTTL)
+	s.rec.mu.Unlock()
+	bad = append(bad, early...)
+	t.Logf("leases: %d expiries checked, %d early", expiries, len(early))
 	bad = append(bad, checkRevisionOrder(revs)...)
 	bad = append(bad, s.checkHashKV(ctx, final)...)
 	if len(bad) > 0 {

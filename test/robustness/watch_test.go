@@ -17,6 +17,7 @@ import (
 type watchResp struct {
 	events   []*clientv3.Event
 	progress int64
+	at       int64 // when it was received, on the recorder's clock
 }
 
 // watcher watches the whole keyspace from revision 1 with prev_kv, as the
@@ -25,6 +26,7 @@ type watchResp struct {
 // change): the events must come out as one ordered, gapless stream.
 type watcher struct {
 	name      string
+	now       func() int64 // the recorder's clock
 	cli       *clientv3.Client
 	mu        sync.Mutex
 	resps     []watchResp
@@ -38,9 +40,9 @@ type watcher struct {
 
 // startWatcher starts a watcher; it asks for a progress notification every
 // progressEvery.
-func startWatcher(name string, cli *clientv3.Client, progressEvery time.Duration) *watcher {
+func startWatcher(name string, now func() int64, cli *clientv3.Client, progressEvery time.Duration) *watcher {
 	ctx, cancel := context.WithCancel(context.Background())
-	w := &watcher{name: name, cli: cli, cancel: cancel, done: make(chan struct{})}
+	w := &watcher{name: name, now: now, cli: cli, cancel: cancel, done: make(chan struct{})}
 	wctx := clientv3.WithRequireLeader(ctx)
 	var progress sync.WaitGroup
 	progress.Go(func() {
@@ -78,7 +80,7 @@ func startWatcher(name string, cli *clientv3.Client, progressEvery time.Duration
 					continue
 				}
 				w.mu.Lock()
-				w.resps = append(w.resps, watchResp{events: resp.Events})
+				w.resps = append(w.resps, watchResp{events: resp.Events, at: w.now()})
 				w.mu.Unlock()
 				w.last.Store(resp.Events[len(resp.Events)-1].Kv.ModRevision)
 			}
@@ -86,6 +88,29 @@ func startWatcher(name string, cli *clientv3.Client, progressEvery time.Duration
 		}
 	}()
 	return w
+}
+
+// checkLeaseExpiry checks that no key put under a lease was deleted by
+// the lease's expiry before the lease's last renewal plus its TTL. The
+// workload never deletes those keys itself, so each deletion of a key
+// whose prev_kv has a lease is an expiry, seen no later than it happened.
+func (w *watcher) checkLeaseExpiry(renewed map[clientv3.LeaseID]int64, ttl time.Duration) (expiries int, bad []string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, r := range w.resps {
+		for _, ev := range r.events {
+			if ev.Type != clientv3.EventTypeDelete || ev.PrevKv == nil || ev.PrevKv.Lease == 0 {
+				continue
+			}
+			expiries++
+			id := clientv3.LeaseID(ev.PrevKv.Lease)
+			if earliest := renewed[id] + int64(ttl); r.at < earliest {
+				bad = append(bad, fmt.Sprintf("%s: lease %x expired early: %q deleted at revision %d, seen %v after the start, before its last renewal (called at %v) plus its TTL %v",
+					w.name, int64(id), ev.Kv.Key, ev.Kv.ModRevision, time.Duration(r.at), time.Duration(renewed[id]), ttl))
+			}
+		}
+	}
+	return expiries, bad
 }
 
 // errors returns the errors the watcher got.

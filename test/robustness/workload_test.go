@@ -46,12 +46,16 @@ type recorder struct {
 	revs   []revObs
 	lists  []list
 	counts map[string]int // operations by kind and outcome
+	// renewed is, per lease, when the last grant or keepalive that
+	// succeeded was called: the lease cannot expire before that plus its
+	// TTL.
+	renewed map[clientv3.LeaseID]int64
 
 	ackedN atomic.Int64 // acknowledged writes so far
 }
 
 func newRecorder() *recorder {
-	return &recorder{start: time.Now(), counts: map[string]int{}}
+	return &recorder{start: time.Now(), counts: map[string]int{}, renewed: map[clientv3.LeaseID]int64{}}
 }
 
 func (r *recorder) now() int64 { return int64(time.Since(r.start)) }
@@ -205,11 +209,15 @@ func (w *worker) txnPair(ctx context.Context) {
 	w.rec.ack(write{key: a, value: val, rev: resp.Header.Revision}, write{key: b, value: val, rev: resp.Header.Revision})
 }
 
+// leaseTTL is the TTL of the workload's leases.
+const leaseTTL = 3 * time.Second
+
 // leasePut grants a short lease (or keeps the worker's alive) and puts a
 // key under it; the lease's expiry deletes the key later.
 func (w *worker) leasePut(ctx context.Context) {
+	call := w.rec.now()
 	if w.lease == 0 || w.rnd.IntN(4) == 0 {
-		g, err := w.cli.Grant(ctx, 3)
+		g, err := w.cli.Grant(ctx, int64(leaseTTL/time.Second))
 		if err != nil {
 			w.rec.count("lease grant failed")
 			return
@@ -220,6 +228,9 @@ func (w *worker) leasePut(ctx context.Context) {
 		w.lease = 0
 		return
 	}
+	w.rec.mu.Lock()
+	w.rec.renewed[w.lease] = max(w.rec.renewed[w.lease], call)
+	w.rec.mu.Unlock()
 	key, val := fmt.Sprintf("%slease/%d-%d", w.prefix, w.id, w.rnd.IntN(3)), w.value()
 	resp, err := w.cli.Put(ctx, key, val, clientv3.WithLease(w.lease))
 	if err != nil {
