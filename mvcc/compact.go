@@ -90,7 +90,7 @@ func (c *compactor) run(s *Store) {
 		}
 		if !job.barrier {
 			if err := s.compact(job, c.stopc); err != nil {
-				s.opts.Logger.Warn("mvcc: compaction failed", "revision", job.rev, "err", err)
+				s.opts.Logger.Warn("mvcc: compaction failed", "revision", job.rev, "error", err)
 			}
 		}
 		close(job.done)

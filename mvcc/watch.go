@@ -357,7 +357,7 @@ func (h *watchHub) syncLoop() {
 		}
 		more, err := h.syncOnce()
 		if err != nil {
-			h.s.opts.Logger.Warn("mvcc: watch sync failed", "err", err)
+			h.s.opts.Logger.Warn("mvcc: watch sync failed", "error", err)
 		}
 		t.Stop()
 		select {

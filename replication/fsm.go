@@ -72,6 +72,10 @@ type fsm struct {
 	appliedEntries, skippedEntries atomic.Uint64
 	// restores counts snapshots restored into the store.
 	restores atomic.Uint64
+	// warnApply is the apply time above which a request is logged and
+	// counted in slowApplies.
+	warnApply   time.Duration
+	slowApplies atomic.Uint64
 
 	// primaryMu orders promotions and demotions of the store: setPrimary
 	// and setStore hold it, so every store made current sees the latest
@@ -230,7 +234,11 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 		}
 		res := make([]Result, len(reqs))
 		for j, r := range reqs {
+			began := time.Now()
 			res[j] = f.applyRequest(w, r)
+			if took := time.Since(began); took > f.warnApply && f.warnApply > 0 {
+				f.warnSlowApply(r, res[j], took)
+			}
 		}
 		out[i] = res
 		if w.Size() > maxBatchBytes {
@@ -242,6 +250,20 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 }
 
 // applyRequest applies one request through its kind's entry in kinds.
+// warnSlowApply logs etcd's "apply request took too long" line, with the
+// request as etcd prints it (values replaced by their sizes).
+func (f *fsm) warnSlowApply(r *pb.InternalRaftRequest, res Result, took time.Duration) {
+	f.slowApplies.Add(1)
+	attrs := []any{"took", took, "expected-duration", f.warnApply, "prefix", "",
+		"request", (&pb.InternalRaftStringer{Request: r}).String()}
+	if res.Err != nil {
+		attrs = append(attrs, "error", res.Err)
+	} else if m, ok := res.Resp.(interface{ Size() int }); ok {
+		attrs = append(attrs, "response", fmt.Sprintf("size:%d", m.Size()))
+	}
+	f.logger.Warn("apply request took too long", attrs...)
+}
+
 func (f *fsm) applyRequest(w *mvcc.WriteBatch, r *pb.InternalRaftRequest) Result {
 	k, err := kindOf(r)
 	if err != nil {
@@ -337,7 +359,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	}
 	f.applied.reset(f.store.AppliedIndex())
 	f.restores.Add(1)
-	f.logger.Info("restored snapshot", "applied_index", f.store.AppliedIndex(), "revision", f.store.Rev())
+	f.logger.Info("restored snapshot", "applied-index", f.store.AppliedIndex(), "revision", f.store.Rev())
 	return nil
 }
 

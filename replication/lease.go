@@ -55,7 +55,7 @@ func (n *Node) leaseLoop() {
 			cancel()
 			for i, err := range errs {
 				if err != nil && !errors.Is(err, ErrStopped) {
-					n.cfg.Logger.Warn("revoking an expired lease failed; it is retried", "lease", expired[i], "err", err)
+					n.cfg.Logger.Warn("revoking an expired lease failed; it is retried", "lease", expired[i], "error", err)
 				}
 			}
 		}
@@ -64,7 +64,7 @@ func (n *Node) leaseLoop() {
 			_, err := n.proposeLocal(ctx, &pb.InternalRaftRequest{LeaseCheckpoint: &pb.LeaseCheckpointRequest{Checkpoints: cps}})
 			cancel()
 			if err != nil && !errors.Is(err, ErrStopped) {
-				n.cfg.Logger.Warn("lease checkpoint failed", "err", err)
+				n.cfg.Logger.Warn("lease checkpoint failed", "error", err)
 			}
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -111,7 +112,15 @@ type Config struct {
 	// applied entries with the time it took (etcd's backend commit
 	// duration). It runs on the FSM's goroutine: keep it cheap.
 	OnApplyCommit func(took time.Duration)
+	// WarningApplyDuration is how long applying one request may take
+	// before it is logged as "apply request took too long" and counted in
+	// SlowApplies (etcd's --warning-apply-duration). The default value is
+	// 100ms.
+	WarningApplyDuration time.Duration
 }
+
+// DefaultWarningApplyDuration is etcd's --warning-apply-duration.
+const DefaultWarningApplyDuration = 100 * time.Millisecond
 
 // ErrInvalidConfig is returned by Open for a Config that cannot start a
 // node.
@@ -137,6 +146,9 @@ func (c *Config) EnsureDefaults() {
 	}
 	if c.MaxBatch == 0 {
 		c.MaxBatch = 256
+	}
+	if c.WarningApplyDuration == 0 {
+		c.WarningApplyDuration = DefaultWarningApplyDuration
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -178,6 +190,9 @@ type Node struct {
 	// taken in inflight.
 	applied  chan appliedEntry
 	verifier verifier
+	leaders  leaderWatch
+	// slowReadIndexes counts read barriers slower than readIndexWarnTime.
+	slowReadIndexes atomic.Uint64
 
 	// readyTerm is the term in which this node, as leader, has applied
 	// its own first entry; linearizable reads wait for it.
@@ -219,6 +234,7 @@ func Open(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.fsm.onCommit = cfg.OnApplyCommit
+	n.fsm.warnApply = cfg.WarningApplyDuration
 	fail := func(err error) (*Node, error) {
 		if n.transport.NetworkTransport != nil {
 			n.transport.Close()
@@ -274,7 +290,7 @@ func Open(cfg Config) (*Node, error) {
 	if metas, err := snaps.List(); err == nil && len(metas) > 0 && metas[0].Index > n.fsm.applied.get() {
 		rc.NoSnapshotRestoreOnStart = false
 		cfg.Logger.Info("store is behind the newest snapshot; restoring it",
-			"applied_index", n.fsm.applied.get(), "snapshot_index", metas[0].Index)
+			"applied-index", n.fsm.applied.get(), "snapshot-index", metas[0].Index)
 	}
 
 	if len(cfg.Bootstrap) > 0 {
@@ -296,10 +312,12 @@ func Open(cfg Config) (*Node, error) {
 		return fail(fmt.Errorf("replication: start raft: %w", err))
 	}
 	n.verifier.init(n.raft, n.stopc)
+	n.leaders.init(n.raft)
 	n.fwdPropose = newForwarder(n, n.sendProposals)
 	n.fwdRead = newForwarder(n, n.sendReadIndex)
 	n.mux.start(newPeerServer(n))
-	n.wg.Add(6)
+	n.wg.Add(7)
+	go n.leaderWatchLoop()
 	go n.removalLoop()
 	go n.leaseLoop()
 	go n.proposeLoop()
@@ -646,7 +664,7 @@ func (n *Node) leaderLoop() {
 			term := n.raft.CurrentTerm()
 			entry, _ := encodeEntry(nil, nil)
 			if err := awaitFuture(n.raft.Apply(entry, 0), n.stopc); err != nil {
-				n.cfg.Logger.Warn("leader barrier failed", "term", term, "err", err)
+				n.cfg.Logger.Warn("leader barrier failed", "term", term, "error", err)
 				continue
 			}
 			if n.raft.CurrentTerm() == term && n.raft.State() == raft.Leader {
@@ -666,9 +684,17 @@ func (n *Node) leaderLoop() {
 // for it) and checks its term did not change; a follower asks the leader for
 // that index. Then the node waits until its store has applied it.
 func (n *Node) ReadBarrier(ctx context.Context) error {
+	began := time.Now()
 	ri, err := atLeader(ctx, n,
 		func() (uint64, error) { return n.leaderReadIndex(ctx) },
 		func(addr string) (uint64, error) { return n.forwardReadIndex(ctx, addr) })
+	if took := time.Since(began); took > readIndexWarnTime {
+		// etcd warns (and counts) once a ReadIndex has waited its retry
+		// time, 500ms.
+		n.slowReadIndexes.Add(1)
+		n.cfg.Logger.Warn("waiting for ReadIndex response took too long, retrying",
+			"local-member-id", n.cfg.ID, "took", took, "retry-timeout", readIndexWarnTime)
+	}
 	if err != nil {
 		return err
 	}
@@ -695,6 +721,18 @@ func (n *Node) leaderReadIndex(ctx context.Context) (uint64, error) {
 	}
 	return ri, nil
 }
+
+// readIndexWarnTime is etcd's ReadIndex retry time: a read barrier slower
+// than it is logged and counted.
+const readIndexWarnTime = 500 * time.Millisecond
+
+// SlowReadIndexes returns the number of read barriers that took longer
+// than 500ms (etcd's etcd_server_slow_read_indexes_total).
+func (n *Node) SlowReadIndexes() uint64 { return n.slowReadIndexes.Load() }
+
+// SlowApplies returns the number of requests whose apply took longer than
+// WarningApplyDuration (etcd's etcd_server_slow_apply_total).
+func (n *Node) SlowApplies() uint64 { return n.fsm.slowApplies.Load() }
 
 // WaitReady waits until this node leads and serves linearizable reads, or
 // until another node is known to lead.
@@ -823,22 +861,63 @@ func stopped(stopc chan struct{}) bool {
 	}
 }
 
-// hclogFor adapts a slog logger for raft: warnings and errors only.
+// hclogFor adapts a slog logger for raft: each raft line reaches l at its
+// own level (hclog's Trace as slog's Debug-4), with raft's key/value pairs
+// as attributes and raft's call site as the record's source.
 func hclogFor(l *slog.Logger) hclog.Logger {
-	return hclog.New(&hclog.LoggerOptions{
+	il := hclog.NewInterceptLogger(&hclog.LoggerOptions{
 		Name:   "raft",
-		Level:  hclog.Warn,
-		Output: slogWriter{l},
+		Level:  hclog.Off, // the sink below is the only output
+		Output: io.Discard,
 	})
+	il.RegisterSink(slogSink{l})
+	return il
 }
 
-type slogWriter struct{ l *slog.Logger }
+// slogSink forwards hclog's lines to a slog logger.
+type slogSink struct{ l *slog.Logger }
 
-func (w slogWriter) Write(p []byte) (int, error) {
-	msg := string(p)
-	for len(msg) > 0 && msg[len(msg)-1] == '\n' {
-		msg = msg[:len(msg)-1]
+// hclogCallerSkip is the number of frames between slogSink.Accept and
+// raft's call: runtime.Callers, Accept, interceptLogger.log and
+// interceptLogger.Info (or Warn, Log, ...).
+const hclogCallerSkip = 4
+
+func (s slogSink) Accept(name string, level hclog.Level, msg string, args ...any) {
+	var lvl slog.Level
+	switch {
+	case level <= hclog.Trace:
+		lvl = slog.LevelDebug - 4
+	case level == hclog.Debug:
+		lvl = slog.LevelDebug
+	case level == hclog.Info:
+		lvl = slog.LevelInfo
+	case level == hclog.Warn:
+		lvl = slog.LevelWarn
+	default:
+		lvl = slog.LevelError
 	}
-	w.l.Warn(msg)
-	return len(p), nil
+	ctx := context.Background()
+	if !s.l.Enabled(ctx, lvl) {
+		return
+	}
+	var pcs [1]uintptr
+	runtime.Callers(hclogCallerSkip, pcs[:])
+	r := slog.NewRecord(time.Now(), lvl, msg, pcs[0])
+	r.AddAttrs(slog.String("logger", name))
+	for i := 0; i+1 < len(args); i += 2 {
+		k, ok := args[i].(string)
+		if !ok {
+			k = fmt.Sprint(args[i])
+		}
+		v := args[i+1]
+		if f, ok := v.(hclog.Format); ok && len(f) > 0 {
+			format, _ := f[0].(string)
+			v = fmt.Sprintf(format, f[1:]...)
+		}
+		r.AddAttrs(slog.Any(k, v))
+	}
+	if len(args)%2 == 1 {
+		r.AddAttrs(slog.Any("EXTRA_VALUE_AT_END", args[len(args)-1]))
+	}
+	_ = s.l.Handler().Handle(ctx, r)
 }

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/url"
 	"slices"
 	"sort"
@@ -316,9 +317,15 @@ func (s *Server) publish(ctx context.Context) {
 		err := s.node.SetMemberAttrs(pctx, raftID(s.id.MemberID), s.id.Name, s.advertiseClientURLs())
 		cancel()
 		if err == nil {
+			s.cfg.Logger.Info("published local member to cluster through raft", "local-member-id", raftID(s.id.MemberID),
+				"local-member-attributes", fmt.Sprintf("{Name:%s ClientURLs:%v}", s.id.Name, s.advertiseClientURLs()),
+				"cluster-id", raftID(s.id.ClusterID), "publish-timeout", 5*time.Second)
 			return
 		}
-		s.cfg.Logger.Warn("publishing member attributes failed; retrying", "err", err)
+		if ctx.Err() != nil {
+			return
+		}
+		s.cfg.Logger.Warn("failed to publish local member to cluster through raft", "local-member-id", raftID(s.id.MemberID), "error", err)
 		t := time.NewTimer(time.Second)
 		select {
 		case <-ctx.Done():

@@ -72,7 +72,7 @@ func (s *Server) autoCompact(ctx context.Context, mode string, rev int64) bool {
 	start := time.Now()
 	_, err := s.propose(ctx, &pb.InternalRaftRequest{Compaction: &pb.CompactionRequest{Revision: rev}})
 	if err != nil && !errors.Is(err, rpctypes.ErrGRPCCompacted) {
-		s.cfg.Logger.Warn("failed auto compaction", "mode", mode, "revision", rev, "err", err)
+		s.cfg.Logger.Warn("failed auto compaction", "mode", mode, "revision", rev, "error", err)
 		return false
 	}
 	s.cfg.Logger.Info("completed auto compaction", "mode", mode, "revision", rev, "took", time.Since(start))

@@ -204,6 +204,12 @@ type Config struct {
 	// lets Go choose.
 	TLSMinVersion, TLSMaxVersion string
 
+	// WarningApplyDuration is how long applying one request may take
+	// before it is logged as "apply request took too long" and counted in
+	// etcd_server_slow_apply_total (--warning-apply-duration). The default
+	// value is 100ms.
+	WarningApplyDuration time.Duration
+
 	// EnablePprof serves Go's profiles under /debug/pprof/ on the HTTP
 	// endpoints (--enable-pprof).
 	EnablePprof bool
@@ -234,8 +240,20 @@ type Config struct {
 	GRPCKeepAliveInterval time.Duration
 	GRPCKeepAliveTimeout  time.Duration
 
-	// Logger receives the server's log lines. The default discards them.
+	// Logger receives the server's log lines (and the engine's, unless
+	// EngineOptions has a logger). When nil, the server builds etcd's zap
+	// logger from LogLevel, LogOutputs and LogFormat (see NewLogger).
 	Logger *slog.Logger
+	// LogLevel is the least level logged: debug, info, warn, error,
+	// dpanic, panic or fatal (--log-level). The default value is "info".
+	LogLevel string
+	// LogOutputs are where the lines go: "default" (stderr), "stderr",
+	// "stdout", "systemd/journal" or file paths (--log-outputs). The
+	// default value is "default".
+	LogOutputs []string
+	// LogFormat is "json" or "console" (--log-format). The default value
+	// is "json".
+	LogFormat string
 
 	// revisionCompactInterval is how often the revision auto-compaction
 	// runs; tests shorten it (see export_test.go).
@@ -334,8 +352,14 @@ func (c *Config) EnsureDefaults() {
 	if c.TLSMinVersion == "" {
 		c.TLSMinVersion = tlsutil.VersionTLS12
 	}
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
+	if c.LogLevel == "" {
+		c.LogLevel = "info"
+	}
+	if len(c.LogOutputs) == 0 {
+		c.LogOutputs = []string{LogOutputDefault}
+	}
+	if c.LogFormat == "" {
+		c.LogFormat = LogFormatJSON
 	}
 	if c.revisionCompactInterval <= 0 {
 		c.revisionCompactInterval = defaultRevisionCompactInterval
@@ -383,6 +407,9 @@ func (c *Config) parse() (*config, error) {
 	o := &config{Config: *c}
 	if o.Engine.Open == nil {
 		return nil, invalid(errors.New("server: config needs an Engine"))
+	}
+	if _, _, _, err := logConfig(o.LogLevel, o.LogOutputs, o.LogFormat); err != nil {
+		return nil, invalid(err)
 	}
 	if o.ElectionTimeout < 5*o.HeartbeatInterval {
 		return nil, invalid(fmt.Errorf("server: --election-timeout[%v] should be at least 5 times --heartbeat-interval[%v]", o.ElectionTimeout, o.HeartbeatInterval))

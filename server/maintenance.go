@@ -10,6 +10,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/dustin/go-humanize"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"google.golang.org/grpc/codes"
@@ -106,9 +107,9 @@ func (m *maintenanceServer) Alarm(ctx context.Context, r *pb.AlarmRequest) (*pb.
 	}
 	for _, a := range resp.Alarms {
 		if r.GetAction() == pb.AlarmRequest_ACTIVATE {
-			s.cfg.Logger.Warn("alarm raised", "alarm", a.Alarm.String(), "member_id", raftID(a.MemberID))
+			s.cfg.Logger.Warn("alarm raised", "alarm", a.Alarm.String(), "member-id", raftID(a.MemberID))
 		} else {
-			s.cfg.Logger.Info("alarm cleared", "alarm", a.Alarm.String(), "member_id", raftID(a.MemberID))
+			s.cfg.Logger.Info("alarm cleared", "alarm", a.Alarm.String(), "member-id", raftID(a.MemberID))
 		}
 	}
 	resp.Header = s.header()
@@ -128,7 +129,7 @@ func (m *maintenanceServer) Defragment(ctx context.Context, r *pb.DefragmentRequ
 		return d.Defrag(ctx)
 	})
 	if err != nil {
-		s.cfg.Logger.Warn("failed to defragment", "err", err)
+		s.cfg.Logger.Warn("failed to defragment", "error", err)
 		return nil, togRPCError(err)
 	}
 	s.refreshSize()
@@ -166,7 +167,7 @@ func (m *maintenanceServer) Snapshot(r *pb.SnapshotRequest, srv pb.Maintenance_S
 		return togRPCError(err)
 	}
 	total := snapshotSize(n)
-	s.cfg.Logger.Info("sending database snapshot to client", "total_bytes", total)
+	s.cfg.Logger.Info("sending database snapshot to client", "total-bytes", total, "size", humanize.Bytes(uint64(total)))
 	start := time.Now()
 	payload := io.MultiReader(io.LimitReader(f, n), snapshotTrailer(n))
 	h := sha256.New()
@@ -187,7 +188,7 @@ func (m *maintenanceServer) Snapshot(r *pb.SnapshotRequest, srv pb.Maintenance_S
 	if err := srv.Send(&pb.SnapshotResponse{Blob: h.Sum(nil), Version: StorageVersion}); err != nil {
 		return togRPCError(err)
 	}
-	s.cfg.Logger.Info("sent database snapshot to client", "total_bytes", total, "took", time.Since(start))
+	s.cfg.Logger.Info("successfully sent database snapshot to client", "total-bytes", total, "size", humanize.Bytes(uint64(total)), "took", time.Since(start).String())
 	return nil
 }
 

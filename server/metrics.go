@@ -19,7 +19,6 @@ type metrics struct {
 	reg *prometheus.Registry
 
 	grpc             *grpcprom.ServerMetrics
-	leaderChanges    prometheus.Counter
 	proposalsPending prometheus.Gauge
 	proposalsFailed  prometheus.Counter
 	healthSuccess    prometheus.Counter
@@ -52,10 +51,6 @@ func newDiskMetrics() diskMetrics {
 func newMetrics(s *Server, disk diskMetrics) *metrics {
 	m := &metrics{reg: prometheus.NewRegistry(), disk: disk}
 	m.grpc = grpcprom.NewServerMetrics()
-	m.leaderChanges = prometheus.NewCounter(prometheus.CounterOpts{
-		Namespace: "etcd", Subsystem: "server", Name: "leader_changes_seen_total",
-		Help: "The number of leader changes seen.",
-	})
 	m.proposalsPending = prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: "etcd", Subsystem: "server", Name: "proposals_pending",
 		Help: "The current number of pending proposals to commit.",
@@ -93,7 +88,11 @@ func newMetrics(s *Server, disk diskMetrics) *metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.grpc,
-		m.leaderChanges, m.proposalsPending, m.proposalsFailed, m.healthSuccess, m.healthFailed,
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: "etcd", Subsystem: "server", Name: "leader_changes_seen_total",
+			Help: "The number of leader changes seen.",
+		}, func() float64 { return float64(n.LeaderChanges()) }),
+		m.proposalsPending, m.proposalsFailed, m.healthSuccess, m.healthFailed,
 		disk.walFsync, disk.backendCommit,
 		gauge("server", "has_leader", "Whether or not a leader exists. 1 is existence, 0 is not.",
 			func() float64 { id, _ := n.Leader(); return b2f(id != "") }),

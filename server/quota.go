@@ -31,11 +31,11 @@ func (q *quota) check(ctx context.Context, cost int) error {
 	if size+int64(cost) < q.max {
 		return nil
 	}
-	q.s.cfg.Logger.Warn("space quota exceeded; raising the NOSPACE alarm", "db_size", size, "quota", q.max)
+	q.s.cfg.Logger.Warn("space quota exceeded; raising the NOSPACE alarm", "quota-size-bytes", q.max, "current-db-size-bytes", size)
 	// As etcd: raise the alarm through the log, then refuse.
 	req := &pb.AlarmRequest{Action: pb.AlarmRequest_ACTIVATE, MemberID: q.s.id.MemberID, Alarm: pb.AlarmType_NOSPACE}
 	if _, err := q.s.propose(ctx, &pb.InternalRaftRequest{Alarm: req}); err != nil {
-		q.s.cfg.Logger.Warn("raising the NOSPACE alarm failed", "err", err)
+		q.s.cfg.Logger.Warn("raising the NOSPACE alarm failed", "error", err)
 	}
 	return rpctypes.ErrGRPCNoSpace
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"math"
 	"net"
 	"net/http"
@@ -40,6 +41,10 @@ const (
 	ClusterVersion = "3.6.0"
 	StorageVersion = "3.6.0"
 )
+
+// warnSyncDuration is etcd's: a WAL fsync slower than it is logged as
+// "slow fdatasync".
+const warnSyncDuration = time.Second
 
 // Server is one Strata member serving etcd's v3 API: a replication.Node
 // behind etcd's gRPC services and HTTP endpoints.
@@ -82,6 +87,7 @@ type Server struct {
 	// corruptOnce raises the CORRUPT alarm for this member once, on the
 	// first read that finds its data damaged.
 	corruptOnce sync.Once
+	closeLog    func() error // flushes and closes a logger Start built
 }
 
 // Start opens the member's data, joins or bootstraps its cluster and
@@ -91,6 +97,20 @@ func Start(cfg Config) (_ *Server, err error) {
 	c, err := newConfig(cfg)
 	if err != nil {
 		return nil, err
+	}
+	closeLog := func() error { return nil }
+	if c.Logger == nil {
+		if c.Logger, closeLog, err = NewLogger(c.LogLevel, c.LogOutputs, c.LogFormat); err != nil {
+			return nil, err
+		}
+	}
+	defer func() {
+		if err != nil {
+			closeLog()
+		}
+	}()
+	if c.EngineOptions.Logger == nil {
+		c.EngineOptions.Logger = c.Logger.With("component", "engine")
 	}
 	id, err := loadIdentity(c)
 	if err != nil {
@@ -102,7 +122,7 @@ func Start(cfg Config) (_ *Server, err error) {
 			os.Remove(f)
 		}
 	}
-	s := &Server{cfg: c, id: id, readyc: make(chan struct{}), stopc: make(chan struct{}), donec: make(chan struct{}),
+	s := &Server{cfg: c, id: id, closeLog: closeLog, readyc: make(chan struct{}), stopc: make(chan struct{}), donec: make(chan struct{}),
 		watchDone: make(chan struct{}), failc: make(chan struct{})}
 	s.quota = quota{s: s, max: c.QuotaBackendBytes}
 	defer func() {
@@ -161,7 +181,12 @@ func Start(cfg Config) (_ *Server, err error) {
 			}
 			return wal.Open(c.walDir(dir), &wal.Options{
 				Logger: c.Logger.With("component", "wal"),
-				OnSync: func(_ int, took time.Duration) { disk.walFsync.Observe(took.Seconds()) },
+				OnSync: func(_ int, took time.Duration) {
+					disk.walFsync.Observe(took.Seconds())
+					if took > warnSyncDuration {
+						c.Logger.Warn("slow fdatasync", "took", took, "expected-duration", warnSyncDuration)
+					}
+				},
 			})
 		},
 		OnApplyCommit: func(took time.Duration) { disk.backendCommit.Observe(took.Seconds()) },
@@ -174,10 +199,11 @@ func Start(cfg Config) (_ *Server, err error) {
 		// hashicorp/raft's heartbeat timeout is how long a follower
 		// waits for the leader (etcd's election timeout); the leader
 		// heartbeats every tenth of it (etcd's heartbeat interval).
-		HeartbeatTimeout: min(c.ElectionTimeout, 10*c.HeartbeatInterval),
-		ElectionTimeout:  c.ElectionTimeout,
-		DisablePreVote:   c.DisablePreVote,
-		Logger:           c.Logger.With("component", "replication"),
+		HeartbeatTimeout:     min(c.ElectionTimeout, 10*c.HeartbeatInterval),
+		ElectionTimeout:      c.ElectionTimeout,
+		DisablePreVote:       c.DisablePreVote,
+		Logger:               c.Logger.With("component", "replication"),
+		WarningApplyDuration: c.WarningApplyDuration,
 	}
 	if c.listenPeer.Scheme == "https" {
 		rc.ServerTLS, rc.ClientTLS = peerTLS.server, peerTLS.client
@@ -193,9 +219,9 @@ func Start(cfg Config) (_ *Server, err error) {
 	if c.ForceNewCluster {
 		c.Logger.Warn("forcing restart member", "cluster-id", raftID(id.ClusterID), "local-member-id", raftID(id.MemberID))
 	}
-	c.Logger.Info("starting member", "name", id.Name, "member_id", raftID(id.MemberID), "cluster_id", raftID(id.ClusterID),
-		"data_dir", c.DataDir, "backend", c.Engine.Name, "peer_url", c.listenPeer.String(), "client_urls", s.clientURLs,
-		"initial_cluster", c.InitialCluster, "initial_cluster_state", c.InitialClusterState)
+	c.Logger.Info("starting member", "name", id.Name, "local-member-id", raftID(id.MemberID), "cluster-id", raftID(id.ClusterID),
+		"data-dir", c.DataDir, "backend", c.Engine.Name, "listen-peer-urls", []string{c.listenPeer.String()}, "listen-client-urls", s.clientURLs,
+		"initial-cluster", c.InitialCluster, "initial-cluster-state", c.InitialClusterState)
 	if s.node, err = replication.Open(rc); err != nil {
 		return nil, err
 	}
@@ -314,37 +340,25 @@ func (s *Server) serveWhenReady() {
 		}()
 	}
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-	s.cfg.Logger.Info("ready to serve client requests", "client_urls", s.clientURLs)
+	s.cfg.Logger.Info("ready to serve client requests", "local-member-id", raftID(s.id.MemberID), "client-urls", s.clientURLs)
 	close(s.readyc)
 	s.publish(ctx)
 }
 
-// monitor follows leader changes for the metrics and refreshes the
-// engine size for Status, the metrics and the quota.
+// monitor refreshes the engine size for Status, the metrics and the
+// quota. (Leader changes are counted and logged by the node, from raft's
+// observations.)
 func (s *Server) monitor() {
 	defer s.wg.Done()
-	t := time.NewTicker(100 * time.Millisecond)
+	t := time.NewTicker(500 * time.Millisecond)
 	defer t.Stop()
-	lastLeader, _ := s.node.Leader()
-	tick := 0
 	for {
 		select {
 		case <-s.stopc:
 			return
 		case <-t.C:
 		}
-		if id, _ := s.node.Leader(); id != lastLeader {
-			if id != "" {
-				s.metrics.leaderChanges.Inc()
-				s.cfg.Logger.Info("leader changed", "leader", id, "term", s.node.Term())
-			} else {
-				s.cfg.Logger.Warn("no leader", "previous", lastLeader)
-			}
-			lastLeader = id
-		}
-		if tick++; tick%5 == 0 {
-			s.refreshSize()
-		}
+		s.refreshSize()
 	}
 }
 
@@ -383,6 +397,10 @@ func (s *Server) MemberID() uint64 { return s.id.MemberID }
 // ClusterID returns the cluster's ID.
 func (s *Server) ClusterID() uint64 { return s.id.ClusterID }
 
+// Logger returns the server's logger: Config.Logger, or the one built from
+// LogLevel, LogOutputs and LogFormat.
+func (s *Server) Logger() *slog.Logger { return s.cfg.Logger }
+
 // Node returns the member's replication node.
 func (s *Server) Node() *replication.Node { return s.node }
 
@@ -402,8 +420,8 @@ func (s *Server) watchRemoval() {
 	case <-s.node.Removed():
 		// As etcd: the member stops, and its data directory is of no more
 		// use.
-		s.cfg.Logger.Warn("server error", "err", replication.ErrRemoved)
-		s.cfg.Logger.Warn("data-dir used by this member must be removed", "data_dir", s.cfg.DataDir)
+		s.cfg.Logger.Warn("server error", "error", replication.ErrRemoved)
+		s.cfg.Logger.Warn("data-dir used by this member must be removed", "data-dir", s.cfg.DataDir)
 		s.closeOnce.Do(s.stop)
 	}
 }
@@ -440,7 +458,8 @@ func (s *Server) stop() {
 	s.stopCompactor()
 	s.wg.Wait()
 	s.closeErr = s.node.Close()
-	s.cfg.Logger.Info("stopped member", "name", s.id.Name)
+	s.cfg.Logger.Info("stopped member", "name", s.id.Name, "local-member-id", raftID(s.id.MemberID))
+	s.closeLog()
 	close(s.donec)
 }
 

@@ -1,0 +1,133 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"syscall"
+	"time"
+
+	"go.etcd.io/etcd/client/pkg/v3/logutil"
+	"go.uber.org/zap"
+	"go.uber.org/zap/exp/zapslog"
+	"go.uber.org/zap/zapcore"
+)
+
+// Logging.
+//
+// Strata's packages log through log/slog (the standard library's
+// structured logger), so that a library user brings any handler. The
+// server's own logger, built from LogLevel, LogOutputs and LogFormat when
+// Config.Logger is not given, is a zap logger behind a slog handler
+// (zapslog), configured as etcd's: the same encoder (keys level, ts,
+// caller, msg; etcd's timestamp format; lower-case levels), the same
+// sampling, the same outputs. Lines therefore read and parse as etcd's,
+// and the keys given at the call sites are etcd's field names
+// (local-member-id, data-dir, ...).
+
+// Log outputs (etcd's --log-outputs values).
+const (
+	LogOutputDefault = "default" // stderr, as etcd
+	LogOutputStderr  = "stderr"
+	LogOutputStdout  = "stdout"
+	LogOutputJournal = "systemd/journal"
+)
+
+// Log formats (etcd's --log-format).
+const (
+	LogFormatJSON    = "json"
+	LogFormatConsole = "console"
+)
+
+// logConfig checks etcd's rules for --log-level, --log-outputs and
+// --log-format, and returns the zap level and the output paths.
+func logConfig(level string, outputs []string, format string) (zapcore.Level, []string, bool, error) {
+	var lvl zapcore.Level
+	if err := lvl.Set(level); err != nil {
+		return 0, nil, false, fmt.Errorf("server: --log-level: %w", err)
+	}
+	if _, err := logutil.ConvertToZapFormat(format); err != nil {
+		return 0, nil, false, fmt.Errorf("server: --log-format: %w", err)
+	}
+	if len(outputs) == 0 {
+		outputs = []string{LogOutputDefault}
+	}
+	if len(outputs) > 1 && slices.Contains(outputs, LogOutputDefault) {
+		return 0, nil, false, fmt.Errorf("server: multi logoutput for %q is not supported yet", LogOutputDefault)
+	}
+	journal := slices.Contains(outputs, LogOutputJournal)
+	if journal && len(outputs) > 1 {
+		return 0, nil, false, fmt.Errorf("server: running with systemd/journal but other '--log-outputs' values (%q) are configured with 'default'; override 'default' value with something else", outputs)
+	}
+	var paths []string
+	for _, o := range outputs {
+		switch o {
+		case LogOutputDefault, LogOutputStderr:
+			paths = append(paths, "stderr")
+		case LogOutputStdout:
+			paths = append(paths, "stdout")
+		case LogOutputJournal:
+		default:
+			if o == "" {
+				return 0, nil, false, errors.New("server: --log-outputs: empty output")
+			}
+			paths = append(paths, o)
+		}
+	}
+	slices.Sort(paths)
+	return lvl, slices.Compact(paths), journal, nil
+}
+
+// NewLogger builds the logger etcd builds from --log-level, --log-outputs
+// and --log-format (see Config's fields of those names), as a slog.Logger
+// writing through zap. Close releases its files (never stdout or stderr)
+// after flushing it.
+func NewLogger(level string, outputs []string, format string) (_ *slog.Logger, closeFn func() error, err error) {
+	if level == "" {
+		level = logutil.DefaultLogLevel
+	}
+	if format == "" {
+		format = logutil.DefaultLogFormat
+	}
+	lvl, paths, journal, err := logConfig(level, outputs, format)
+	if err != nil {
+		return nil, nil, invalid(err)
+	}
+	encCfg := logutil.DefaultZapLoggerConfig.EncoderConfig
+	var enc zapcore.Encoder
+	if format == LogFormatConsole {
+		enc = zapcore.NewConsoleEncoder(encCfg)
+	} else {
+		enc = zapcore.NewJSONEncoder(encCfg)
+	}
+	var sink zapcore.WriteSyncer
+	closeSink := func() {}
+	if journal {
+		// etcd's journald writer, falling back to stderr.
+		w, err := logutil.NewJournalWriter(os.Stderr) //nolint:staticcheck // the writer etcd itself uses
+		if err != nil {
+			return nil, nil, fmt.Errorf("server: can't find journal (%w)", err)
+		}
+		sink = zapcore.AddSync(w)
+	} else if sink, closeSink, err = zap.Open(paths...); err != nil {
+		return nil, nil, fmt.Errorf("server: --log-outputs: %w", err)
+	}
+	core := zapcore.NewCore(enc, sink, zap.NewAtomicLevelAt(lvl))
+	s := logutil.DefaultZapLoggerConfig.Sampling
+	core = zapcore.NewSamplerWithOptions(core, sampleTick, s.Initial, s.Thereafter)
+	h := zapslog.NewHandler(core, zapslog.WithCaller(true))
+	return slog.New(h), func() error {
+		err := sink.Sync()
+		closeSink()
+		// fsync of a terminal or a pipe (stderr) fails harmlessly.
+		if err != nil && !errors.Is(err, syscall.EINVAL) && !errors.Is(err, syscall.ENOTTY) {
+			return err
+		}
+		return nil
+	}, nil
+}
+
+// sampleTick is zap's sampling period (zap.Config's).
+const sampleTick = time.Second

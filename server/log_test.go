@@ -1,0 +1,193 @@
+package server_test
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/strata-kv/strata/backends/bbolt"
+	"github.com/strata-kv/strata/server"
+)
+
+// readLogLines parses every line of an etcd-style JSON log file.
+func readLogLines(t *testing.T, path string) []map[string]any {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []map[string]any
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		var m map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			t.Fatalf("log line is not JSON: %q: %v", sc.Text(), err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// etcdTS is etcd's timestamp layout, 2006-01-02T15:04:05.000000Z0700.
+var etcdTS = regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}(Z|[+-]\d{4})$`)
+
+// TestLogsAreEtcdJSON starts a member logging to a file with the default
+// level and format, and checks that every line is etcd's zap JSON (keys
+// level, ts, caller, msg) and that the lines operators grep for are there
+// with etcd's field names; raft's own lines arrive at their level.
+func TestLogsAreEtcdJSON(t *testing.T) {
+	logFile := filepath.Join(t.TempDir(), "strata.log")
+	c := newCluster(t, 1, bbolt.Engine(), func(cfg *server.Config) {
+		cfg.Logger = nil
+		cfg.LogOutputs = []string{logFile}
+	})
+	c.close()
+
+	lines := readLogLines(t, logFile)
+	if os.Getenv("PEEK") != "" {
+		b, _ := os.ReadFile(logFile)
+		t.Logf("%s", b)
+	}
+	if len(lines) == 0 {
+		t.Fatal("no log lines")
+	}
+	found := map[string]map[string]any{}
+	raftInfo := false
+	for _, l := range lines {
+		for _, k := range []string{"level", "ts", "caller", "msg"} {
+			if _, ok := l[k]; !ok {
+				t.Errorf("line %v has no %q", l, k)
+			}
+		}
+		if ts, _ := l["ts"].(string); !etcdTS.MatchString(ts) {
+			t.Errorf("ts %q is not etcd's format", ts)
+		}
+		switch l["level"] {
+		case "info", "warn", "error":
+		default:
+			t.Errorf("level %v is not one of zap's lower-case levels at info or above", l["level"])
+		}
+		if caller, _ := l["caller"].(string); !strings.Contains(caller, ".go:") {
+			t.Errorf("caller %q is not file:line", caller)
+		}
+		msg, _ := l["msg"].(string)
+		if strings.Contains(msg, " elected leader ") {
+			msg = "elected leader"
+		}
+		found[msg] = l
+		if l["logger"] == "raft" && l["level"] == "info" && strings.HasPrefix(msg, "entering ") {
+			raftInfo = true
+		}
+	}
+	memberID := "" // the member's ID in hex, as etcd prints it
+	for _, want := range []struct{ msg, field string }{
+		{"starting member", "local-member-id"},
+		{"starting member", "data-dir"},
+		{"ready to serve client requests", "local-member-id"},
+		{"elected leader", "logger"},
+		{"stopped member", "local-member-id"},
+	} {
+		l, ok := found[want.msg]
+		if !ok {
+			t.Errorf("no %q line", want.msg)
+			continue
+		}
+		if _, ok := l[want.field]; !ok {
+			t.Errorf("%q line %v has no %q", want.msg, l, want.field)
+		}
+		if want.field == "local-member-id" {
+			id := l[want.field].(string)
+			if memberID != "" && id != memberID {
+				t.Errorf("local-member-id %q, earlier %q", id, memberID)
+			}
+			memberID = id
+		}
+	}
+	if !raftInfo {
+		t.Error(`no raft line ("entering ... state") at info level: raft's lines do not arrive at their level`)
+	}
+}
+
+// TestLogLevels checks --log-level: at "warn" no info line is written, at
+// "panic" (which etcd accepts too) nothing is.
+func TestLogLevels(t *testing.T) {
+	for _, level := range []string{"warn", "panic"} {
+		t.Run(level, func(t *testing.T) {
+			logFile := filepath.Join(t.TempDir(), "strata.log")
+			c := newCluster(t, 1, bbolt.Engine(), func(cfg *server.Config) {
+				cfg.Logger = nil
+				cfg.LogOutputs = []string{logFile}
+				cfg.LogLevel = level
+			})
+			c.close()
+			for _, l := range readLogLines(t, logFile) {
+				if l["level"] == "info" || level == "panic" {
+					t.Errorf("--log-level=%s logged %v", level, l)
+				}
+			}
+		})
+	}
+}
+
+// TestLogConsoleFormat checks --log-format=console: tab-separated, not
+// JSON.
+func TestLogConsoleFormat(t *testing.T) {
+	logFile := filepath.Join(t.TempDir(), "strata.log")
+	lg, closeLog, err := server.NewLogger("info", []string{logFile}, "console")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lg.Info("ready to serve client requests", "local-member-id", "8e9e05c52164694d")
+	if err := closeLog(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(logFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fields := strings.Split(strings.TrimSpace(string(b)), "\t")
+	if len(fields) != 5 || fields[1] != "info" || fields[3] != "ready to serve client requests" ||
+		fields[4] != `{"local-member-id": "8e9e05c52164694d"}` {
+		t.Fatalf("console line %q", b)
+	}
+	if _, err := time.Parse("2006-01-02T15:04:05.000000Z0700", fields[0]); err != nil {
+		t.Fatalf("console time %q: %v", fields[0], err)
+	}
+}
+
+// TestLogConfigErrors checks that etcd's invalid logging settings are
+// refused with etcd's messages.
+func TestLogConfigErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		level   string
+		outputs []string
+		format  string
+		want    string
+	}{
+		{"level", "loud", nil, "", `unrecognized level: "loud"`},
+		{"format", "", nil, "xml", "unknown log format: xml, supported values json, console"},
+		{"default with others", "", []string{"default", "stderr"}, "", `multi logoutput for "default" is not supported yet`},
+		{"journal with others", "", []string{"systemd/journal", "stdout"}, "", "running with systemd/journal but other '--log-outputs' values"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := server.Config{Engine: bbolt.Engine(), LogLevel: tc.level, LogOutputs: tc.outputs, LogFormat: tc.format}
+			cfg.EnsureDefaults()
+			err := cfg.Validate()
+			if err == nil || !errors.Is(err, server.ErrInvalidConfig) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Validate: %v, want ErrInvalidConfig with %q", err, tc.want)
+			}
+			if _, _, err := server.NewLogger(tc.level, tc.outputs, tc.format); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("NewLogger: %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
