@@ -40,6 +40,10 @@ type peerMux struct {
 	// serverTLS and clientTLS, if set, wrap accepted and dialed
 	// connections in TLS; the protocol byte follows the handshake.
 	serverTLS, clientTLS *tls.Config
+	// book and metrics, when metrics is set, count the traffic of every
+	// peer connection (see peerstats.go).
+	book    *peerBook
+	metrics PeerMetrics
 
 	raftc chan net.Conn
 	peerc chan net.Conn
@@ -118,6 +122,9 @@ func (m *peerMux) route(c net.Conn) {
 		return
 	}
 	c.SetReadDeadline(time.Time{})
+	if m.metrics != nil {
+		c = &countingConn{Conn: c, c: m.metrics.ForPeer(m.book.accepted(c.RemoteAddr()))}
+	}
 	switch b[0] {
 	case muxRaft:
 		select {
@@ -153,6 +160,14 @@ func (m *peerMux) close() error {
 // dialProto opens a connection to a peer and announces proto.
 func (m *peerMux) dialProto(addr string, proto byte, timeout time.Duration) (net.Conn, error) {
 	c, err := m.dial(addr, timeout)
+	if m.metrics != nil {
+		pc := m.metrics.ForPeer(m.book.dialed(addr))
+		if err != nil {
+			pc.SendFailed()
+		} else {
+			c = &countingConn{Conn: c, c: pc, outbound: true}
+		}
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -117,6 +117,9 @@ type Config struct {
 	// SlowApplies (etcd's --warning-apply-duration). The default value is
 	// 100ms.
 	WarningApplyDuration time.Duration
+	// PeerMetrics, if not nil, receives the traffic with every peer and
+	// the round trip to it, measured every few seconds.
+	PeerMetrics PeerMetrics
 }
 
 // DefaultWarningApplyDuration is etcd's --warning-apply-duration.
@@ -191,6 +194,7 @@ type Node struct {
 	applied  chan appliedEntry
 	verifier verifier
 	leaders  leaderWatch
+	peerBook peerBook
 	// slowReadIndexes counts read barriers slower than readIndexWarnTime.
 	slowReadIndexes atomic.Uint64
 
@@ -267,6 +271,8 @@ func Open(cfg Config) (*Node, error) {
 		return fail(err)
 	}
 	n.peers.m = n.mux
+	n.mux.book, n.mux.metrics = &n.peerBook, cfg.PeerMetrics
+	n.peerBook.set(bootstrapMembers(cfg.Bootstrap))
 	n.peers.ctx, n.peers.cancel = context.WithCancel(context.Background())
 	n.transport = newTCPTransport(n.mux, 10*time.Second, hlog)
 
@@ -324,6 +330,10 @@ func Open(cfg Config) (*Node, error) {
 	go n.answerLoop()
 	go n.leaderLoop()
 	go n.verifier.loop(&n.wg)
+	if cfg.PeerMetrics != nil {
+		n.wg.Add(1)
+		go n.probePeersLoop()
+	}
 	return n, nil
 }
 

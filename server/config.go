@@ -64,6 +64,12 @@ const (
 	ClusterStateExisting = "existing"
 )
 
+// Metrics levels (etcd's --metrics).
+const (
+	MetricsBasic     = "basic"
+	MetricsExtensive = "extensive"
+)
+
 // Auto-compaction modes (etcd's --auto-compaction-mode).
 const (
 	CompactionPeriodic = "periodic"
@@ -210,6 +216,11 @@ type Config struct {
 	// value is 100ms.
 	WarningApplyDuration time.Duration
 
+	// Metrics is "basic" or "extensive" (--metrics); extensive adds
+	// grpc_server_handling_seconds, the per-RPC latency histogram. The
+	// default value is "basic".
+	Metrics string
+
 	// EnablePprof serves Go's profiles under /debug/pprof/ on the HTTP
 	// endpoints (--enable-pprof).
 	EnablePprof bool
@@ -352,6 +363,9 @@ func (c *Config) EnsureDefaults() {
 	if c.TLSMinVersion == "" {
 		c.TLSMinVersion = tlsutil.VersionTLS12
 	}
+	if c.Metrics == "" {
+		c.Metrics = MetricsBasic
+	}
 	if c.LogLevel == "" {
 		c.LogLevel = "info"
 	}
@@ -410,6 +424,9 @@ func (c *Config) parse() (*config, error) {
 	}
 	if _, _, _, err := logConfig(o.LogLevel, o.LogOutputs, o.LogFormat); err != nil {
 		return nil, invalid(err)
+	}
+	if o.Metrics != MetricsBasic && o.Metrics != MetricsExtensive {
+		return nil, invalid(fmt.Errorf("server: --metrics must be %q or %q, got %q", MetricsBasic, MetricsExtensive, o.Metrics))
 	}
 	if o.ElectionTimeout < 5*o.HeartbeatInterval {
 		return nil, invalid(fmt.Errorf("server: --election-timeout[%v] should be at least 5 times --heartbeat-interval[%v]", o.ElectionTimeout, o.HeartbeatInterval))

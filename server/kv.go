@@ -37,6 +37,7 @@ func (k *kvServer) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResp
 	if err != nil {
 		return nil, readError(ctx, err)
 	}
+	k.s.metrics.mvccOps.ranges.Inc()
 	k.s.fillHeader(resp.Header)
 	return resp, nil
 }
@@ -158,6 +159,7 @@ func (k *kvServer) Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, 
 	if err != nil {
 		return nil, err
 	}
+	k.s.metrics.mvccOps.puts.Inc()
 	k.s.fillHeader(out.Header)
 	return out, nil
 }
@@ -170,6 +172,7 @@ func (k *kvServer) DeleteRange(ctx context.Context, r *pb.DeleteRangeRequest) (*
 	if err != nil {
 		return nil, err
 	}
+	k.s.metrics.mvccOps.deletes.Inc()
 	k.s.fillHeader(out.Header)
 	return out, nil
 }
@@ -195,6 +198,7 @@ func (k *kvServer) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, 
 		if err != nil {
 			return nil, readError(ctx, err)
 		}
+		k.s.metrics.mvccOps.countTxn(r, resp)
 		k.s.fillHeader(resp.Header)
 		return resp, nil
 	}
@@ -202,6 +206,7 @@ func (k *kvServer) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, 
 	if err != nil {
 		return nil, err
 	}
+	k.s.metrics.mvccOps.countTxn(r, out)
 	k.s.fillHeader(out.Header)
 	return out, nil
 }

@@ -2,14 +2,30 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"runtime"
+	"time"
 
+	"github.com/coreos/go-semver/semver"
 	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"google.golang.org/grpc/stats"
+
 	"github.com/strata-kv/strata/mvcc"
+	"github.com/strata-kv/strata/replication"
 )
+
+// clusterMinor is a version's major.minor, as etcd labels
+// etcd_cluster_version.
+func clusterMinor(v string) string {
+	if sv, err := semver.NewVersion(v); err == nil {
+		return fmt.Sprintf("%d.%d", sv.Major, sv.Minor)
+	}
+	return v
+}
 
 // metrics are the server's Prometheus metrics, in a registry of its own
 // (a process, or a test binary, may run several servers, and etcd's
@@ -19,11 +35,123 @@ type metrics struct {
 	reg *prometheus.Registry
 
 	grpc             *grpcprom.ServerMetrics
+	clientTraffic    *clientTraffic
 	proposalsPending prometheus.Gauge
 	proposalsFailed  prometheus.Counter
 	healthSuccess    prometheus.Counter
 	healthFailed     prometheus.Counter
 	disk             diskMetrics
+	mvccOps          mvccOpMetrics
+	peers            *peerMetrics
+}
+
+// mvccOpMetrics are etcd's etcd_mvcc_{range,put,delete,txn}_total,
+// counted where the request is served: a txn counts its executed
+// operations, and counts as a txn when it has more than one (as etcd's).
+type mvccOpMetrics struct {
+	ranges, puts, deletes, txns prometheus.Counter
+}
+
+func (m *mvccOpMetrics) countTxn(r *pb.TxnRequest, resp *pb.TxnResponse) {
+	ops := r.Failure
+	if resp.GetSucceeded() {
+		ops = r.Success
+	}
+	n := 0
+	for i, op := range ops {
+		switch {
+		case op.GetRequestRange() != nil:
+			m.ranges.Inc()
+			n++
+		case op.GetRequestPut() != nil:
+			m.puts.Inc()
+			n++
+		case op.GetRequestDeleteRange() != nil:
+			m.deletes.Inc()
+			n++
+		case op.GetRequestTxn() != nil && i < len(resp.GetResponses()):
+			m.countTxn(op.GetRequestTxn(), resp.Responses[i].GetResponseTxn())
+			n += 2 // a nested txn makes this one a txn
+		}
+	}
+	if n > 1 {
+		m.txns.Inc()
+	}
+}
+
+// clientTraffic counts the bytes of client gRPC messages, as etcd's
+// etcd_network_client_grpc_{received,sent}_bytes_total: a gRPC stats
+// handler sees every message's wire length.
+type clientTraffic struct {
+	received, sent prometheus.Counter
+}
+
+func newClientTraffic() *clientTraffic {
+	return &clientTraffic{
+		received: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "etcd", Subsystem: "network",
+			Name: "client_grpc_received_bytes_total", Help: "The total number of bytes received from grpc clients."}),
+		sent: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "etcd", Subsystem: "network",
+			Name: "client_grpc_sent_bytes_total", Help: "The total number of bytes sent to grpc clients."}),
+	}
+}
+
+func (c *clientTraffic) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context { return ctx }
+func (c *clientTraffic) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context {
+	return ctx
+}
+func (c *clientTraffic) HandleConn(context.Context, stats.ConnStats) {}
+func (c *clientTraffic) HandleRPC(_ context.Context, s stats.RPCStats) {
+	switch p := s.(type) {
+	case *stats.InPayload:
+		c.received.Add(float64(p.WireLength))
+	case *stats.OutPayload:
+		c.sent.Add(float64(p.WireLength))
+	}
+}
+
+// peerMetrics are etcd's etcd_network_peer_* metrics, fed by the node's
+// peer connections (replication.PeerMetrics).
+type peerMetrics struct {
+	sent, received             *prometheus.CounterVec
+	sentFailures, recvFailures *prometheus.CounterVec
+	rtt                        *prometheus.HistogramVec
+}
+
+func newPeerMetrics() *peerMetrics {
+	counter := func(name, help, label string) *prometheus.CounterVec {
+		return prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "etcd", Subsystem: "network", Name: name, Help: help}, []string{label})
+	}
+	return &peerMetrics{
+		sent:         counter("peer_sent_bytes_total", "The total number of bytes sent to peers.", "To"),
+		received:     counter("peer_received_bytes_total", "The total number of bytes received from peers.", "From"),
+		sentFailures: counter("peer_sent_failures_total", "The total number of send failures from peers.", "To"),
+		recvFailures: counter("peer_received_failures_total", "The total number of receive failures from peers.", "From"),
+		rtt: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "etcd", Subsystem: "network", Name: "peer_round_trip_time_seconds",
+			Help: "Round-Trip-Time histogram between peers",
+			// etcd's: lowest bucket 0.1ms, highest 0.1ms * 2^15 = 3.2s.
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+		}, []string{"To"}),
+	}
+}
+
+// ForPeer implements replication.PeerMetrics; it makes the peer's
+// counters exist, at zero, from its first connection (its round-trip
+// histogram from its first probe).
+func (p *peerMetrics) ForPeer(peer string) replication.PeerCounters {
+	sent, recv := p.sent.WithLabelValues(peer), p.received.WithLabelValues(peer)
+	sf, rf := p.sentFailures.WithLabelValues(peer), p.recvFailures.WithLabelValues(peer)
+	return replication.PeerCounters{
+		Sent:          func(n int) { sent.Add(float64(n)) },
+		Received:      func(n int) { recv.Add(float64(n)) },
+		SendFailed:    sf.Inc,
+		ReceiveFailed: rf.Inc,
+		RoundTrip:     func(d time.Duration) { p.rtt.WithLabelValues(peer).Observe(d.Seconds()) },
+	}
+}
+
+func (p *peerMetrics) collectors() []prometheus.Collector {
+	return []prometheus.Collector{p.sent, p.received, p.sentFailures, p.recvFailures, p.rtt}
 }
 
 // diskMetrics are etcd's disk latency histograms, made before the node
@@ -48,9 +176,28 @@ func newDiskMetrics() diskMetrics {
 	}
 }
 
-func newMetrics(s *Server, disk diskMetrics) *metrics {
-	m := &metrics{reg: prometheus.NewRegistry(), disk: disk}
-	m.grpc = grpcprom.NewServerMetrics()
+func newMetrics(s *Server, disk diskMetrics, peers *peerMetrics) *metrics {
+	m := &metrics{reg: prometheus.NewRegistry(), disk: disk, peers: peers}
+	var opts []grpcprom.ServerMetricsOption
+	if s.cfg.Metrics == MetricsExtensive {
+		// etcd's --metrics=extensive: grpc_prometheus's handling-time
+		// histogram, with its default buckets.
+		opts = append(opts, grpcprom.WithServerHandlingTimeHistogram())
+	}
+	m.grpc = grpcprom.NewServerMetrics(opts...)
+	mvccCounter := func(name, help string) prometheus.Counter {
+		return prometheus.NewCounter(prometheus.CounterOpts{Namespace: "etcd", Subsystem: "mvcc", Name: name, Help: help})
+	}
+	m.mvccOps = mvccOpMetrics{
+		ranges:  mvccCounter("range_total", "Total number of ranges seen by this member."),
+		puts:    mvccCounter("put_total", "Total number of puts seen by this member."),
+		deletes: mvccCounter("delete_total", "Total number of deletes seen by this member."),
+		txns:    mvccCounter("txn_total", "Total number of txns seen by this member."),
+	}
+	m.reg.MustRegister(m.mvccOps.ranges, m.mvccOps.puts, m.mvccOps.deletes, m.mvccOps.txns)
+	m.reg.MustRegister(peers.collectors()...)
+	m.clientTraffic = newClientTraffic()
+	m.reg.MustRegister(m.clientTraffic.received, m.clientTraffic.sent)
 	m.proposalsPending = prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: "etcd", Subsystem: "server", Name: "proposals_pending",
 		Help: "The current number of pending proposals to commit.",
@@ -98,6 +245,27 @@ func newMetrics(s *Server, disk diskMetrics) *metrics {
 			func() float64 { id, _ := n.Leader(); return b2f(id != "") }),
 		gauge("server", "is_leader", "Whether or not this member is a leader. 1 if is, 0 otherwise.",
 			func() float64 { return b2f(n.IsLeader()) }),
+		gauge("server", "is_learner", "Whether or not this member is a learner. 1 if is, 0 otherwise.",
+			func() float64 { return b2f(s.isLearner()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: "etcd", Subsystem: "server", Name: "slow_apply_total",
+			Help: "The total number of slow apply requests (likely overloaded from slow disk).",
+		}, func() float64 { return float64(n.SlowApplies()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: "etcd", Subsystem: "server", Name: "slow_read_indexes_total",
+			Help: "The total number of pending read indexes not in sync with leader's or timed out read index requests.",
+		}, func() float64 { return float64(n.SlowReadIndexes()) }),
+		gauge("debugging_mvcc", "keys_total", "Total number of keys.",
+			storeRev(func(st *mvcc.Store) int64 { return int64(st.KeyCount()) })),
+		gauge("debugging_mvcc", "watcher_total", "Total number of watchers.",
+			storeRev(func(st *mvcc.Store) int64 { w, _ := st.WatcherCounts(); return int64(w) })),
+		gauge("debugging_mvcc", "slow_watcher_total", "Total number of unsynced slow watchers.",
+			storeRev(func(st *mvcc.Store) int64 { _, w := st.WatcherCounts(); return int64(w) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "etcd", Subsystem: "cluster", Name: "version",
+			Help:        "Which version is running. 1 for 'cluster_version' label with current cluster version",
+			ConstLabels: prometheus.Labels{"cluster_version": clusterMinor(ClusterVersion)},
+		}, func() float64 { return 1 }),
 		gauge("server", "proposals_committed_total", "The total number of consensus proposals committed.",
 			func() float64 { return float64(n.CommitIndex()) }),
 		gauge("server", "proposals_applied_total", "The total number of consensus proposals applied.",

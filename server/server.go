@@ -170,6 +170,7 @@ func Start(cfg Config) (_ *Server, err error) {
 	}
 
 	disk := newDiskMetrics()
+	peers := newPeerMetrics()
 	rc := replication.Config{
 		ID:            raftID(id.MemberID),
 		Dir:           filepath.Join(c.DataDir, "member"),
@@ -204,6 +205,7 @@ func Start(cfg Config) (_ *Server, err error) {
 		DisablePreVote:       c.DisablePreVote,
 		Logger:               c.Logger.With("component", "replication"),
 		WarningApplyDuration: c.WarningApplyDuration,
+		PeerMetrics:          peers,
 	}
 	if c.listenPeer.Scheme == "https" {
 		rc.ServerTLS, rc.ClientTLS = peerTLS.server, peerTLS.client
@@ -226,7 +228,7 @@ func Start(cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 	s.refreshSize()
-	s.metrics = newMetrics(s, disk)
+	s.metrics = newMetrics(s, disk, peers)
 	s.buildGRPC()
 	s.buildHTTP()
 
@@ -253,6 +255,7 @@ func (s *Server) buildGRPC() {
 		grpc.ForceServerCodecV2(newCodec()),
 		grpc.ChainUnaryInterceptor(m.UnaryServerInterceptor(), s.unaryInterceptor),
 		grpc.ChainStreamInterceptor(m.StreamServerInterceptor(), s.streamInterceptor),
+		grpc.StatsHandler(s.metrics.clientTraffic),
 		grpc.MaxRecvMsgSize(int(s.cfg.MaxRequestBytes) + grpcOverheadBytes),
 		grpc.MaxSendMsgSize(math.MaxInt32),
 		grpc.MaxConcurrentStreams(s.cfg.MaxConcurrentStreams),
