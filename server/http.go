@@ -100,6 +100,7 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 	d, _ := json.Marshal(h)
 	if h.Health != "true" {
 		s.metrics.healthFailed.Inc()
+		s.cfg.Logger.Warn("/health error", "output", string(d), "status-code", http.StatusServiceUnavailable)
 		http.Error(w, string(d), http.StatusServiceUnavailable)
 		return
 	}

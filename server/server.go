@@ -63,6 +63,8 @@ type Server struct {
 	metricsLs  []net.Listener
 	metricsTLS []*splitListener // https metrics URLs
 	clientURLs []string
+	// metricsURLs are the --listen-metrics-urls with the ports bound.
+	metricsURLs []string
 
 	metrics   *metrics
 	quota     quota
@@ -162,6 +164,9 @@ func Start(cfg Config) (_ *Server, err error) {
 		if err != nil {
 			return nil, fmt.Errorf("server: listen on %s: %w", u, err)
 		}
+		bound := *u
+		bound.Host = l.Addr().String()
+		s.metricsURLs = append(s.metricsURLs, bound.String())
 		if u.Scheme == "https" {
 			s.metricsTLS = append(s.metricsTLS, newSplitListener(l, clientTLS.server))
 			continue
@@ -231,6 +236,22 @@ func Start(cfg Config) (_ *Server, err error) {
 	s.metrics = newMetrics(s, disk, peers)
 	s.buildGRPC()
 	s.buildHTTP()
+	// The metrics URLs answer from now on, as etcd's: before the member is
+	// ready, /health and /readyz say why it is not (kubelet probes them).
+	for _, l := range s.metricsLs {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.httpServer.Serve(l)
+		}()
+	}
+	for _, l := range s.metricsTLS {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.httpServer.Serve(l.http)
+		}()
+	}
 
 	s.wg.Add(3)
 	go s.serveWhenReady()
@@ -328,20 +349,6 @@ func (s *Server) serveWhenReady() {
 			s.httpServer.Serve(l.http)
 		}()
 	}
-	for _, l := range s.metricsTLS {
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			s.httpServer.Serve(l.http)
-		}()
-	}
-	for _, l := range s.metricsLs {
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			s.httpServer.Serve(l)
-		}()
-	}
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	s.cfg.Logger.Info("ready to serve client requests", "local-member-id", raftID(s.id.MemberID), "client-urls", s.clientURLs)
 	close(s.readyc)
@@ -393,6 +400,10 @@ func (s *Server) ReadyNotify() <-chan struct{} { return s.readyc }
 // ClientURLs returns the URLs the server listens on for clients, with
 // the ports bound (a configured port 0 shows the port picked).
 func (s *Server) ClientURLs() []string { return append([]string(nil), s.clientURLs...) }
+
+// MetricsURLs returns the URLs the server serves its HTTP endpoints on
+// besides the client URLs (ListenMetricsURLs), with the ports bound.
+func (s *Server) MetricsURLs() []string { return append([]string(nil), s.metricsURLs...) }
 
 // MemberID returns the member's ID.
 func (s *Server) MemberID() uint64 { return s.id.MemberID }
