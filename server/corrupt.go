@@ -273,10 +273,10 @@ func (s *Server) checkPeerHashes(ctx context.Context, lh mvcc.KeyValueHash, peer
 func (s *Server) triggerCorruptAlarm(ctx context.Context, id uint64) {
 	req := &pb.AlarmRequest{MemberID: id, Action: pb.AlarmRequest_ACTIVATE, Alarm: pb.AlarmType_CORRUPT}
 	if _, err := s.propose(ctx, &pb.InternalRaftRequest{Alarm: req}); err != nil {
-		s.cfg.Logger.Warn("raising the CORRUPT alarm failed", "member_id", raftID(id), "err", err)
+		s.cfg.Logger.Warn("raising the CORRUPT alarm failed", "member-id", raftID(id), "error", err)
 		return
 	}
-	s.cfg.Logger.Warn("alarm raised", "alarm", pb.AlarmType_CORRUPT.String(), "member_id", raftID(id))
+	s.cfg.Logger.Warn("alarm raised", "alarm", pb.AlarmType_CORRUPT.String(), "member-id", raftID(id))
 }
 
 // corruptionLoop runs the leader's periodic checks until the server stops.
