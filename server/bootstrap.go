@@ -2,6 +2,7 @@ package server
 
 import (
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 
@@ -31,6 +32,9 @@ func InitMember(cfg Config) error {
 	c, err := newConfig(cfg)
 	if err != nil {
 		return err
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler) // an offline step: quiet unless given one
 	}
 	if c.InitialClusterState != ClusterStateNew {
 		return invalid(fmt.Errorf("server: a restored member starts a new cluster: --initial-cluster-state must be %q", ClusterStateNew))

@@ -3,6 +3,7 @@ package server
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"slices"
@@ -82,9 +83,19 @@ func logConfig(level string, outputs []string, format string) (zapcore.Level, []
 
 // NewLogger builds the logger etcd builds from --log-level, --log-outputs
 // and --log-format (see Config's fields of those names), as a slog.Logger
-// writing through zap. Close releases its files (never stdout or stderr)
-// after flushing it.
+// writing through zap. Close flushes it and releases its files (never
+// stdout or stderr).
 func NewLogger(level string, outputs []string, format string) (_ *slog.Logger, closeFn func() error, err error) {
+	return newLogger(level, outputs, format, nil)
+}
+
+// NewLoggerTo is NewLogger writing to w instead of --log-outputs.
+func NewLoggerTo(level, format string, w io.Writer) (*slog.Logger, error) {
+	l, _, err := newLogger(level, nil, format, w)
+	return l, err
+}
+
+func newLogger(level string, outputs []string, format string, w io.Writer) (_ *slog.Logger, closeFn func() error, err error) {
 	if level == "" {
 		level = logutil.DefaultLogLevel
 	}
@@ -104,15 +115,20 @@ func NewLogger(level string, outputs []string, format string) (_ *slog.Logger, c
 	}
 	var sink zapcore.WriteSyncer
 	closeSink := func() {}
-	if journal {
+	switch {
+	case w != nil:
+		sink = zapcore.AddSync(w)
+	case journal:
 		// etcd's journald writer, falling back to stderr.
-		w, err := logutil.NewJournalWriter(os.Stderr) //nolint:staticcheck // the writer etcd itself uses
+		jw, err := logutil.NewJournalWriter(os.Stderr) //nolint:staticcheck // the writer etcd itself uses
 		if err != nil {
 			return nil, nil, fmt.Errorf("server: can't find journal (%w)", err)
 		}
-		sink = zapcore.AddSync(w)
-	} else if sink, closeSink, err = zap.Open(paths...); err != nil {
-		return nil, nil, fmt.Errorf("server: --log-outputs: %w", err)
+		sink = zapcore.AddSync(jw)
+	default:
+		if sink, closeSink, err = zap.Open(paths...); err != nil {
+			return nil, nil, fmt.Errorf("server: --log-outputs: %w", err)
+		}
 	}
 	core := zapcore.NewCore(enc, sink, zap.NewAtomicLevelAt(lvl))
 	s := logutil.DefaultZapLoggerConfig.Sampling

@@ -270,7 +270,7 @@ var flagTable = []flagDef{
 	{name: "enable-pprof", kind: kBool, def: "false", group: gMonitoring, usage: "Enable runtime profiling data via HTTP server. Address is at client URL + \"/debug/pprof/\"",
 		apply: func(s *settings, v *value) error { s.server.EnablePprof = v.b; return nil }},
 	{name: "metrics", kind: kString, def: "basic", group: gMonitoring, usage: "Set level of detail for exported metrics, specify 'extensive' to include server side grpc histogram metrics.",
-		refuse: "is not supported yet: Strata exports the basic metrics only (being added)"},
+		apply: func(s *settings, v *value) error { s.server.Metrics = v.text; return nil }},
 	{name: "listen-metrics-urls", kind: kURLs, group: gMonitoring, usage: "List of URLs to listen on for the /metrics and /health endpoints. For https, the client URL TLS info is used.",
 		apply: func(s *settings, v *value) error { s.server.ListenMetricsURLs = v.list; return nil }},
 
@@ -319,7 +319,8 @@ var flagTable = []flagDef{
 			}
 			return nil
 		}},
-	{name: "warning-apply-duration", kind: kDuration, def: "100ms", group: gFeatures, usage: "Warning is generated if requests take more than this duration.", refuse: noSlowWarning},
+	{name: "warning-apply-duration", kind: kDuration, def: "100ms", group: gFeatures, usage: "Warning is generated if requests take more than this duration.",
+		apply: func(s *settings, v *value) error { s.server.WarningApplyDuration = v.d; return nil }},
 	{name: "bootstrap-defrag-threshold-megabytes", kind: kUint, def: "0", group: gFeatures, usage: "Enable the defrag during etcd server bootstrap on condition that it will free at least the provided threshold of disk space. Needs to be set to non-zero value to take effect.",
 		refuse: "is not supported: defragment offline with `strata defrag` or online with `etcdctl defrag`"},
 	{name: "max-learners", kind: kInt, def: "1", group: gFeatures, usage: "Set the max number of learner members allowed in the cluster membership.",

@@ -530,7 +530,7 @@ func TestConfigFileStartsMember(t *testing.T) {
 	}
 	// The log is JSON lines with etcd's keys, and says where the
 	// configuration came from.
-	if !regexp.MustCompile(`(?m)^\{"ts":"[^"]+Z","level":"info","msg":"loaded server configuration, other configuration command line flags and environment variables will be ignored if provided"`).Match(logs.Bytes()) {
+	if !regexp.MustCompile(`(?m)^\{"level":"info","ts":"[^"]+Z","caller":"[^"]+","msg":"loaded server configuration, other configuration command line flags and environment variables will be ignored if provided"`).Match(logs.Bytes()) {
 		t.Errorf("log lacks etcd's line about the config file:\n%s", logs.String())
 	}
 	if _, err := os.Stat(filepath.Join(dir, "infra0.strata", "member")); err != nil {
