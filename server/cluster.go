@@ -93,6 +93,21 @@ func urlsAt(urls []string, addr string) bool {
 	return err == nil && u.Host == addr
 }
 
+// currentMembers returns the members after a linearizable read barrier:
+// the strict reconfiguration checks then see every change committed
+// before the request (learners added, names published), even on a
+// follower that has not applied them yet.
+func (s *Server) currentMembers(ctx context.Context) ([]*pb.Member, error) {
+	if err := s.view(ctx, true, func(*mvcc.Store) error { return nil }); err != nil {
+		return nil, readError(ctx, err)
+	}
+	members, err := s.members()
+	if err != nil {
+		return nil, togRPCError(err)
+	}
+	return members, nil
+}
+
 // started reports whether a member has started: it has published its
 // name, as etcd's Member.IsStarted.
 func started(m *pb.Member) bool { return m.Name != "" }
@@ -165,16 +180,12 @@ func (c *clusterServer) MemberAdd(ctx context.Context, r *pb.MemberAddRequest) (
 	if err != nil {
 		return nil, rpctypes.ErrGRPCMemberBadURLs
 	}
-	existing, err := s.members()
+	existing, err := s.currentMembers(ctx)
 	if err != nil {
-		return nil, togRPCError(err)
+		return nil, err
 	}
 	if !r.GetIsLearner() && !readyToAddVoter(existing) {
 		return nil, rpctypes.ErrGRPCMemberNotEnoughStarted
-	}
-	// etcd's --max-learners (membership.ValidateMaxLearnerConfig).
-	if r.GetIsLearner() && learners(existing)+1 > s.cfg.MaxLearners {
-		return nil, rpctypes.ErrGRPCTooManyLearners
 	}
 	for _, m := range existing {
 		for _, u := range m.PeerURLs {
@@ -182,6 +193,11 @@ func (c *clusterServer) MemberAdd(ctx context.Context, r *pb.MemberAddRequest) (
 				return nil, rpctypes.ErrGRPCPeerURLExist
 			}
 		}
+	}
+	// etcd's --max-learners, checked after the peer URLs as etcd's
+	// ValidateConfigurationChange does.
+	if r.GetIsLearner() && learners(existing)+1 > s.cfg.MaxLearners {
+		return nil, rpctypes.ErrGRPCTooManyLearners
 	}
 	id := memberID(r.GetPeerURLs(), s.cfg.InitialClusterToken)
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.reqTimeout())
@@ -215,9 +231,9 @@ func (c *clusterServer) MemberAdd(ctx context.Context, r *pb.MemberAddRequest) (
 
 func (c *clusterServer) MemberRemove(ctx context.Context, r *pb.MemberRemoveRequest) (*pb.MemberRemoveResponse, error) {
 	s := c.s
-	existing, err := s.members()
+	existing, err := s.currentMembers(ctx)
 	if err != nil {
-		return nil, togRPCError(err)
+		return nil, err
 	}
 	if !readyToRemove(existing, r.GetID()) {
 		return nil, rpctypes.ErrGRPCMemberNotEnoughStarted
