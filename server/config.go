@@ -221,6 +221,11 @@ type Config struct {
 	// default value is "basic".
 	Metrics string
 
+	// EnableGRPCGateway serves etcd's gRPC gateway, the JSON API under
+	// /v3/ on the client URLs (--enable-grpc-gateway). The default value
+	// (nil) is true, as etcd's.
+	EnableGRPCGateway *bool
+
 	// EnablePprof serves Go's profiles under /debug/pprof/ on the HTTP
 	// endpoints (--enable-pprof).
 	EnablePprof bool
@@ -362,6 +367,10 @@ func (c *Config) EnsureDefaults() {
 	}
 	if c.TLSMinVersion == "" {
 		c.TLSMinVersion = tlsutil.VersionTLS12
+	}
+	if c.EnableGRPCGateway == nil {
+		on := true
+		c.EnableGRPCGateway = &on
 	}
 	if c.Metrics == "" {
 		c.Metrics = MetricsBasic

@@ -13,6 +13,12 @@
 // once ready) are served. Hash, Downgrade, user and role management
 // answer codes.Unimplemented for now.
 //
+// etcd's gRPC gateway (EnableGRPCGateway, on by default) serves the same
+// services as JSON under /v3/ on the client URLs (/v3/kv/range,
+// /v3/kv/put, /v3/watch, /v3/lease/grant, /v3/maintenance/status, ...; bytes
+// in base64), from etcd's generated gateway packages, as a gRPC client of
+// the member itself.
+//
 // Requests pass etcd's gRPC-layer checks (mvcc.Validate*, --max-txn-ops)
 // before anything else. Reads (Range, and read-only Txns as etcd serves
 // them) use the local store, after a linearizable read barrier unless

@@ -50,9 +50,18 @@ func (s *Server) buildHTTP() {
 		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
-	s.httpServer = &http.Server{Handler: mux, ReadHeaderTimeout: time.Minute}
+	s.metricsHTTP = &http.Server{Handler: mux, ReadHeaderTimeout: time.Minute}
+	// The client URLs serve the gateway's JSON API under /v3/ too.
+	client := http.Handler(mux)
+	if s.gateway != nil {
+		cm := http.NewServeMux()
+		cm.Handle("/v3/", s.gateway.handler)
+		cm.Handle("/", mux)
+		client = cm
+	}
+	s.httpServer = &http.Server{Handler: client, ReadHeaderTimeout: time.Minute}
 	s.tlsHTTP = &http.Server{
-		Handler:           grpcHandler(s.grpc, mux),
+		Handler:           grpcHandler(s.grpc, client),
 		ReadHeaderTimeout: time.Minute,
 		// --max-concurrent-streams, as etcd's configureHTTPServer: net/http
 		// replaces a setting above MaxInt32 with its default (250).

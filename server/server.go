@@ -56,6 +56,10 @@ type Server struct {
 	grpc       *grpc.Server
 	health     *health.Server
 	httpServer *http.Server
+	// metricsHTTP serves the http metrics URLs: the HTTP endpoints
+	// without the gateway.
+	metricsHTTP *http.Server
+	gateway     *gateway // nil without EnableGRPCGateway
 	// tlsHTTP serves the https client URLs: gRPC and the HTTP endpoints
 	// over one TLS port, as etcd does.
 	tlsHTTP    *http.Server
@@ -129,6 +133,7 @@ func Start(cfg Config) (_ *Server, err error) {
 	s.quota = quota{s: s, max: c.QuotaBackendBytes}
 	defer func() {
 		if err != nil {
+			s.gateway.close()
 			s.closeListeners()
 			if s.node != nil {
 				s.node.Close()
@@ -235,6 +240,11 @@ func Start(cfg Config) (_ *Server, err error) {
 	s.refreshSize()
 	s.metrics = newMetrics(s, disk, peers)
 	s.buildGRPC()
+	if *c.EnableGRPCGateway {
+		if s.gateway, err = s.newGateway(clientTLS); err != nil {
+			return nil, err
+		}
+	}
 	s.buildHTTP()
 	// The metrics URLs answer from now on, as etcd's: before the member is
 	// ready, /health and /readyz say why it is not (kubelet probes them).
@@ -242,14 +252,14 @@ func Start(cfg Config) (_ *Server, err error) {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			s.httpServer.Serve(l)
+			s.metricsHTTP.Serve(l)
 		}()
 	}
 	for _, l := range s.metricsTLS {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			s.httpServer.Serve(l.http)
+			s.metricsHTTP.Serve(l.http)
 		}()
 	}
 
@@ -466,8 +476,10 @@ func (s *Server) stop() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	s.httpServer.Shutdown(ctx)
+	s.metricsHTTP.Shutdown(ctx)
 	s.tlsHTTP.Shutdown(ctx)
 	cancel()
+	s.gateway.close()
 	s.closeListeners()
 	s.stopCompactor()
 	s.wg.Wait()

@@ -14,10 +14,6 @@ type settings struct {
 	server  server.Config
 	backend string
 	log     logSettings
-	// grpcGateway is --enable-grpc-gateway. Strata serves no gateway
-	// yet, so only its value false is what Strata does; true (etcd's
-	// default) is accepted and waits for the gateway.
-	grpcGateway bool
 }
 
 // logSettings are the --log-* flags.
@@ -158,7 +154,7 @@ var flagTable = []flagDef{
 	{name: "socket-reuse-address", kind: kBool, def: "false", group: gMember, yaml: "socket-options.reuse-address", usage: "Enable to set socket option SO_REUSEADDR on listeners allowing binding to an address in TIME_WAIT state.",
 		refuse: "is not supported yet"},
 	{name: "enable-grpc-gateway", kind: kBool, def: "true", group: gMember, usage: "Enable GRPC gateway.",
-		apply: func(s *settings, v *value) error { s.grpcGateway = v.b; return nil }},
+		apply: func(s *settings, v *value) error { on := v.b; s.server.EnableGRPCGateway = &on; return nil }},
 	{name: "raft-read-timeout", kind: kDuration, def: "5s", group: gMember, yaml: "-", usage: "Read timeout set on each rafthttp connection",
 		refuse: noRaftHTTP},
 	{name: "raft-write-timeout", kind: kDuration, def: "5s", group: gMember, yaml: "-", usage: "Write timeout set on each rafthttp connection",

@@ -175,7 +175,7 @@ func TestCommandLine(t *testing.T) {
 			s := p.settings
 			if s.server.Name != "default" || s.server.DataDir != "" || s.server.InitialCluster != "" ||
 				strings.Join(s.server.ListenClientURLs, ",") != "http://localhost:2379" || s.backend != "bbolt" ||
-				s.server.WatchProgressNotifyInterval != 10*time.Minute || s.log.format != "json" || !s.grpcGateway {
+				s.server.WatchProgressNotifyInterval != 10*time.Minute || s.log.format != "json" || s.server.EnableGRPCGateway == nil || !*s.server.EnableGRPCGateway {
 				return "not etcd's defaults"
 			}
 			return ""

@@ -1,0 +1,130 @@
+package server_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/strata-kv/strata/backends/bbolt"
+	"github.com/strata-kv/strata/server"
+)
+
+// gatewayPost posts a JSON body to the gateway and decodes the answer.
+func gatewayPost(t *testing.T, url, body string, out any) int {
+	t.Helper()
+	resp, err := http.Post(url, "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if out != nil && resp.StatusCode == http.StatusOK {
+		if err := json.Unmarshal(b, out); err != nil {
+			t.Fatalf("POST %s: %q: %v", url, b, err)
+		}
+	}
+	return resp.StatusCode
+}
+
+// TestGateway uses etcd's JSON gateway as curl would (etcd's documented
+// examples: keys and values in base64, etcd's field names), including a
+// watch stream, and checks that EnableGRPCGateway=false turns it off.
+func TestGateway(t *testing.T) {
+	c := newCluster(t, 1, bbolt.Engine(), nil)
+	base := c.members[0].ClientURLs()[0]
+
+	// curl -L http://127.0.0.1:2379/v3/kv/put -X POST -d '{"key":"Zm9v","value":"YmFy"}'
+	var put struct {
+		Header struct {
+			ClusterID string `json:"cluster_id"`
+			Revision  string `json:"revision"`
+		} `json:"header"`
+	}
+	if code := gatewayPost(t, base+"/v3/kv/put", `{"key":"Zm9v","value":"YmFy"}`, &put); code != http.StatusOK {
+		t.Fatalf("put: %d", code)
+	}
+	if put.Header.Revision != "2" || put.Header.ClusterID == "" {
+		t.Fatalf("put header %+v", put.Header)
+	}
+	var rng struct {
+		Kvs []struct {
+			Key, Value     string
+			ModRevision    string `json:"mod_revision"`
+			CreateRevision string `json:"create_revision"`
+		} `json:"kvs"`
+		Count string `json:"count"`
+	}
+	if code := gatewayPost(t, base+"/v3/kv/range", `{"key":"Zm9v"}`, &rng); code != http.StatusOK {
+		t.Fatalf("range: %d", code)
+	}
+	if len(rng.Kvs) != 1 || rng.Kvs[0].Key != "Zm9v" || rng.Kvs[0].Value != "YmFy" || rng.Kvs[0].ModRevision != "2" || rng.Count != "1" {
+		t.Fatalf("range %+v", rng)
+	}
+
+	// A watch stream: the created response, then the put's event.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v3/watch", strings.NewReader(`{"create_request":{"key":"Zm9v"}}`))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	lines := bufio.NewScanner(resp.Body)
+	type watchLine struct {
+		Result struct {
+			Created bool `json:"created"`
+			Events  []struct {
+				Kv struct{ Key, Value string } `json:"kv"`
+			} `json:"events"`
+		} `json:"result"`
+	}
+	next := func() watchLine {
+		t.Helper()
+		if !lines.Scan() {
+			t.Fatalf("watch stream ended: %v", lines.Err())
+		}
+		var l watchLine
+		if err := json.Unmarshal(lines.Bytes(), &l); err != nil {
+			t.Fatalf("watch line %q: %v", lines.Text(), err)
+		}
+		return l
+	}
+	if l := next(); !l.Result.Created {
+		t.Fatalf("first watch line %+v, want created", l)
+	}
+	if code := gatewayPost(t, base+"/v3/kv/put", `{"key":"Zm9v","value":"`+base64.StdEncoding.EncodeToString([]byte("baz"))+`"}`, nil); code != http.StatusOK {
+		t.Fatalf("second put: %d", code)
+	}
+	if l := next(); len(l.Result.Events) != 1 || l.Result.Events[0].Kv.Value != "YmF6" {
+		t.Fatalf("watch event %+v", l)
+	}
+	cancel()
+
+	// An error keeps gRPC's code and etcd's text.
+	var e struct {
+		Code    int    `json:"code"`
+		Message string `json:"message"`
+	}
+	r2, err := http.Post(base+"/v3/kv/range", "application/json", strings.NewReader(`{"key":"Zm9v","revision":"100"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(r2.Body)
+	r2.Body.Close()
+	if err := json.Unmarshal(b, &e); err != nil || e.Code != 11 || e.Message != "etcdserver: mvcc: required revision is a future revision" {
+		t.Fatalf("future revision: %d %s", r2.StatusCode, b)
+	}
+
+	off := false
+	c2 := newCluster(t, 1, bbolt.Engine(), func(cfg *server.Config) { cfg.EnableGRPCGateway = &off })
+	if code := gatewayPost(t, c2.members[0].ClientURLs()[0]+"/v3/kv/range", `{"key":"Zm9v"}`, nil); code != http.StatusNotFound {
+		t.Fatalf("gateway off: range answered %d, want 404", code)
+	}
+}
