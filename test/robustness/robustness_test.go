@@ -230,12 +230,16 @@ func (s *scenario) waitCaughtUp(m *member, timeout time.Duration) {
 
 // compact compacts as the apiserver does: a Txn on compact_rev_key's
 // version elects one compactor, which then compacts. It compacts no
-// further than the watcher has read, so that the watcher can always
-// resume.
+// further than the slowest watcher has read, so that the watchers can
+// always resume.
 func (s *scenario) compact() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	rev := s.watch.last.Load() - 20
+	rev := s.watch.last.Load()
+	if s.pinned != nil {
+		rev = min(rev, s.pinned.last.Load())
+	}
+	rev -= 20
 	if rev < 2 {
 		return
 	}
@@ -312,12 +316,8 @@ func runScenario(t *testing.T, eng string, wl workload, long time.Duration, seed
 	s := &scenario{t: t, c: c, rnd: rand.New(rand.NewPCG(seed, uint64(time.Now().UnixNano()))), rec: newRecorder(), admin: c.client()}
 	s.watch = startWatcher("watch", s.rec.now, c.client(), 500*time.Millisecond)
 	defer s.watch.stop()
-	if long > 0 || os.Getenv("STRATA_ROBUSTNESS_PINNED") != "" {
-		// Off in the short form: once in several runs this watcher
-		// stalls for good (see the README); the long form reports it.
-		s.pinned = startWatcher("watch on "+c.members[0].name, s.rec.now, c.client("http://"+c.members[0].client), 300*time.Millisecond)
-		defer s.pinned.stop()
-	}
+	s.pinned = startWatcher("watch on "+c.members[0].name, s.rec.now, c.client("http://"+c.members[0].client), 300*time.Millisecond)
+	defer s.pinned.stop()
 
 	// Rounds: each uses fresh keys, so that each round's history is checked
 	// on its own and stays small enough for porcupine.
