@@ -51,7 +51,9 @@ type fsm struct {
 	dataDir string
 	eng     engine.Engine
 	engOpts engine.Options
-	logger  *slog.Logger
+	// storeOpts are the mvcc.Options every store is opened with.
+	storeOpts mvcc.Options
+	logger    *slog.Logger
 
 	// swapMu keeps be and store alive: applies, reads, snapshots (until
 	// Release) and WithBackend hold it shared, for as long as they use
@@ -114,11 +116,12 @@ var (
 	_ raft.BatchingFSM = (*fsm)(nil)
 )
 
-func openFSM(dataDir string, eng engine.Engine, engOpts engine.Options, logger *slog.Logger) (*fsm, error) {
+func openFSM(dataDir string, eng engine.Engine, engOpts engine.Options, storeOpts mvcc.Options, logger *slog.Logger) (*fsm, error) {
 	if err := finishRestore(dataDir); err != nil {
 		return nil, err
 	}
-	f := &fsm{dataDir: dataDir, eng: eng, engOpts: engOpts, logger: logger}
+	storeOpts.Logger = logger
+	f := &fsm{dataDir: dataDir, eng: eng, engOpts: engOpts, storeOpts: storeOpts, logger: logger}
 	if err := f.open(); err != nil {
 		return nil, err
 	}
@@ -131,7 +134,7 @@ func (f *fsm) open() error {
 	if err != nil {
 		return fmt.Errorf("replication: open %s engine: %w", f.eng.Name, err)
 	}
-	st, err := mvcc.Open(be, &mvcc.Options{Logger: f.logger})
+	st, err := mvcc.Open(be, f.storeOpts.Clone())
 	if err != nil {
 		be.Close()
 		return fmt.Errorf("replication: open store: %w", err)

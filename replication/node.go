@@ -90,6 +90,11 @@ type Config struct {
 	// HeartbeatTimeout and ElectionTimeout are raft's timers. The defaults
 	// are 1 second each.
 	HeartbeatTimeout, ElectionTimeout time.Duration
+	// CompactionBatchLimit and CompactionSleepInterval are the store's
+	// (mvcc.Options; etcd's --compaction-batch-limit and
+	// --compaction-sleep-interval). The default values are mvcc's.
+	CompactionBatchLimit    int
+	CompactionSleepInterval time.Duration
 	// DisablePreVote turns off raft's Pre-Vote phase (etcd's
 	// --pre-vote=false): a candidate then raises the term without first
 	// asking whether it could win. The default value runs Pre-Vote.
@@ -234,7 +239,8 @@ func Open(cfg Config) (*Node, error) {
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	hlog := hclogFor(cfg.Logger)
 	var err error
-	if n.fsm, err = openFSM(filepath.Join(cfg.Dir, "data"), cfg.Engine, cfg.EngineOptions, cfg.Logger); err != nil {
+	if n.fsm, err = openFSM(filepath.Join(cfg.Dir, "data"), cfg.Engine, cfg.EngineOptions,
+		mvcc.Options{CompactionBatchLimit: cfg.CompactionBatchLimit, CompactionSleepInterval: cfg.CompactionSleepInterval}, cfg.Logger); err != nil {
 		return nil, err
 	}
 	n.fsm.onCommit = cfg.OnApplyCommit

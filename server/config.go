@@ -176,6 +176,14 @@ type Config struct {
 	// disables auto-compaction.
 	AutoCompactionRetention string
 
+	// CompactionBatchLimit is how many revisions a compaction deletes per
+	// engine commit, and CompactionSleepInterval the pause between two
+	// batches (--compaction-batch-limit, --compaction-sleep-interval). The
+	// default values are etcd's: 1000 and 10ms; a negative
+	// CompactionSleepInterval pauses not at all.
+	CompactionBatchLimit    int
+	CompactionSleepInterval time.Duration
+
 	// WatchProgressNotifyInterval is the period of the progress
 	// notifications sent to watchers created with progress_notify
 	// (--watch-progress-notify-interval). The default value is 10

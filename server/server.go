@@ -216,6 +216,9 @@ func Start(cfg Config) (_ *Server, err error) {
 		Logger:               c.Logger.With("component", "replication"),
 		WarningApplyDuration: c.WarningApplyDuration,
 		PeerMetrics:          peers,
+		// etcd's compaction batches (mvcc's defaults are etcd's).
+		CompactionBatchLimit:    c.CompactionBatchLimit,
+		CompactionSleepInterval: c.CompactionSleepInterval,
 	}
 	if c.listenPeer.Scheme == "https" {
 		rc.ServerTLS, rc.ClientTLS = peerTLS.server, peerTLS.client

@@ -303,9 +303,11 @@ var flagTable = []flagDef{
 			return nil
 		}},
 	{name: "compaction-batch-limit", kind: kInt, def: "0", group: gFeatures, helpDef: "1000", usage: "CompactionBatchLimit sets the maximum revisions deleted in each compaction batch.",
-		refuse: "is not supported yet"},
+		// etcd: 0 (or less) is the default, 1000; so is server.Config's.
+		apply: func(s *settings, v *value) error { s.server.CompactionBatchLimit = int(max(v.i, 0)); return nil }},
 	{name: "compaction-sleep-interval", kind: kDuration, def: "0s", group: gFeatures, helpDef: "10ms", usage: "Sets the sleep interval between each compaction batch.",
-		refuse: "is not supported yet"},
+		// etcd: 0 is the default, 10ms; a negative value does not pause.
+		apply: func(s *settings, v *value) error { s.server.CompactionSleepInterval = v.d; return nil }},
 	{name: "watch-progress-notify-interval", kind: kDuration, def: "0s", group: gFeatures, helpDef: "10m", usage: "Duration of periodical watch progress notification.",
 		apply: func(s *settings, v *value) error {
 			// etcd: 0 is the default, 10 minutes.

@@ -205,6 +205,9 @@ func TestCommandLine(t *testing.T) {
 			s := p.settings.server
 			return want(fmt.Sprint(s.GRPCKeepAliveMinTime, s.GRPCKeepAliveInterval, s.GRPCKeepAliveTimeout, s.MaxConcurrentStreams, s.MaxLearners, s.DisablePreVote), "1s -1ns 3s 100 2 true")
 		}},
+		{name: "compaction", args: []string{"--compaction-batch-limit=50", "--compaction-sleep-interval=1ms"}, check: func(p *parsed) string {
+			return want(fmt.Sprint(p.settings.server.CompactionBatchLimit, p.settings.server.CompactionSleepInterval), "50 1ms")
+		}},
 		{name: "no learners", args: []string{"--max-learners=0"}, wantErr: "--max-learners 0 is not supported"},
 		{name: "ignored flag", args: []string{"--peer-heartbeat-interval", "--name=x"}, check: func(p *parsed) string {
 			return hasWarning(p, "flag is no longer supported - ignoring")
