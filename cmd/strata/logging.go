@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync"
 
 	"github.com/strata-kv/strata/server"
 )
@@ -19,7 +20,8 @@ func newLogger(ls logSettings, out io.Writer) (*slog.Logger, func(), error) {
 		return nil, nil, fmt.Errorf("unknown logger option %q", ls.logger)
 	}
 	if out != nil {
-		l, err := server.NewLoggerTo(ls.level, ls.format, out)
+		// The member logs from many goroutines: one write at a time.
+		l, err := server.NewLoggerTo(ls.level, ls.format, &lockedWriter{w: out})
 		return l, func() {}, err
 	}
 	l, closeLog, err := server.NewLogger(ls.level, ls.outputs, ls.format)
@@ -27,6 +29,18 @@ func newLogger(ls logSettings, out io.Writer) (*slog.Logger, func(), error) {
 		return nil, nil, err
 	}
 	return l, func() { closeLog() }, nil
+}
+
+// lockedWriter serializes the writes to w.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
 }
 
 // logWarnings logs etcd's warnings about the configuration.
