@@ -1,6 +1,7 @@
 package replication
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -10,6 +11,8 @@ import (
 
 	"github.com/hashicorp/raft"
 	"google.golang.org/grpc"
+
+	"github.com/strata-kv/strata/internal/tlsutil"
 )
 
 // Connections to a node's peer port start with one byte naming the protocol
@@ -44,6 +47,9 @@ type peerMux struct {
 	// peer connection (see peerstats.go).
 	book    *peerBook
 	metrics PeerMetrics
+	// checkSAN refuses a TLS peer whose certificate does not name the
+	// address it connects from (tlsutil.CheckClientSAN).
+	checkSAN bool
 
 	raftc chan net.Conn
 	peerc chan net.Conn
@@ -111,9 +117,22 @@ func (m *peerMux) acceptLoop() {
 func (m *peerMux) route(c net.Conn) {
 	defer m.wg.Done()
 	if m.serverTLS != nil {
-		// The handshake runs within the first read's deadline; a peer
-		// without a certificate the configuration accepts fails it.
-		c = tls.Server(c, m.serverTLS)
+		// A peer without a certificate the configuration accepts fails
+		// the handshake.
+		tc := tls.Server(c, m.serverTLS)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := tc.HandshakeContext(ctx)
+		if err == nil && m.checkSAN {
+			if certs := tc.ConnectionState().PeerCertificates; len(certs) > 0 {
+				err = tlsutil.CheckClientSAN(ctx, certs[0], c.RemoteAddr().String())
+			}
+		}
+		cancel()
+		if err != nil {
+			c.Close()
+			return
+		}
+		c = tc
 	}
 	var b [1]byte
 	c.SetReadDeadline(time.Now().Add(10 * time.Second))

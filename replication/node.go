@@ -108,6 +108,11 @@ type Config struct {
 	// peers are made with ClientTLS, for raft and the peer service alike.
 	// Set both or neither.
 	ServerTLS, ClientTLS *tls.Config
+	// CheckPeerSAN, with ServerTLS, refuses a peer whose certificate has
+	// IP or DNS SANs of which none is the address it connects from, as
+	// etcd's peer listener does (--peer-skip-client-san-verification turns
+	// it off).
+	CheckPeerSAN bool
 	// Dial opens connections to peers; the default is plain TCP. Tests
 	// use it to inject network faults.
 	Dial Dialer
@@ -276,6 +281,7 @@ func Open(cfg Config) (*Node, error) {
 	if n.mux, err = listenPeers(cfg.Bind, cfg.Advertise, cfg.Dial, cfg.ServerTLS, cfg.ClientTLS); err != nil {
 		return fail(err)
 	}
+	n.mux.checkSAN = cfg.CheckPeerSAN
 	n.peers.m = n.mux
 	n.mux.book, n.mux.metrics = &n.peerBook, cfg.PeerMetrics
 	n.peerBook.set(bootstrapMembers(cfg.Bootstrap))

@@ -161,7 +161,8 @@
 // fails the handshake and is closed. Metrics URLs may be http or https.
 // An https peer URL runs the raft transport and the peer service over
 // mutual TLS ([Config.PeerTLSInfo], with --peer-cert-allowed-cn and
-// --peer-cert-allowed-hostname): a member without an accepted certificate
+// --peer-cert-allowed-hostname, and etcd's check that a peer connects from
+// an address its certificate names): a member without an accepted certificate
 // can neither send nor receive raft messages nor call the peer service.
 // Certificates are read again when their files change (rotation without
 // restart); --auto-tls and --peer-auto-tls make self-signed ones under

@@ -222,6 +222,7 @@ func Start(cfg Config) (_ *Server, err error) {
 	}
 	if c.listenPeer.Scheme == "https" {
 		rc.ServerTLS, rc.ClientTLS = peerTLS.server, peerTLS.client
+		rc.CheckPeerSAN = !c.PeerTLSInfo.SkipClientSANVerify
 	}
 	if c.InitialClusterState == ClusterStateNew {
 		for _, urls := range c.initialCluster {

@@ -247,7 +247,7 @@ var flagTable = []flagDef{
 	{name: "cipher-suites", kind: kStrings, group: gSecurity, usage: "Comma-separated list of supported TLS cipher suites between client/server and peers (empty will be auto-populated by Go).",
 		apply: func(s *settings, v *value) error { s.server.CipherSuites = v.list; return nil }},
 	{name: "peer-skip-client-san-verification", kind: kBool, def: "false", group: gSecurity, yaml: "peer-transport-security.skip-client-san-verification", usage: "Skip verification of SAN field in client certificate for peer connections.",
-		refuse: "is not supported yet: Strata does not yet check a peer certificate's SANs against the peer's address"},
+		apply: func(s *settings, v *value) error { s.server.PeerTLSInfo.SkipClientSANVerify = v.b; return nil }},
 	{name: "tls-min-version", kind: kString, def: "TLS1.2", group: gSecurity, usage: "Minimum TLS version supported by etcd. Possible values: TLS1.2, TLS1.3.",
 		apply: func(s *settings, v *value) error { s.server.TLSMinVersion = v.text; return nil }},
 	{name: "tls-max-version", kind: kString, group: gSecurity, usage: "Maximum TLS version supported by etcd. Possible values: TLS1.2, TLS1.3 (empty will be auto-populated by Go).",

@@ -238,7 +238,9 @@ func TestCommandLine(t *testing.T) {
 				s.ClientAutoTLS, s.PeerAutoTLS, s.SelfSignedCertValidity, s.TLSMinVersion, s.TLSMaxVersion, s.CipherSuites),
 				"/c.crt /c.key /ca.crt true /c.crl /p.crt /p.key /pca.crt true /p.crl [a b] true true 3 TLS1.3 TLS1.3 [TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256]\n")
 		}},
-		{name: "peer SAN check", args: []string{"--peer-skip-client-san-verification"}, wantErr: "--peer-skip-client-san-verification is not supported yet"},
+		{name: "peer SAN check", args: []string{"--peer-skip-client-san-verification"}, check: func(p *parsed) string {
+			return want(strconv.FormatBool(p.settings.server.PeerTLSInfo.SkipClientSANVerify), "true")
+		}},
 		{name: "tls off at its default", args: []string{"--client-cert-auth=false", "--cert-file="}, check: func(*parsed) string { return "" }},
 		{name: "durability", args: []string{"--unsafe-no-fsync"}, wantErr: "--unsafe-no-fsync is not supported"},
 	} {

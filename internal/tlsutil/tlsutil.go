@@ -55,6 +55,9 @@ type Info struct {
 	// (--tls-min-version). MaxVersion zero lets Go choose
 	// (--tls-max-version).
 	MinVersion, MaxVersion uint16
+	// SkipClientSANVerify turns off CheckClientSAN on peer listeners
+	// (--peer-skip-client-san-verification).
+	SkipClientSANVerify bool
 	// InsecureSkipVerify makes outgoing connections accept any server
 	// certificate; SelfCert sets it, as etcd's auto TLS does.
 	InsecureSkipVerify bool

@@ -1,12 +1,14 @@
 package tlsutil_test
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -232,5 +234,28 @@ func TestSelfCert(t *testing.T) {
 	}
 	if _, err := tlsutil.SelfCert(dir, nil, 0); err == nil {
 		t.Fatal("SelfCert with validity 0 succeeded")
+	}
+}
+
+func TestCheckClientSAN(t *testing.T) {
+	ca := certtest.NewCA(t, "ca")
+	tests := []struct {
+		name   string
+		hosts  []string
+		remote string
+		ok     bool
+	}{
+		{"no SANs", nil, "10.0.0.9:1234", true},
+		{"IP SAN", []string{"127.0.0.1"}, "127.0.0.1:1234", true},
+		{"other IP", []string{"127.0.0.2"}, "127.0.0.1:1234", false},
+		{"localhost", []string{"localhost"}, "127.0.0.1:1234", true},
+		{"name elsewhere", []string{"localhost"}, "10.0.0.9:1234", false},
+	}
+	for _, tc := range tests {
+		p := ca.Issue(strings.ReplaceAll(tc.name, " ", "-"), "m", tc.hosts...)
+		err := tlsutil.CheckClientSAN(context.Background(), p.Cert, tc.remote)
+		if (err == nil) != tc.ok {
+			t.Errorf("%s: CheckClientSAN = %v, want ok %v", tc.name, err, tc.ok)
+		}
 	}
 }
