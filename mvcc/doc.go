@@ -135,7 +135,10 @@
 // fragments, progress notifications (on request, only when every watcher
 // of the stream is synced, as etcd; and periodic ones for progress_notify
 // watchers), compacted and cancel responses. The server fills in the
-// header's cluster, member and term.
+// header's cluster, member and term; or, with
+// WatchStreamOptions.EncodedHeader, the stream hands out batches of
+// responses already encoded (Encoded), each event encoded once for all
+// its watchers, and the server sends the bytes as they are.
 //
 // Watchers are synced or unsynced (after etcd's watchable store). Commit
 // queues the events of each commit on the streams of the synced watchers
