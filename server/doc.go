@@ -10,8 +10,12 @@
 // Cluster (MemberList, MemberAdd of a learner or a voter under etcd's
 // strict reconfiguration check, MemberPromote, MemberRemove, MemberUpdate),
 // Auth (reporting authentication disabled) and grpc.health.v1 (SERVING
-// once ready) are served. Hash, Downgrade, user and role management
-// answer codes.Unimplemented for now.
+// once ready) are served. Downgrade answers validate and cancel as etcd's
+// for the cluster version Strata reports (ClusterVersion: only one minor
+// version down is a valid target) and refuses enable after validating
+// (ErrDowngradeUnsupported: a Strata cluster cannot run at an older
+// cluster version). Hash, user and role management answer
+// codes.Unimplemented for now (HashKV is served).
 //
 // etcd's gRPC gateway (EnableGRPCGateway, on by default) serves the same
 // services as JSON under /v3/ on the client URLs (/v3/kv/range,

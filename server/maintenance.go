@@ -10,6 +10,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/coreos/go-semver/semver"
 	"github.com/dustin/go-humanize"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -271,4 +272,78 @@ func (m *maintenanceServer) MoveLeader(ctx context.Context, r *pb.MoveLeaderRequ
 
 func (m *maintenanceServer) Hash(context.Context, *pb.HashRequest) (*pb.HashResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "etcdserver: Hash is not supported; use HashKV")
+}
+
+// Downgrade answers etcd's downgrade requests (etcdctl downgrade
+// validate|enable|cancel) for the cluster version Strata reports, with
+// etcd's rules: the target is major.minor[.patch], and the only valid one
+// is one minor version below the cluster version. Validate says whether a
+// downgrade could start; Cancel succeeds as etcd's does when no downgrade
+// is in progress (etcd only logs it); Enable is refused after validating:
+// a Strata cluster cannot run at an older cluster version, since every
+// member runs the same Strata binary (see ErrDowngradeUnsupported).
+func (m *maintenanceServer) Downgrade(ctx context.Context, r *pb.DowngradeRequest) (*pb.DowngradeResponse, error) {
+	s := m.s
+	cv, err := s.clusterSemver()
+	if err != nil {
+		return nil, err
+	}
+	resp := &pb.DowngradeResponse{Header: &pb.ResponseHeader{}, Version: fmt.Sprintf("%d.%d", cv.Major, cv.Minor)}
+	validate := func() error {
+		target, err := semver.NewVersion(r.GetVersion())
+		if err != nil {
+			// As etcd: major.minor is accepted too.
+			if target, err = semver.NewVersion(r.GetVersion() + ".0"); err != nil {
+				return rpctypes.ErrGRPCWrongDowngradeVersionFormat
+			}
+		}
+		// The cluster's applied state, as of a linearizable read (as etcd's).
+		if err := s.view(ctx, true, func(*mvcc.Store) error { return nil }); err != nil {
+			return readError(ctx, err)
+		}
+		if target.Major != cv.Major || target.Minor+1 != cv.Minor {
+			return rpctypes.ErrGRPCInvalidDowngradeTargetVersion
+		}
+		return nil
+	}
+	switch r.GetAction() {
+	case pb.DowngradeRequest_VALIDATE:
+		if err := validate(); err != nil {
+			return nil, err
+		}
+	case pb.DowngradeRequest_ENABLE:
+		if err := validate(); err != nil {
+			s.cfg.Logger.Warn("reject downgrade request", "error", err)
+			return nil, err
+		}
+		s.cfg.Logger.Warn("reject downgrade request", "error", ErrDowngradeUnsupported)
+		return nil, status.Error(codes.FailedPrecondition, ErrDowngradeUnsupported.Error())
+	case pb.DowngradeRequest_CANCEL:
+		if err := s.view(ctx, true, func(*mvcc.Store) error { return nil }); err != nil {
+			return nil, readError(ctx, err)
+		}
+		// No downgrade can be in progress: etcd logs this and answers.
+		s.cfg.Logger.Warn("failed to cancel downgrade", "error", rpctypes.ErrNoInflightDowngrade)
+	default:
+		return nil, status.Error(codes.Unknown, "etcdserver: unknown method")
+	}
+	s.fillHeader(resp.Header)
+	return resp, nil
+}
+
+// ErrDowngradeUnsupported is Downgrade's answer to enable: a valid target,
+// but Strata cannot run a cluster at an older cluster version.
+var ErrDowngradeUnsupported = errors.New("etcdserver: downgrade is not supported by Strata: to move to etcd of the target version, save a snapshot, `strata snapshot export` it and `etcdutl snapshot restore` it")
+
+// clusterSemver is the cluster version the member reports, as a version.
+func (s *Server) clusterSemver() (*semver.Version, error) {
+	v, err := s.node.ClusterVersion()
+	if err != nil || v == "" {
+		v = ClusterVersion
+	}
+	sv, err := semver.NewVersion(v)
+	if err != nil {
+		return nil, rpctypes.ErrGRPCClusterVersionUnavailable
+	}
+	return sv, nil
 }
