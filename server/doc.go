@@ -6,7 +6,8 @@
 // # Services
 //
 // KV (Range, RangeStream, Put, DeleteRange, Txn, Compact), Watch, Lease, Lock,
-// Election, Maintenance (Status, HashKV, Alarm, Defragment, Snapshot, MoveLeader),
+// Election, Maintenance (Status, Hash, HashKV, Alarm, Defragment, Snapshot, MoveLeader,
+// Downgrade),
 // Cluster (MemberList, MemberAdd of a learner or a voter under etcd's
 // strict reconfiguration check, MemberPromote, MemberRemove, MemberUpdate),
 // Auth (reporting authentication disabled) and grpc.health.v1 (SERVING
@@ -14,8 +15,9 @@
 // for the cluster version Strata reports (ClusterVersion: only one minor
 // version down is a valid target) and refuses enable after validating
 // (ErrDowngradeUnsupported: a Strata cluster cannot run at an older
-// cluster version). Hash, user and role management answer
-// codes.Unimplemented for now (HashKV is served).
+// cluster version). Hash is a CRC-32 of the member's whole keyspace but
+// its applied index (mvcc.Store.HashAll), equal on members at one
+// revision. User and role management answer codes.Unimplemented for now.
 //
 // etcd's gRPC gateway (EnableGRPCGateway, on by default) serves the same
 // services as JSON under /v3/ on the client URLs (/v3/kv/range,

@@ -270,8 +270,24 @@ func (m *maintenanceServer) MoveLeader(ctx context.Context, r *pb.MoveLeaderRequ
 	return &pb.MoveLeaderResponse{Header: s.header()}, nil
 }
 
-func (m *maintenanceServer) Hash(context.Context, *pb.HashRequest) (*pb.HashResponse, error) {
-	return nil, status.Error(codes.Unimplemented, "etcdserver: Hash is not supported; use HashKV")
+// Hash is etcd's: a hash of the member's whole keyspace (see
+// mvcc.Store.HashAll), for tests that compare members at one revision.
+func (m *maintenanceServer) Hash(ctx context.Context, _ *pb.HashRequest) (*pb.HashResponse, error) {
+	var (
+		h   uint32
+		rev int64
+	)
+	err := m.s.node.View(ctx, false, func(st *mvcc.Store) error {
+		var err error
+		h, rev, err = st.HashAll()
+		return err
+	})
+	if err != nil {
+		return nil, togRPCError(err)
+	}
+	resp := &pb.HashResponse{Header: &pb.ResponseHeader{Revision: rev}, Hash: h}
+	m.s.fillHeader(resp.Header)
+	return resp, nil
 }
 
 // Downgrade answers etcd's downgrade requests (etcdctl downgrade
