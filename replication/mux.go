@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/raft"
 	"google.golang.org/grpc"
 
+	"github.com/strata-kv/strata/internal/sockopt"
 	"github.com/strata-kv/strata/internal/tlsutil"
 )
 
@@ -58,8 +59,8 @@ type peerMux struct {
 	once  sync.Once
 }
 
-func listenPeers(bind, advertise string, dial Dialer, serverTLS, clientTLS *tls.Config) (*peerMux, error) {
-	ln, err := net.Listen("tcp", bind)
+func listenPeers(bind, advertise string, dial Dialer, serverTLS, clientTLS *tls.Config, so sockopt.Options) (*peerMux, error) {
+	ln, err := sockopt.Listen(bind, so)
 	if err != nil {
 		return nil, fmt.Errorf("replication: listen on %s: %w", bind, err)
 	}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/strata-kv/strata/internal/certtest"
+	"github.com/strata-kv/strata/internal/sockopt"
 	"github.com/strata-kv/strata/internal/tlsutil"
 )
 
@@ -38,7 +39,7 @@ func TestPeerMuxTLS(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			m, err := listenPeers("127.0.0.1:0", "", nil, sc, sc)
+			m, err := listenPeers("127.0.0.1:0", "", nil, sc, sc, sockopt.Options{})
 			if err != nil {
 				t.Fatal(err)
 			}

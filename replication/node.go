@@ -20,6 +20,7 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
 	"github.com/strata-kv/strata/engine"
+	"github.com/strata-kv/strata/internal/sockopt"
 	"github.com/strata-kv/strata/mvcc"
 )
 
@@ -95,6 +96,8 @@ type Config struct {
 	// --compaction-sleep-interval). The default values are mvcc's.
 	CompactionBatchLimit    int
 	CompactionSleepInterval time.Duration
+	// SocketOptions are the peer listener's socket options.
+	SocketOptions sockopt.Options
 	// DisablePreVote turns off raft's Pre-Vote phase (etcd's
 	// --pre-vote=false): a candidate then raises the term without first
 	// asking whether it could win. The default value runs Pre-Vote.
@@ -278,7 +281,7 @@ func Open(cfg Config) (*Node, error) {
 			cfg.Logger.Warn("forcing a new cluster of this member alone; its other members are removed", "id", cfg.ID)
 		}
 	}
-	if n.mux, err = listenPeers(cfg.Bind, cfg.Advertise, cfg.Dial, cfg.ServerTLS, cfg.ClientTLS); err != nil {
+	if n.mux, err = listenPeers(cfg.Bind, cfg.Advertise, cfg.Dial, cfg.ServerTLS, cfg.ClientTLS, cfg.SocketOptions); err != nil {
 		return fail(err)
 	}
 	n.mux.checkSAN = cfg.CheckPeerSAN

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/strata-kv/strata/engine"
+	"github.com/strata-kv/strata/internal/sockopt"
 	"github.com/strata-kv/strata/internal/tlsutil"
 	"github.com/strata-kv/strata/mvcc"
 )
@@ -237,6 +238,13 @@ type Config struct {
 	// EnablePprof serves Go's profiles under /debug/pprof/ on the HTTP
 	// endpoints (--enable-pprof).
 	EnablePprof bool
+
+	// SocketReusePort and SocketReuseAddress set SO_REUSEPORT and
+	// SO_REUSEADDR on the client, metrics and peer listeners
+	// (--socket-reuse-port, --socket-reuse-address; Go sets SO_REUSEADDR
+	// on Unix anyway).
+	SocketReusePort    bool
+	SocketReuseAddress bool
 
 	// DisablePreVote turns off raft's Pre-Vote (--pre-vote=false). The
 	// default value runs it, as etcd's --pre-vote=true.
@@ -563,6 +571,10 @@ func (s *Server) advertiseClientURLs() []string {
 		return s.cfg.AdvertiseClientURLs
 	}
 	return s.clientURLs
+}
+
+func (c *config) socketOptions() sockopt.Options {
+	return sockopt.Options{ReusePort: c.SocketReusePort, ReuseAddress: c.SocketReuseAddress}
 }
 
 // walDir is the raft log's directory: --wal-dir, or dflt, the directory

@@ -26,6 +26,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/strata-kv/strata/engine"
+	"github.com/strata-kv/strata/internal/sockopt"
 	"github.com/strata-kv/strata/mvcc"
 	"github.com/strata-kv/strata/replication"
 	"github.com/strata-kv/strata/replication/wal"
@@ -149,7 +150,7 @@ func Start(cfg Config) (_ *Server, err error) {
 	// Client listeners first, so that a busy port fails the start before
 	// anything else happens.
 	for _, u := range c.listenClient {
-		l, err := net.Listen("tcp", u.Host)
+		l, err := sockopt.Listen(u.Host, c.socketOptions())
 		if err != nil {
 			return nil, fmt.Errorf("server: listen on %s: %w", u, err)
 		}
@@ -165,7 +166,7 @@ func Start(cfg Config) (_ *Server, err error) {
 		s.clientURLs = append(s.clientURLs, bound.String())
 	}
 	for _, u := range c.listenMetrics {
-		l, err := net.Listen("tcp", u.Host)
+		l, err := sockopt.Listen(u.Host, c.socketOptions())
 		if err != nil {
 			return nil, fmt.Errorf("server: listen on %s: %w", u, err)
 		}
@@ -213,6 +214,7 @@ func Start(cfg Config) (_ *Server, err error) {
 		HeartbeatTimeout:     min(c.ElectionTimeout, 10*c.HeartbeatInterval),
 		ElectionTimeout:      c.ElectionTimeout,
 		DisablePreVote:       c.DisablePreVote,
+		SocketOptions:        c.socketOptions(),
 		Logger:               c.Logger.With("component", "replication"),
 		WarningApplyDuration: c.WarningApplyDuration,
 		PeerMetrics:          peers,

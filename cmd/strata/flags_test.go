@@ -20,6 +20,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/strata-kv/strata/internal/freeport"
+	"github.com/strata-kv/strata/internal/sockopt"
 )
 
 // etcdFlags reads testdata/etcd-flags.txt: every flag etcd v3.7.3's
@@ -453,7 +454,9 @@ func TestConfigFile(t *testing.T) {
 		}},
 		{name: "tls key without a flag", yaml: "client-transport-security:\n  allowed-cn: [a]\n", wantErr: "client-transport-security.allowed-cn is not supported yet"},
 		{name: "discovery", yaml: "discovery-config:\n  token: t\n  client:\n    endpoints: [http://127.0.0.1:1]\n", wantErr: "not supported: list the members with --initial-cluster"},
-		{name: "socket options", yaml: "socket-options:\n  reuse-port: true\n", wantErr: "--socket-reuse-port is not supported"},
+		{name: "socket options", yaml: "socket-options:\n  reuse-port: true\n  reuse-address: true\n", check: func(p *parsed) string {
+			return want(fmt.Sprint(p.settings.server.SocketReusePort, p.settings.server.SocketReuseAddress), "true true")
+		}},
 		{name: "bad value", yaml: "snapshot-count: many\n", wantErr: "snapshot-count"},
 		{name: "not yaml", yaml: "name: [\n", wantErr: "etcd.conf.yml"},
 		{name: "missing file", args: []string{"--config-file=/no/such/file.yml"}, wantErr: "no such file"},
@@ -593,29 +596,8 @@ func TestWALDir(t *testing.T) {
 	dataDir, walDir := filepath.Join(dir, "data"), filepath.Join(dir, "wal")
 	start := func(extra ...string) (*member, string, error) {
 		t.Helper()
-		addrs, err := freeport.Addrs(2)
-		if err != nil {
-			t.Fatal(err)
-		}
-		curl, purl := "http://"+addrs[0], "http://"+addrs[1]
-		args := append([]string{"--name=w", "--data-dir=" + dataDir, "--listen-client-urls=" + curl, "--advertise-client-urls=" + curl,
-			"--listen-peer-urls=" + purl, "--initial-advertise-peer-urls=" + purl, "--initial-cluster=w=" + purl,
-			"--heartbeat-interval=50", "--election-timeout=500"}, extra...)
-		p, err := parseMember(args, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		m, err := launch(p, io.Discard)
-		if err != nil {
-			return nil, "", err
-		}
-		select {
-		case <-m.ReadyNotify():
-		case <-time.After(30 * time.Second):
-			m.Close()
-			t.Fatal("member not ready after 30s")
-		}
-		return m, curl, nil
+		m, curl, _, err := startFlagsMember(t, dataDir, extra...)
+		return m, curl, err
 	}
 	kv := func(curl string, put bool) string {
 		t.Helper()
@@ -676,4 +658,56 @@ func TestWALDir(t *testing.T) {
 func hasEntries(dir string) bool {
 	ents, err := os.ReadDir(dir)
 	return err == nil && len(ents) > 0
+}
+
+// startFlagsMember starts a one-member cluster "w" on dataDir from etcd
+// flags (free ports, fast timers, and extra) and waits until it is ready.
+func startFlagsMember(t *testing.T, dataDir string, extra ...string) (m *member, curl, purl string, err error) {
+	t.Helper()
+	addrs, err := freeport.Addrs(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	curl, purl = "http://"+addrs[0], "http://"+addrs[1]
+	args := append([]string{"--name=w", "--data-dir=" + dataDir, "--listen-client-urls=" + curl, "--advertise-client-urls=" + curl,
+		"--listen-peer-urls=" + purl, "--initial-advertise-peer-urls=" + purl, "--initial-cluster=w=" + purl,
+		"--heartbeat-interval=50", "--election-timeout=500"}, extra...)
+	p, err := parseMember(args, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err = launch(p, io.Discard)
+	if err != nil {
+		return nil, "", "", err
+	}
+	select {
+	case <-m.ReadyNotify():
+	case <-time.After(30 * time.Second):
+		m.Close()
+		t.Fatal("member not ready after 30s")
+	}
+	return m, curl, purl, nil
+}
+
+// TestSocketReusePort: with --socket-reuse-port, another SO_REUSEPORT
+// socket binds the member's client and peer addresses; without, none.
+func TestSocketReusePort(t *testing.T) {
+	for _, reuse := range []bool{true, false} {
+		m, curl, purl, err := startFlagsMember(t, filepath.Join(t.TempDir(), "w"), "--socket-reuse-port="+strconv.FormatBool(reuse))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, u := range []string{curl, purl} {
+			l, err := sockopt.Listen(strings.TrimPrefix(u, "http://"), sockopt.Options{ReusePort: true})
+			if err == nil {
+				l.Close()
+			}
+			if (err == nil) != reuse {
+				t.Errorf("--socket-reuse-port=%v: binding %s again: %v", reuse, u, err)
+			}
+		}
+		if err := m.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
