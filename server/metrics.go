@@ -14,6 +14,7 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"google.golang.org/grpc/stats"
 
+	"github.com/strata-kv/strata/engine"
 	"github.com/strata-kv/strata/mvcc"
 	"github.com/strata-kv/strata/replication"
 )
@@ -109,6 +110,38 @@ func (c *clientTraffic) HandleRPC(_ context.Context, s stats.RPCStats) {
 	}
 }
 
+// engineCollector exports the engine's own measurements
+// (engine.MetricsReporter) as strata_engine_<name>{backend="..."}, read on
+// each scrape. It is an unchecked collector: the names depend on the
+// engine.
+type engineCollector struct{ s *Server }
+
+func (engineCollector) Describe(chan<- *prometheus.Desc) {}
+
+func (c engineCollector) Collect(ch chan<- prometheus.Metric) {
+	var ms []engine.Metric
+	_ = c.s.node.WithBackend(func(be engine.Backend) error {
+		r, ok := be.(engine.MetricsReporter)
+		if !ok {
+			return nil
+		}
+		var err error
+		ms, err = r.Metrics()
+		return err
+	})
+	labels := prometheus.Labels{"backend": c.s.cfg.Engine.Name}
+	for _, m := range ms {
+		t := prometheus.GaugeValue
+		if m.Counter {
+			t = prometheus.CounterValue
+		}
+		desc := prometheus.NewDesc("strata_engine_"+m.Name, m.Help, nil, labels)
+		if cm, err := prometheus.NewConstMetric(desc, t, m.Value); err == nil {
+			ch <- cm
+		}
+	}
+}
+
 // peerMetrics are etcd's etcd_network_peer_* metrics, fed by the node's
 // peer connections (replication.PeerMetrics).
 type peerMetrics struct {
@@ -196,6 +229,7 @@ func newMetrics(s *Server, disk diskMetrics, peers *peerMetrics) *metrics {
 	}
 	m.reg.MustRegister(m.mvccOps.ranges, m.mvccOps.puts, m.mvccOps.deletes, m.mvccOps.txns)
 	m.reg.MustRegister(peers.collectors()...)
+	m.reg.MustRegister(engineCollector{s})
 	m.clientTraffic = newClientTraffic()
 	m.reg.MustRegister(m.clientTraffic.received, m.clientTraffic.sent)
 	m.proposalsPending = prometheus.NewGauge(prometheus.GaugeOpts{

@@ -146,6 +146,29 @@ func TestMetricNames(t *testing.T) {
 	}
 }
 
+// TestEngineMetrics checks that each engine's own measurements are served
+// as strata_engine_*{backend="<engine>"}.
+func TestEngineMetrics(t *testing.T) {
+	want := map[string]string{
+		"bbolt":  "strata_engine_page_writes_total",
+		"pebble": "strata_engine_compactions_total",
+		"badger": "strata_engine_block_cache_hits_total",
+	}
+	for _, eng := range engines() {
+		t.Run(eng.Name, func(t *testing.T) {
+			c := newCluster(t, 1, eng, nil)
+			if _, err := c.client().Put(ctxT(t), "k", "v"); err != nil {
+				t.Fatal(err)
+			}
+			fams := scrape(t, c.members[0].ClientURLs()[0]+"/metrics")
+			f := fams[want[eng.Name]]
+			if f == nil || len(f.Metric) != 1 || labelValue(f.Metric[0], "backend") != eng.Name {
+				t.Fatalf("%s: %v", want[eng.Name], f)
+			}
+		})
+	}
+}
+
 func clusterMinor(v string) string {
 	parts := strings.SplitN(v, ".", 3)
 	return parts[0] + "." + parts[1]
