@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -99,6 +100,10 @@ type Config struct {
 	// the same port (--listen-client-urls). The default value is
 	// http://127.0.0.1:2379. Port 0 picks a free port (see ClientURLs).
 	ListenClientURLs []string
+	// ListenClientHTTPURLs, if set, are the URLs serving the HTTP
+	// endpoints (health, metrics, version, the gateway) to clients, and
+	// ListenClientURLs then serve gRPC only (--listen-client-http-urls).
+	ListenClientHTTPURLs []string
 	// AdvertiseClientURLs are the client URLs announced to clients
 	// (--advertise-client-urls). The default value is ListenClientURLs.
 	AdvertiseClientURLs []string
@@ -418,6 +423,7 @@ func (c *Config) Validate() error {
 type config struct {
 	Config
 	listenClient    []*url.URL
+	listenHTTP      []*url.URL // --listen-client-http-urls
 	advertiseClient []*url.URL
 	listenMetrics   []*url.URL
 	listenPeer      *url.URL
@@ -458,6 +464,9 @@ func (c *Config) parse() (*config, error) {
 	}
 	var err error
 	if o.listenClient, err = parseURLs("--listen-client-urls", o.ListenClientURLs); err != nil {
+		return nil, invalid(err)
+	}
+	if o.listenHTTP, err = parseURLs("--listen-client-http-urls", o.ListenClientHTTPURLs); err != nil {
 		return nil, invalid(err)
 	}
 	if len(o.AdvertiseClientURLs) > 0 {
@@ -528,7 +537,7 @@ func (c *config) parseTLS() error {
 		return err
 	}
 	clientTLS := !c.ClientTLSInfo.Empty() || c.ClientAutoTLS
-	for _, u := range c.listenClient {
+	for _, u := range append(slices.Clone(c.listenClient), c.listenHTTP...) {
 		if u.Scheme == "https" && !clientTLS {
 			return fmt.Errorf("TLS key/cert (--cert-file, --key-file) must be provided for client url %s with HTTPS scheme", u)
 		}

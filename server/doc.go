@@ -172,5 +172,7 @@
 // can neither send nor receive raft messages nor call the peer service.
 // Certificates are read again when their files change (rotation without
 // restart); --auto-tls and --peer-auto-tls make self-signed ones under
-// <data-dir>/fixtures/. Not yet: --listen-client-http-urls.
+// <data-dir>/fixtures/. With --listen-client-http-urls
+// ([Config.ListenClientHTTPURLs]) the client URLs serve gRPC only and the
+// HTTP endpoints move to those URLs, as in etcd.
 package server

@@ -67,6 +67,11 @@ func (s *Server) buildHTTP() {
 		// replaces a setting above MaxInt32 with its default (250).
 		HTTP2: &http.HTTP2Config{MaxConcurrentStreams: int(min(s.cfg.MaxConcurrentStreams, math.MaxInt32))},
 	}
+	s.tlsGRPC = &http.Server{
+		Handler:           grpcHandler(s.grpc, http.NotFoundHandler()),
+		ReadHeaderTimeout: time.Minute,
+		HTTP2:             s.tlsHTTP.HTTP2,
+	}
 }
 
 type healthJSON struct {

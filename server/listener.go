@@ -19,9 +19,14 @@ type splitListener struct {
 	l          net.Listener
 	grpc, http *chanListener
 	tls        *tls.Config // nil serves plain TCP
-	closeOnce  sync.Once
-	done       chan struct{}
-	wg         sync.WaitGroup
+	// only, if not 0, sends every connection to one side: onlyGRPC for
+	// --listen-client-urls when --listen-client-http-urls is set,
+	// onlyHTTP for the latter. (A TLS connection always goes to the HTTP
+	// side, where the server picks the handler.)
+	only      byte
+	closeOnce sync.Once
+	done      chan struct{}
+	wg        sync.WaitGroup
 }
 
 // With a TLS configuration (an https URL), the listener first completes
@@ -31,12 +36,18 @@ type splitListener struct {
 // that fails the handshake (no certificate, an untrusted or revoked one,
 // plain HTTP) is closed and never served.
 //
+// Values of splitListener.only.
+const (
+	onlyGRPC byte = 'g'
+	onlyHTTP byte = 'h'
+)
+
 // sniffTimeout bounds how long a new connection may take to send its
 // first bytes.
 const sniffTimeout = 10 * time.Second
 
-func newSplitListener(l net.Listener, tlsConfig *tls.Config) *splitListener {
-	s := &splitListener{l: l, tls: tlsConfig, done: make(chan struct{})}
+func newSplitListener(l net.Listener, tlsConfig *tls.Config, only byte) *splitListener {
+	s := &splitListener{l: l, tls: tlsConfig, only: only, done: make(chan struct{})}
 	s.grpc = newChanListener(l.Addr(), s.done)
 	s.http = newChanListener(l.Addr(), s.done)
 	s.wg.Add(1)
@@ -79,6 +90,14 @@ func (s *splitListener) dispatch(c net.Conn) {
 		}
 		c.SetDeadline(time.Time{})
 		s.deliver(s.http, tc)
+		return
+	}
+	switch s.only {
+	case onlyGRPC:
+		s.deliver(s.grpc, c)
+		return
+	case onlyHTTP:
+		s.deliver(s.http, c)
 		return
 	}
 	var prefix [3]byte

@@ -63,11 +63,15 @@ type Server struct {
 	gateway     *gateway // nil without EnableGRPCGateway
 	// tlsHTTP serves the https client URLs: gRPC and the HTTP endpoints
 	// over one TLS port, as etcd does.
-	tlsHTTP    *http.Server
-	clientLs   []*splitListener
-	metricsLs  []net.Listener
-	metricsTLS []*splitListener // https metrics URLs
-	clientURLs []string
+	tlsHTTP *http.Server
+	// tlsGRPC serves gRPC alone on https client URLs when
+	// --listen-client-http-urls takes the HTTP endpoints elsewhere.
+	tlsGRPC      *http.Server
+	clientLs     []*splitListener
+	clientHTTPLs []*splitListener // --listen-client-http-urls
+	metricsLs    []net.Listener
+	metricsTLS   []*splitListener // https metrics URLs
+	clientURLs   []string
 	// metricsURLs are the --listen-metrics-urls with the ports bound.
 	metricsURLs []string
 
@@ -160,10 +164,25 @@ func Start(cfg Config) (_ *Server, err error) {
 		} else if !c.ClientTLSInfo.Empty() {
 			c.Logger.Warn("scheme is http while key and cert files are present; ignoring key and cert files", "client_url", u.String())
 		}
-		s.clientLs = append(s.clientLs, newSplitListener(l, tc))
+		var only byte
+		if len(c.listenHTTP) > 0 {
+			only = onlyGRPC
+		}
+		s.clientLs = append(s.clientLs, newSplitListener(l, tc, only))
 		bound := *u
 		bound.Host = l.Addr().String()
 		s.clientURLs = append(s.clientURLs, bound.String())
+	}
+	for _, u := range c.listenHTTP {
+		l, err := net.Listen("tcp", u.Host)
+		if err != nil {
+			return nil, fmt.Errorf("server: listen on %s: %w", u, err)
+		}
+		var tc *tls.Config
+		if u.Scheme == "https" {
+			tc = clientTLS.server
+		}
+		s.clientHTTPLs = append(s.clientHTTPLs, newSplitListener(l, tc, onlyHTTP))
 	}
 	for _, u := range c.listenMetrics {
 		l, err := sockopt.Listen(u.Host, c.socketOptions())
@@ -174,7 +193,7 @@ func Start(cfg Config) (_ *Server, err error) {
 		bound.Host = l.Addr().String()
 		s.metricsURLs = append(s.metricsURLs, bound.String())
 		if u.Scheme == "https" {
-			s.metricsTLS = append(s.metricsTLS, newSplitListener(l, clientTLS.server))
+			s.metricsTLS = append(s.metricsTLS, newSplitListener(l, clientTLS.server, 0))
 			continue
 		}
 		s.metricsLs = append(s.metricsLs, l)
@@ -348,18 +367,32 @@ func (s *Server) serveWhenReady() {
 	}
 	for _, l := range s.clientLs {
 		if l.tls != nil {
+			hs := s.tlsHTTP
+			if l.only == onlyGRPC {
+				hs = s.tlsGRPC
+			}
 			s.wg.Add(1)
 			go func() {
 				defer s.wg.Done()
-				s.tlsHTTP.Serve(l.http)
+				hs.Serve(l.http)
 			}()
 			continue
 		}
-		s.wg.Add(2)
+		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
 			s.grpc.Serve(l.grpc)
 		}()
+		if l.only != onlyGRPC {
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				s.httpServer.Serve(l.http)
+			}()
+		}
+	}
+	for _, l := range s.clientHTTPLs {
+		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
 			s.httpServer.Serve(l.http)
@@ -484,6 +517,7 @@ func (s *Server) stop() {
 	s.httpServer.Shutdown(ctx)
 	s.metricsHTTP.Shutdown(ctx)
 	s.tlsHTTP.Shutdown(ctx)
+	s.tlsGRPC.Shutdown(ctx)
 	cancel()
 	s.gateway.close()
 	s.closeListeners()
@@ -497,6 +531,9 @@ func (s *Server) stop() {
 
 func (s *Server) closeListeners() {
 	for _, l := range s.clientLs {
+		l.Close()
+	}
+	for _, l := range s.clientHTTPLs {
 		l.Close()
 	}
 	for _, l := range s.metricsLs {

@@ -397,3 +397,68 @@ func caPool(t *testing.T, file string) *x509.CertPool {
 func context1s() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), time.Second)
 }
+
+// TestListenClientHTTPURLs: with --listen-client-http-urls, the client
+// URLs serve gRPC only and the HTTP URLs the HTTP endpoints only, over
+// plain http or TLS.
+func TestListenClientHTTPURLs(t *testing.T) {
+	p := newPKI(t)
+	for _, scheme := range []string{"http", "https"} {
+		t.Run(scheme, func(t *testing.T) {
+			httpURL := scheme + "://" + freePorts(t, 1)[0]
+			c := newCluster(t, 1, engines()[0], func(cfg *server.Config) {
+				cfg.ListenClientURLs = []string{scheme + "://127.0.0.1:0"}
+				cfg.ListenClientHTTPURLs = []string{httpURL}
+				cfg.ClientTLSInfo = p.clientInfo()
+			})
+			ep := c.endpoint(0)
+			var cli *clientv3.Client
+			if scheme == "https" {
+				cli = p.tlsClient(t, ep, p.client)
+			} else {
+				cli = c.client()
+			}
+			if _, err := cli.Put(ctxT(t), "k", "v"); err != nil {
+				t.Fatal(err)
+			}
+			cert, err := tls.LoadX509KeyPair(p.client.CertFile, p.client.KeyFile)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: caPool(t, p.ca.CertFile), Certificates: []tls.Certificate{cert}}}
+			defer tr.CloseIdleConnections()
+			hc := &http.Client{Transport: tr, Timeout: 2 * time.Second}
+			status := func(url string) int {
+				resp, err := hc.Get(url)
+				if err != nil {
+					return 0
+				}
+				resp.Body.Close()
+				return resp.StatusCode
+			}
+			if got := status(httpURL + "/health"); got != http.StatusOK {
+				t.Fatalf("GET /health on the HTTP URL: %d", got)
+			}
+			if got := status(scheme + "://" + ep + "/health"); got == http.StatusOK {
+				t.Fatal("GET /health on the gRPC URL answered 200")
+			}
+			// gRPC on the HTTP URL fails.
+			host := strings.TrimPrefix(strings.TrimPrefix(httpURL, "https://"), "http://")
+			var other *clientv3.Client
+			if scheme == "https" {
+				other = p.tlsClient(t, host, p.client)
+			} else {
+				other, err = clientv3.New(clientv3.Config{Endpoints: []string{host}, DialTimeout: 2 * time.Second, Logger: zap.NewNop()})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer other.Close()
+			}
+			ctx, cancel := context1s()
+			defer cancel()
+			if _, err := other.Get(ctx, "k"); err == nil {
+				t.Fatal("gRPC on the HTTP URL succeeded")
+			}
+		})
+	}
+}

@@ -118,7 +118,7 @@ var flagTable = []flagDef{
 	{name: "listen-client-urls", kind: kURLs, def: "http://localhost:2379", group: gMember, usage: "List of URLs to listen on for client grpc traffic and http as long as --listen-client-http-urls is not specified.",
 		apply: func(s *settings, v *value) error { s.server.ListenClientURLs = v.list; return nil }},
 	{name: "listen-client-http-urls", kind: kURLs, group: gMember, usage: "List of URLs to listen on for http only client traffic. Enabling this flag removes http services from --listen-client-urls.",
-		refuse: "is not supported: Strata serves http on --listen-client-urls (and --listen-metrics-urls)"},
+		apply: func(s *settings, v *value) error { s.server.ListenClientHTTPURLs = v.list; return nil }},
 	{name: "max-snapshots", kind: kUint, def: "5", group: gMember, usage: "Maximum number of snapshot files to retain (0 is unlimited). Deprecated in v3.6 and will be decommissioned in v3.8.",
 		refuse: "is not supported: Strata keeps its own number of raft snapshots"},
 	{name: "max-wals", kind: kUint, def: "5", group: gMember, usage: "Maximum number of wal files to retain (0 is unlimited).",

@@ -239,6 +239,9 @@ func TestCommandLine(t *testing.T) {
 				s.ClientAutoTLS, s.PeerAutoTLS, s.SelfSignedCertValidity, s.TLSMinVersion, s.TLSMaxVersion, s.CipherSuites),
 				"/c.crt /c.key /ca.crt true /c.crl /p.crt /p.key /pca.crt true /p.crl [a b] true true 3 TLS1.3 TLS1.3 [TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256]\n")
 		}},
+		{name: "client http urls", args: []string{"--listen-client-http-urls=https://127.0.0.1:2390"}, check: func(p *parsed) string {
+			return want(strings.Join(p.settings.server.ListenClientHTTPURLs, ","), "https://127.0.0.1:2390")
+		}},
 		{name: "peer SAN check", args: []string{"--peer-skip-client-san-verification"}, check: func(p *parsed) string {
 			return want(strconv.FormatBool(p.settings.server.PeerTLSInfo.SkipClientSANVerify), "true")
 		}},
