@@ -261,8 +261,8 @@ func (f *fsm) warnSlowApply(r *pb.InternalRaftRequest, res Result, took time.Dur
 		"request", (&pb.InternalRaftStringer{Request: r}).String()}
 	if res.Err != nil {
 		attrs = append(attrs, "error", res.Err)
-	} else if m, ok := res.Resp.(interface{ Size() int }); ok {
-		attrs = append(attrs, "response", fmt.Sprintf("size:%d", m.Size()))
+	} else if res.Resp != nil {
+		attrs = append(attrs, "response", fmt.Sprintf("size:%d", proto.Size(res.Resp)))
 	}
 	f.logger.Warn("apply request took too long", attrs...)
 }

@@ -235,6 +235,11 @@ type Config struct {
 	// default value is "basic".
 	Metrics string
 
+	// WarningUnaryRequestDuration is how long a unary request may take
+	// before etcd's "request stats" warning is logged for it
+	// (--warning-unary-request-duration). The default value is 300ms.
+	WarningUnaryRequestDuration time.Duration
+
 	// EnableGRPCGateway serves etcd's gRPC gateway, the JSON API under
 	// /v3/ on the client URLs (--enable-grpc-gateway). The default value
 	// (nil) is true, as etcd's.
@@ -388,6 +393,9 @@ func (c *Config) EnsureDefaults() {
 	}
 	if c.TLSMinVersion == "" {
 		c.TLSMinVersion = tlsutil.VersionTLS12
+	}
+	if c.WarningUnaryRequestDuration == 0 {
+		c.WarningUnaryRequestDuration = DefaultWarningUnaryRequestDuration
 	}
 	if c.EnableGRPCGateway == nil {
 		on := true

@@ -20,7 +20,10 @@ func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.Unary
 			}
 		}
 	}
-	return handler(ctx, req)
+	start := time.Now()
+	resp, err := handler(ctx, req)
+	s.logRequestStats(ctx, info, start, req, resp)
+	return resp, err
 }
 
 // maxNoLeaderCount is how many election timeouts in a row a member sees

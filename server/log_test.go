@@ -191,3 +191,33 @@ func TestLogConfigErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestRequestStatsLog checks etcd's "request stats" line: logged for every
+// unary request at debug (at warn past --warning-unary-request-duration),
+// with the put's value redacted to its size as etcd does.
+func TestRequestStatsLog(t *testing.T) {
+	logFile := filepath.Join(t.TempDir(), "strata.log")
+	c := newCluster(t, 1, bbolt.Engine(), func(cfg *server.Config) {
+		cfg.Logger = nil
+		cfg.LogOutputs = []string{logFile}
+		cfg.LogLevel = "debug"
+	})
+	if _, err := c.client().Put(ctxT(t), "stats-key", "secret-value"); err != nil {
+		t.Fatal(err)
+	}
+	c.close()
+	for _, l := range readLogLines(t, logFile) {
+		if l["msg"] != "request stats" || l["response type"] != "/etcdserverpb.KV/Put" {
+			continue
+		}
+		content, _ := l["request content"].(string)
+		if !strings.Contains(content, "stats-key") || strings.Contains(content, "secret-value") || !strings.Contains(content, "value_size:12") {
+			t.Fatalf("request content %q: want the key, the value's size, not the value", content)
+		}
+		if l["request count"] != 1.0 || l["level"] != "debug" {
+			t.Fatalf("request stats %v", l)
+		}
+		return
+	}
+	t.Fatal("no request stats line for the put")
+}

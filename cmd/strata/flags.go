@@ -78,14 +78,13 @@ const (
 	// noTLSYet is for the TLS settings of etcd's config file that have no
 	// flag (client-transport-security.allowed-cn, ...). noAuthYet is
 	// flipped row by row as auth lands.
-	noTLSYet      = "is not supported yet: it has no flag, and Strata takes TLS settings from the flags' keys only"
-	noAuthYet     = "is not supported yet: Strata has no authentication (auth is being added)"
-	noRaftHTTP    = "is not supported: Strata's peers talk hashicorp/raft's TCP transport, not etcd's rafthttp"
-	noTracing     = "is not supported: Strata exports no OpenTelemetry traces"
-	noBbolt       = "is not supported: it tunes etcd's bbolt backend; Strata's engines are picked with --backend"
-	noDowngrade   = "is not supported: Strata has no downgrade"
-	noRotation    = "is not supported: Strata does not rotate its log files; use logrotate with copytruncate"
-	noSlowWarning = "is not supported yet: Strata logs no slow-request warnings (being added)"
+	noTLSYet    = "is not supported yet: it has no flag, and Strata takes TLS settings from the flags' keys only"
+	noAuthYet   = "is not supported yet: Strata has no authentication (auth is being added)"
+	noRaftHTTP  = "is not supported: Strata's peers talk hashicorp/raft's TCP transport, not etcd's rafthttp"
+	noTracing   = "is not supported: Strata exports no OpenTelemetry traces"
+	noBbolt     = "is not supported: it tunes etcd's bbolt backend; Strata's engines are picked with --backend"
+	noDowngrade = "is not supported: Strata has no downgrade"
+	noRotation  = "is not supported: Strata does not rotate its log files; use logrotate with copytruncate"
 )
 
 // flagTable is every flag etcd v3.7.3's server accepts (embed.Config's
@@ -282,7 +281,8 @@ var flagTable = []flagDef{
 	{name: "enable-log-rotation", kind: kBool, def: "false", group: gLogging, usage: "Enable log rotation of a single log-outputs file target.", refuse: noRotation},
 	{name: "log-rotation-config-json", kind: kString, def: `{"maxsize": 100, "maxage": 0, "maxbackups": 0, "localtime": false, "compress": false}`, group: gLogging,
 		usage: "Configures log rotation if enabled with a JSON logger config. MaxSize(MB), MaxAge(days,0=no limit), MaxBackups(0=no limit), LocalTime(use computers local time), Compress(gzip)", refuse: noRotation},
-	{name: "warning-unary-request-duration", kind: kDuration, def: "300ms", group: gLogging, usage: "Set time duration after which a warning is logged if a unary request takes more than this duration.", refuse: noSlowWarning},
+	{name: "warning-unary-request-duration", kind: kDuration, def: "300ms", group: gLogging, usage: "Set time duration after which a warning is logged if a unary request takes more than this duration.",
+		apply: func(s *settings, v *value) error { s.server.WarningUnaryRequestDuration = v.d; return nil }},
 
 	// Distributed tracing
 	{name: "enable-distributed-tracing", kind: kBool, def: "false", group: gTracing, usage: "Enable distributed tracing.", refuse: noTracing},
