@@ -180,15 +180,15 @@ func (m *peerMux) close() error {
 // dialProto opens a connection to a peer and announces proto.
 func (m *peerMux) dialProto(addr string, proto byte, timeout time.Duration) (net.Conn, error) {
 	c, err := m.dial(addr, timeout)
+	var pc *PeerCounters
 	if m.metrics != nil {
-		pc := m.metrics.ForPeer(m.book.dialed(addr))
-		if err != nil {
-			pc.SendFailed()
-		} else {
-			c = &countingConn{Conn: c, c: pc, outbound: true}
-		}
+		counters := m.metrics.ForPeer(m.book.dialed(addr))
+		pc = &counters
 	}
 	if err != nil {
+		if pc != nil {
+			pc.SendFailed()
+		}
 		return nil, err
 	}
 	if m.clientTLS != nil {
@@ -202,10 +202,18 @@ func (m *peerMux) dialProto(addr string, proto byte, timeout time.Duration) (net
 		tc.SetDeadline(time.Now().Add(timeout))
 		if err := tc.Handshake(); err != nil {
 			c.Close()
+			if pc != nil {
+				pc.SendFailed()
+			}
 			return nil, fmt.Errorf("replication: TLS handshake with %s: %w", addr, err)
 		}
 		tc.SetDeadline(time.Time{})
 		c = tc
+	}
+	if pc != nil {
+		// Counted above TLS, as the accepted side counts: the bytes of
+		// raft and the peer service.
+		c = &countingConn{Conn: c, c: *pc, outbound: true}
 	}
 	c.SetWriteDeadline(time.Now().Add(timeout))
 	if _, err := c.Write([]byte{proto}); err != nil {
