@@ -339,7 +339,7 @@ var flagTable = []flagDef{
 	{name: "force-new-cluster", kind: kBool, def: "false", group: gUnsafe, usage: "Force to create a new one-member cluster.",
 		apply: func(s *settings, v *value) error { s.server.ForceNewCluster = v.b; return nil }},
 	{name: "unsafe-no-fsync", kind: kBool, def: "false", group: gUnsafe, usage: "Disables fsync, unsafe, will cause data loss.",
-		refuse: "is not supported yet"},
+		refuse: "is not supported: Strata always fsyncs its raft log (a test cluster may use a tmpfs data directory)"},
 
 	// Strata's own
 	{name: "backend", kind: kString, def: backends.Default, group: gStrata, strata: true, usage: "Storage engine (Strata's own flag; environment STRATA_BACKEND): " + backendNames() + ".",
@@ -390,12 +390,12 @@ var featureGates = map[string]func(s *settings, on bool) error{
 }
 
 var featureRefusals = map[string]string{
-	"StopGRPCServiceOnDefrag": "is not supported yet",
+	"StopGRPCServiceOnDefrag": "is not supported yet: a defragmenting member keeps serving",
 	"LeaseCheckpoint":         "is not supported: Strata's leader keeps lease clocks without checkpoints",
 	"LeaseCheckpointPersist":  "is not supported: Strata's leader keeps lease clocks without checkpoints",
 	"SetMemberLocalAddr":      "is not supported: Strata's peers dial from the default local address",
-	"FastLeaseKeepAlive":      "is not supported yet",
-	"PriorityRequest":         "is not supported yet",
+	"FastLeaseKeepAlive":      "is not supported: Strata has one lease keep-alive path",
+	"PriorityRequest":         "is not supported: Strata has no request priorities",
 }
 
 func applyFeatureGates(s *settings, v *value) error {
