@@ -630,3 +630,21 @@ func (q *leaseQueue) remove(id int64) {
 		delete(q.pos, id)
 	}
 }
+
+// LeaseKeys returns the keys attached to lease id, in key order (none for
+// an unknown lease), on any member.
+func (s *Store) LeaseKeys(id int64) []string {
+	le := s.leases
+	le.mu.RLock()
+	defer le.mu.RUnlock()
+	l := le.leases[id]
+	if l == nil {
+		return nil
+	}
+	ks := make([]string, 0, len(l.keys))
+	for k := range l.keys {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}

@@ -255,3 +255,7 @@ func (w *WriteBatch) applyLeases() {
 	le.apply(w.lb.leases, w.lb.keys, w.lb.autoSeq)
 	le.mu.Unlock()
 }
+
+// LeaseKeys returns the keys attached to lease id as of the batch, in key
+// order (none for an unknown lease).
+func (w *WriteBatch) LeaseKeys(id int64) []string { return w.leaseKeys(id) }

@@ -17,6 +17,7 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/strata-kv/strata/auth"
 	"github.com/strata-kv/strata/engine"
 	"github.com/strata-kv/strata/mvcc"
 )
@@ -90,6 +91,11 @@ type fsm struct {
 
 	// alarms is the applied alarm list, reloaded with the store.
 	alarms alarms
+	// auth is the applied auth store, reloaded with the store.
+	auth *auth.Store
+	// index is the raft index of the entry being applied (simple tokens
+	// carry it); only ApplyBatch's goroutine uses it.
+	index uint64
 
 	// onCommit, if not nil, observes each engine commit's duration.
 	onCommit func(time.Duration)
@@ -116,13 +122,19 @@ var (
 	_ raft.BatchingFSM = (*fsm)(nil)
 )
 
-func openFSM(dataDir string, eng engine.Engine, engOpts engine.Options, storeOpts mvcc.Options, logger *slog.Logger) (*fsm, error) {
+func openFSM(dataDir string, eng engine.Engine, engOpts engine.Options, storeOpts mvcc.Options, logger *slog.Logger, authOpts auth.Options) (*fsm, error) {
 	if err := finishRestore(dataDir); err != nil {
 		return nil, err
 	}
 	storeOpts.Logger = logger
 	f := &fsm{dataDir: dataDir, eng: eng, engOpts: engOpts, storeOpts: storeOpts, logger: logger}
+	authOpts.WaitIndex = f.applied.wait
+	var err error
+	if f.auth, err = auth.NewStore(authOpts); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
 	if err := f.open(); err != nil {
+		f.auth.Close()
 		return nil, err
 	}
 	f.applied.set(f.store.AppliedIndex())
@@ -144,6 +156,11 @@ func (f *fsm) open() error {
 		be.Close()
 		return err
 	}
+	if err := f.auth.Load(st); err != nil {
+		st.Close()
+		be.Close()
+		return fmt.Errorf("replication: %w", err)
+	}
 	f.setStore(be, st)
 	return nil
 }
@@ -163,6 +180,7 @@ func (f *fsm) setStore(be engine.Backend, st *mvcc.Store) {
 func (f *fsm) close() error {
 	f.swapMu.Lock()
 	defer f.swapMu.Unlock()
+	f.auth.Close()
 	return f.closeLocked()
 }
 
@@ -223,7 +241,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 				panic(fmt.Sprintf("replication: begin write batch: %v", err))
 			}
 		}
-		last = l.Index
+		last, f.index = l.Index, l.Index
 		if l.Type != raft.LogCommand {
 			// Configuration entries only move the applied index.
 			continue
@@ -277,6 +295,9 @@ func (f *fsm) applyRequest(w *mvcc.WriteBatch, r *pb.InternalRaftRequest) Result
 	}
 	if k.cost != nil && f.alarms.noSpace.Load() && k.cost(r) > 0 {
 		return Result{Err: ErrNoSpace}
+	}
+	if err := f.authorize(w, k, r); err != nil {
+		return Result{Err: err}
 	}
 	resp, done, err := k.apply(f, w, r)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/strata-kv/strata/auth"
 	"github.com/strata-kv/strata/mvcc"
 )
 
@@ -38,7 +39,7 @@ type kind struct {
 	// forwards (ErrUnsupportedRequest).
 	leaderOnly bool
 	// perm is the permission a client needs for the request once auth is
-	// enabled.
+	// enabled (see authorize).
 	perm permission
 	// refusedCorrupt marks the kinds that fail with ErrCorruptCluster
 	// while a CORRUPT alarm is active, as etcd's corrupt applier refuses
@@ -51,14 +52,26 @@ type permission uint8
 
 const (
 	// permKeys: read or write access to the keys the request touches, as
-	// etcd's auth store checks them.
+	// etcd's auth store checks them, when applied.
 	permKeys permission = iota
-	// permLease: etcd checks the keys attached to the lease.
+	// permLease: write access to the keys attached to the lease, when
+	// applied (a revoke; a grant needs only a user, which the server
+	// checks).
 	permLease
-	// permAdmin: the root role.
+	// permAdmin: the root role, which the server checks before proposing
+	// (etcd checks compactions and alarms at its gRPC layer; the member's
+	// own NOSPACE alarm is not a user's).
 	permAdmin
 	// permMember: a member's own request, not a user's.
 	permMember
+	// permAuthAdmin: the root role, when applied (auth management).
+	permAuthAdmin
+	// permAuthSelf: the root role, or the user asking about itself or a
+	// role it has (UserGet, RoleGet), when applied.
+	permAuthSelf
+	// permAnyone: nothing (Authenticate checks a password; AuthStatus is
+	// public).
+	permAnyone
 )
 
 // Quota costs, etcd's (server/storage/quota.go).
@@ -69,8 +82,9 @@ const (
 	CostLease = 64
 )
 
-// kinds is the table of request kinds.
-var kinds = []kind{
+// kinds is the table of request kinds: the store's, then the auth
+// store's (authKinds).
+var kinds = append([]kind{
 	{
 		name:           "put",
 		refusedCorrupt: true,
@@ -175,6 +189,115 @@ var kinds = []kind{
 		},
 		perm: permMember,
 	},
+}, authKinds...)
+
+// authKinds are the auth store's requests, applied by fsm.auth.
+var authKinds = []kind{
+	{
+		name: "auth enable",
+		is:   func(r *pb.InternalRaftRequest) bool { return r.AuthEnable != nil },
+		apply: func(f *fsm, w *mvcc.WriteBatch, _ *pb.InternalRaftRequest) (proto.Message, <-chan struct{}, error) {
+			return answer(f.auth.ApplyAuthEnable(w))
+		},
+		newResponse: func() proto.Message { return &pb.AuthEnableResponse{} },
+		perm:        permAuthAdmin,
+	},
+	{
+		name: "auth disable",
+		is:   func(r *pb.InternalRaftRequest) bool { return r.AuthDisable != nil },
+		apply: func(f *fsm, w *mvcc.WriteBatch, _ *pb.InternalRaftRequest) (proto.Message, <-chan struct{}, error) {
+			return answer(f.auth.ApplyAuthDisable(w))
+		},
+		newResponse: func() proto.Message { return &pb.AuthDisableResponse{} },
+		perm:        permAuthAdmin,
+	},
+	{
+		name: "auth status",
+		is:   func(r *pb.InternalRaftRequest) bool { return r.AuthStatus != nil },
+		apply: func(f *fsm, _ *mvcc.WriteBatch, _ *pb.InternalRaftRequest) (proto.Message, <-chan struct{}, error) {
+			return answer(f.auth.ApplyAuthStatus())
+		},
+		newResponse: func() proto.Message { return &pb.AuthStatusResponse{} },
+		perm:        permAnyone,
+	},
+	{
+		name: "authenticate",
+		is:   func(r *pb.InternalRaftRequest) bool { return r.Authenticate != nil },
+		apply: func(f *fsm, _ *mvcc.WriteBatch, r *pb.InternalRaftRequest) (proto.Message, <-chan struct{}, error) {
+			return answer(f.auth.ApplyAuthenticate(r.Authenticate, f.index))
+		},
+		newResponse: func() proto.Message { return &pb.AuthenticateResponse{} },
+		perm:        permAnyone,
+	},
+	authWrite("user add", func(r *pb.InternalRaftRequest) *pb.AuthUserAddRequest { return r.AuthUserAdd }, (*auth.Store).ApplyUserAdd),
+	authWrite("user delete", func(r *pb.InternalRaftRequest) *pb.AuthUserDeleteRequest { return r.AuthUserDelete }, (*auth.Store).ApplyUserDelete),
+	authWrite("user change password", func(r *pb.InternalRaftRequest) *pb.AuthUserChangePasswordRequest { return r.AuthUserChangePassword }, (*auth.Store).ApplyUserChangePassword),
+	authWrite("user grant role", func(r *pb.InternalRaftRequest) *pb.AuthUserGrantRoleRequest { return r.AuthUserGrantRole }, (*auth.Store).ApplyUserGrantRole),
+	authWrite("user revoke role", func(r *pb.InternalRaftRequest) *pb.AuthUserRevokeRoleRequest { return r.AuthUserRevokeRole }, (*auth.Store).ApplyUserRevokeRole),
+	authWrite("role add", func(r *pb.InternalRaftRequest) *pb.AuthRoleAddRequest { return r.AuthRoleAdd }, (*auth.Store).ApplyRoleAdd),
+	authWrite("role delete", func(r *pb.InternalRaftRequest) *pb.AuthRoleDeleteRequest { return r.AuthRoleDelete }, (*auth.Store).ApplyRoleDelete),
+	authWrite("role grant permission", func(r *pb.InternalRaftRequest) *pb.AuthRoleGrantPermissionRequest { return r.AuthRoleGrantPermission }, (*auth.Store).ApplyRoleGrantPermission),
+	authWrite("role revoke permission", func(r *pb.InternalRaftRequest) *pb.AuthRoleRevokePermissionRequest { return r.AuthRoleRevokePermission }, (*auth.Store).ApplyRoleRevokePermission),
+	{
+		name: "user get",
+		is:   func(r *pb.InternalRaftRequest) bool { return r.AuthUserGet != nil },
+		apply: func(f *fsm, _ *mvcc.WriteBatch, r *pb.InternalRaftRequest) (proto.Message, <-chan struct{}, error) {
+			return answer(f.auth.ApplyUserGet(r.AuthUserGet))
+		},
+		newResponse: func() proto.Message { return &pb.AuthUserGetResponse{} },
+		perm:        permAuthSelf,
+	},
+	{
+		name: "user list",
+		is:   func(r *pb.InternalRaftRequest) bool { return r.AuthUserList != nil },
+		apply: func(f *fsm, _ *mvcc.WriteBatch, _ *pb.InternalRaftRequest) (proto.Message, <-chan struct{}, error) {
+			return answer(f.auth.ApplyUserList())
+		},
+		newResponse: func() proto.Message { return &pb.AuthUserListResponse{} },
+		perm:        permAuthAdmin,
+	},
+	{
+		name: "role get",
+		is:   func(r *pb.InternalRaftRequest) bool { return r.AuthRoleGet != nil },
+		apply: func(f *fsm, _ *mvcc.WriteBatch, r *pb.InternalRaftRequest) (proto.Message, <-chan struct{}, error) {
+			return answer(f.auth.ApplyRoleGet(r.AuthRoleGet))
+		},
+		newResponse: func() proto.Message { return &pb.AuthRoleGetResponse{} },
+		perm:        permAuthSelf,
+	},
+	{
+		name: "role list",
+		is:   func(r *pb.InternalRaftRequest) bool { return r.AuthRoleList != nil },
+		apply: func(f *fsm, _ *mvcc.WriteBatch, _ *pb.InternalRaftRequest) (proto.Message, <-chan struct{}, error) {
+			return answer(f.auth.ApplyRoleList())
+		},
+		newResponse: func() proto.Message { return &pb.AuthRoleListResponse{} },
+		perm:        permAuthAdmin,
+	},
+}
+
+// authWrite is the kind of an auth management request that changes the
+// auth store: root only.
+func authWrite[Req, Resp proto.Message](name string, field func(*pb.InternalRaftRequest) Req, apply func(*auth.Store, auth.AuxWriter, Req) (Resp, error)) kind {
+	var zero Resp
+	respType := zero.ProtoReflect().Type()
+	return kind{
+		name: name,
+		is:   func(r *pb.InternalRaftRequest) bool { return field(r).ProtoReflect().IsValid() },
+		apply: func(f *fsm, w *mvcc.WriteBatch, r *pb.InternalRaftRequest) (proto.Message, <-chan struct{}, error) {
+			return answer(apply(f.auth, w, field(r)))
+		},
+		newResponse: func() proto.Message { return respType.New().Interface() },
+		perm:        permAuthAdmin,
+	}
+}
+
+// answer adapts a response and error to kind.apply's results.
+func answer[Resp proto.Message](resp Resp, err error) (proto.Message, <-chan struct{}, error) {
+	if err != nil {
+		return nil, nil, err
+	}
+	return resp, nil, nil
 }
 
 // respond adapts a WriteBatch method of one request type to kind.apply.

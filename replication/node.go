@@ -19,6 +19,7 @@ import (
 	"github.com/hashicorp/raft"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
+	"github.com/strata-kv/strata/auth"
 	"github.com/strata-kv/strata/engine"
 	"github.com/strata-kv/strata/internal/sockopt"
 	"github.com/strata-kv/strata/mvcc"
@@ -121,6 +122,13 @@ type Config struct {
 	Dial Dialer
 	// Logger receives the node's log lines; nil discards them.
 	Logger *slog.Logger
+	// AuthToken is etcd's --auth-token: "simple" (the default) or
+	// "jwt,sign-method=...,priv-key=...,pub-key=...,ttl=...". An invalid
+	// one fails Open with ErrInvalidConfig.
+	AuthToken string
+	// AuthTokenTTL is etcd's --auth-token-ttl, how long an unused simple
+	// token lives. The default value is 300 seconds.
+	AuthTokenTTL time.Duration
 	// OnApplyCommit, if not nil, is called after each engine commit of
 	// applied entries with the time it took (etcd's backend commit
 	// duration). It runs on the FSM's goroutine: keep it cheap.
@@ -180,8 +188,8 @@ func (c *Config) Validate() error {
 	if (c.ServerTLS == nil) != (c.ClientTLS == nil) {
 		return fmt.Errorf("%w: ServerTLS and ClientTLS go together", ErrInvalidConfig)
 	}
-	if c.MaxBatch < 0 || c.HeartbeatTimeout < 0 || c.ElectionTimeout < 0 || c.SnapshotInterval < 0 {
-		return fmt.Errorf("%w: MaxBatch, HeartbeatTimeout, ElectionTimeout and SnapshotInterval cannot be negative", ErrInvalidConfig)
+	if c.MaxBatch < 0 || c.HeartbeatTimeout < 0 || c.ElectionTimeout < 0 || c.SnapshotInterval < 0 || c.AuthTokenTTL < 0 {
+		return fmt.Errorf("%w: MaxBatch, HeartbeatTimeout, ElectionTimeout, SnapshotInterval and AuthTokenTTL cannot be negative", ErrInvalidConfig)
 	}
 	return nil
 }
@@ -248,7 +256,8 @@ func Open(cfg Config) (*Node, error) {
 	hlog := hclogFor(cfg.Logger)
 	var err error
 	if n.fsm, err = openFSM(filepath.Join(cfg.Dir, "data"), cfg.Engine, cfg.EngineOptions,
-		mvcc.Options{CompactionBatchLimit: cfg.CompactionBatchLimit, CompactionSleepInterval: cfg.CompactionSleepInterval}, cfg.Logger); err != nil {
+		mvcc.Options{CompactionBatchLimit: cfg.CompactionBatchLimit, CompactionSleepInterval: cfg.CompactionSleepInterval}, cfg.Logger,
+		auth.Options{Token: cfg.AuthToken, TokenTTL: cfg.AuthTokenTTL}); err != nil {
 		return nil, err
 	}
 	n.fsm.onCommit = cfg.OnApplyCommit
@@ -415,6 +424,11 @@ func (n *Node) View(ctx context.Context, linearizable bool, fn func(*mvcc.Store)
 	}
 	return n.fsm.view(fn)
 }
+
+// Auth returns the member's auth store: users, roles and permissions as
+// applied here, and the tokens this member knows. It stays the same across
+// snapshot restores (which reload it).
+func (n *Node) Auth() *auth.Store { return n.fsm.auth }
 
 // Snapshot asks raft for a snapshot now (for tests and operators).
 func (n *Node) Snapshot() error { return awaitFuture(n.raft.Snapshot(), n.stopc) }

@@ -90,7 +90,11 @@ func TestKinds(t *testing.T) {
 		{&pb.InternalRaftRequest{Alarm: &pb.AlarmRequest{}}, "alarm", 0},
 		{&pb.InternalRaftRequest{ClusterMemberAttrSet: &membershippb.ClusterMemberAttrSetRequest{}}, "member attributes", 0},
 		{&pb.InternalRaftRequest{ClusterVersionSet: &membershippb.ClusterVersionSetRequest{Ver: "3.7.0"}}, "cluster version", 0},
-		{&pb.InternalRaftRequest{AuthEnable: &pb.AuthEnableRequest{}}, "", 0},
+		{&pb.InternalRaftRequest{AuthEnable: &pb.AuthEnableRequest{}}, "auth enable", 0},
+		{&pb.InternalRaftRequest{AuthUserAdd: &pb.AuthUserAddRequest{Name: "u"}}, "user add", 0},
+		{&pb.InternalRaftRequest{AuthRoleGrantPermission: &pb.AuthRoleGrantPermissionRequest{}}, "role grant permission", 0},
+		{&pb.InternalRaftRequest{Authenticate: &pb.InternalAuthenticateRequest{}}, "authenticate", 0},
+		{&pb.InternalRaftRequest{DowngradeInfoSet: &membershippb.DowngradeInfoSetRequest{}}, "", 0},
 		{&pb.InternalRaftRequest{}, "", 0},
 		{&pb.InternalRaftRequest{Put: put, LeaseRevoke: &pb.LeaseRevokeRequest{ID: 5}}, "", 0},
 	} {
@@ -133,7 +137,7 @@ func TestPeerServiceRefusesBadInput(t *testing.T) {
 		resp, err := f.peers.forwardCall(ctx, to.Addr(), &peerpb.ForwardRequest{Call: &peerpb.ForwardRequest_Propose{Propose: req}})
 		return resp.GetPropose(), err
 	}
-	unknown, _ := proto.Marshal(&pb.InternalRaftRequest{AuthEnable: &pb.AuthEnableRequest{}})
+	unknown, _ := proto.Marshal(&pb.InternalRaftRequest{DowngradeInfoSet: &membershippb.DowngradeInfoSetRequest{}})
 	// A field number no etcd version uses: a kind from the future.
 	future := []byte{0xfa, 0xff, 0x03, 0x00}
 	good, _ := proto.Marshal(put("peer", "ok"))

@@ -7,6 +7,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/strata-kv/strata/auth"
 	"github.com/strata-kv/strata/engine"
 	"github.com/strata-kv/strata/mvcc"
 	"github.com/strata-kv/strata/replication/peerpb"
@@ -51,6 +52,25 @@ var wireErrors = []struct {
 	{peerpb.ErrorCode_NOT_PRIMARY, mvcc.ErrNotPrimary},
 	{peerpb.ErrorCode_STORE_CLOSED, mvcc.ErrClosed},
 	{peerpb.ErrorCode_ENGINE_CLOSED, engine.ErrClosed},
+	{peerpb.ErrorCode_AUTH_ROOT_USER_NOT_EXIST, auth.ErrRootUserNotExist},
+	{peerpb.ErrorCode_AUTH_ROOT_ROLE_NOT_EXIST, auth.ErrRootRoleNotExist},
+	{peerpb.ErrorCode_AUTH_USER_ALREADY_EXIST, auth.ErrUserAlreadyExist},
+	{peerpb.ErrorCode_AUTH_USER_EMPTY, auth.ErrUserEmpty},
+	{peerpb.ErrorCode_AUTH_USER_NOT_FOUND, auth.ErrUserNotFound},
+	{peerpb.ErrorCode_AUTH_ROLE_ALREADY_EXIST, auth.ErrRoleAlreadyExist},
+	{peerpb.ErrorCode_AUTH_ROLE_NOT_FOUND, auth.ErrRoleNotFound},
+	{peerpb.ErrorCode_AUTH_ROLE_EMPTY, auth.ErrRoleEmpty},
+	{peerpb.ErrorCode_AUTH_PERMISSION_NOT_GIVEN, auth.ErrPermissionNotGiven},
+	{peerpb.ErrorCode_AUTH_FAILED, auth.ErrAuthFailed},
+	{peerpb.ErrorCode_AUTH_NO_PASSWORD_USER, auth.ErrNoPasswordUser},
+	{peerpb.ErrorCode_AUTH_PERMISSION_DENIED, auth.ErrPermissionDenied},
+	{peerpb.ErrorCode_AUTH_ROLE_NOT_GRANTED, auth.ErrRoleNotGranted},
+	{peerpb.ErrorCode_AUTH_PERMISSION_NOT_GRANTED, auth.ErrPermissionNotGranted},
+	{peerpb.ErrorCode_AUTH_NOT_ENABLED, auth.ErrAuthNotEnabled},
+	{peerpb.ErrorCode_AUTH_OLD_REVISION, auth.ErrAuthOldRevision},
+	{peerpb.ErrorCode_AUTH_INVALID_TOKEN, auth.ErrInvalidAuthToken},
+	{peerpb.ErrorCode_AUTH_INVALID_MGMT, auth.ErrInvalidAuthMgmt},
+	{peerpb.ErrorCode_AUTH_VERIFY_ONLY, auth.ErrVerifyOnly},
 }
 
 // toWire describes err for a peer: the code of the first sentinel it

@@ -172,6 +172,9 @@ func readyToRemove(members []*pb.Member, id uint64) bool {
 // quorum at once, so, as etcd's strict reconfiguration check, it is added
 // only if the started members still make a quorum with it.
 func (c *clusterServer) MemberAdd(ctx context.Context, r *pb.MemberAddRequest) (*pb.MemberAddResponse, error) {
+	if err := c.s.checkAdmin(ctx); err != nil {
+		return nil, err
+	}
 	s := c.s
 	if len(r.GetPeerURLs()) == 0 {
 		return nil, rpctypes.ErrGRPCMemberBadURLs
@@ -230,6 +233,9 @@ func (c *clusterServer) MemberAdd(ctx context.Context, r *pb.MemberAddRequest) (
 }
 
 func (c *clusterServer) MemberRemove(ctx context.Context, r *pb.MemberRemoveRequest) (*pb.MemberRemoveResponse, error) {
+	if err := c.s.checkAdmin(ctx); err != nil {
+		return nil, err
+	}
 	s := c.s
 	existing, err := s.currentMembers(ctx)
 	if err != nil {
@@ -251,6 +257,9 @@ func (c *clusterServer) MemberRemove(ctx context.Context, r *pb.MemberRemoveRequ
 }
 
 func (c *clusterServer) MemberPromote(ctx context.Context, r *pb.MemberPromoteRequest) (*pb.MemberPromoteResponse, error) {
+	if err := c.s.checkAdmin(ctx); err != nil {
+		return nil, err
+	}
 	s := c.s
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.reqTimeout())
 	defer cancel()
@@ -268,6 +277,9 @@ func (c *clusterServer) MemberPromote(ctx context.Context, r *pb.MemberPromoteRe
 // restarted listening on them. Raft knows one address per member: the
 // first URL's host.
 func (c *clusterServer) MemberUpdate(ctx context.Context, r *pb.MemberUpdateRequest) (*pb.MemberUpdateResponse, error) {
+	if err := c.s.checkAdmin(ctx); err != nil {
+		return nil, err
+	}
 	s := c.s
 	if len(r.GetPeerURLs()) == 0 {
 		return nil, rpctypes.ErrGRPCMemberBadURLs

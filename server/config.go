@@ -16,6 +16,9 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/strata-kv/strata/auth"
 	"github.com/strata-kv/strata/engine"
 	"github.com/strata-kv/strata/internal/sockopt"
 	"github.com/strata-kv/strata/internal/tlsutil"
@@ -47,6 +50,8 @@ const (
 	DefaultGRPCKeepAliveTimeout  = 20 * time.Second
 	// DefaultCompactHashCheckTime is etcd's --compact-hash-check-time.
 	DefaultCompactHashCheckTime = time.Minute
+	// DefaultAuthTokenTTL is etcd's --auth-token-ttl.
+	DefaultAuthTokenTTL = 300 * time.Second
 	// DefaultHeartbeatInterval and DefaultElectionTimeout are etcd's.
 	DefaultHeartbeatInterval = 100 * time.Millisecond
 	DefaultElectionTimeout   = 1000 * time.Millisecond
@@ -223,6 +228,18 @@ type Config struct {
 	// --tls-max-version). The default minimum is TLS1.2; an empty maximum
 	// lets Go choose.
 	TLSMinVersion, TLSMaxVersion string
+	// AuthToken is the token type (--auth-token): "simple", or
+	// "jwt,sign-method=<alg>,priv-key=<file>,pub-key=<file>[,ttl=<dur>]".
+	// The default value is "simple".
+	AuthToken string
+	// AuthTokenTTL is how long an unused simple token lives
+	// (--auth-token-ttl, in seconds there). The default value is 300
+	// seconds.
+	AuthTokenTTL time.Duration
+	// BcryptCost is the bcrypt cost of the password hashes
+	// (--bcrypt-cost). The default value is 10; a cost bcrypt refuses is
+	// replaced by it, with a warning, as etcd does.
+	BcryptCost int
 
 	// WarningApplyDuration is how long applying one request may take
 	// before it is logged as "apply request took too long" and counted in
@@ -413,6 +430,15 @@ func (c *Config) EnsureDefaults() {
 	if c.LogFormat == "" {
 		c.LogFormat = LogFormatJSON
 	}
+	if c.AuthToken == "" {
+		c.AuthToken = auth.TokenTypeSimple
+	}
+	if c.AuthTokenTTL == 0 {
+		c.AuthTokenTTL = DefaultAuthTokenTTL
+	}
+	if c.BcryptCost == 0 {
+		c.BcryptCost = bcrypt.DefaultCost
+	}
 	if c.revisionCompactInterval <= 0 {
 		c.revisionCompactInterval = defaultRevisionCompactInterval
 	}
@@ -521,6 +547,17 @@ func (c *Config) parse() (*config, error) {
 	}
 	if err := o.parseTLS(); err != nil {
 		return nil, invalid(err)
+	}
+	if err := auth.ValidateTokenOptions(o.AuthToken); err != nil {
+		return nil, invalid(fmt.Errorf("server: --auth-token %q: %w", o.AuthToken, err))
+	}
+	if !validBcryptCost(o.BcryptCost) {
+		o.Logger.Warn("use default bcrypt cost instead of the invalid given cost",
+			"min-cost", bcrypt.MinCost, "max-cost", bcrypt.MaxCost, "default-cost", bcrypt.DefaultCost, "given-cost", o.BcryptCost)
+		o.BcryptCost = bcrypt.DefaultCost
+	}
+	if o.AuthTokenTTL < 0 {
+		return nil, invalid(fmt.Errorf("server: --auth-token-ttl cannot be negative, got %v", o.AuthTokenTTL))
 	}
 	return o, nil
 }

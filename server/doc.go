@@ -10,14 +10,14 @@
 // Downgrade),
 // Cluster (MemberList, MemberAdd of a learner or a voter under etcd's
 // strict reconfiguration check, MemberPromote, MemberRemove, MemberUpdate),
-// Auth (reporting authentication disabled) and grpc.health.v1 (SERVING
-// once ready) are served. Downgrade answers validate and cancel as etcd's
+// Auth (etcd's RBAC: see below) and grpc.health.v1 (SERVING once ready)
+// are served. Downgrade answers validate and cancel as etcd's
 // for the cluster version Strata reports (ClusterVersion: only one minor
 // version down is a valid target) and refuses enable after validating
 // (ErrDowngradeUnsupported: a Strata cluster cannot run at an older
 // cluster version). Hash is a CRC-32 of the member's whole keyspace but
 // its applied index (mvcc.Store.HashAll), equal on members at one
-// revision. User and role management answer codes.Unimplemented for now.
+// revision.
 //
 // etcd's gRPC gateway (EnableGRPCGateway, on by default) serves the same
 // services as JSON under /v3/ on the client URLs (/v3/kv/range,
@@ -87,6 +87,36 @@
 // use and closed first by Close. Their errors are clientv3's, as etcd's.
 // (etcdctl lock and elect run the same recipes client-side and do not use
 // these services.)
+//
+// # Auth
+//
+// Users, roles and permissions live in the auth package's store, applied
+// by every member from the log (each Auth RPC, reads included, is a raft
+// request kind, as in etcd) and kept in the store's auxiliary area, so
+// they travel in snapshots and backups. Passwords are bcrypt-hashed
+// (--bcrypt-cost) by the member that takes the request, before it is
+// proposed. Tokens: --auth-token=simple (the default: a random prefix
+// and the raft index of the authentication, known to every member that
+// applied it, in memory only, expiring after --auth-token-ttl unused) or
+// jwt,sign-method=...,priv-key=...,pub-key=...[,ttl=...] (signed claims
+// any member verifies). Without a token, on a connection whose client
+// certificate was verified, the certificate's common name is the user,
+// as with etcd's --client-cert-auth.
+//
+// Who may do what is etcd's: every client request proposed carries, in
+// its header, the caller's user name and the auth revision it was checked
+// at, and is checked when applied (keys of puts, deletes, ranges and
+// every branch of a txn, nested too; the keys attached to a revoked or
+// attached lease; the root role for auth management), so a request
+// forwarded to the leader is checked with its caller's identity. A token
+// older than a permission change fails with "etcdserver: revision of
+// auth store is old". Local reads (ranges, read-only txns), watch
+// creation, lease keep-alives and time-to-live with keys are checked by
+// the member that serves them; compaction, defragment, snapshot, hashes,
+// alarm changes, move-leader and member changes need the root role;
+// lease grants and revokes, status and alarm lists need a user. The
+// Lock and Election services pass the caller's token on to the member's
+// own services (a session's keep-alives carry none, as in etcd).
 //
 // # Identity
 //

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/strata-kv/strata/auth"
 	"github.com/strata-kv/strata/mvcc"
 	"github.com/strata-kv/strata/replication"
 )
@@ -29,13 +30,21 @@ func (k *kvServer) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResp
 		return nil, togRPCError(err)
 	}
 	var resp *pb.RangeResponse
-	err := k.s.view(ctx, !r.GetSerializable(), func(st *mvcc.Store) error {
-		var err error
-		resp, err = st.Range(ctx, r)
-		return err
+	err := k.s.checkRead(ctx, func(as *auth.Store, ai *auth.AuthInfo) error {
+		return as.IsRangePermitted(ai, r.Key, r.RangeEnd)
+	}, func() error {
+		err := k.s.view(ctx, !r.GetSerializable(), func(st *mvcc.Store) error {
+			var err error
+			resp, err = st.Range(ctx, r)
+			return err
+		})
+		if err != nil {
+			return readError(ctx, err)
+		}
+		return nil
 	})
 	if err != nil {
-		return nil, readError(ctx, err)
+		return nil, err
 	}
 	k.s.metrics.mvccOps.ranges.Inc()
 	k.s.fillHeader(resp.Header)
@@ -57,6 +66,11 @@ func (k *kvServer) RangeStream(req *pb.RangeRequest, rs pb.KV_RangeStreamServer)
 		return status.Errorf(codes.Unimplemented, "RangeStream does not support revision filters")
 	}
 	ctx := rs.Context()
+	if err := k.s.checkRead(ctx, func(as *auth.Store, ai *auth.AuthInfo) error {
+		return as.IsRangePermitted(ai, req.Key, req.RangeEnd)
+	}, func() error { return nil }); err != nil {
+		return err
+	}
 	r := proto.CloneOf(req)
 	linearizable := !r.Serializable
 	rangeOnce := func(r *pb.RangeRequest) (*pb.RangeResponse, error) {
@@ -190,13 +204,22 @@ func (k *kvServer) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, 
 	}
 	if mvcc.IsTxnReadOnly(r) {
 		var resp *pb.TxnResponse
-		err := k.s.view(ctx, !isTxnSerializable(r), func(st *mvcc.Store) error {
-			var err error
-			resp, err = st.ReadTxn(ctx, r)
-			return err
+		err := k.s.checkRead(ctx, func(as *auth.Store, ai *auth.AuthInfo) error {
+			// A read-only txn puts nothing, so attaches no lease.
+			return replication.CheckTxn(as, ai, func(int64) []string { return nil }, r)
+		}, func() error {
+			err := k.s.view(ctx, !isTxnSerializable(r), func(st *mvcc.Store) error {
+				var err error
+				resp, err = st.ReadTxn(ctx, r)
+				return err
+			})
+			if err != nil {
+				return readError(ctx, err)
+			}
+			return nil
 		})
 		if err != nil {
-			return nil, readError(ctx, err)
+			return nil, err
 		}
 		k.s.metrics.mvccOps.countTxn(r, resp)
 		k.s.fillHeader(resp.Header)
@@ -214,6 +237,9 @@ func (k *kvServer) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, 
 // Compact proposes a compaction; a physical one answers once it is on
 // disk.
 func (k *kvServer) Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.CompactionResponse, error) {
+	if err := k.s.checkAdmin(ctx); err != nil {
+		return nil, err
+	}
 	resp, err := k.s.propose(ctx, &pb.InternalRaftRequest{Compaction: r})
 	if err != nil {
 		return nil, err
@@ -249,6 +275,9 @@ func isTxnSerializable(r *pb.TxnRequest) bool {
 // answer. It bounds the wait with etcd's request timeout and refuses
 // requests larger than --max-request-bytes as etcd does.
 func (s *Server) propose(ctx context.Context, req *pb.InternalRaftRequest) (proto.Message, error) {
+	if err := s.withAuthHeader(ctx, req); err != nil {
+		return nil, err
+	}
 	if proto.Size(req)+requestHeaderBytes > int(s.cfg.MaxRequestBytes) {
 		return nil, rpctypes.ErrGRPCRequestTooLarge
 	}

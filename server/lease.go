@@ -10,6 +10,7 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 
+	"github.com/strata-kv/strata/auth"
 	"github.com/strata-kv/strata/mvcc"
 	"github.com/strata-kv/strata/replication"
 )
@@ -27,6 +28,9 @@ type leaseServer struct {
 // grant 1 answers TTL(2s) with the default timers). The TTL is raised
 // before proposing, so every member applies the same one.
 func (l *leaseServer) LeaseGrant(ctx context.Context, r *pb.LeaseGrantRequest) (*pb.LeaseGrantResponse, error) {
+	if err := l.s.requireUser(ctx); err != nil {
+		return nil, err
+	}
 	if err := l.s.quota.check(ctx, replication.QuotaCost(&pb.InternalRaftRequest{LeaseGrant: r})); err != nil {
 		return nil, err
 	}
@@ -46,6 +50,9 @@ func (l *leaseServer) LeaseGrant(ctx context.Context, r *pb.LeaseGrantRequest) (
 
 // LeaseRevoke proposes the revoke, which deletes the lease's keys.
 func (l *leaseServer) LeaseRevoke(ctx context.Context, r *pb.LeaseRevokeRequest) (*pb.LeaseRevokeResponse, error) {
+	if err := l.s.requireUser(ctx); err != nil {
+		return nil, err
+	}
 	out, err := proposeAs[*pb.LeaseRevokeResponse](ctx, l.s, &pb.InternalRaftRequest{LeaseRevoke: r})
 	if err != nil {
 		return nil, err
@@ -60,6 +67,16 @@ func (l *leaseServer) LeaseRevoke(ctx context.Context, r *pb.LeaseRevokeRequest)
 // LeaseTimeToLive answers as etcd does: an unknown lease gets a response
 // with TTL -1, not an error.
 func (l *leaseServer) LeaseTimeToLive(ctx context.Context, r *pb.LeaseTimeToLiveRequest) (*pb.LeaseTimeToLiveResponse, error) {
+	if err := l.s.requireUser(ctx); err != nil {
+		return nil, err
+	}
+	if r.GetKeys() {
+		// etcd checks read access to the lease's keys only when they are
+		// asked for.
+		if err := l.s.checkLeaseKeys(ctx, r.GetID(), (*auth.Store).IsRangePermitted); err != nil {
+			return nil, err
+		}
+	}
 	cctx, cancel := context.WithTimeout(ctx, l.s.cfg.reqTimeout())
 	defer cancel()
 	resp, err := l.s.node.LeaseTimeToLive(cctx, r.GetID(), r.GetKeys())
@@ -120,6 +137,11 @@ func (l *leaseServer) keepAlive(stream pb.Lease_LeaseKeepAliveServer) error {
 		if err != nil {
 			return streamError(ctx, err)
 		}
+		if err := l.s.checkLeaseKeys(ctx, req.GetID(), func(as *auth.Store, ai *auth.AuthInfo, key, _ []byte) error {
+			return as.IsPutPermitted(ai, key)
+		}); err != nil {
+			return err
+		}
 		cctx, cancel := context.WithTimeout(ctx, l.s.cfg.reqTimeout())
 		ttl, err := l.s.node.LeaseRenew(cctx, req.GetID())
 		cancel()
@@ -135,6 +157,44 @@ func (l *leaseServer) keepAlive(stream pb.Lease_LeaseKeepAliveServer) error {
 			return streamError(ctx, err)
 		}
 	}
+}
+
+// checkLeaseKeys is etcd's check of a lease renewal (write access) or of a
+// time-to-live question with keys (read access): while auth is enabled,
+// the caller names a user, and is root or has the access to every key
+// attached to the lease; the auth store must not change meanwhile.
+func (s *Server) checkLeaseKeys(ctx context.Context, id int64, check func(as *auth.Store, ai *auth.AuthInfo, key, rangeEnd []byte) error) error {
+	as := s.node.Auth()
+	if !as.Enabled() {
+		return nil
+	}
+	rev := as.Revision()
+	ai, err := s.authInfo(ctx)
+	if err != nil {
+		return err
+	}
+	if ai == nil {
+		return rpctypes.ErrGRPCUserEmpty
+	}
+	if as.IsAdminPermitted(ai) == nil {
+		return nil
+	}
+	var keys []string
+	if err := s.node.View(ctx, false, func(st *mvcc.Store) error {
+		keys = st.LeaseKeys(id)
+		return nil
+	}); err != nil {
+		return togRPCError(err)
+	}
+	for _, k := range keys {
+		if err := check(as, ai, []byte(k), nil); err != nil {
+			return togRPCError(err)
+		}
+	}
+	if rev != as.Revision() {
+		return rpctypes.ErrGRPCAuthOldRevision
+	}
+	return nil
 }
 
 // minLeaseTTL is etcd's minimum lease TTL in seconds: one and a half

@@ -8,11 +8,13 @@ import (
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 	"go.etcd.io/etcd/server/v3/etcdserver/api/v3election/v3electionpb"
 	"go.etcd.io/etcd/server/v3/etcdserver/api/v3lock/v3lockpb"
 	"go.uber.org/zap"
+	"google.golang.org/grpc/metadata"
 )
 
 // The Lock and Election services are built, as etcd's v3lock and
@@ -21,6 +23,23 @@ import (
 // run by a client of the member's own KV, Lease and Watch services: an
 // in-process clientv3 client of the member's first client URL, made on
 // first use.
+
+// withCallerToken passes the caller's token on to the member's own
+// services, so that the recipes' requests are checked as the caller's
+// (with auth enabled). As in etcd, a session's lease keep-alives, which
+// clientv3 sends on its own stream, carry none.
+func withCallerToken(ctx context.Context) context.Context {
+	md, ok := metadata.FromIncomingContext(ctx)
+	if !ok {
+		return ctx
+	}
+	for _, k := range []string{rpctypes.TokenFieldNameGRPC, rpctypes.TokenFieldNameSwagger} {
+		if v := md[k]; len(v) > 0 {
+			return metadata.AppendToOutgoingContext(ctx, k, v[0])
+		}
+	}
+	return ctx
+}
 
 // selfClient is the member's client of itself.
 type selfClient struct {
@@ -94,6 +113,7 @@ type lockServer struct {
 }
 
 func (l *lockServer) Lock(ctx context.Context, req *v3lockpb.LockRequest) (*v3lockpb.LockResponse, error) {
+	ctx = withCallerToken(ctx)
 	s, err := l.c.session(ctx, req.GetLease())
 	if err != nil {
 		return nil, err
@@ -106,6 +126,7 @@ func (l *lockServer) Lock(ctx context.Context, req *v3lockpb.LockRequest) (*v3lo
 }
 
 func (l *lockServer) Unlock(ctx context.Context, req *v3lockpb.UnlockRequest) (*v3lockpb.UnlockResponse, error) {
+	ctx = withCallerToken(ctx)
 	cli, err := l.c.get()
 	if err != nil {
 		return nil, err
@@ -127,6 +148,7 @@ type electionServer struct {
 }
 
 func (e *electionServer) Campaign(ctx context.Context, req *v3electionpb.CampaignRequest) (*v3electionpb.CampaignResponse, error) {
+	ctx = withCallerToken(ctx)
 	s, err := e.c.session(ctx, req.GetLease())
 	if err != nil {
 		return nil, err
@@ -142,6 +164,7 @@ func (e *electionServer) Campaign(ctx context.Context, req *v3electionpb.Campaig
 }
 
 func (e *electionServer) Proclaim(ctx context.Context, req *v3electionpb.ProclaimRequest) (*v3electionpb.ProclaimResponse, error) {
+	ctx = withCallerToken(ctx)
 	lk := req.GetLeader()
 	if lk == nil {
 		return nil, errMissingLeaderKey
@@ -158,7 +181,7 @@ func (e *electionServer) Proclaim(ctx context.Context, req *v3electionpb.Proclai
 }
 
 func (e *electionServer) Observe(req *v3electionpb.LeaderRequest, stream v3electionpb.Election_ObserveServer) error {
-	ctx := stream.Context()
+	ctx := withCallerToken(stream.Context())
 	s, err := e.c.session(ctx, -1)
 	if err != nil {
 		return err
@@ -180,6 +203,7 @@ func (e *electionServer) Observe(req *v3electionpb.LeaderRequest, stream v3elect
 }
 
 func (e *electionServer) Leader(ctx context.Context, req *v3electionpb.LeaderRequest) (*v3electionpb.LeaderResponse, error) {
+	ctx = withCallerToken(ctx)
 	s, err := e.c.session(ctx, -1)
 	if err != nil {
 		return nil, err
@@ -192,6 +216,7 @@ func (e *electionServer) Leader(ctx context.Context, req *v3electionpb.LeaderReq
 }
 
 func (e *electionServer) Resign(ctx context.Context, req *v3electionpb.ResignRequest) (*v3electionpb.ResignResponse, error) {
+	ctx = withCallerToken(ctx)
 	lk := req.GetLeader()
 	if lk == nil {
 		return nil, errMissingLeaderKey

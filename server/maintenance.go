@@ -30,6 +30,9 @@ type maintenanceServer struct {
 
 func (m *maintenanceServer) Status(ctx context.Context, r *pb.StatusRequest) (*pb.StatusResponse, error) {
 	s := m.s
+	if err := s.requireUser(ctx); err != nil {
+		return nil, err
+	}
 	size, inUse := s.dbSize()
 	resp := &pb.StatusResponse{
 		Header:           s.header(),
@@ -68,6 +71,9 @@ func (s *Server) isLearner() bool {
 }
 
 func (m *maintenanceServer) HashKV(ctx context.Context, r *pb.HashKVRequest) (*pb.HashKVResponse, error) {
+	if err := m.s.checkAdmin(ctx); err != nil {
+		return nil, err
+	}
 	var (
 		h   mvcc.KeyValueHash
 		rev int64
@@ -95,6 +101,13 @@ func (m *maintenanceServer) HashKV(ctx context.Context, r *pb.HashKVRequest) (*p
 // read from this member's store, which holds what it has applied.
 func (m *maintenanceServer) Alarm(ctx context.Context, r *pb.AlarmRequest) (*pb.AlarmResponse, error) {
 	s := m.s
+	check := s.checkAdmin
+	if r.GetAction() == pb.AlarmRequest_GET {
+		check = s.requireUser
+	}
+	if err := check(ctx); err != nil {
+		return nil, err
+	}
 	switch r.GetAction() {
 	case pb.AlarmRequest_GET:
 		return &pb.AlarmResponse{Header: s.header(), Alarms: s.node.Alarms(r.GetAlarm())}, nil
@@ -120,6 +133,9 @@ func (m *maintenanceServer) Alarm(ctx context.Context, r *pb.AlarmRequest) (*pb.
 // Defragment gives back the space freed by deletes, on this member only.
 func (m *maintenanceServer) Defragment(ctx context.Context, r *pb.DefragmentRequest) (*pb.DefragmentResponse, error) {
 	s := m.s
+	if err := s.checkAdmin(ctx); err != nil {
+		return nil, err
+	}
 	start := time.Now()
 	s.cfg.Logger.Info("starting defragment")
 	err := s.node.WithBackend(func(be engine.Backend) error {
@@ -148,6 +164,9 @@ func (m *maintenanceServer) Defragment(ctx context.Context, r *pb.DefragmentRequ
 // and remaining_bytes is exact.
 func (m *maintenanceServer) Snapshot(r *pb.SnapshotRequest, srv pb.Maintenance_SnapshotServer) error {
 	s := m.s
+	if err := s.checkAdmin(srv.Context()); err != nil {
+		return err
+	}
 	f, err := os.CreateTemp(s.cfg.DataDir, snapshotTempPattern)
 	if err != nil {
 		return togRPCError(err)
@@ -254,6 +273,9 @@ func ReadSnapshot(f io.ReaderAt, size int64) (io.Reader, error) {
 
 func (m *maintenanceServer) MoveLeader(ctx context.Context, r *pb.MoveLeaderRequest) (*pb.MoveLeaderResponse, error) {
 	s := m.s
+	if err := s.checkAdmin(ctx); err != nil {
+		return nil, err
+	}
 	target := r.GetTargetID()
 	if target == s.leaderID() && target != 0 {
 		return &pb.MoveLeaderResponse{Header: s.header()}, nil
@@ -273,6 +295,9 @@ func (m *maintenanceServer) MoveLeader(ctx context.Context, r *pb.MoveLeaderRequ
 // Hash is etcd's: a hash of the member's whole keyspace (see
 // mvcc.Store.HashAll), for tests that compare members at one revision.
 func (m *maintenanceServer) Hash(ctx context.Context, _ *pb.HashRequest) (*pb.HashResponse, error) {
+	if err := m.s.checkAdmin(ctx); err != nil {
+		return nil, err
+	}
 	var (
 		h   uint32
 		rev int64

@@ -240,6 +240,8 @@ func Start(cfg Config) (_ *Server, err error) {
 		// etcd's compaction batches (mvcc's defaults are etcd's).
 		CompactionBatchLimit:    c.CompactionBatchLimit,
 		CompactionSleepInterval: c.CompactionSleepInterval,
+		AuthToken:               c.AuthToken,
+		AuthTokenTTL:            c.AuthTokenTTL,
 	}
 	if c.listenPeer.Scheme == "https" {
 		rc.ServerTLS, rc.ClientTLS = peerTLS.server, peerTLS.client

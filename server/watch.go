@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/strata-kv/strata/auth"
 	"github.com/strata-kv/strata/mvcc"
 )
 
@@ -64,6 +65,10 @@ func (w *watchServer) Watch(stream pb.Watch_WatchServer) error {
 			switch u := req.GetRequestUnion().(type) {
 			case *pb.WatchRequest_CreateRequest:
 				if u.CreateRequest != nil {
+					if reason := s.watchDenied(ctx, u.CreateRequest); reason != "" {
+						ws.Reject(reason)
+						break
+					}
 					// A refused creation has its response queued.
 					ws.Watch(u.CreateRequest)
 				}
@@ -110,6 +115,34 @@ func (w *watchServer) Watch(stream pb.Watch_WatchServer) error {
 			return streamError(ctx, ctx.Err())
 		}
 	}
+}
+
+// watchDenied checks read access to a watch's range while auth is enabled
+// (after the start-revision check, as etcd does) and returns the reason
+// the creation is refused with: etcd's error texts; "" if allowed.
+func (s *Server) watchDenied(ctx context.Context, req *pb.WatchCreateRequest) string {
+	as := s.node.Auth()
+	if req.StartRevision < 0 || !as.Enabled() {
+		return ""
+	}
+	key := req.Key
+	if len(key) == 0 {
+		key = []byte{0}
+	}
+	ai, err := s.authInfo(ctx)
+	if err == nil {
+		if ai == nil {
+			ai = &auth.AuthInfo{}
+		}
+		err = togRPCError(as.IsRangePermitted(ai, key, req.RangeEnd))
+	}
+	switch {
+	case err == nil:
+		return ""
+	case errors.Is(err, rpctypes.ErrGRPCInvalidAuthToken), errors.Is(err, rpctypes.ErrGRPCAuthOldRevision), errors.Is(err, rpctypes.ErrGRPCUserEmpty):
+		return err.Error()
+	}
+	return rpctypes.ErrGRPCPermissionDenied.Error()
 }
 
 // streamError is the error a stream ends with: etcd's "no leader" when

@@ -74,6 +74,26 @@ const (
 	ErrorCode_NOT_PRIMARY         ErrorCode = 44
 	ErrorCode_STORE_CLOSED        ErrorCode = 45
 	ErrorCode_ENGINE_CLOSED       ErrorCode = 46
+	// Auth errors (the auth store's).
+	ErrorCode_AUTH_ROOT_USER_NOT_EXIST    ErrorCode = 64
+	ErrorCode_AUTH_ROOT_ROLE_NOT_EXIST    ErrorCode = 65
+	ErrorCode_AUTH_USER_ALREADY_EXIST     ErrorCode = 66
+	ErrorCode_AUTH_USER_EMPTY             ErrorCode = 67
+	ErrorCode_AUTH_USER_NOT_FOUND         ErrorCode = 68
+	ErrorCode_AUTH_ROLE_ALREADY_EXIST     ErrorCode = 69
+	ErrorCode_AUTH_ROLE_NOT_FOUND         ErrorCode = 70
+	ErrorCode_AUTH_ROLE_EMPTY             ErrorCode = 71
+	ErrorCode_AUTH_PERMISSION_NOT_GIVEN   ErrorCode = 72
+	ErrorCode_AUTH_FAILED                 ErrorCode = 73
+	ErrorCode_AUTH_NO_PASSWORD_USER       ErrorCode = 74
+	ErrorCode_AUTH_PERMISSION_DENIED      ErrorCode = 75
+	ErrorCode_AUTH_ROLE_NOT_GRANTED       ErrorCode = 76
+	ErrorCode_AUTH_PERMISSION_NOT_GRANTED ErrorCode = 77
+	ErrorCode_AUTH_NOT_ENABLED            ErrorCode = 78
+	ErrorCode_AUTH_OLD_REVISION           ErrorCode = 79
+	ErrorCode_AUTH_INVALID_TOKEN          ErrorCode = 80
+	ErrorCode_AUTH_INVALID_MGMT           ErrorCode = 81
+	ErrorCode_AUTH_VERIFY_ONLY            ErrorCode = 82
 )
 
 // Enum value maps for ErrorCode.
@@ -111,40 +131,78 @@ var (
 		44: "NOT_PRIMARY",
 		45: "STORE_CLOSED",
 		46: "ENGINE_CLOSED",
+		64: "AUTH_ROOT_USER_NOT_EXIST",
+		65: "AUTH_ROOT_ROLE_NOT_EXIST",
+		66: "AUTH_USER_ALREADY_EXIST",
+		67: "AUTH_USER_EMPTY",
+		68: "AUTH_USER_NOT_FOUND",
+		69: "AUTH_ROLE_ALREADY_EXIST",
+		70: "AUTH_ROLE_NOT_FOUND",
+		71: "AUTH_ROLE_EMPTY",
+		72: "AUTH_PERMISSION_NOT_GIVEN",
+		73: "AUTH_FAILED",
+		74: "AUTH_NO_PASSWORD_USER",
+		75: "AUTH_PERMISSION_DENIED",
+		76: "AUTH_ROLE_NOT_GRANTED",
+		77: "AUTH_PERMISSION_NOT_GRANTED",
+		78: "AUTH_NOT_ENABLED",
+		79: "AUTH_OLD_REVISION",
+		80: "AUTH_INVALID_TOKEN",
+		81: "AUTH_INVALID_MGMT",
+		82: "AUTH_VERIFY_ONLY",
 	}
 	ErrorCode_value = map[string]int32{
-		"UNKNOWN":             0,
-		"NOT_LEADER":          1,
-		"NO_LEADER":           2,
-		"LEADER_CHANGED":      3,
-		"NOT_READY":           4,
-		"STOPPED":             5,
-		"UNSUPPORTED_REQUEST": 6,
-		"NO_SPACE":            7,
-		"REMOVED":             8,
-		"MEMBER_EXISTS":       9,
-		"MEMBER_NOT_FOUND":    10,
-		"NOT_LEARNER":         11,
-		"LEARNER_NOT_READY":   12,
-		"DEADLINE_EXCEEDED":   13,
-		"CANCELED":            14,
-		"CORRUPT_ENTRY":       15,
-		"CORRUPT_CLUSTER":     16,
-		"COMPACTED":           32,
-		"FUTURE_REV":          33,
-		"KEY_NOT_FOUND":       34,
-		"LEASE_NOT_FOUND":     35,
-		"EMPTY_KEY":           36,
-		"VALUE_PROVIDED":      37,
-		"LEASE_PROVIDED":      38,
-		"TOO_MANY_OPS":        39,
-		"DUPLICATE_KEY":       40,
-		"INVALID_SORT_OPTION": 41,
-		"LEASE_EXISTS":        42,
-		"LEASE_TTL_TOO_LARGE": 43,
-		"NOT_PRIMARY":         44,
-		"STORE_CLOSED":        45,
-		"ENGINE_CLOSED":       46,
+		"UNKNOWN":                     0,
+		"NOT_LEADER":                  1,
+		"NO_LEADER":                   2,
+		"LEADER_CHANGED":              3,
+		"NOT_READY":                   4,
+		"STOPPED":                     5,
+		"UNSUPPORTED_REQUEST":         6,
+		"NO_SPACE":                    7,
+		"REMOVED":                     8,
+		"MEMBER_EXISTS":               9,
+		"MEMBER_NOT_FOUND":            10,
+		"NOT_LEARNER":                 11,
+		"LEARNER_NOT_READY":           12,
+		"DEADLINE_EXCEEDED":           13,
+		"CANCELED":                    14,
+		"CORRUPT_ENTRY":               15,
+		"CORRUPT_CLUSTER":             16,
+		"COMPACTED":                   32,
+		"FUTURE_REV":                  33,
+		"KEY_NOT_FOUND":               34,
+		"LEASE_NOT_FOUND":             35,
+		"EMPTY_KEY":                   36,
+		"VALUE_PROVIDED":              37,
+		"LEASE_PROVIDED":              38,
+		"TOO_MANY_OPS":                39,
+		"DUPLICATE_KEY":               40,
+		"INVALID_SORT_OPTION":         41,
+		"LEASE_EXISTS":                42,
+		"LEASE_TTL_TOO_LARGE":         43,
+		"NOT_PRIMARY":                 44,
+		"STORE_CLOSED":                45,
+		"ENGINE_CLOSED":               46,
+		"AUTH_ROOT_USER_NOT_EXIST":    64,
+		"AUTH_ROOT_ROLE_NOT_EXIST":    65,
+		"AUTH_USER_ALREADY_EXIST":     66,
+		"AUTH_USER_EMPTY":             67,
+		"AUTH_USER_NOT_FOUND":         68,
+		"AUTH_ROLE_ALREADY_EXIST":     69,
+		"AUTH_ROLE_NOT_FOUND":         70,
+		"AUTH_ROLE_EMPTY":             71,
+		"AUTH_PERMISSION_NOT_GIVEN":   72,
+		"AUTH_FAILED":                 73,
+		"AUTH_NO_PASSWORD_USER":       74,
+		"AUTH_PERMISSION_DENIED":      75,
+		"AUTH_ROLE_NOT_GRANTED":       76,
+		"AUTH_PERMISSION_NOT_GRANTED": 77,
+		"AUTH_NOT_ENABLED":            78,
+		"AUTH_OLD_REVISION":           79,
+		"AUTH_INVALID_TOKEN":          80,
+		"AUTH_INVALID_MGMT":           81,
+		"AUTH_VERIFY_ONLY":            82,
 	}
 )
 
@@ -1455,7 +1513,7 @@ const file_peer_proto_rawDesc = "" +
 	"\n" +
 	"read_index\x18\x03 \x01(\v2!.strata.peer.v1.ReadIndexResponseH\x00R\treadIndex\x12-\n" +
 	"\x05error\x18\x04 \x01(\v2\x15.strata.peer.v1.ErrorH\x00R\x05errorB\b\n" +
-	"\x06result*\xd6\x04\n" +
+	"\x06result*\xbd\b\n" +
 	"\tErrorCode\x12\v\n" +
 	"\aUNKNOWN\x10\x00\x12\x0e\n" +
 	"\n" +
@@ -1491,7 +1549,26 @@ const file_peer_proto_rawDesc = "" +
 	"\x13LEASE_TTL_TOO_LARGE\x10+\x12\x0f\n" +
 	"\vNOT_PRIMARY\x10,\x12\x10\n" +
 	"\fSTORE_CLOSED\x10-\x12\x11\n" +
-	"\rENGINE_CLOSED\x10.*\x7f\n" +
+	"\rENGINE_CLOSED\x10.\x12\x1c\n" +
+	"\x18AUTH_ROOT_USER_NOT_EXIST\x10@\x12\x1c\n" +
+	"\x18AUTH_ROOT_ROLE_NOT_EXIST\x10A\x12\x1b\n" +
+	"\x17AUTH_USER_ALREADY_EXIST\x10B\x12\x13\n" +
+	"\x0fAUTH_USER_EMPTY\x10C\x12\x17\n" +
+	"\x13AUTH_USER_NOT_FOUND\x10D\x12\x1b\n" +
+	"\x17AUTH_ROLE_ALREADY_EXIST\x10E\x12\x17\n" +
+	"\x13AUTH_ROLE_NOT_FOUND\x10F\x12\x13\n" +
+	"\x0fAUTH_ROLE_EMPTY\x10G\x12\x1d\n" +
+	"\x19AUTH_PERMISSION_NOT_GIVEN\x10H\x12\x0f\n" +
+	"\vAUTH_FAILED\x10I\x12\x19\n" +
+	"\x15AUTH_NO_PASSWORD_USER\x10J\x12\x1a\n" +
+	"\x16AUTH_PERMISSION_DENIED\x10K\x12\x19\n" +
+	"\x15AUTH_ROLE_NOT_GRANTED\x10L\x12\x1f\n" +
+	"\x1bAUTH_PERMISSION_NOT_GRANTED\x10M\x12\x14\n" +
+	"\x10AUTH_NOT_ENABLED\x10N\x12\x15\n" +
+	"\x11AUTH_OLD_REVISION\x10O\x12\x16\n" +
+	"\x12AUTH_INVALID_TOKEN\x10P\x12\x15\n" +
+	"\x11AUTH_INVALID_MGMT\x10Q\x12\x14\n" +
+	"\x10AUTH_VERIFY_ONLY\x10R*\x7f\n" +
 	"\bMemberOp\x12\x15\n" +
 	"\x11MEMBER_OP_UNKNOWN\x10\x00\x12\r\n" +
 	"\tADD_VOTER\x10\x01\x12\x0f\n" +
