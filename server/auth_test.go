@@ -2,14 +2,24 @@ package server_test
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"golang.org/x/crypto/bcrypt"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/strata-kv/strata/server"
 )
@@ -294,4 +304,128 @@ func TestAuthRBAC(t *testing.T) {
 	// clientv3 logs in, is told auth is off, and carries on without a
 	// token.
 	c.userClient("app", "apppw")
+}
+
+// TestAuthSnapshotRestore: a follower that missed the auth set-up catches
+// up from a raft snapshot, and then enforces it, serving the user through
+// itself.
+func TestAuthSnapshotRestore(t *testing.T) {
+	c := newCluster(t, 3, engines()[0], func(cfg *server.Config) {
+		authTweak(cfg)
+		cfg.SnapshotCount = 20
+	})
+	ctx := ctxT(t)
+	lag := (c.leader() + 1) % 3
+	if err := c.members[lag].Close(); err != nil {
+		t.Fatal(err)
+	}
+	c.members[lag] = nil
+	var up []int
+	for i := range c.members {
+		if i != lag {
+			up = append(up, i)
+		}
+	}
+	cli := c.client(up...)
+	setUpAuth(t, cli)
+	root := c.userClient("root", "rootpw", up...)
+	for i := range 50 {
+		if _, err := root.Put(ctx, "/app/x", strconv.Itoa(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, i := range up {
+		if err := c.members[i].Node().Snapshot(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m, err := server.Start(c.cfgs[lag])
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.members[lag] = m
+	<-m.ReadyNotify()
+	waitFor(t, "the follower to restore a snapshot", func() bool { return m.Node().SnapshotRestores() > 0 })
+	if !m.Node().Auth().Enabled() {
+		t.Fatal("auth is not enabled on the restored follower")
+	}
+	app := c.userClient("app", "apppw", lag)
+	if r, err := app.Get(ctx, "/app/x", clientv3.WithSerializable()); err != nil || len(r.Kvs) != 1 {
+		t.Fatalf("app get on the restored follower: %v %v", r, err)
+	}
+	_, err = app.Get(ctx, "/other", clientv3.WithSerializable())
+	wantErr(t, "get outside on the restored follower", err, rpctypes.ErrPermissionDenied)
+	_, err = c.client(lag).Get(ctx, "/app/x", clientv3.WithSerializable())
+	wantErr(t, "anonymous get on the restored follower", err, rpctypes.ErrUserEmpty)
+}
+
+// TestAuthJWT: JWT tokens (RS256) any member verifies; a token issued
+// before a permission change fails with "revision of auth store is old"
+// (clientv3 then logs in again by itself); a forged token is refused.
+func TestAuthJWT(t *testing.T) {
+	dir := t.TempDir()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	priv := filepath.Join(dir, "jwt.key")
+	pub := filepath.Join(dir, "jwt.pub")
+	pubDER, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(priv, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(pub, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := newCluster(t, 3, engines()[0], func(cfg *server.Config) {
+		authTweak(cfg)
+		cfg.AuthToken = "jwt,sign-method=RS256,priv-key=" + priv + ",pub-key=" + pub + ",ttl=10m"
+	})
+	ctx := ctxT(t)
+	setUpAuth(t, c.client())
+
+	// A token from one member works on another.
+	resp, err := c.client(0).Auth.Authenticate(ctx, "app", "apppw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Count(resp.Token, ".") != 2 {
+		t.Fatalf("not a JWT: %q", resp.Token)
+	}
+	kv := pb.NewKVClient(c.client(1).ActiveConnection())
+	withToken := func(tok string) context.Context {
+		return metadata.AppendToOutgoingContext(ctx, rpctypes.TokenFieldNameGRPC, tok)
+	}
+	if _, err := kv.Put(withToken(resp.Token), &pb.PutRequest{Key: []byte("/app/j"), Value: []byte("1")}); err != nil {
+		t.Fatalf("put with the token on another member: %v", err)
+	}
+	if _, err := kv.Range(withToken(resp.Token), &pb.RangeRequest{Key: []byte("/other")}); !errors.Is(err, rpctypes.ErrGRPCPermissionDenied) {
+		t.Fatalf("range outside: %v", err)
+	}
+	if _, err := kv.Range(withToken(resp.Token+"x"), &pb.RangeRequest{Key: []byte("/app/j")}); !errors.Is(err, rpctypes.ErrGRPCInvalidAuthToken) {
+		t.Fatalf("forged token: %v", err)
+	}
+
+	// A permission change makes the token old.
+	root := c.userClient("root", "rootpw")
+	if _, err := root.RoleGrantPermission(ctx, "app-rw", "/extra", "", clientv3.PermissionType(clientv3.PermRead)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(withToken(resp.Token), &pb.PutRequest{Key: []byte("/app/j"), Value: []byte("2")}); !errors.Is(err, rpctypes.ErrGRPCAuthOldRevision) {
+		t.Fatalf("put with a token older than a permission change: %v", err)
+	}
+	if _, err := kv.Range(withToken(resp.Token), &pb.RangeRequest{Key: []byte("/app/j")}); !errors.Is(err, rpctypes.ErrGRPCAuthOldRevision) {
+		t.Fatalf("range with a token older than a permission change: %v", err)
+	}
+	// clientv3 logs in again on that error.
+	app := c.userClient("app", "apppw", 2)
+	if _, err := root.RoleGrantPermission(ctx, "app-rw", "/extra2", "", clientv3.PermissionType(clientv3.PermRead)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := app.Put(ctx, "/app/j", "3"); err != nil {
+		t.Fatalf("clientv3 after a permission change: %v", err)
+	}
 }

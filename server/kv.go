@@ -30,10 +30,10 @@ func (k *kvServer) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResp
 		return nil, togRPCError(err)
 	}
 	var resp *pb.RangeResponse
-	err := k.s.checkRead(ctx, func(as *auth.Store, ai *auth.AuthInfo) error {
+	err := k.s.checkRead(ctx, !r.GetSerializable(), func(as *auth.Store, ai *auth.AuthInfo) error {
 		return as.IsRangePermitted(ai, r.Key, r.RangeEnd)
 	}, func() error {
-		err := k.s.view(ctx, !r.GetSerializable(), func(st *mvcc.Store) error {
+		err := k.s.view(ctx, false, func(st *mvcc.Store) error {
 			var err error
 			resp, err = st.Range(ctx, r)
 			return err
@@ -66,21 +66,20 @@ func (k *kvServer) RangeStream(req *pb.RangeRequest, rs pb.KV_RangeStreamServer)
 		return status.Errorf(codes.Unimplemented, "RangeStream does not support revision filters")
 	}
 	ctx := rs.Context()
-	if err := k.s.checkRead(ctx, func(as *auth.Store, ai *auth.AuthInfo) error {
+	if err := k.s.checkRead(ctx, !req.Serializable, func(as *auth.Store, ai *auth.AuthInfo) error {
 		return as.IsRangePermitted(ai, req.Key, req.RangeEnd)
 	}, func() error { return nil }); err != nil {
 		return err
 	}
 	r := proto.CloneOf(req)
-	linearizable := !r.Serializable
+	// checkRead's read barrier serves the whole stream.
 	rangeOnce := func(r *pb.RangeRequest) (*pb.RangeResponse, error) {
 		var resp *pb.RangeResponse
-		err := k.s.view(ctx, linearizable, func(st *mvcc.Store) error {
+		err := k.s.view(ctx, false, func(st *mvcc.Store) error {
 			var err error
 			resp, err = st.Range(ctx, r)
 			return err
 		})
-		linearizable = false // one read barrier serves the whole stream
 		if err != nil {
 			return nil, readError(ctx, err)
 		}
@@ -204,11 +203,11 @@ func (k *kvServer) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, 
 	}
 	if mvcc.IsTxnReadOnly(r) {
 		var resp *pb.TxnResponse
-		err := k.s.checkRead(ctx, func(as *auth.Store, ai *auth.AuthInfo) error {
+		err := k.s.checkRead(ctx, !isTxnSerializable(r), func(as *auth.Store, ai *auth.AuthInfo) error {
 			// A read-only txn puts nothing, so attaches no lease.
 			return replication.CheckTxn(as, ai, func(int64) []string { return nil }, r)
 		}, func() error {
-			err := k.s.view(ctx, !isTxnSerializable(r), func(st *mvcc.Store) error {
+			err := k.s.view(ctx, false, func(st *mvcc.Store) error {
 				var err error
 				resp, err = st.ReadTxn(ctx, r)
 				return err

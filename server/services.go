@@ -256,10 +256,18 @@ func (s *Server) requireUser(ctx context.Context) error {
 	return nil
 }
 
-// checkRead runs a local read as etcd's doSerialize does: the permission
-// check for the caller, the read, then a check that the auth store did not
-// change meanwhile ("revision of auth store is old").
-func (s *Server) checkRead(ctx context.Context, chk func(as *auth.Store, ai *auth.AuthInfo) error, read func() error) error {
+// checkRead runs a local read as etcd does: a linearizable read barrier
+// first when linearizable (so the auth store is as current as the data),
+// then, as etcd's doSerialize, the permission check for the caller, the
+// read, and a check that the auth store did not change meanwhile
+// ("revision of auth store is old"). read itself need not wait for the
+// barrier again.
+func (s *Server) checkRead(ctx context.Context, linearizable bool, chk func(as *auth.Store, ai *auth.AuthInfo) error, read func() error) error {
+	if linearizable {
+		if err := s.node.ReadBarrier(ctx); err != nil {
+			return readError(ctx, err)
+		}
+	}
 	as := s.node.Auth()
 	if !as.Enabled() {
 		return read()
