@@ -29,7 +29,7 @@ import (
 
 // startEtcd runs a one-member etcd in a private directory on free
 // loopback ports.
-func startEtcd(t *testing.T) string {
+func startEtcd(t *testing.T, tweaks ...func(*embed.Config)) string {
 	t.Helper()
 	ports := freePorts(t, 2)
 	cfg := embed.NewConfig()
@@ -42,6 +42,9 @@ func startEtcd(t *testing.T) string {
 	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
 	cfg.Logger = "zap"
 	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
+	for _, tw := range tweaks {
+		tw(cfg)
+	}
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
 		t.Fatal(err)
