@@ -154,9 +154,9 @@ func (a *authServer) RoleRevokePermission(ctx context.Context, r *pb.AuthRoleRev
 // authInfo returns who sends the request ctx carries, as etcd decides it:
 // nil while auth is disabled or for an anonymous caller; the user of the
 // "token" (or "authorization", less a "Bearer " prefix) metadata, failing
-// with "invalid auth token" for one this member does not know; else, on a
-// connection whose client certificate was verified, the certificate's
-// common name.
+// with "invalid auth token" for one this member does not know; else, with
+// --client-cert-auth, the common name of the connection's verified client
+// certificate.
 func (s *Server) authInfo(ctx context.Context) (*auth.AuthInfo, error) {
 	as := s.node.Auth()
 	if !as.Enabled() {
@@ -174,6 +174,9 @@ func (s *Server) authInfo(ctx context.Context) (*auth.AuthInfo, error) {
 			}
 			return ai, nil
 		}
+	}
+	if !s.cfg.ClientTLSInfo.ClientCertAuth {
+		return nil, nil
 	}
 	return authInfoFromTLS(ctx, as.Revision()), nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/strata-kv/strata/backends"
@@ -76,10 +77,8 @@ var groups = []string{gMember, gClustering, gSecurity, gAuth, gMonitoring, gLogg
 const (
 	noDiscovery = "is not supported: list the members with --initial-cluster"
 	// noTLSYet is for the TLS settings of etcd's config file that have no
-	// flag (client-transport-security.allowed-cn, ...). noAuthYet is
-	// flipped row by row as auth lands.
+	// flag (client-transport-security.allowed-cn, ...).
 	noTLSYet    = "is not supported yet: it has no flag, and Strata takes TLS settings from the flags' keys only"
-	noAuthYet   = "is not supported yet: Strata has no authentication (auth is being added)"
 	noRaftHTTP  = "is not supported: Strata's peers talk hashicorp/raft's TCP transport, not etcd's rafthttp"
 	noTracing   = "is not supported: Strata exports no OpenTelemetry traces"
 	noBbolt     = "is not supported: it tunes etcd's bbolt backend; Strata's engines are picked with --backend"
@@ -257,9 +256,15 @@ var flagTable = []flagDef{
 		refuse: "is not supported yet: Strata answers HTTP requests for any host"},
 
 	// Auth
-	{name: "auth-token", kind: kString, def: "simple", group: gAuth, usage: "Specify a v3 authentication token type and its options ('simple' or 'jwt').", refuse: noAuthYet},
-	{name: "bcrypt-cost", kind: kUint, def: "10", group: gAuth, usage: "Specify the cost / strength of the bcrypt algorithm for hashing auth passwords. Valid values are between 4 and 31.", refuse: noAuthYet},
-	{name: "auth-token-ttl", kind: kUint, def: "300", group: gAuth, usage: "Time (in seconds) of the auth-token-ttl.", refuse: noAuthYet},
+	{name: "auth-token", kind: kString, def: "simple", group: gAuth, usage: "Specify a v3 authentication token type and its options ('simple' or 'jwt').",
+		apply: func(s *settings, v *value) error { s.server.AuthToken = v.text; return nil }},
+	{name: "bcrypt-cost", kind: kUint, def: "10", group: gAuth, usage: "Specify the cost / strength of the bcrypt algorithm for hashing auth passwords. Valid values are between 4 and 31.",
+		apply: func(s *settings, v *value) error { s.server.BcryptCost = int(min(v.u, 1<<16)); return nil }},
+	{name: "auth-token-ttl", kind: kUint, def: "300", group: gAuth, usage: "Time (in seconds) of the auth-token-ttl.",
+		apply: func(s *settings, v *value) error {
+			s.server.AuthTokenTTL = time.Duration(min(v.u, uint64(math.MaxInt64/time.Second))) * time.Second
+			return nil
+		}},
 
 	// Profiling and Monitoring
 	{name: "enable-pprof", kind: kBool, def: "false", group: gMonitoring, usage: "Enable runtime profiling data via HTTP server. Address is at client URL + \"/debug/pprof/\"",
