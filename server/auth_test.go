@@ -17,6 +17,7 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/v3lock/v3lockpb"
 	"go.uber.org/zap"
 	"golang.org/x/crypto/bcrypt"
 	"google.golang.org/grpc/metadata"
@@ -428,4 +429,30 @@ func TestAuthJWT(t *testing.T) {
 	if _, err := app.Put(ctx, "/app/j", "3"); err != nil {
 		t.Fatalf("clientv3 after a permission change: %v", err)
 	}
+}
+
+// TestAuthLock: the Lock service acts with the caller's identity: a user
+// locks under its prefix (on its own lease) and is refused elsewhere.
+func TestAuthLock(t *testing.T) {
+	c := newCluster(t, 1, engines()[0], authTweak)
+	setUpAuth(t, c.client())
+	ctx := ctxT(t)
+	app := c.userClient("app", "apppw")
+	l, err := app.Grant(ctx, 60)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lc := v3lockpb.NewLockClient(app.ActiveConnection())
+	got, err := lc.Lock(ctx, &v3lockpb.LockRequest{Name: []byte("/app/lock"), Lease: int64(l.ID)})
+	if err != nil || !strings.HasPrefix(string(got.Key), "/app/lock/") {
+		t.Fatalf("lock under the user's prefix: %v %v", got, err)
+	}
+	if _, err := lc.Unlock(ctx, &v3lockpb.UnlockRequest{Key: got.Key}); err != nil {
+		t.Fatalf("unlock: %v", err)
+	}
+	_, err = lc.Lock(ctx, &v3lockpb.LockRequest{Name: []byte("/other/lock"), Lease: int64(l.ID)})
+	wantErr(t, "lock outside the user's prefix", err, rpctypes.ErrPermissionDenied)
+	anon := v3lockpb.NewLockClient(c.client().ActiveConnection())
+	_, err = anon.Lock(ctx, &v3lockpb.LockRequest{Name: []byte("/app/lock"), Lease: int64(l.ID)})
+	wantErr(t, "anonymous lock", err, rpctypes.ErrUserEmpty)
 }
