@@ -190,6 +190,17 @@ func TestAuthRBAC(t *testing.T) {
 	}
 	_, err = app.Compact(ctx, 1)
 	wantErr(t, "compact by a user", err, rpctypes.ErrPermissionDenied)
+	_, err = app.Defragment(ctx, c.endpoint(0))
+	wantErr(t, "defragment by a user", err, rpctypes.ErrPermissionDenied)
+	_, err = app.Downgrade(ctx, clientv3.DowngradeValidate, "3.5.0")
+	wantErr(t, "downgrade by a user", err, rpctypes.ErrPermissionDenied)
+	_, err = app.MemberAdd(ctx, []string{"http://127.0.0.1:1"})
+	wantErr(t, "member add by a user", err, rpctypes.ErrPermissionDenied)
+	_, err = app.AlarmDisarm(ctx, &clientv3.AlarmMember{MemberID: 1, Alarm: pb.AlarmType_NOSPACE})
+	wantErr(t, "alarm disarm by a user", err, rpctypes.ErrPermissionDenied)
+	if _, err := app.AlarmList(ctx); err != nil {
+		t.Fatalf("alarm list by a user: %v", err)
+	}
 	_, err = app.UserList(ctx)
 	wantErr(t, "user list by a user", err, rpctypes.ErrPermissionDenied)
 	if r, err := app.UserGet(ctx, "app"); err != nil || len(r.Roles) != 1 {

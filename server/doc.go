@@ -113,8 +113,8 @@
 // auth store is old". Local reads (ranges, read-only txns), watch
 // creation, lease keep-alives and time-to-live with keys are checked by
 // the member that serves them; compaction, defragment, snapshot, hashes,
-// alarm changes, move-leader and member changes need the root role;
-// lease grants and revokes, status and alarm lists need a user. The
+// alarm changes, move-leader, downgrade and member changes need the root
+// role; lease grants and revokes, status and alarm lists need a user. The
 // Lock and Election services pass the caller's token on to the member's
 // own services (a session's keep-alives carry none, as in etcd).
 //

@@ -325,6 +325,9 @@ func (m *maintenanceServer) Hash(ctx context.Context, _ *pb.HashRequest) (*pb.Ha
 // member runs the same Strata binary (see ErrDowngradeUnsupported).
 func (m *maintenanceServer) Downgrade(ctx context.Context, r *pb.DowngradeRequest) (*pb.DowngradeResponse, error) {
 	s := m.s
+	if err := s.checkAdmin(ctx); err != nil {
+		return nil, err
+	}
 	cv, err := s.clusterSemver()
 	if err != nil {
 		return nil, err
