@@ -445,7 +445,10 @@ func (s *scenario) finalChecks() {
 		n, b := w.check(ackedUpTo(acked, upto), lists)
 		events += n
 		bad = append(bad, b...)
-		t.Logf("%s: %d events, %d progress notifications, resumed %d times", w.name, n, w.progressN, w.resumes.Load())
+		w.mu.Lock()
+		progressN := w.progressN
+		w.mu.Unlock()
+		t.Logf("%s: %d events, %d progress notifications, resumed %d times", w.name, n, progressN, w.resumes.Load())
 	}
 	s.rec.mu.Lock()
 	expiries, early := s.watch.checkLeaseExpiry(s.rec.renewed, leaseTTL)
