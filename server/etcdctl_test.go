@@ -15,17 +15,16 @@ import (
 )
 
 // etcdctlPath returns the etcdctl binary to test with: $STRATA_ETCDCTL, or
-// /work/anchor/bin/etcdctl; the test skips when there is none.
+// an etcdctl on $PATH; the test skips when there is none.
 func etcdctlPath(t *testing.T) string {
-	for _, p := range []string{os.Getenv("STRATA_ETCDCTL"), "/work/anchor/bin/etcdctl"} {
-		if p == "" {
-			continue
-		}
-		if fi, err := os.Stat(p); err == nil && !fi.IsDir() {
-			return p
-		}
+	p := os.Getenv("STRATA_ETCDCTL")
+	if p == "" {
+		p, _ = exec.LookPath("etcdctl")
 	}
-	t.Skip("no etcdctl binary: set STRATA_ETCDCTL to run this test against a real etcdctl (v3.7)")
+	if fi, err := os.Stat(p); p != "" && err == nil && !fi.IsDir() {
+		return p
+	}
+	t.Skip("no etcdctl binary: set STRATA_ETCDCTL (or put etcdctl on PATH) to run this test against a real etcdctl (v3.7)")
 	return ""
 }
 
