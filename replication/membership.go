@@ -31,6 +31,9 @@ var (
 	// ErrRemoved is the reason a node gives once it has learned that it
 	// was removed from the cluster (see Node.Removed).
 	ErrRemoved = errors.New("replication: the member has been permanently removed from the cluster")
+	// ErrNoTransferee is returned when no other voting member answers to
+	// take over leadership (etcd's unhealthy cluster on shutdown).
+	ErrNoTransferee = errors.New("replication: no voting member to transfer leadership to")
 )
 
 // Member is one member of the raft configuration.
@@ -169,6 +172,51 @@ func (n *Node) UpdateMember(ctx context.Context, id, addr string) error {
 // TransferLeadership makes the member id the leader (etcd's MoveLeader).
 func (n *Node) TransferLeadership(ctx context.Context, id string) error {
 	return n.memberOp(ctx, memberTransfer, id, "")
+}
+
+// CaughtUpVoter picks the voting member a leader about to stop hands
+// leadership to (etcd's TryTransferLeadershipOnShutdown): of the other
+// voters that report their applied index within ctx, or within an election
+// timeout each, the one that has applied the most. It fails with
+// ErrNoTransferee when none answers.
+func (n *Node) CaughtUpVoter(ctx context.Context) (string, error) {
+	members, err := n.Members()
+	if err != nil {
+		return "", err
+	}
+	type answer struct {
+		id      string
+		applied uint64
+		err     error
+	}
+	var asked int
+	answers := make(chan answer, len(members))
+	for _, m := range members {
+		if m.Learner || m.ID == n.cfg.ID {
+			continue
+		}
+		asked++
+		go func() {
+			ctx, cancel := context.WithTimeout(ctx, n.cfg.ElectionTimeout)
+			defer cancel()
+			applied, err := n.memberApplied(ctx, m.Addr)
+			answers <- answer{m.ID, applied, err}
+		}()
+	}
+	best, found := answer{}, false
+	for range asked {
+		a := <-answers
+		if a.err != nil {
+			continue
+		}
+		if !found || a.applied > best.applied || (a.applied == best.applied && a.id < best.id) {
+			best, found = a, true
+		}
+	}
+	if !found {
+		return "", fmt.Errorf("%w: %d asked", ErrNoTransferee, asked)
+	}
+	return best.id, nil
 }
 
 func (n *Node) memberOp(ctx context.Context, op peerpb.MemberOp, id, addr string) error {

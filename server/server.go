@@ -525,10 +525,78 @@ func (s *Server) stop() {
 	s.closeListeners()
 	s.stopCompactor()
 	s.wg.Wait()
+	s.transferLeadershipOnShutdown()
 	s.closeErr = s.node.Close()
 	s.cfg.Logger.Info("stopped member", "name", s.id.Name, "local-member-id", raftID(s.id.MemberID))
 	s.closeLog()
 	close(s.donec)
+}
+
+// transferLeadershipOnShutdown hands leadership to the most caught-up
+// other voter before the member stops, as etcd's Stop does: the others
+// then need no election timeout, and the term rises by one. It is bounded
+// by the request timeout and skipped by a follower or a lone voter; a
+// failure is logged, and the stop goes on.
+func (s *Server) transferLeadershipOnShutdown() {
+	lg := s.cfg.Logger
+	local := raftID(s.id.MemberID)
+	lead, _ := s.node.Leader()
+	if !s.node.IsLeader() {
+		lg.Info("skipped leadership transfer; local server is not leader",
+			"local-member-id", local, "current-leader-member-id", lead)
+		return
+	}
+	members, err := s.node.Members()
+	if err != nil {
+		lg.Warn("leadership transfer failed", "local-member-id", local, "error", err)
+		return
+	}
+	voters := 0
+	for _, m := range members {
+		if !m.Learner {
+			voters++
+		}
+	}
+	if voters < 2 {
+		lg.Info("skipped leadership transfer for single voting member cluster",
+			"local-member-id", local, "current-leader-member-id", lead)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.reqTimeout())
+	defer cancel()
+	if err := s.moveLeaderOnShutdown(ctx, local); err != nil {
+		lg.Warn("leadership transfer failed", "local-member-id", local, "error", err)
+	}
+}
+
+// moveLeaderOnShutdown picks the transferee and waits until it leads
+// (etcd's MoveLeader, with its log lines).
+func (s *Server) moveLeaderOnShutdown(ctx context.Context, local string) error {
+	transferee, err := s.node.CaughtUpVoter(ctx)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	s.cfg.Logger.Info("leadership transfer starting", "local-member-id", local,
+		"current-leader-member-id", local, "transferee-member-id", transferee)
+	if err := s.node.TransferLeadership(ctx, transferee); err != nil {
+		return err
+	}
+	tick := time.NewTicker(s.cfg.HeartbeatInterval)
+	defer tick.Stop()
+	for {
+		if id, _ := s.node.Leader(); id == transferee {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("server: leadership transfer timed out waiting for %s to lead: %w", transferee, ctx.Err())
+		case <-tick.C:
+		}
+	}
+	s.cfg.Logger.Info("leadership transfer finished", "local-member-id", local,
+		"old-leader-member-id", local, "new-leader-member-id", transferee, "took", time.Since(start))
+	return nil
 }
 
 func (s *Server) closeListeners() {
