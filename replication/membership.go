@@ -261,9 +261,14 @@ func (n *Node) memberOpLocal(ctx context.Context, op peerpb.MemberOp, id, addr s
 		if cur.Suffrage == raft.Voter {
 			return fmt.Errorf("%w: %s", ErrNotLearner, id)
 		}
-		applied, err := n.memberApplied(ctx, string(cur.Address))
+		// A learner that does not answer within an election timeout is
+		// not in sync (etcd sees its match index 0). Its error is only
+		// text here: it may say "not leader", which callers would retry.
+		actx, cancel := context.WithTimeout(ctx, n.cfg.ElectionTimeout)
+		applied, err := n.memberApplied(actx, string(cur.Address))
+		cancel()
 		if err != nil {
-			return fmt.Errorf("%w: %s: %w", ErrLearnerNotReady, id, err)
+			return fmt.Errorf("%w: %s: %v", ErrLearnerNotReady, id, err)
 		}
 		if commit := n.raft.CommitIndex(); float64(applied) < 0.9*float64(commit) {
 			return fmt.Errorf("%w: %s applied %d of %d", ErrLearnerNotReady, id, applied, commit)

@@ -338,8 +338,9 @@ func memberError(err error) error {
 
 // publish replicates this member's name and client URLs, as etcd's
 // publish does at start, so that every member lists them. It retries
-// until it succeeds or the server stops (ctx).
-func (s *Server) publish(ctx context.Context) {
+// until it succeeds or the server stops (ctx), and reports whether it
+// succeeded.
+func (s *Server) publish(ctx context.Context) bool {
 	for {
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		err := s.node.SetMemberAttrs(pctx, raftID(s.id.MemberID), s.id.Name, s.advertiseClientURLs())
@@ -348,17 +349,17 @@ func (s *Server) publish(ctx context.Context) {
 			s.cfg.Logger.Info("published local member to cluster through raft", "local-member-id", raftID(s.id.MemberID),
 				"local-member-attributes", fmt.Sprintf("{Name:%s ClientURLs:%v}", s.id.Name, s.advertiseClientURLs()),
 				"cluster-id", raftID(s.id.ClusterID), "publish-timeout", 5*time.Second)
-			return
+			return true
 		}
 		if ctx.Err() != nil {
-			return
+			return false
 		}
 		s.cfg.Logger.Warn("failed to publish local member to cluster through raft", "local-member-id", raftID(s.id.MemberID), "error", err)
 		t := time.NewTimer(time.Second)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return
+			return false
 		case <-t.C:
 		}
 	}

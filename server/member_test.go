@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/codes"
 
 	"github.com/strata-kv/strata/server"
 )
@@ -258,5 +260,52 @@ func TestMemberAddVoterUpdate(t *testing.T) {
 		if m.ID == fid && (len(m.PeerURLs) != 1 || m.PeerURLs[0] != moved) {
 			t.Fatalf("moved member listed with %v, want %s", m.PeerURLs, moved)
 		}
+	}
+}
+
+// TestLearnerReadyThenPromote: a learner added behind thousands of
+// entries says ready only once it has applied what the leader had
+// committed, so `member promote` right after its ReadyNotify succeeds.
+// Before it started, promoting it is refused with etcd's error.
+func TestLearnerReadyThenPromote(t *testing.T) {
+	c := newCluster(t, 1, engines()[0], nil)
+	cli := c.client()
+	ctx := ctxT(t)
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 400 {
+				if _, err := cli.Put(ctx, fmt.Sprintf("k%d-%d", w, i), strings.Repeat("v", 512)); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	peer := "http://" + freePorts(t, 1)[0]
+	add, err := cli.MemberAddAsLearner(ctx, []string{peer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = cli.MemberPromote(ctx, add.Member.ID)
+	if !errors.Is(err, rpctypes.ErrMemberLearnerNotReady) {
+		t.Fatalf("promoting a learner not started: %v, want %v", err, rpctypes.ErrMemberLearnerNotReady)
+	}
+	var ee rpctypes.EtcdError
+	if !errors.As(err, &ee) || ee.Code() != codes.FailedPrecondition {
+		t.Errorf("promoting a learner not started: %#v, want code %v", err, codes.FailedPrecondition)
+	}
+	m := c.startMember("m1", peer, filepath.Join(t.TempDir(), "m1"))
+	if _, err := cli.MemberPromote(ctx, add.Member.ID); err != nil {
+		t.Fatalf("promote right after the learner said ready (applied %d, leader committed %d): %v",
+			m.Node().AppliedIndex(), c.members[0].Node().CommitIndex(), err)
 	}
 }

@@ -367,6 +367,15 @@ func (s *Server) serveWhenReady() {
 			return
 		}
 	}
+	// As etcd: the member publishes its name and client URLs, and says
+	// ready only once that is done (member list then shows it started)
+	// and it has caught up with the leader.
+	if !s.publish(ctx) {
+		return
+	}
+	if err := s.catchUp(ctx); err != nil {
+		return
+	}
 	for _, l := range s.clientLs {
 		if l.tls != nil {
 			hs := s.tlsHTTP
@@ -403,7 +412,36 @@ func (s *Server) serveWhenReady() {
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	s.cfg.Logger.Info("ready to serve client requests", "local-member-id", raftID(s.id.MemberID), "client-urls", s.clientURLs)
 	close(s.readyc)
-	s.publish(ctx)
+}
+
+// catchUp returns once a member that does not lead has applied everything
+// the leader had committed when it asked (a read barrier), retrying until
+// ctx ends. etcd's members say ready once they have applied their own
+// publish entry; so a learner just added says ready only in sync with the
+// leader, and `member promote` right after succeeds.
+func (s *Server) catchUp(ctx context.Context) error {
+	for {
+		if s.node.IsLeader() {
+			return nil
+		}
+		rctx, cancel := context.WithTimeout(ctx, s.cfg.reqTimeout())
+		err := s.node.ReadBarrier(rctx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		s.cfg.Logger.Warn("waiting to catch up with the leader before serving", "local-member-id", raftID(s.id.MemberID), "error", err)
+		t := time.NewTimer(s.cfg.HeartbeatInterval)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
 }
 
 // monitor refreshes the engine size for Status, the metrics and the
