@@ -621,8 +621,14 @@ func (c *config) tlsInfo(i tlsutil.Info) tlsutil.Info {
 // advertiseClientURLs are the client URLs the member announces: the
 // configured ones, or else those it listens on, with the ports it bound.
 func (s *Server) advertiseClientURLs() []string {
-	if len(s.cfg.AdvertiseClientURLs) > 0 {
-		return s.cfg.AdvertiseClientURLs
+	if len(s.cfg.advertiseClient) > 0 {
+		// As etcd's URL flags keep them: each URL once, sorted.
+		out := make([]string, 0, len(s.cfg.advertiseClient))
+		for _, u := range s.cfg.advertiseClient {
+			out = append(out, u.String())
+		}
+		slices.Sort(out)
+		return slices.Compact(out)
 	}
 	return s.clientURLs
 }

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -307,5 +309,35 @@ func TestLearnerReadyThenPromote(t *testing.T) {
 	if _, err := cli.MemberPromote(ctx, add.Member.ID); err != nil {
 		t.Fatalf("promote right after the learner said ready (applied %d, leader committed %d): %v",
 			m.Node().AppliedIndex(), c.members[0].Node().CommitIndex(), err)
+	}
+}
+
+// TestMemberListClientURLs: member list reports a member's
+// --advertise-client-urls as etcd does (etcd's URL flag keeps each URL
+// once and sorts them), on every member.
+func TestMemberListClientURLs(t *testing.T) {
+	advertised := map[string][]string{}
+	c := newCluster(t, 2, engines()[0], func(cfg *server.Config) {
+		p := freePorts(t, 1)[0]
+		cfg.ListenClientURLs = []string{"http://" + p}
+		cfg.AdvertiseClientURLs = []string{"http://" + p, "http://10.9.9.9:2379", "http://" + p, "http://a.example:1"}
+		want := []string{"http://10.9.9.9:2379", "http://" + p, "http://a.example:1"}
+		sort.Strings(want)
+		advertised[cfg.Name] = want
+	})
+	ctx := ctxT(t)
+	for i := range c.members {
+		ml, err := c.client(i).MemberList(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ml.Members) != 2 {
+			t.Fatalf("member list from %d: %v", i, ml.Members)
+		}
+		for _, m := range ml.Members {
+			if want := advertised[m.Name]; !slices.Equal(m.ClientURLs, want) {
+				t.Errorf("member list from %d: %s has client URLs %q, want %q", i, m.Name, m.ClientURLs, want)
+			}
+		}
 	}
 }
