@@ -219,6 +219,42 @@ func (n *Node) CaughtUpVoter(ctx context.Context) (string, error) {
 	return best.id, nil
 }
 
+// ReachableVoters counts the voting members, and those among them this
+// node reaches now: itself, and the others that report their applied
+// index within ctx, or within an election timeout each. It stands in for
+// etcd's transport view of active peers in its quorum-safety checks.
+func (n *Node) ReachableVoters(ctx context.Context) (reachable, voters int, err error) {
+	members, err := n.Members()
+	if err != nil {
+		return 0, 0, err
+	}
+	answers := make(chan error, len(members))
+	asked := 0
+	for _, m := range members {
+		if m.Learner {
+			continue
+		}
+		voters++
+		if m.ID == n.cfg.ID {
+			reachable++
+			continue
+		}
+		asked++
+		go func() {
+			ctx, cancel := context.WithTimeout(ctx, n.cfg.ElectionTimeout)
+			defer cancel()
+			_, err := n.memberApplied(ctx, m.Addr)
+			answers <- err
+		}()
+	}
+	for range asked {
+		if <-answers == nil {
+			reachable++
+		}
+	}
+	return reachable, voters, nil
+}
+
 func (n *Node) memberOp(ctx context.Context, op peerpb.MemberOp, id, addr string) error {
 	_, err := atLeader(ctx, n,
 		func() (struct{}, error) { return struct{}{}, n.memberOpLocal(ctx, op, id, addr) },

@@ -133,6 +133,16 @@ func readyToAddVoter(members []*pb.Member) bool {
 	return nstarted >= nmembers/2+1
 }
 
+// quorumAfterAdd is etcd's isConnectedToQuorumAfterAddingNewMemberSince:
+// a one-voter cluster may always grow; otherwise the voters this member
+// reaches (itself included) must make a quorum of voters+1.
+func quorumAfterAdd(reachable, voters int) bool {
+	if voters == 1 {
+		return true
+	}
+	return reachable >= (voters+1)/2+1
+}
+
 // learners counts the learners among members.
 func learners(members []*pb.Member) int {
 	n := 0
@@ -189,6 +199,17 @@ func (c *clusterServer) MemberAdd(ctx context.Context, r *pb.MemberAddRequest) (
 	}
 	if !r.GetIsLearner() && !readyToAddVoter(existing) {
 		return nil, rpctypes.ErrGRPCMemberNotEnoughStarted
+	}
+	// etcd's second check, for learners too: counting the new member as
+	// down, this member must reach a quorum of the grown cluster.
+	reachable, voters, err := s.node.ReachableVoters(ctx)
+	if err != nil {
+		return nil, togRPCError(err)
+	}
+	if !quorumAfterAdd(reachable, voters) {
+		s.cfg.Logger.Warn("rejecting member add request; local member has not been connected to majority peers, reconfigure breaks active quorum",
+			"local-member-id", raftID(s.id.MemberID), "requested-member-add", r.GetPeerURLs(), "error", rpctypes.ErrGRPCUnhealthy)
+		return nil, rpctypes.ErrGRPCUnhealthy
 	}
 	for _, m := range existing {
 		for _, u := range m.PeerURLs {

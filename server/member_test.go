@@ -341,3 +341,35 @@ func TestMemberListClientURLs(t *testing.T) {
 		}
 	}
 }
+
+// TestMemberAddWithVoterDown: with one of three voters down, adding a
+// learner or a voter is refused as etcd refuses it ("etcdserver: unhealthy
+// cluster": counting the new member as down, the members reached would
+// not make a quorum of four); with all three up, the learner is added.
+func TestMemberAddWithVoterDown(t *testing.T) {
+	c := newCluster(t, 3, engines()[0], nil)
+	ctx := ctxT(t)
+	lead := c.leader()
+	down := (lead + 1) % 3
+	cli := c.client(lead)
+	if err := c.members[down].Close(); err != nil {
+		t.Fatal(err)
+	}
+	c.members[down] = nil
+	if _, err := cli.MemberAddAsLearner(ctx, []string{"http://" + freePorts(t, 1)[0]}); !errors.Is(err, rpctypes.ErrUnhealthy) {
+		t.Fatalf("add a learner with a voter down: %v, want %v", err, rpctypes.ErrUnhealthy)
+	}
+	if _, err := cli.MemberAdd(ctx, []string{"http://" + freePorts(t, 1)[0]}); !errors.Is(err, rpctypes.ErrUnhealthy) {
+		t.Fatalf("add a voter with a voter down: %v, want %v", err, rpctypes.ErrUnhealthy)
+	}
+	m, err := server.Start(c.cfgs[down])
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.members[down] = m
+	<-m.ReadyNotify()
+	waitFor(t, "the learner added with every voter up", func() bool {
+		_, err := cli.MemberAddAsLearner(ctx, []string{"http://" + freePorts(t, 1)[0]})
+		return err == nil
+	})
+}
