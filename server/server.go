@@ -530,7 +530,8 @@ func (s *Server) watchRemoval() {
 }
 
 // Close stops serving (letting requests in flight finish for up to a few
-// seconds), then stops the node. Close is idempotent.
+// seconds), hands leadership to a caught-up voter if the member leads (as
+// etcd's Stop), then stops the node. Close is idempotent.
 func (s *Server) Close() error {
 	s.closeOnce.Do(s.stop)
 	<-s.watchDone
