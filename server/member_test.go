@@ -198,16 +198,21 @@ func TestMemberAddVoterUpdate(t *testing.T) {
 	if _, err := cli.MemberAdd(ctx, []string{"http://" + peers[4]}); !errors.Is(err, rpctypes.ErrMemberNotEnoughStarted) {
 		t.Fatalf("adding a fourth unstarted voter: %v, want %v", err, rpctypes.ErrMemberNotEnoughStarted)
 	}
-	if _, err := cli.MemberAddAsLearner(ctx, []string{"http://" + peers[4]}); err != nil {
-		t.Fatalf("a learner needs no quorum check: %v", err)
-	}
-	if _, err := cli.MemberAddAsLearner(ctx, []string{"http://" + peers[0]}); !errors.Is(err, rpctypes.ErrPeerURLExist) {
-		t.Fatalf("adding a used peer URL: %v, want %v", err, rpctypes.ErrPeerURLExist)
+	// A learner is refused too, as etcd's: counting it as down, the 4
+	// voters reached do not make a quorum of 8.
+	if _, err := cli.MemberAddAsLearner(ctx, []string{"http://" + peers[4]}); !errors.Is(err, rpctypes.ErrUnhealthy) {
+		t.Fatalf("a learner with 3 voters unreachable: %v, want %v", err, rpctypes.ErrUnhealthy)
 	}
 	for _, id := range ghosts {
 		if _, err := cli.MemberRemove(ctx, id); err != nil {
 			t.Fatalf("removing unstarted voter %x: %v", id, err)
 		}
+	}
+	if _, err := cli.MemberAddAsLearner(ctx, []string{"http://" + peers[4]}); err != nil {
+		t.Fatalf("a learner with every voter up: %v", err)
+	}
+	if _, err := cli.MemberAddAsLearner(ctx, []string{"http://" + peers[0]}); !errors.Is(err, rpctypes.ErrPeerURLExist) {
+		t.Fatalf("adding a used peer URL: %v, want %v", err, rpctypes.ErrPeerURLExist)
 	}
 	if _, err := cli.Put(ctx, "after-ghosts", "1"); err != nil {
 		t.Fatal(err)
