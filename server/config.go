@@ -709,8 +709,8 @@ func parseURLs(flag string, ss []string) ([]*url.URL, error) {
 		if _, _, err := net.SplitHostPort(u.Host); err != nil {
 			return nil, fmt.Errorf("server: %s %q: expected host:port (%v)", flag, s, err)
 		}
-		if u.Path != "" && u.Path != "/" {
-			return nil, fmt.Errorf("server: %s %q: URL must not have a path", flag, s)
+		if u.Path != "" { // etcd's types.NewURLs refuses "/" too
+			return nil, fmt.Errorf("server: %s: URL must not contain a path: %s", flag, s)
 		}
 		out = append(out, u)
 	}

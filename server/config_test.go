@@ -47,7 +47,9 @@ func TestConfigValidate(t *testing.T) {
 			c.ListenPeerURLs = []string{"http://127.0.0.1:2380", "http://127.0.0.1:2381"}
 		}), "server: --listen-peer-urls: exactly one URL is supported, got 2"},
 		{"peer URL with a path", valid(func(c *Config) { c.InitialAdvertisePeerURLs = []string{"http://127.0.0.1:2380/raft"} }),
-			`server: --initial-advertise-peer-urls "http://127.0.0.1:2380/raft": URL must not have a path`},
+			`server: --initial-advertise-peer-urls: URL must not contain a path: http://127.0.0.1:2380/raft`},
+		{"client URL with a slash", valid(func(c *Config) { c.AdvertiseClientURLs = []string{"http://127.0.0.1:2379/"} }),
+			`server: --advertise-client-urls: URL must not contain a path: http://127.0.0.1:2379/`},
 		{"bad cluster entry", valid(func(c *Config) { c.InitialCluster = "default" }),
 			`server: --initial-cluster: bad entry "default", want name=URL`},
 		{"cluster without this member", valid(func(c *Config) { c.InitialCluster = "other=http://127.0.0.1:2380" }),
