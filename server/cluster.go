@@ -29,14 +29,9 @@ type clusterServer struct {
 }
 
 func (c *clusterServer) MemberList(ctx context.Context, r *pb.MemberListRequest) (*pb.MemberListResponse, error) {
-	if r.GetLinearizable() {
-		if err := c.s.view(ctx, true, func(*mvcc.Store) error { return nil }); err != nil {
-			return nil, readError(ctx, err)
-		}
-	}
-	members, err := c.s.members()
+	members, err := c.s.listMembers(ctx, r.GetLinearizable())
 	if err != nil {
-		return nil, togRPCError(err)
+		return nil, err
 	}
 	return &pb.MemberListResponse{Header: c.s.header(), Members: members}, nil
 }
@@ -93,13 +88,16 @@ func urlsAt(urls []string, addr string) bool {
 	return err == nil && u.Host == addr
 }
 
-// currentMembers returns the members after a linearizable read barrier:
-// the strict reconfiguration checks then see every change committed
-// before the request (learners added, names published), even on a
-// follower that has not applied them yet.
-func (s *Server) currentMembers(ctx context.Context) ([]*pb.Member, error) {
-	if err := s.view(ctx, true, func(*mvcc.Store) error { return nil }); err != nil {
-		return nil, readError(ctx, err)
+// listMembers returns the members as this member knows them, after a
+// linearizable read barrier when linearizable is set: the strict
+// reconfiguration checks need one to see every change committed before
+// the request (learners added, names published), even on a follower that
+// has not applied them yet. Its errors are gRPC errors.
+func (s *Server) listMembers(ctx context.Context, linearizable bool) ([]*pb.Member, error) {
+	if linearizable {
+		if err := s.view(ctx, true, func(*mvcc.Store) error { return nil }); err != nil {
+			return nil, readError(ctx, err)
+		}
 	}
 	members, err := s.members()
 	if err != nil {
@@ -193,7 +191,7 @@ func (c *clusterServer) MemberAdd(ctx context.Context, r *pb.MemberAddRequest) (
 	if err != nil {
 		return nil, rpctypes.ErrGRPCMemberBadURLs
 	}
-	existing, err := s.currentMembers(ctx)
+	existing, err := s.listMembers(ctx, true)
 	if err != nil {
 		return nil, err
 	}
@@ -258,7 +256,7 @@ func (c *clusterServer) MemberRemove(ctx context.Context, r *pb.MemberRemoveRequ
 		return nil, err
 	}
 	s := c.s
-	existing, err := s.currentMembers(ctx)
+	existing, err := s.listMembers(ctx, true)
 	if err != nil {
 		return nil, err
 	}
