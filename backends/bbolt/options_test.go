@@ -16,6 +16,9 @@ func TestOptionsValidate(t *testing.T) {
 		{Name: "negative mmap", Opts: bbolt.Options{InitialMmapSize: -1}},
 		{Name: "negative lock timeout", Opts: bbolt.Options{LockTimeout: -time.Second}},
 		{Name: "negative defrag keys", Opts: bbolt.Options{DefragTxKeys: -1}},
+		{Name: "fill percent 1", Opts: bbolt.Options{FillPercent: 1}, OK: true},
+		{Name: "fill percent too low", Opts: bbolt.Options{FillPercent: 0.05}},
+		{Name: "fill percent above 1", Opts: bbolt.Options{FillPercent: 1.5}},
 	})
 }
 
