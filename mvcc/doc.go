@@ -144,8 +144,8 @@
 // queues the events of each commit on the streams of the synced watchers
 // they match, under one lock and without blocking: a commit costs the
 // writer a few hundred nanoseconds per matching synced watcher. A stream
-// bounds the events queued per watcher (WatchStreamOptions.BufferEvents);
-// a watcher whose events do not fit becomes unsynced and costs writers
+// bounds the events queued per watcher, in number and in bytes
+// (WatchStreamOptions.BufferEvents and BufferBytes); a watcher whose events do not fit becomes unsynced and costs writers
 // nothing more. A sync loop (every 100ms, and at once when a watcher needs
 // it) catches unsynced watchers up, when their stream has room again,
 // from the revision area (a bounded scan per pass, without the lock) and

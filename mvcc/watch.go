@@ -141,6 +141,24 @@ type event struct {
 	wire []byte
 }
 
+// eventOverhead is about what an event costs besides its key, value and
+// encoding: the event, its KeyValue and their slices.
+const eventOverhead = 160
+
+// mem is about the memory ev holds.
+func (ev *event) mem() int {
+	return eventOverhead + len(ev.wire) + len(ev.Kv.Key) + len(ev.Kv.Value)
+}
+
+// eventsMem is about the memory evs hold.
+func eventsMem(evs []*event) int {
+	n := 0
+	for _, ev := range evs {
+		n += ev.mem()
+	}
+	return n
+}
+
 // eventWireSize is the size of ev's entry in a WatchResponse.
 func eventWireSize(ev *mvccpb.Event) int {
 	n := proto.Size(ev)
@@ -298,20 +316,21 @@ func (h *watchHub) compacted(w *watcher, compactRev int64) {
 // w.minRev past what it queued. It reports whether everything was queued.
 // The caller holds mu.
 func (h *watchHub) catchUp(w *watcher, evs []*event, upTo int64) bool {
-	limit := w.st.chunkEvents()
+	limit, limitBytes := w.st.chunkEvents(), w.st.chunkBytes(w)
 	for len(evs) > 0 {
-		n := 0
+		n, size := 0, 0
 		for n < len(evs) {
 			// Take the whole revision at evs[n].
 			r := evs[n].Kv.ModRevision
-			m := n + 1
+			m, add := n+1, evs[n].mem()
 			for m < len(evs) && evs[m].Kv.ModRevision == r {
+				add += evs[m].mem()
 				m++
 			}
-			if n > 0 && m > limit {
+			if n > 0 && (m > limit || size+add > limitBytes) {
 				break
 			}
-			n = m
+			n, size = m, size+add
 		}
 		if !w.st.enqueueEvents(w, evs[:n:n], h.rev) {
 			w.minRev = evs[0].Kv.ModRevision

@@ -45,6 +45,15 @@ type WatchStreamOptions struct {
 	// revision larger than the bound is still sent whole. The default
 	// value is 4096.
 	BufferEvents int
+	// BufferBytes bounds, per watcher, the memory of the events queued
+	// on the stream and not yet received (their encoding, key and value):
+	// what a watcher that is never read costs, whatever the size of the
+	// values. A watcher whose events do not fit falls behind as with
+	// BufferEvents. A single revision larger than the bound is still
+	// sent whole, and a watcher created with fragment may get a response
+	// of up to two fragments (4 × FragmentBytes of memory) when it
+	// catches up. The default value is 1 MiB.
+	BufferBytes int
 	// EncodedHeader, if set, makes the stream hand out its responses
 	// encoded, on Encoded, instead of on Chan: each exactly what
 	// proto.Marshal makes of the response with the header fields
@@ -57,6 +66,7 @@ type WatchStreamOptions struct {
 const (
 	defaultProgressNotifyInterval = 10 * time.Minute
 	defaultBufferEvents           = 4096
+	defaultBufferBytes            = 1 << 20
 )
 
 // Clone returns a copy of o; a nil o gives zero WatchStreamOptions.
@@ -76,6 +86,9 @@ func (o *WatchStreamOptions) EnsureDefaults() {
 	}
 	if o.BufferEvents <= 0 {
 		o.BufferEvents = defaultBufferEvents
+	}
+	if o.BufferBytes <= 0 {
+		o.BufferBytes = defaultBufferBytes
 	}
 }
 
@@ -140,8 +153,9 @@ type streamEntry struct {
 	id     int64
 	rev    int64 // header revision
 	evs    []*event
-	owned  bool // evs is the entry's own, not shared with other watchers
-	cost   int
+	owned  bool   // evs is the entry's own, not shared with other watchers
+	cost   int    // counted in w.queued
+	bytes  int    // counted in w.queuedBytes: the memory of evs
 	compat int64  // compact revision
 	reason string // cancel reason
 }
@@ -413,16 +427,36 @@ func (ws *WatchStream) wakeUp() {
 	}
 }
 
-// chunkEvents is the size of the catch-up responses: a quarter of the
-// buffer, so that a stream with room takes at least two.
+// chunkEvents and chunkBytes bound a response the stream makes of
+// several revisions (catching up, or joining queued events): a quarter
+// of the buffer, so that a stream with room takes at least two.
 func (ws *WatchStream) chunkEvents() int { return max(1, ws.opts.BufferEvents/4) }
 
+// chunkBytes is larger for a watcher created with fragment: its
+// responses are split on the way out, so it gets responses of about two
+// fragments, as etcd's (whose catch-up responses hold up to 1000
+// revisions). An event's memory is about twice its wire size (its
+// encoding and its decoded value).
+func (ws *WatchStream) chunkBytes(w *watcher) int {
+	n := max(1, ws.opts.BufferBytes/4)
+	if w.fragment && ws.opts.FragmentBytes > 0 {
+		n = max(n, 4*ws.opts.FragmentBytes)
+	}
+	return n
+}
+
 // hasRoom reports whether w has room for catching up: half of its buffer
-// is free.
+// is free, in events and in bytes.
 func (ws *WatchStream) hasRoom(w *watcher) bool {
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
-	return !ws.closed && w.queued <= ws.opts.BufferEvents/2
+	return !ws.closed && ws.halfFree(w)
+}
+
+// halfFree reports whether half of w's buffer is free. The caller holds
+// mu.
+func (ws *WatchStream) halfFree(w *watcher) bool {
+	return w.queued <= ws.opts.BufferEvents/2 && w.queuedBytes <= ws.opts.BufferBytes/2
 }
 
 // enqueueEvents queues events of w under header revision rev if they fit
@@ -472,29 +506,32 @@ func (ws *WatchStream) admitLocked(w *watcher, evs []*event, rev int64) bool {
 	if ws.closed {
 		return true // dropped: the stream is going away
 	}
-	cost := len(evs) + 1
-	if w.queued > 0 && w.queued+cost > ws.opts.BufferEvents {
+	cost, bytes := len(evs)+1, eventsMem(evs)
+	if w.queued > 0 && (w.queued+cost > ws.opts.BufferEvents || w.queuedBytes+bytes > ws.opts.BufferBytes) {
 		return false
 	}
 	if pos := w.tail - 1; pos >= 0 && pos > ws.progress {
 		if i := int(pos - ws.base); i >= ws.head && i < len(ws.queue) {
-			if old := &ws.queue[i]; old.kind == entryEvents && !old.dead && old.w == w && len(old.evs)+len(evs) <= ws.chunkEvents() {
+			if old := &ws.queue[i]; old.kind == entryEvents && !old.dead && old.w == w &&
+				len(old.evs)+len(evs) <= ws.chunkEvents() && old.bytes+bytes <= ws.chunkBytes(w) {
 				merged := old.evs
 				if !old.owned {
 					merged = append(make([]*event, 0, 2*(len(old.evs)+len(evs))), old.evs...)
 				}
 				merged = append(merged, evs...)
 				w.queued += len(evs)
+				w.queuedBytes += bytes
 				if i == len(ws.queue)-1 {
 					old.evs, old.owned, old.rev = merged, true, rev
 					old.cost += len(evs)
+					old.bytes += bytes
 					return true
 				}
-				cost = old.cost + len(evs)
+				cost, bytes = old.cost+len(evs), old.bytes+bytes
 				*old = streamEntry{kind: entryEvents, dead: true} // a moved entry
 				ws.moved++
 				w.tail = ws.base + int64(len(ws.queue)) + 1
-				ws.queue = append(ws.queue, streamEntry{kind: entryEvents, w: w, id: w.id, rev: rev, evs: merged, owned: true, cost: cost})
+				ws.queue = append(ws.queue, streamEntry{kind: entryEvents, w: w, id: w.id, rev: rev, evs: merged, owned: true, cost: cost, bytes: bytes})
 				if ws.moved > 1024 && ws.moved > (len(ws.queue)-ws.head)/2 {
 					ws.dropMovedLocked()
 				}
@@ -503,8 +540,9 @@ func (ws *WatchStream) admitLocked(w *watcher, evs []*event, rev int64) bool {
 		}
 	}
 	w.queued += cost
+	w.queuedBytes += bytes
 	w.tail = ws.base + int64(len(ws.queue)) + 1
-	ws.queue = append(ws.queue, streamEntry{kind: entryEvents, w: w, id: w.id, rev: rev, evs: evs, cost: cost})
+	ws.queue = append(ws.queue, streamEntry{kind: entryEvents, w: w, id: w.id, rev: rev, evs: evs, cost: cost, bytes: bytes})
 	return true
 }
 
@@ -575,10 +613,10 @@ func (ws *WatchStream) pop(out []streamEntry) []streamEntry {
 			ws.queue, ws.head = ws.queue[:n], 0
 		}
 		if w := e.w; w != nil {
-			half := ws.opts.BufferEvents / 2
-			wasFull := w.queued > half
+			wasFull := !ws.halfFree(w)
 			w.queued -= e.cost
-			if (wasFull && w.queued <= half) || (e.cost > 0 && w.queued == 0) {
+			w.queuedBytes -= e.bytes
+			if (wasFull && ws.halfFree(w)) || (e.cost > 0 && w.queued == 0) {
 				ws.h.nudge() // it may be waiting to catch up
 			}
 			if e.kind == entryProgress {
@@ -593,9 +631,7 @@ func (ws *WatchStream) pop(out []streamEntry) []streamEntry {
 		}
 		if !e.dead {
 			out = append(out, e)
-			for _, ev := range e.evs {
-				size += len(ev.wire)
-			}
+			size += e.bytes
 		}
 	}
 	return out

@@ -219,6 +219,63 @@ func TestWatchLaggingMemory(t *testing.T) {
 	}
 }
 
+// TestWatchLaggingMemoryBytes is the same with large values: a watcher
+// that reads nothing holds at most BufferBytes of events (plus the
+// revision that did not fit), whatever their number, so the store's heap
+// stays bounded however many large values are written past it.
+func TestWatchLaggingMemoryBytes(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector's memory makes the measure meaningless")
+	}
+	const watchers, puts, valueSize, buffer = 10, 400, 64 << 10, 1 << 20
+	o := smallWatchHub(nil, 64, 0, 0)
+	o.watch.ringMaxBytes = 1 << 20
+	s, _ := newTestStore(t, testEngines(t)[0], o)
+	var before runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	ws, err := s.NewWatchStream(&WatchStreamOptions{ProgressNotifyInterval: -1, BufferBytes: buffer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	for range watchers {
+		// Each with prev_kv, as the apiserver's.
+		if _, err := ws.Watch(&pb.WatchCreateRequest{Key: []byte("k/"), RangeEnd: []byte("k0"), PrevKv: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	value := bytes.Repeat([]byte("v"), valueSize)
+	peak := int64(0)
+	for i := range puts {
+		if _, err := s.Put(&pb.PutRequest{Key: fmt.Appendf(nil, "k/%d", i%50), Value: value}); err != nil {
+			t.Fatal(err)
+		}
+		if i%50 == 49 {
+			var m runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&m)
+			peak = max(peak, int64(m.HeapAlloc)-int64(before.HeapAlloc))
+		}
+	}
+	ws.mu.Lock()
+	for _, w := range ws.watchers {
+		if w.queuedBytes > buffer+valueSize*4 {
+			t.Errorf("watch %d holds %d B of events, want at most %d", w.id, w.queuedBytes, buffer+valueSize*4)
+		}
+	}
+	ws.mu.Unlock()
+	t.Logf("%d puts of %d KiB under %d watchers reading nothing: heap growth at most %d KiB (BufferBytes %d KiB)",
+		puts, valueSize>>10, watchers, peak>>10, buffer>>10)
+	// The queued events (shared by the watchers: about BufferBytes), the
+	// ring (1 MiB), the response on its way out and the engine's caches;
+	// the values written are 25 MiB, twice that as events (about 57 MiB
+	// held when the buffer is bounded in events only).
+	if limit := int64(16 << 20); peak > limit {
+		t.Errorf("heap grew by %d MiB, want at most %d MiB", peak>>20, limit>>20)
+	}
+}
+
 // TestWatchStreamMovesMany moves many responses to the end of a queue
 // nobody reads, so that the slots they leave are taken out, with
 // progress requests in between, and checks what comes out.

@@ -40,8 +40,8 @@ type watcher struct {
 	// Guarded by st.mu:
 	//
 	// queued is the cost of the watcher's responses queued on its stream
-	// (events + 1 per response).
-	queued int
+	// (events + 1 per response), queuedBytes the memory of their events.
+	queued, queuedBytes int
 	// tail is 1 + the stream position (counted from the first entry
 	// ever queued) of the watcher's last queued response with events,
 	// or 0 (see admitLocked).
