@@ -96,6 +96,10 @@ type Config struct {
 	// is <DataDir>/member/raft/log. Start refuses a WALDir without a log
 	// when the default directory has one: move the log there first.
 	WALDir string
+	// WALSyncFault is fault injection, for tests only (cmd/strata sets it
+	// from STRATA_FAULT_INJECT_WAL_FSYNC): see wal.Options.SyncFault. The
+	// default value is nil.
+	WALSyncFault func() error
 	// Engine is the storage engine (--backend).
 	Engine engine.Engine
 	// EngineOptions are passed to the engine.

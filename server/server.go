@@ -211,7 +211,9 @@ func Start(cfg Config) (_ *Server, err error) {
 				return nil, err
 			}
 			return wal.Open(c.walDir(dir), &wal.Options{
-				Logger: c.Logger.With("component", "wal"),
+				Logger:    c.Logger.With("component", "wal"),
+				OnFail:    s.walFailed,
+				SyncFault: c.WALSyncFault,
 				OnSync: func(_ int, took time.Duration) {
 					disk.walFsync.Observe(took.Seconds())
 					if took > warnSyncDuration {
@@ -459,6 +461,18 @@ func (s *Server) monitor() {
 		}
 		s.refreshSize()
 	}
+}
+
+// walFailed ends the process when the raft log cannot be saved (a failed
+// fsync or file operation: see wal.Options.OnFail), as etcd's raft loop
+// does with lg.Fatal("failed to save Raft hard state and entries"): raft
+// cannot go on without its log, and nothing written since the failure may
+// be acknowledged. A graceful stop would leave raft running meanwhile, and
+// raft panics when it cannot save a new term. The process exits with
+// status 1, as zap's Fatal.
+func (s *Server) walFailed(err error) {
+	s.cfg.Logger.Error("failed to save Raft hard state and entries", "error", err)
+	os.Exit(1)
 }
 
 // fail stops the server on its own because of err, which Err then

@@ -156,6 +156,7 @@ func launch(p *parsed, logOut io.Writer) (*member, error) {
 	cfg.Engine = eng
 	cfg.EngineOptions.Logger = logger.With("component", "engine")
 	cfg.Logger = logger
+	injectFaults(&cfg, os.Getenv, logger)
 	s, err := server.Start(cfg)
 	if err != nil {
 		closeLog()

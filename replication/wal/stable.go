@@ -34,6 +34,12 @@ type stableStore struct {
 	buf     []byte            // encoding of the record being written
 	failed  error             // sticky ErrFailed
 	closed  bool
+
+	syncFault func() error // Options.SyncFault
+	onFail    func(error)  // Options.OnFail
+	// failOnce calls onFail once, whichever of the log and the stable
+	// store fails first.
+	failOnce sync.Once
 }
 
 // Set durably stores val under key: it returns after the record is written
@@ -153,19 +159,33 @@ func (st *stableStore) set(key, val []byte) error {
 	st.buf = appendStable(st.buf[:0], key, val)
 	if _, err := st.f.WriteAt(st.buf, st.size); err != nil {
 		if terr := st.f.Truncate(st.size); terr != nil {
-			st.failed = fmt.Errorf("%w: stable: write: %w; roll back: %w", ErrFailed, err, terr)
-			return st.failed
+			return st.fail(fmt.Errorf("%w: stable: write: %w; roll back: %w", ErrFailed, err, terr))
 		}
 		return fmt.Errorf("wal: stable: write: %w", err)
 	}
-	if err := fdatasync(st.f); err != nil {
-		st.failed = fmt.Errorf("%w: stable: sync: %w", ErrFailed, err)
-		return st.failed
+	if err := syncWithFault(st.f, st.syncFault); err != nil {
+		return st.fail(fmt.Errorf("%w: stable: sync: %w", ErrFailed, err))
 	}
 	st.size += int64(len(st.buf))
 	st.records++
 	st.kv[string(key)] = append([]byte{}, val...)
 	return nil
+}
+
+// fail makes err (an ErrFailed) sticky and reports it to Options.OnFail,
+// once for the whole Store.
+func (st *stableStore) fail(err error) error {
+	st.failed = err
+	st.reportFail(err)
+	return err
+}
+
+func (st *stableStore) reportFail(err error) {
+	st.failOnce.Do(func() {
+		if st.onFail != nil {
+			st.onFail(err)
+		}
+	})
 }
 
 func (st *stableStore) get(key []byte) ([]byte, error) {

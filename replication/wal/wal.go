@@ -105,6 +105,19 @@ type Options struct {
 	// fdatasync took (for etcd's wal_fsync_duration metric). It runs on
 	// raft's goroutine: keep it cheap.
 	OnSync func(entries int, took time.Duration)
+	// OnFail, if not nil, is called once, with the error, when the store
+	// fails (see ErrFailed): a failed fsync, or a failed file operation that
+	// left the disk state unknown, of the log or of the stable store. Raft
+	// cannot go on without its log, so the caller should stop at once, as
+	// etcd exits when it cannot save its WAL. It runs on the goroutine of
+	// the failed call, with the store's locks held: it must not call the
+	// store.
+	OnFail func(err error)
+	// SyncFault is fault injection, for tests only: if not nil, it is
+	// called before each fsync that makes appended entries or a stable
+	// store value durable, and an error it returns is taken for that
+	// fsync's error (so it fails the store). The default value is nil.
+	SyncFault func() error
 }
 
 // Clone returns a copy of o; nil gives zero Options.
@@ -219,6 +232,7 @@ func Open(dir string, opts *Options) (_ *Store, err error) {
 	if err := s.recoverSegments(); err != nil {
 		return nil, err
 	}
+	s.stable.syncFault, s.stable.onFail = s.opts.SyncFault, s.opts.OnFail
 	if err := s.stable.open(dir, s.opts.Logger); err != nil {
 		return nil, err
 	}
@@ -506,7 +520,7 @@ func (s *Store) appendTail(tail *segment) error {
 		}
 		return fmt.Errorf("wal: append to %s: %w", tail.path, err)
 	}
-	if err := fdatasync(tail.f); err != nil {
+	if err := s.sync(tail.f); err != nil {
 		return s.fail(fmt.Errorf("sync %s: %w", tail.path, err))
 	}
 	return nil
@@ -542,7 +556,7 @@ func (s *Store) createSegment(base uint64) (*segment, error) {
 		}
 		return nil, fmt.Errorf("wal: create segment %s: %w", path, err)
 	}
-	if err := fdatasync(f); err != nil {
+	if err := s.sync(f); err != nil {
 		f.Close()
 		return nil, s.fail(fmt.Errorf("sync %s: %w", path, err))
 	}
@@ -785,7 +799,23 @@ func (s *Store) writable() error {
 func (s *Store) fail(err error) error {
 	s.failed = fmt.Errorf("%w: %w", ErrFailed, err)
 	s.opts.Logger.Error("wal: store failed", "error", err)
+	s.stable.reportFail(s.failed)
 	return s.failed
+}
+
+// sync makes f's appended data durable (fdatasync), failing first if the
+// injected SyncFault says so.
+func (s *Store) sync(f *os.File) error {
+	return syncWithFault(f, s.opts.SyncFault)
+}
+
+func syncWithFault(f *os.File, fault func() error) error {
+	if fault != nil {
+		if err := fault(); err != nil {
+			return fmt.Errorf("injected fault: %w", err)
+		}
+	}
+	return fdatasync(f)
 }
 
 // trimBuffer drops a write buffer grown by an unusually large batch.

@@ -44,6 +44,8 @@ type member struct {
 	// state is its --initial-cluster-state: "new", or "existing" once it
 	// has been removed and added again.
 	state string
+	// env is added to the process's environment (fault injection).
+	env []string
 }
 
 // running reports whether the process has been started and not reaped.
@@ -84,7 +86,19 @@ type cluster struct {
 	dir     string
 	net     *faultNet
 	members []*member
-	initial string // --initial-cluster
+	initial string   // --initial-cluster
+	args    []string // more flags for every member
+}
+
+// clusterOptions change newCluster's defaults.
+type clusterOptions struct {
+	// args are more flags for every member.
+	args []string
+	// dataDir, if not nil, gives member i's data directory (a disk that
+	// fills up).
+	dataDir func(i int) string
+	// env, if not nil, gives member i's added environment.
+	env func(i int) []string
 }
 
 // initialCluster returns --initial-cluster for the members' current
@@ -101,15 +115,27 @@ func (c *cluster) initialCluster() string {
 // healthy. Cleanup kills whatever still runs.
 func newCluster(t *testing.T, engine string, n int) *cluster {
 	t.Helper()
+	return newClusterWith(t, engine, n, clusterOptions{})
+}
+
+// newClusterWith is newCluster with options.
+func newClusterWith(t *testing.T, engine string, n int, o clusterOptions) *cluster {
+	t.Helper()
 	addrs, err := freeport.Addrs(2 * n)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &cluster{t: t, engine: engine, dir: t.TempDir()}
+	c := &cluster{t: t, engine: engine, dir: t.TempDir(), args: o.args}
 	c.net = newFaultNet(c.pids)
 	for i := range n {
 		m := &member{idx: i, name: fmt.Sprintf("m%d", i), client: addrs[2*i], peer: addrs[2*i+1], state: "new"}
 		m.dataDir = filepath.Join(c.dir, m.name)
+		if o.dataDir != nil {
+			m.dataDir = o.dataDir(i)
+		}
+		if o.env != nil {
+			m.env = o.env(i)
+		}
 		m.logPath = filepath.Join(c.dir, m.name+".log")
 		c.members = append(c.members, m)
 	}
@@ -162,6 +188,7 @@ func (c *cluster) start(m *member) {
 		fmt.Sprintf("--snapshot-count=%d", snapshotCount),
 		"--log-level=info",
 	}
+	args = append(args, c.args...)
 	f, err := os.OpenFile(m.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		c.t.Fatal(err)
@@ -169,6 +196,9 @@ func (c *cluster) start(m *member) {
 	fmt.Fprintf(f, "=== %s start %s\n", time.Now().Format(time.RFC3339Nano), strings.Join(args, " "))
 	cmd := exec.Command(strataBin, args...)
 	cmd.Stdout, cmd.Stderr = f, f
+	if len(m.env) > 0 {
+		cmd.Env = append(os.Environ(), m.env...)
+	}
 	if err := cmd.Start(); err != nil {
 		f.Close()
 		c.t.Fatal(err)
