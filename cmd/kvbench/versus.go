@@ -67,6 +67,13 @@ of throughput and p99 latency, and whether they meet the performance bar:
   range-s        bench range foo --consistency=s           throughput >= 1.0x
   watch-latency  bench watch-latency --put-total --put-rate --streams
                  --watchers-per-stream; the watch events' p99 <= etcd
+  resources      bench put --sequential-keys of --resource-keys keys
+                 (--resource-key-size bytes), then --resource-revisions
+                 puts to random ones among them; then the members' RSS and
+                 data directory size (du), the time from starting the
+                 stopped members again to every /health answering 200, RSS
+                 after it, and the size after etcdctl compact --physical at
+                 the current revision and etcdctl defrag; each <= etcd
 
 all with --conns=10 --clients=100 (--precise). The range workloads first put
 "foo" (a --val-size value) with etcdctl. Failed requests, the tool's errors
@@ -114,6 +121,9 @@ and kept in --json.`,
 	fl.IntVar(&opts.WatchPutTotal, "watch-put-total", opts.WatchPutTotal, "watch-latency: --put-total")
 	fl.IntVar(&opts.WatchPutRate, "watch-put-rate", opts.WatchPutRate, "watch-latency: --put-rate (puts a second)")
 	fl.IntVar(&opts.WatchStreams, "watch-streams", opts.WatchStreams, "watch-latency: --streams")
+	fl.IntVar(&opts.ResourceKeys, "resource-keys", opts.ResourceKeys, "resources: keys loaded")
+	fl.IntVar(&opts.ResourceKeySize, "resource-key-size", opts.ResourceKeySize, "resources: key size")
+	fl.IntVar(&opts.ResourceRevisions, "resource-revisions", opts.ResourceRevisions, "resources: puts made to the loaded keys after loading them")
 	fl.IntVar(&opts.WatchersPerStream, "watchers-per-stream", opts.WatchersPerStream, "watch-latency: --watchers-per-stream")
 	return cmd
 }

@@ -45,6 +45,9 @@ func (r *Result) WriteTable(w io.Writer) {
 			fmt.Fprintf(w, "(peak RSS is the sum of the members')\n")
 		}
 		writeRuns(w, runs)
+		if wl, ok := LookupWorkload(name); ok && wl.Resources {
+			writeResources(w, runs)
+		}
 	}
 	if len(names) > 1 || (len(names) == 1 && names[0] != "" && names[0] != "custom") {
 		fmt.Fprintf(w, "\n== the bar, %s: median of per-round strata/etcd ratios\n", nodesString(max(r.Nodes, 1)))
@@ -58,6 +61,11 @@ func (r *Result) WriteTable(w io.Writer) {
 			case !ok:
 			case len(rounds) == 0:
 				met = "no runs"
+			case wl.Resources:
+				met = "NO"
+				if resourcesMet(resourceRatios(r.runsOf(name))) {
+					met = "yes"
+				}
 			case wl.Met(median(tp), median(lat)):
 				met = "yes"
 			default:
@@ -102,7 +110,7 @@ func writeRuns(w io.Writer, runs []BenchRun) {
 	tp, p99 := median(tps), median(lats)
 	fmt.Fprintf(w, "median of per-round ratios, strata/etcd: throughput %.2fx (higher is better), p99 %.2fx (lower is better)\n", tp, p99)
 	if len(runs) > 0 {
-		if wl, ok := LookupWorkload(runs[0].Workload); ok {
+		if wl, ok := LookupWorkload(runs[0].Workload); ok && !wl.Resources {
 			verdict := "met"
 			if len(tps) == 0 {
 				verdict = "no complete round"
@@ -158,6 +166,7 @@ type RunJSON struct {
 	Stderr          []string       `json:"bench_stderr,omitempty"`
 	ServerLog       []string       `json:"server_log,omitempty"`
 	BenchArgs       []string       `json:"bench_args,omitempty"`
+	Resources       *Resources     `json:"resources,omitempty"`
 }
 
 // MedianJSON is one workload's medians over rounds.
@@ -173,6 +182,9 @@ type MedianJSON struct {
 	MinThroughput   float64 `json:"bar_min_throughput_ratio,omitempty"`
 	MaxP99          float64 `json:"bar_max_p99_ratio,omitempty"`
 	Met             *bool   `json:"bar_met,omitempty"`
+	// ResourceRatios are the resources workload's median Strata/etcd
+	// ratios, by figure.
+	ResourceRatios map[string]float64 `json:"resource_ratios,omitempty"`
 }
 
 func msf(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
@@ -212,7 +224,7 @@ func (r *Result) JSON(cfg Config, args []string) ResultJSON {
 			}
 			rj := RunJSON{Workload: run.Workload, Nodes: run.Nodes, Round: run.Round, Target: run.Target,
 				StatsJSON: st, Failed: run.Summary.Failed(), Errors: errs, Err: run.Err,
-				Stderr: run.Stderr, ServerLog: run.ServerLog, BenchArgs: run.BenchArgs}
+				Stderr: run.Stderr, ServerLog: run.ServerLog, BenchArgs: run.BenchArgs, Resources: run.Resources}
 			if pr, ok := perRound[run.Round]; ok {
 				rj.ThroughputRatio, rj.P99Ratio = pr[0], pr[1]
 			}
@@ -227,6 +239,14 @@ func (r *Result) JSON(cfg Config, args []string) ResultJSON {
 		if wl, ok := LookupWorkload(name); ok {
 			mj.MinThroughput, mj.MaxP99 = wl.MinThroughput, wl.MaxP99
 			met := len(rounds) > 0 && wl.Met(mj.ThroughputRatio, mj.P99Ratio)
+			if wl.Resources {
+				ratios, n := resourceRatios(runs)
+				met = resourcesMet(ratios, n)
+				mj.ResourceRatios = map[string]float64{}
+				for i, f := range resourceFigures {
+					mj.ResourceRatios[f.name] = ratios[i]
+				}
+			}
 			mj.Met = &met
 		}
 		out.Medians = append(out.Medians, mj)

@@ -46,19 +46,33 @@ type procServer struct {
 	out    *tailBuffer
 }
 
+// stop stops the process (SIGTERM, then SIGKILL after 10 s); stopping a
+// stopped one does nothing.
 func (s *procServer) stop() {
 	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	var err error
 	select {
-	case <-s.exited:
+	case err = <-s.exited:
 	case <-time.After(10 * time.Second):
 		_ = s.cmd.Process.Kill()
-		<-s.exited
+		err = <-s.exited
 	}
+	s.exited <- err
 }
 
-// procCluster is a fresh cluster of server processes on loopback.
+// procCluster is a cluster of server processes on loopback. Its members
+// keep their command lines, addresses and data directories across a
+// restart.
 type procCluster struct {
+	bin     string
+	scheme  string
+	tf      *tlsFiles
 	members []*procServer
+	// args are each member's command line, clients their client addresses
+	// (host:port), dirs their data directories.
+	args    [][]string
+	clients []string
+	dirs    []string
 }
 
 func (c *procCluster) endpoints() []string {
@@ -75,6 +89,15 @@ func (c *procCluster) stop() {
 		wg.Go(m.stop)
 	}
 	wg.Wait()
+}
+
+// pids returns the members' process ids.
+func (c *procCluster) pids() []int {
+	var out []int
+	for _, m := range c.members {
+		out = append(out, m.cmd.Process.Pid)
+	}
+	return out
 }
 
 // logTail returns the last lines each member printed, prefixed by its name.
@@ -111,37 +134,62 @@ func startCluster(ctx context.Context, bin string, extra []string, dir string, n
 	for i := range n {
 		initial = append(initial, fmt.Sprintf("m%d=%s%s", i, scheme, addrs[2*i+1]))
 	}
-	c := &procCluster{}
+	c := &procCluster{bin: bin, scheme: scheme, tf: tf}
 	for i := range n {
 		name := fmt.Sprintf("m%d", i)
 		curl, purl := scheme+addrs[2*i], scheme+addrs[2*i+1]
-		args := []string{"--name=" + name, "--data-dir=" + filepath.Join(dir, name),
+		data := filepath.Join(dir, name)
+		args := []string{"--name=" + name, "--data-dir=" + data,
 			"--listen-client-urls=" + curl, "--advertise-client-urls=" + curl,
 			"--listen-peer-urls=" + purl, "--initial-advertise-peer-urls=" + purl,
 			"--initial-cluster=" + strings.Join(initial, ","), "--initial-cluster-state=new",
 			"--log-level=error"}
-		args = append(append(args, tf.serverArgs()...), extra...)
-		s := &procServer{name: name, client: addrs[2*i], exited: make(chan error, 1), out: &tailBuffer{max: 256 << 10}}
-		s.cmd = exec.Command(bin, args...)
+		c.args = append(c.args, append(append(args, tf.serverArgs()...), extra...))
+		c.clients = append(c.clients, addrs[2*i])
+		c.dirs = append(c.dirs, data)
+	}
+	if err := c.launch(); err != nil {
+		return nil, err
+	}
+	if err := c.waitHealthy(ctx, 100*time.Millisecond); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// launch starts every member's process (again, after stop: a restart on
+// the same data directories and addresses).
+func (c *procCluster) launch() error {
+	c.members = nil
+	for i, args := range c.args {
+		name := fmt.Sprintf("m%d", i)
+		s := &procServer{name: name, client: c.clients[i], exited: make(chan error, 1), out: &tailBuffer{max: 256 << 10}}
+		s.cmd = exec.Command(c.bin, args...)
 		s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
 		if err := s.cmd.Start(); err != nil {
 			c.stop()
-			return nil, err
+			return err
 		}
 		go func() { s.exited <- s.cmd.Wait() }()
 		c.members = append(c.members, s)
 	}
-	// Ready when every member's /health answers 200: it has a leader and
-	// serves a linearizable read.
+	return nil
+}
+
+// waitHealthy waits, checking every poll, until every member's /health
+// answers 200: it has a leader and serves a linearizable read. It stops
+// the cluster when it fails.
+func (c *procCluster) waitHealthy(ctx context.Context, poll time.Duration) error {
+	n := len(c.members)
 	timeout := 20 * time.Second
 	if n > 1 {
 		timeout = 40 * time.Second
 	}
 	deadline := time.Now().Add(timeout)
-	hc, err := tf.httpClient()
+	hc, err := c.tf.httpClient()
 	if err != nil {
 		c.stop()
-		return nil, err
+		return err
 	}
 	healthy := make([]bool, n)
 	for {
@@ -150,7 +198,7 @@ func startCluster(ctx context.Context, bin string, extra []string, dir string, n
 			case err := <-m.exited:
 				m.exited <- err
 				c.stop()
-				return nil, fmt.Errorf("%s %s exited early: %v\n%s", bin, m.name, err, m.out.String())
+				return fmt.Errorf("%s %s exited early: %v\n%s", c.bin, m.name, err, m.out.String())
 			default:
 			}
 		}
@@ -159,24 +207,24 @@ func startCluster(ctx context.Context, bin string, extra []string, dir string, n
 			if healthy[i] {
 				continue
 			}
-			if resp, err := hc.Get(scheme + m.client + "/health"); err == nil {
+			if resp, err := hc.Get(c.scheme + m.client + "/health"); err == nil {
 				resp.Body.Close()
 				healthy[i] = resp.StatusCode == http.StatusOK
 			}
 			all = all && healthy[i]
 		}
 		if all {
-			return c, nil
+			return nil
 		}
 		if time.Now().After(deadline) {
 			c.stop()
-			return nil, fmt.Errorf("%s: not every member healthy after %v\n%s", bin, timeout, strings.Join(c.logTail(20), "\n"))
+			return fmt.Errorf("%s: not every member healthy after %v\n%s", c.bin, timeout, strings.Join(c.logTail(20), "\n"))
 		}
 		select {
 		case <-ctx.Done():
 			c.stop()
-			return nil, ctx.Err()
-		case <-time.After(100 * time.Millisecond):
+			return ctx.Err()
+		case <-time.After(poll):
 		}
 	}
 }

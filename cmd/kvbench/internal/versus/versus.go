@@ -66,6 +66,8 @@ type BenchRun struct {
 	Output  BenchOutput
 	// PeakRSS is the sum over members of each one's peak RSS.
 	PeakRSS int64
+	// Resources are the resources workload's figures.
+	Resources *Resources
 	// Err is why the run failed ("" when it did not): the benchmark tool
 	// exited non-zero, or printed no summary.
 	Err string
@@ -113,7 +115,7 @@ func (c *Config) EnsureDefaults() {
 	}
 	if c.Etcdctl == "" && len(c.BenchArgs) == 0 && slices.ContainsFunc(c.Workloads, func(name string) bool {
 		w, ok := LookupWorkload(name)
-		return ok && w.Preload
+		return ok && (w.Preload || w.Resources)
 	}) {
 		c.Etcdctl = filepath.Join(filepath.Dir(c.Etcd), "etcdctl")
 	}
@@ -279,7 +281,13 @@ func runOnce(ctx context.Context, cfg Config, job benchJob, bin string, extra []
 			run.Err = fmt.Sprintf("%s put %s: %v: %s", cfg.Etcdctl, RangeKey, err, strings.TrimSpace(string(out)))
 		}
 	}
-	if run.Err == "" {
+	if job.w.Resources {
+		r, err := runResources(ctx, cfg, c, &run)
+		if err != nil {
+			run.Err = err.Error()
+		}
+		run.Resources = r
+	} else if run.Err == "" {
 		rctx, cancel := context.WithTimeout(ctx, cfg.RunTimeout)
 		cmd := exec.CommandContext(rctx, cfg.Bench, append(append([]string{"--endpoints=" + eps}, cfg.tls.clientArgs()...), job.args...)...)
 		var stdout bytes.Buffer

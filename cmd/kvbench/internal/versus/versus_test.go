@@ -31,7 +31,11 @@ func TestMain(m *testing.M) {
 		return
 	case "etcdctl":
 		recordFakeArgs("etcdctl")
-		fmt.Println("OK")
+		if slices.Contains(os.Args, "--write-out=json") {
+			fmt.Println(`{"header":{"revision":42}}`)
+		} else {
+			fmt.Println("OK")
+		}
 		return
 	}
 	// A run must stop every process and goroutine it starts.
@@ -83,12 +87,24 @@ func fakeBench() {
 	}
 }
 
-// fakeServer answers /health on --listen-client-urls until SIGTERM.
+// fakeServer answers /health on --listen-client-urls until SIGTERM. It
+// writes a file of 4 KiB into its --data-dir, and appends its command line
+// to $BENCH_FAKE_SERVER_ARGS when set.
 func fakeServer() {
 	var addr string
 	for _, a := range os.Args[1:] {
 		if v, ok := strings.CutPrefix(a, "--listen-client-urls=http://"); ok {
 			addr = v
+		}
+		if v, ok := strings.CutPrefix(a, "--data-dir="); ok {
+			os.MkdirAll(v, 0o700)
+			os.WriteFile(filepath.Join(v, "db"), make([]byte, 4096), 0o600)
+		}
+	}
+	if p := os.Getenv("BENCH_FAKE_SERVER_ARGS"); p != "" {
+		if fh, err := os.OpenFile(p, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644); err == nil {
+			fmt.Fprintln(fh, strings.Join(os.Args[1:], " "))
+			fh.Close()
 		}
 	}
 	stop := make(chan os.Signal, 1)
@@ -335,6 +351,7 @@ func TestVersusWorkloads(t *testing.T) {
 		"range-l":       "--conns=10 --clients=100 --precise range foo --consistency=l --total=20000",
 		"range-s":       "--conns=10 --clients=100 --precise range foo --consistency=s --total=20000",
 		"watch-latency": "--conns=10 --clients=100 --precise watch-latency --put-total=500 --put-rate=100 --streams=10 --watchers-per-stream=10 --key-size=8 --val-size=256",
+		"resources":     "--conns=10 --clients=100 --precise", // runs its own commands
 	}
 	if names := WorkloadNames(); len(names) != len(want) {
 		t.Fatalf("workloads %q", names)
@@ -381,8 +398,8 @@ func TestRunVersusWorkloadsWithFakes(t *testing.T) {
 	var log strings.Builder
 	cfg := Config{
 		Etcd: fake("server"), Strata: fake("server"), Bench: fake("bench"), Etcdctl: fake("etcdctl"),
-		Nodes: 3, Rounds: 1, Workloads: WorkloadNames(), Options: DefaultOptions(), Log: &log,
-		StrataArgs: []string{"--backend=pebble"},
+		Nodes: 3, Rounds: 1, Workloads: slices.DeleteFunc(WorkloadNames(), func(n string) bool { return n == "resources" }),
+		Options: DefaultOptions(), Log: &log, StrataArgs: []string{"--backend=pebble"},
 	}
 	res, err := Run(context.Background(), cfg)
 	if err != nil {
@@ -504,6 +521,7 @@ func TestVersusRealBinaries(t *testing.T) {
 	}
 	o := DefaultOptions()
 	o.Total, o.WatchPutTotal, o.WatchPutRate = 500, 50, 100
+	o.ResourceKeys, o.ResourceRevisions = 2000, 2000
 	for _, tc := range []struct {
 		nodes     int
 		workloads []string
@@ -521,10 +539,109 @@ func TestVersusRealBinaries(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, r := range res.Runs {
+				if r.Workload == "resources" && (r.Resources == nil || r.Resources.RSS <= 0 || r.Resources.Disk <= 0 ||
+					r.Resources.RestartSecs <= 0 || r.Resources.RestartRSS <= 0 || r.Resources.CompactDisk <= 0) {
+					t.Errorf("round %d resources %s: %+v", r.Round, r.Target, r.Resources)
+				}
 				if r.Summary.ReqPerSec <= 0 || r.Summary.P99() <= 0 || r.Summary.Failed() != 0 {
 					t.Errorf("round %d %s %s: %+v", r.Round, r.Workload, r.Target, r.Summary)
 				}
 			}
 		})
+	}
+}
+
+// TestRunVersusResourcesWithFakes runs the resources workload on fake
+// 3-member clusters: the keys are loaded in order, then the revisions put;
+// the members are restarted with the same command lines; the store is
+// compacted at its revision and defragmented; every figure is recorded
+// and compared.
+func TestRunVersusResourcesWithFakes(t *testing.T) {
+	dir := t.TempDir()
+	argsLog, serverLog := filepath.Join(dir, "args"), filepath.Join(dir, "servers")
+	t.Setenv("BENCH_FAKE_OUTPUT", "testdata")
+	t.Setenv("BENCH_FAKE_ARGS", argsLog)
+	t.Setenv("BENCH_FAKE_SERVER_ARGS", serverLog)
+	fake := fakeBinaries(t)
+	o := DefaultOptions()
+	o.ResourceKeys, o.ResourceRevisions = 1000, 3000
+	var log strings.Builder
+	cfg := Config{Etcd: fake("server"), Strata: fake("server"), Bench: fake("bench"), Etcdctl: fake("etcdctl"),
+		Nodes: 3, Rounds: 1, Workloads: []string{"resources"}, Options: o, Log: &log}
+	res, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, log.String())
+	}
+	if len(res.Runs) != 2 {
+		t.Fatalf("%d runs", len(res.Runs))
+	}
+	for _, r := range res.Runs {
+		rs := r.Resources
+		if r.Err != "" || rs == nil || rs.Keys != 1000 || rs.Revisions != 3000 || rs.RSS <= 0 || rs.RestartRSS <= 0 ||
+			rs.Disk < 3*4096 || rs.CompactDisk < 3*4096 || rs.RestartSecs <= 0 || rs.LoadSecs <= 0 || r.Summary.ReqPerSec != 12529.3525 {
+			t.Errorf("%s: %+v %+v", r.Target, r, rs)
+		}
+	}
+	b, err := os.ReadFile(argsLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var calls []string
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		f := strings.Fields(line)
+		var rest []string
+		for _, a := range f[1:] {
+			if !strings.HasPrefix(a, "--endpoints=") && !strings.HasPrefix(a, "--command-timeout=") &&
+				!strings.HasPrefix(a, "--conns=") && !strings.HasPrefix(a, "--clients=") && a != "--precise" {
+				rest = append(rest, a)
+			}
+		}
+		calls = append(calls, f[0]+" "+strings.Join(rest, " "))
+	}
+	one := []string{
+		"bench put --sequential-keys --key-size=16 --val-size=256 --key-space-size=1000 --total=1000",
+		"bench put --key-size=16 --val-size=256 --key-space-size=1000 --total=3000",
+		"etcdctl get foo --write-out=json",
+		"etcdctl compact 42 --physical",
+		"etcdctl defrag",
+	}
+	if want := append(slices.Clone(one), one...); !slices.Equal(calls, want) {
+		t.Errorf("calls\n%s\nwant\n%s", strings.Join(calls, "\n"), strings.Join(want, "\n"))
+	}
+	// Each member started twice, the second time with the same command line.
+	sb, err := os.ReadFile(serverLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	starts := map[string]int{}
+	for _, line := range strings.Split(strings.TrimSpace(string(sb)), "\n") {
+		starts[line]++
+	}
+	if len(starts) != 6 {
+		t.Errorf("%d distinct member command lines, want 6: %v", len(starts), starts)
+	}
+	for line, n := range starts {
+		if n != 2 {
+			t.Errorf("started %d times: %s", n, line)
+		}
+	}
+	var table strings.Builder
+	res.WriteTable(&table)
+	for _, want := range []string{"disk after compact+defrag", "median of per-round ratios, strata/etcd (lower is better): RSS ",
+		"bar: each <= 1.00x:", "resources  1 "} {
+		if !strings.Contains(table.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, table.String())
+		}
+	}
+	var js strings.Builder
+	if err := res.WriteJSON(&js, cfg, nil); err != nil {
+		t.Fatal(err)
+	}
+	var back ResultJSON
+	if err := json.Unmarshal([]byte(js.String()), &back); err != nil {
+		t.Fatal(err)
+	}
+	if len(back.Medians) != 1 || len(back.Medians[0].ResourceRatios) != len(resourceFigures) || back.Runs[0].Resources == nil {
+		t.Errorf("JSON medians %+v", back.Medians)
 	}
 }
