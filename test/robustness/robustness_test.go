@@ -3,6 +3,7 @@ package robustness
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/anishathalye/porcupine"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -168,8 +170,19 @@ func (s *scenario) replaceMember(f *member) {
 	if err != nil {
 		t.Fatalf("status of %s: %v", f.name, err)
 	}
-	if _, err := s.admin.MemberRemove(ctx, st.Header.MemberId); err != nil {
-		t.Fatalf("remove %s: %v", f.name, err)
+	// A membership change can fail as etcd's does while the leadership
+	// moves ("leader changed", a timeout) having been applied or not: try
+	// again until it is known to be done.
+	for tries := 0; ; tries++ {
+		_, err := s.admin.MemberRemove(ctx, st.Header.MemberId)
+		if err == nil || (tries > 0 && errors.Is(err, rpctypes.ErrMemberNotFound)) {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("remove %s: %v", f.name, err)
+		}
+		t.Logf("remove %s: %v; trying again", f.name, err)
+		time.Sleep(200 * time.Millisecond)
 	}
 	select {
 	case <-f.exited: // a removed member stops, as etcd's does
@@ -187,20 +200,50 @@ func (s *scenario) replaceMember(f *member) {
 	}
 	f.proxy = p
 	old.ln.Close()
-	add, err := s.admin.MemberAddAsLearner(ctx, []string{"http://" + p.addr()})
-	if err != nil {
-		t.Fatalf("add %s again: %v", f.name, err)
+	var id uint64
+	for tries := 0; id == 0; tries++ {
+		add, err := s.admin.MemberAddAsLearner(ctx, []string{"http://" + p.addr()})
+		switch {
+		case err == nil:
+			id = add.Member.ID
+		case tries > 0 && errors.Is(err, rpctypes.ErrPeerURLExist):
+			// An earlier try was applied.
+			if l, lerr := s.admin.MemberList(ctx); lerr == nil {
+				for _, m := range l.Members {
+					if len(m.PeerURLs) > 0 && m.PeerURLs[0] == "http://"+p.addr() {
+						id = m.ID
+					}
+				}
+			}
+		case ctx.Err() != nil:
+			t.Fatalf("add %s again: %v", f.name, err)
+		default:
+			t.Logf("add %s again: %v; trying again", f.name, err)
+			time.Sleep(200 * time.Millisecond)
+		}
 	}
 	c.initial, f.state = c.initialCluster(), "existing"
 	c.start(f)
-	for {
-		_, err := s.admin.MemberPromote(ctx, add.Member.ID)
-		if err == nil {
+	// The learner catches up by a snapshot first; under the race
+	// detector on two loaded cores that can take a while.
+	pctx, pcancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer pcancel()
+	var lastErr error
+	for tries := 0; ; tries++ {
+		_, err := s.admin.MemberPromote(pctx, id)
+		if err == nil || (tries > 0 && errors.Is(err, rpctypes.ErrMemberNotLearner)) {
 			break
 		}
-		if ctx.Err() != nil {
-			t.Fatalf("promote %s: %v", f.name, err)
+		if pctx.Err() != nil {
+			if lastErr == nil {
+				lastErr = err
+			}
+			sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+			lst, serr := s.admin.Status(sctx, "http://"+f.client)
+			scancel()
+			t.Fatalf("promote %s: %v (last error %v; the learner's status %v, %v)", f.name, err, lastErr, lst, serr)
 		}
+		lastErr = err
 		time.Sleep(100 * time.Millisecond)
 	}
 }
@@ -318,6 +361,11 @@ func runScenario(t *testing.T, eng string, wl workload, long time.Duration, seed
 	defer s.watch.stop()
 	s.pinned = startWatcher("watch on "+c.members[0].name, s.rec.now, c.client("http://"+c.members[0].client), 300*time.Millisecond)
 	defer s.pinned.stop()
+	defer func() {
+		if t.Failed() {
+			t.Logf("failed: logs saved in %s", s.saveFailure("failed", nil, nil))
+		}
+	}()
 
 	// Rounds: each uses fresh keys, so that each round's history is checked
 	// on its own and stays small enough for porcupine.
