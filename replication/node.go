@@ -274,9 +274,13 @@ func Open(cfg Config) (*Node, error) {
 		n.fsm.close()
 		return nil, err
 	}
-	if n.logs, err = cfg.OpenLog(filepath.Join(raftDir, "log")); err != nil {
+	// Assigned only on success: a failed OpenLog may return a typed nil
+	// (a nil *wal.Store in the interface), which fail must not close.
+	logs, err := cfg.OpenLog(filepath.Join(raftDir, "log"))
+	if err != nil {
 		return fail(fmt.Errorf("replication: open raft log: %w", err))
 	}
+	n.logs = logs
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(filepath.Join(raftDir, "snapshots"), 2, hlog)
 	if err != nil {
 		return fail(fmt.Errorf("replication: snapshot store: %w", err))

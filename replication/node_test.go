@@ -2,6 +2,7 @@ package replication
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -377,4 +378,19 @@ func TestLostDataDirRestoresSnapshot(t *testing.T) {
 // newBenchCluster starts a one-node cluster for benchmarks.
 func newBenchCluster(b *testing.B, eng engine.Engine) *cluster {
 	return newCluster(b, eng, 1, nil)
+}
+
+// TestOpenLogFailure checks that Open fails with OpenLog's error, and does
+// not panic, when OpenLog returns a typed nil (a nil *wal.Store in the
+// interface, as `return wal.Open(...)` does on a damaged log).
+func TestOpenLogFailure(t *testing.T) {
+	damaged := errors.New("damaged log")
+	_, err := Open(Config{
+		ID: "a0", Dir: t.TempDir(), Engine: bbolt.Engine(),
+		OpenLog: func(string) (LogStore, error) { return (*wal.Store)(nil), damaged },
+		Bind:    freeAddrs(t, 1)[0], Bootstrap: []Peer{{ID: "a0", Addr: "127.0.0.1:1"}},
+	})
+	if !errors.Is(err, damaged) {
+		t.Fatalf("Open with a failing OpenLog: %v, want %v", err, damaged)
+	}
 }

@@ -166,15 +166,29 @@ func (s *scenario) replaceMember(f *member) {
 	t.Logf("replacing %s", f.name)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	st, err := s.admin.Status(ctx, "http://"+f.client)
-	if err != nil {
-		t.Fatalf("status of %s: %v", f.name, err)
+	// By name from the member list: f may be down (a damaged data
+	// directory).
+	var memberID uint64
+	for memberID == 0 {
+		l, err := s.admin.MemberList(ctx)
+		if err == nil {
+			for _, m := range l.Members {
+				if m.Name == f.name {
+					memberID = m.ID
+				}
+			}
+			if memberID == 0 {
+				t.Fatalf("%s is not in the member list %v", f.name, l.Members)
+			}
+		} else if ctx.Err() != nil {
+			t.Fatalf("member list: %v", err)
+		}
 	}
 	// A membership change can fail as etcd's does while the leadership
 	// moves ("leader changed", a timeout) having been applied or not: try
 	// again until it is known to be done.
 	for tries := 0; ; tries++ {
-		_, err := s.admin.MemberRemove(ctx, st.Header.MemberId)
+		_, err := s.admin.MemberRemove(ctx, memberID)
 		if err == nil || (tries > 0 && errors.Is(err, rpctypes.ErrMemberNotFound)) {
 			break
 		}
