@@ -17,7 +17,7 @@ race:
 # detector: hashicorp/raft v1.8.0 races on a peer's address change
 # (hashicorp/raft#681), so they skip that part under -race.
 norace:
-	$(GO) test -count=1 -run 'TestUpdateMemberAddress|TestMemberAddVoterUpdate' ./replication/ ./server/
+	$(GO) test -count=1 -run 'TestUpdateMemberAddress|TestMemberAddVoterUpdate|TestMemberMove' ./replication/ ./server/ ./test/robustness/
 
 unit:
 	$(GO) test -count=1 ./...
