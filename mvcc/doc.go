@@ -140,13 +140,16 @@
 // responses already encoded (Encoded), each event encoded once for all
 // its watchers, and the server sends the bytes as they are.
 //
-// Watchers are synced or unsynced (after etcd's watchable store). Commit
-// queues the events of each commit on the streams of the synced watchers
-// they match, under one lock and without blocking: a commit costs the
-// writer a few hundred nanoseconds per matching synced watcher. A stream
-// bounds the events queued per watcher, in number and in bytes
-// (WatchStreamOptions.BufferEvents and BufferBytes); a watcher whose events do not fit becomes unsynced and costs writers
-// nothing more. A sync loop (every 100ms, and at once when a watcher needs
+// Watchers are synced or unsynced (after etcd's watchable store). The
+// synced watchers of a stream that watch the same range with the same
+// options form a group, and Commit queues the events of each commit once
+// per group they match, under one lock and without blocking: a commit
+// costs the writer a few hundred nanoseconds per matching group, not per
+// watcher; the stream's goroutine makes each member's response on the way
+// out. A stream bounds the events queued per watcher (or group), in
+// number and in bytes (WatchStreamOptions.BufferEvents and BufferBytes);
+// the watchers of a group whose events do not fit become unsynced and
+// cost writers nothing more. A sync loop (every 100ms, and at once when a watcher needs
 // it) catches unsynced watchers up, when their stream has room again,
 // from the revision area (a bounded scan per pass, without the lock) and
 // then from a ring of the latest commits' events, until they are synced

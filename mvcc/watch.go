@@ -73,16 +73,16 @@ type watchHub struct {
 	mu sync.Mutex
 	// rev is the revision up to which commits have been notified.
 	rev      int64
-	synced   *watcherGroup
+	synced   *groupIndex // the groups of the synced watchers
 	unsynced *watcherGroup
 	count    int // watchers synced or unsynced
 	ring     eventRing
 	streams  map[*WatchStream]struct{}
 	closed   bool
-	// notify scratch: the streams with events for their watchers, and
-	// the watchers whose events did not fit
+	// notify scratch: the streams with events for their groups, and
+	// the groups whose events did not fit
 	touched  []*WatchStream
-	overflow []*watcher
+	overflow []*watchGroup
 
 	syncc        chan struct{} // wakes the sync loop
 	stopc, donec chan struct{}
@@ -93,7 +93,7 @@ func newWatchHub(s *Store, rev int64) *watchHub {
 	h := &watchHub{
 		s:        s,
 		rev:      rev,
-		synced:   newWatcherGroup(),
+		synced:   newRangeIndex[*watchGroup](),
 		unsynced: newWatcherGroup(),
 		streams:  make(map[*WatchStream]struct{}),
 		syncc:    make(chan struct{}, 1),
@@ -232,24 +232,25 @@ func (h *watchHub) notify(changes []pendingChange, rev int64) {
 	first := changes[0].rev.main
 	if h.synced.size() > 0 {
 		for i, ev := range evs {
-			h.synced.visit(ev.Kv.Key, func(w *watcher) {
-				if ev.Kv.ModRevision < w.minRev || !w.wants(ev.Event) {
+			put := ev.Type == mvccpb.Event_PUT
+			h.synced.visit(ev.Kv.Key, func(g *watchGroup) {
+				if ev.Kv.ModRevision < g.minRev || !g.wants(put) {
 					return
 				}
 				switch {
-				case w.n == 0 && w.batch == nil:
-					if len(w.st.touched) == 0 {
-						h.touched = append(h.touched, w.st)
+				case g.n == 0 && g.batch == nil:
+					if len(g.st.touched) == 0 {
+						h.touched = append(h.touched, g.st)
 					}
-					w.st.touched = append(w.st.touched, w)
-					w.from, w.n = i, 1
-				case w.batch == nil && w.from+w.n == i:
-					w.n++ // still contiguous: no copy
+					g.st.touched = append(g.st.touched, g)
+					g.from, g.n = i, 1
+				case g.batch == nil && g.from+g.n == i:
+					g.n++ // still contiguous: no copy
 				default:
-					if w.batch == nil {
-						w.batch = append(make([]*event, 0, w.n+1), evs[w.from:w.from+w.n]...)
+					if g.batch == nil {
+						g.batch = append(make([]*event, 0, g.n+1), evs[g.from:g.from+g.n]...)
 					}
-					w.batch = append(w.batch, ev)
+					g.batch = append(g.batch, ev)
 				}
 			})
 		}
@@ -258,12 +259,10 @@ func (h *watchHub) notify(changes []pendingChange, rev int64) {
 		}
 		clear(h.touched)
 		h.touched = h.touched[:0]
-		for _, w := range h.overflow {
-			// No room: the watcher falls behind and catches up later.
-			h.synced.delete(w)
-			w.minRev = max(w.minRev, first)
-			w.state = watcherUnsynced
-			h.unsynced.add(w)
+		for _, g := range h.overflow {
+			// No room: the group's watchers fall behind and catch up
+			// later.
+			h.dissolve(g, first)
 		}
 		clear(h.overflow)
 		h.overflow = h.overflow[:0]
@@ -277,8 +276,7 @@ func (h *watchHub) register(w *watcher) {
 	h.count++
 	if w.startRev == 0 || w.startRev > h.rev {
 		w.minRev = max(w.startRev, h.rev+1)
-		w.state = watcherSynced
-		h.synced.add(w)
+		h.joinSyncedLocked(w)
 		return
 	}
 	w.minRev = w.startRev
@@ -287,11 +285,12 @@ func (h *watchHub) register(w *watcher) {
 	h.nudge()
 }
 
-// remove takes w out of the hub. The caller holds mu.
+// remove takes w out of the hub. The caller holds mu and the stream's
+// mu.
 func (h *watchHub) remove(w *watcher) {
 	switch w.state {
 	case watcherSynced:
-		h.synced.delete(w)
+		h.leaveSynced(w)
 		h.count--
 	case watcherUnsynced:
 		h.unsynced.delete(w)
@@ -316,7 +315,7 @@ func (h *watchHub) compacted(w *watcher, compactRev int64) {
 // w.minRev past what it queued. It reports whether everything was queued.
 // The caller holds mu.
 func (h *watchHub) catchUp(w *watcher, evs []*event, upTo int64) bool {
-	limit, limitBytes := w.st.chunkEvents(), w.st.chunkBytes(w)
+	limit, limitBytes := w.st.chunkEvents(), w.st.chunkBytes(w.fragment)
 	for len(evs) > 0 {
 		n, size := 0, 0
 		for n < len(evs) {
@@ -358,8 +357,7 @@ func (h *watchHub) syncFromRing(w *watcher) bool {
 		return false
 	}
 	h.unsynced.delete(w)
-	w.state = watcherSynced
-	h.synced.add(w)
+	h.joinSynced(w)
 	return true
 }
 

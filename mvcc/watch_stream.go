@@ -133,10 +133,28 @@ type WatchStream struct {
 	progress int64 // the position of the queued stream-wide progress, or -1
 	moved    int   // the slots left in the queue by moved entries (admitLocked)
 	closed   bool
+	// seq numbers the entries in the order they are queued (a moved
+	// entry gets a new one): the members of a group an entry goes to
+	// are those that joined before it.
+	seq uint64
+	// groups are the stream's shared groups of synced watchers.
+	groups map[groupKey]*watchGroup
+	// expand is how many members of the group of queue[head] have been
+	// handed their response of it (pop), while it is under way.
+	expand int
 
-	// touched lists the watchers with events in the commit being
+	// touched lists the groups with events in the commit being
 	// notified; guarded by the hub's mu.
-	touched []*watcher
+	touched []*watchGroup
+
+	// prev caches the events with prev_kv made last for the members of
+	// a group (finish); used by the stream's goroutine only.
+	prev struct {
+		g   *watchGroup
+		seq uint64
+		n   int
+		evs []*mvccpb.Event
+	}
 
 	wake      chan struct{}
 	stopc     chan struct{}
@@ -149,15 +167,28 @@ type WatchStream struct {
 type streamEntry struct {
 	kind   entryKind
 	dead   bool
-	w      *watcher // the watcher it counts against (events and progress)
+	w      *watcher    // the watcher it counts against (events and progress)
+	g      *watchGroup // or the group it counts against, and goes to
+	seq    uint64
 	id     int64
 	rev    int64 // header revision
 	evs    []*event
 	owned  bool   // evs is the entry's own, not shared with other watchers
-	cost   int    // counted in w.queued
-	bytes  int    // counted in w.queuedBytes: the memory of evs
+	cost   int    // counted in its unit's queued
+	bytes  int    // counted in its unit's queuedBytes: the memory of evs
 	compat int64  // compact revision
 	reason string // cancel reason
+}
+
+// unit is what e counts against, or nil.
+func (e *streamEntry) unit() *queueUnit {
+	switch {
+	case e.g != nil:
+		return &e.g.queueUnit
+	case e.w != nil:
+		return &e.w.queueUnit
+	}
+	return nil
 }
 
 type entryKind uint8
@@ -206,6 +237,7 @@ func (s *Store) NewWatchStream(opts *WatchStreamOptions) (*WatchStream, error) {
 		out:      make(chan *pb.WatchResponse),
 		enc:      make(chan [][]byte),
 		watchers: make(map[int64]*watcher),
+		groups:   make(map[groupKey]*watchGroup),
 		wake:     make(chan struct{}, 1),
 		stopc:    make(chan struct{}),
 		donec:    make(chan struct{}),
@@ -348,6 +380,7 @@ func (ws *WatchStream) Cancel(id int64) error {
 	if w == nil || ws.closed {
 		return ErrWatcherNotExist
 	}
+	w.canceled = true
 	h.remove(w)
 	delete(ws.watchers, id)
 	for i := ws.head; i < len(ws.queue); i++ {
@@ -396,6 +429,7 @@ func (ws *WatchStream) Close() {
 		h.mu.Lock()
 		ws.mu.Lock()
 		for _, w := range ws.watchers {
+			w.canceled = true
 			h.remove(w)
 		}
 		ws.watchers = nil
@@ -415,6 +449,8 @@ func (ws *WatchStream) pushLocked(e streamEntry) {
 	if ws.closed {
 		return
 	}
+	e.seq = ws.seq
+	ws.seq++
 	ws.queue = append(ws.queue, e)
 	ws.wakeUp()
 }
@@ -437,9 +473,9 @@ func (ws *WatchStream) chunkEvents() int { return max(1, ws.opts.BufferEvents/4)
 // fragments, as etcd's (whose catch-up responses hold up to 1000
 // revisions). An event's memory is about twice its wire size (its
 // encoding and its decoded value).
-func (ws *WatchStream) chunkBytes(w *watcher) int {
+func (ws *WatchStream) chunkBytes(fragment bool) int {
 	n := max(1, ws.opts.BufferBytes/4)
-	if w.fragment && ws.opts.FragmentBytes > 0 {
+	if fragment && ws.opts.FragmentBytes > 0 {
 		n = max(n, 4*ws.opts.FragmentBytes)
 	}
 	return n
@@ -450,13 +486,13 @@ func (ws *WatchStream) chunkBytes(w *watcher) int {
 func (ws *WatchStream) hasRoom(w *watcher) bool {
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
-	return !ws.closed && ws.halfFree(w)
+	return !ws.closed && ws.halfFree(&w.queueUnit)
 }
 
-// halfFree reports whether half of w's buffer is free. The caller holds
+// halfFree reports whether half of u's buffer is free. The caller holds
 // mu.
-func (ws *WatchStream) halfFree(w *watcher) bool {
-	return w.queued <= ws.opts.BufferEvents/2 && w.queuedBytes <= ws.opts.BufferBytes/2
+func (ws *WatchStream) halfFree(u *queueUnit) bool {
+	return u.queued <= ws.opts.BufferEvents/2 && u.queuedBytes <= ws.opts.BufferBytes/2
 }
 
 // enqueueEvents queues events of w under header revision rev if they fit
@@ -464,25 +500,25 @@ func (ws *WatchStream) halfFree(w *watcher) bool {
 func (ws *WatchStream) enqueueEvents(w *watcher, evs []*event, rev int64) bool {
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
-	ok := ws.admitLocked(w, evs, rev)
+	ok := ws.admitLocked(&w.queueUnit, w, nil, w.fragment, evs, rev)
 	ws.wakeUp()
 	return ok
 }
 
 // enqueueCommit queues the events of a commit (evs, up to revision rev)
-// for the watchers in ws.touched, under one lock, and returns overflow
-// with the watchers whose events did not fit appended. The caller holds
-// the hub's mu.
-func (ws *WatchStream) enqueueCommit(evs []*event, rev int64, overflow []*watcher) []*watcher {
+// for the groups in ws.touched, an entry each, under one lock, and
+// returns overflow with the groups whose events did not fit appended.
+// The caller holds the hub's mu.
+func (ws *WatchStream) enqueueCommit(evs []*event, rev int64, overflow []*watchGroup) []*watchGroup {
 	ws.mu.Lock()
-	for _, w := range ws.touched {
-		batch := w.batch
+	for _, g := range ws.touched {
+		batch := g.batch
 		if batch == nil {
-			batch = evs[w.from : w.from+w.n : w.from+w.n]
+			batch = evs[g.from : g.from+g.n : g.from+g.n]
 		}
-		w.batch, w.from, w.n = nil, 0, 0
-		if !ws.admitLocked(w, batch, rev) {
-			overflow = append(overflow, w)
+		g.batch, g.from, g.n = nil, 0, 0
+		if !ws.admitLocked(&g.queueUnit, nil, g, g.fragment, batch, rev) {
+			overflow = append(overflow, g)
 		}
 	}
 	ws.mu.Unlock()
@@ -492,35 +528,43 @@ func (ws *WatchStream) enqueueCommit(evs []*event, rev int64, overflow []*watche
 	return overflow
 }
 
-// admitLocked queues events of w if they fit.
+// admitLocked queues events of watcher w, or of group g, if they fit in
+// the buffer of u, theirs.
 //
-// While w's last response with events is still waiting, the new events
+// While u's last response with events is still waiting, the new events
 // join it (up to chunkEvents events in all), and the response moves to
 // the end of the queue, where a response of these events would have
 // gone: a stream that falls behind sends fewer, larger responses, each of
 // whole revisions in order, and header revisions still never go down
 // along the stream. It never moves past a notification that covers its
-// events: a stream-wide progress notification (ws.progress) or one of w
-// (which clears w.tail). The caller holds mu.
-func (ws *WatchStream) admitLocked(w *watcher, evs []*event, rev int64) bool {
+// events: a stream-wide progress notification (ws.progress) or one of a
+// watcher (which clears the tail of the watcher and of its group); nor
+// does a group's response take events once a watcher joined the group
+// after it (it does not go to that watcher). The caller holds mu.
+func (ws *WatchStream) admitLocked(u *queueUnit, w *watcher, g *watchGroup, fragment bool, evs []*event, rev int64) bool {
 	if ws.closed {
 		return true // dropped: the stream is going away
 	}
 	cost, bytes := len(evs)+1, eventsMem(evs)
-	if w.queued > 0 && (w.queued+cost > ws.opts.BufferEvents || w.queuedBytes+bytes > ws.opts.BufferBytes) {
+	if u.queued > 0 && (u.queued+cost > ws.opts.BufferEvents || u.queuedBytes+bytes > ws.opts.BufferBytes) {
 		return false
 	}
-	if pos := w.tail - 1; pos >= 0 && pos > ws.progress {
+	id := int64(0)
+	if w != nil {
+		id = w.id
+	}
+	if pos := u.tail - 1; pos >= 0 && pos > ws.progress {
 		if i := int(pos - ws.base); i >= ws.head && i < len(ws.queue) {
-			if old := &ws.queue[i]; old.kind == entryEvents && !old.dead && old.w == w &&
-				len(old.evs)+len(evs) <= ws.chunkEvents() && old.bytes+bytes <= ws.chunkBytes(w) {
+			if old := &ws.queue[i]; old.kind == entryEvents && !old.dead && old.w == w && old.g == g &&
+				(g == nil || g.changed <= old.seq) && !(i == ws.head && ws.expand > 0) &&
+				len(old.evs)+len(evs) <= ws.chunkEvents() && old.bytes+bytes <= ws.chunkBytes(fragment) {
 				merged := old.evs
 				if !old.owned {
 					merged = append(make([]*event, 0, 2*(len(old.evs)+len(evs))), old.evs...)
 				}
 				merged = append(merged, evs...)
-				w.queued += len(evs)
-				w.queuedBytes += bytes
+				u.queued += len(evs)
+				u.queuedBytes += bytes
 				if i == len(ws.queue)-1 {
 					old.evs, old.owned, old.rev = merged, true, rev
 					old.cost += len(evs)
@@ -530,8 +574,8 @@ func (ws *WatchStream) admitLocked(w *watcher, evs []*event, rev int64) bool {
 				cost, bytes = old.cost+len(evs), old.bytes+bytes
 				*old = streamEntry{kind: entryEvents, dead: true} // a moved entry
 				ws.moved++
-				w.tail = ws.base + int64(len(ws.queue)) + 1
-				ws.queue = append(ws.queue, streamEntry{kind: entryEvents, w: w, id: w.id, rev: rev, evs: merged, owned: true, cost: cost, bytes: bytes})
+				u.tail = ws.base + int64(len(ws.queue)) + 1
+				ws.pushLocked(streamEntry{kind: entryEvents, w: w, g: g, id: id, rev: rev, evs: merged, owned: true, cost: cost, bytes: bytes})
 				if ws.moved > 1024 && ws.moved > (len(ws.queue)-ws.head)/2 {
 					ws.dropMovedLocked()
 				}
@@ -539,11 +583,16 @@ func (ws *WatchStream) admitLocked(w *watcher, evs []*event, rev int64) bool {
 			}
 		}
 	}
-	w.queued += cost
-	w.queuedBytes += bytes
-	w.tail = ws.base + int64(len(ws.queue)) + 1
-	ws.queue = append(ws.queue, streamEntry{kind: entryEvents, w: w, id: w.id, rev: rev, evs: evs, cost: cost, bytes: bytes})
+	u.queued += cost
+	u.queuedBytes += bytes
+	u.tail = ws.base + int64(len(ws.queue)) + 1
+	ws.pushLocked(streamEntry{kind: entryEvents, w: w, g: g, id: id, rev: rev, evs: evs, cost: cost, bytes: bytes})
 	return true
+}
+
+// moved reports whether e is the slot left by a moved entry.
+func (e *streamEntry) moved() bool {
+	return e.dead && e.kind == entryEvents && e.w == nil && e.g == nil
 }
 
 // dropMovedLocked takes the slots left by moved entries out of the queue,
@@ -552,15 +601,15 @@ func (ws *WatchStream) dropMovedLocked() {
 	n := ws.head
 	for i := ws.head; i < len(ws.queue); i++ {
 		e := ws.queue[i]
-		if e.dead && e.kind == entryEvents && e.w == nil {
+		if e.moved() {
 			continue
 		}
 		pos, to := ws.base+int64(i), ws.base+int64(n)
 		if pos == ws.progress {
 			ws.progress = to
 		}
-		if e.w != nil && e.w.tail == pos+1 {
-			e.w.tail = to + 1
+		if u := e.unit(); u != nil && u.tail == pos+1 {
+			u.tail = to + 1
 		}
 		ws.queue[n] = e
 		n++
@@ -578,22 +627,62 @@ func (ws *WatchStream) enqueueCompacted(w *watcher, compactRev int64) {
 	ws.pushLocked(streamEntry{kind: entryCompacted, id: w.id, compat: compactRev})
 }
 
-// popBatch is the most entries the stream's goroutine takes at once, and
-// popBytes about the most bytes of events (the first entry is taken
-// whatever its size): what a stream holds on its way out, a batch being
-// sent and the next one, stays small whatever the stream's backlog.
+// popBatch is the most responses the stream's goroutine takes at once,
+// and popBytes about the most bytes of events (the first response is
+// taken whatever its size): what a stream holds on its way out, a batch
+// being sent and the next one, stays small whatever the stream's
+// backlog.
 const (
 	popBatch = 64
 	popBytes = 64 << 10
 )
 
-// pop appends up to popBatch live entries taken off the queue to out,
+// expanding reports whether the entry of g at the head of the queue is
+// half handed out. The caller holds mu.
+func (ws *WatchStream) expanding(g *watchGroup) bool {
+	return ws.expand > 0 && ws.head < len(ws.queue) && ws.queue[ws.head].g == g
+}
+
+// expandLocked appends the responses of the group entry e (queue[head])
+// for its members to out, from member ws.expand on, within popBatch and
+// popBytes, and reports whether every member has its response. The
+// caller holds mu.
+func (ws *WatchStream) expandLocked(e *streamEntry, out []streamEntry, size *int) ([]streamEntry, bool) {
+	members := e.g.members
+	for ws.expand < len(members) {
+		m := members[ws.expand]
+		if m.join > e.seq {
+			break // joined after e, as every member after it
+		}
+		if len(out) >= popBatch || *size >= popBytes {
+			return out, false
+		}
+		ws.expand++
+		w := m.w
+		if w.canceled {
+			continue
+		}
+		w.sentEvents = true
+		out = append(out, streamEntry{kind: entryEvents, w: w, g: e.g, seq: e.seq, id: w.id, rev: e.rev, evs: e.evs})
+		*size += e.bytes
+	}
+	ws.expand = 0
+	return out, true
+}
+
+// pop appends up to popBatch live responses taken off the queue to out,
 // and stops after popBytes of events.
 func (ws *WatchStream) pop(out []streamEntry) []streamEntry {
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
 	size := 0
 	for ws.head < len(ws.queue) && len(out) < popBatch && size < popBytes {
+		if e := &ws.queue[ws.head]; e.g != nil && !e.dead {
+			var done bool
+			if out, done = ws.expandLocked(e, out, &size); !done {
+				break
+			}
+		}
 		if ws.base+int64(ws.head) == ws.progress {
 			ws.progress = -1
 		}
@@ -612,13 +701,21 @@ func (ws *WatchStream) pop(out []streamEntry) []streamEntry {
 			ws.base += int64(ws.head)
 			ws.queue, ws.head = ws.queue[:n], 0
 		}
-		if w := e.w; w != nil {
-			wasFull := !ws.halfFree(w)
-			w.queued -= e.cost
-			w.queuedBytes -= e.bytes
-			if (wasFull && ws.halfFree(w)) || (e.cost > 0 && w.queued == 0) {
+		if u := e.unit(); u != nil {
+			wasFull := !ws.halfFree(u)
+			u.queued -= e.cost
+			u.queuedBytes -= e.bytes
+			if e.g == nil && ((wasFull && ws.halfFree(u)) || (e.cost > 0 && u.queued == 0)) {
 				ws.h.nudge() // it may be waiting to catch up
 			}
+		}
+		if g := e.g; g != nil {
+			if g.dead > len(g.members)/2 && !g.dissolved {
+				g.compact()
+			}
+			continue
+		}
+		if w := e.w; w != nil {
 			if e.kind == entryProgress {
 				w.progressPending = false
 			}
@@ -626,7 +723,7 @@ func (ws *WatchStream) pop(out []streamEntry) []streamEntry {
 				w.sentEvents = true
 			}
 		}
-		if e.dead && e.kind == entryEvents && e.w == nil {
+		if e.moved() {
 			ws.moved--
 		}
 		if !e.dead {
@@ -705,6 +802,9 @@ func (ws *WatchStream) progressTick() {
 		}
 		w.progressPending = true
 		w.tail = 0 // later events come after the notification
+		if w.g != nil {
+			w.g.tail = 0
+		}
 		ws.pushLocked(streamEntry{kind: entryProgress, w: w, id: w.id, rev: h.rev})
 	}
 }
@@ -718,7 +818,14 @@ func (ws *WatchStream) finish(e *streamEntry) []*pb.WatchResponse {
 		return []*pb.WatchResponse{resp}
 	}
 	if w.prevKV {
-		resp.Events = ws.withPrevKV(resp.Events)
+		if c := &ws.prev; e.g != nil && c.g == e.g && c.seq == e.seq && c.n == len(e.evs) {
+			resp.Events = c.evs // the previous member's, of the same entry
+		} else {
+			resp.Events = ws.withPrevKV(resp.Events)
+			if e.g != nil {
+				c.g, c.seq, c.n, c.evs = e.g, e.seq, len(e.evs), resp.Events
+			}
+		}
 	}
 	if w.fragment && ws.opts.FragmentBytes > 0 {
 		return fragment(resp, ws.opts.FragmentBytes)

@@ -115,14 +115,25 @@ func TestWatchStreamJoinsQueuedEvents(t *testing.T) {
 	a, _ := ws.Watch(&pb.WatchCreateRequest{Key: []byte("k")})
 	r1 := mustPut(t, s, "k", "1")
 	r2 := mustPut(t, s, "k", "2")
-	b, _ := ws.Watch(&pb.WatchCreateRequest{Key: []byte("k")})
+	// Another group (a filter): a watcher joining a's group would stop
+	// a's queued response from taking later events, which it does not
+	// get.
+	b, _ := ws.Watch(&pb.WatchCreateRequest{Key: []byte("k"), Filters: []pb.WatchCreateRequest_FilterType{pb.WatchCreateRequest_NODELETE}})
 	r3 := mustPut(t, s, "k", "3")
 	ws.RequestProgress()
 	r4 := mustPut(t, s, "k", "4")
 	ws.mu.Lock()
 	queued := 0
 	for _, e := range ws.queue[ws.head:] {
-		if !e.dead {
+		switch {
+		case e.dead:
+		case e.g != nil: // a response for each member
+			for _, m := range e.g.members {
+				if m.join <= e.seq && !m.w.canceled {
+					queued++
+				}
+			}
+		default:
 			queued++
 		}
 	}
@@ -321,4 +332,63 @@ func TestWatchStreamMovesMany(t *testing.T) {
 	if len(rs) >= watchers*puts/2 {
 		t.Errorf("%d responses for %d events: the queued ones were not joined", len(rs), watchers*puts)
 	}
+}
+
+// TestWatchGroupSharesEntries checks that the watchers of a stream on the
+// same range share one queued entry per commit, that a watcher joining
+// the group gets none of the events queued before it, and that a
+// cancelled one gets none after its cancellation.
+func TestWatchGroupSharesEntries(t *testing.T) {
+	s, _ := newTestStore(t, testEngines(t)[0], nil)
+	ws, err := s.NewWatchStream(&WatchStreamOptions{ProgressNotifyInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	var ids []int64
+	for range 3 {
+		id, _ := ws.Watch(&pb.WatchCreateRequest{Key: []byte("k")})
+		ids = append(ids, id)
+	}
+	r1 := mustPut(t, s, "k", "1")
+	late, _ := ws.Watch(&pb.WatchCreateRequest{Key: []byte("k")})
+	r2 := mustPut(t, s, "k", "2")
+	if err := ws.Cancel(ids[0]); err != nil {
+		t.Fatal(err)
+	}
+	r3 := mustPut(t, s, "k", "3")
+	ws.mu.Lock()
+	groups, entries := len(ws.groups), 0
+	for _, e := range ws.queue[ws.head:] {
+		if e.g != nil && !e.dead {
+			entries++
+		}
+	}
+	ws.mu.Unlock()
+	if groups != 1 {
+		t.Errorf("%d groups, want 1", groups)
+	}
+	got := map[int64][]int64{}
+	for done := false; !done; {
+		select {
+		case r := <-ws.Chan():
+			for _, ev := range r.Events {
+				got[r.WatchId] = append(got[r.WatchId], ev.Kv.ModRevision)
+			}
+		case <-time.After(300 * time.Millisecond):
+			done = true
+		}
+	}
+	want := map[int64][]int64{ids[1]: {r1, r2, r3}, ids[2]: {r1, r2, r3}, late: {r2, r3}}
+	for id, revs := range want {
+		if !slices.Equal(got[id], revs) {
+			t.Errorf("watch %d got revisions %v, want %v", id, got[id], revs)
+		}
+	}
+	// The cancelled watcher's queued responses are dropped; it never
+	// gets r3.
+	if c := got[ids[0]]; len(c) > 2 || !slices.Equal(c, []int64{r1, r2}[:len(c)]) {
+		t.Errorf("cancelled watch %d got revisions %v, want a prefix of %v", ids[0], c, []int64{r1, r2})
+	}
+	t.Logf("%d group entries queued for 3 commits", entries)
 }

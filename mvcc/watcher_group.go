@@ -32,20 +32,17 @@ type watcher struct {
 	// watcher has seen every revision below max(minRev, hub.rev+1).
 	minRev int64
 	state  int
-	// The events of the commit being notified: evs[from:from+n] of the
-	// commit while they are contiguous there, else batch.
-	from, n int
-	batch   []*event
+	// g is the group of a synced watcher (also guarded by st.mu).
+	g *watchGroup
 
 	// Guarded by st.mu:
 	//
-	// queued is the cost of the watcher's responses queued on its stream
-	// (events + 1 per response), queuedBytes the memory of their events.
-	queued, queuedBytes int
-	// tail is 1 + the stream position (counted from the first entry
-	// ever queued) of the watcher's last queued response with events,
-	// or 0 (see admitLocked).
-	tail int64
+	// The responses of the watcher alone (created, catching up,
+	// progress); those of its groups count against them.
+	queueUnit
+	// canceled is set when the watcher is cancelled or its stream
+	// closed: the entries of its groups no longer go to it.
+	canceled bool
 	// sentEvents records that events were sent since the last progress
 	// tick; progressPending that a progress response is queued.
 	sentEvents, progressPending bool
@@ -70,63 +67,83 @@ func (w *watcher) wants(ev *mvccpb.Event) bool {
 	return !w.noDelete
 }
 
-type watcherSet map[*watcher]struct{}
-
-// watcherGroup is a set of watchers indexed by what they watch: a map for
-// single keys and an interval tree for ranges, as etcd's.
-type watcherGroup struct {
-	keys   map[string]watcherSet
-	ranges adt.IntervalTree // interval -> watcherSet
-	all    watcherSet
+// ranged is what a rangeIndex holds: a watcher, or a group of them.
+type ranged interface {
+	comparable
+	// keyRange is the watched range, with Range's rules: end nil is the
+	// single key, end empty every key >= key.
+	keyRange() (key, end []byte)
 }
 
-func newWatcherGroup() *watcherGroup {
-	return &watcherGroup{keys: make(map[string]watcherSet), ranges: adt.NewIntervalTree(), all: make(watcherSet)}
+func (w *watcher) keyRange() ([]byte, []byte) { return w.key, w.end }
+
+// rangeIndex is a set of watchers (or groups) indexed by what they
+// watch: a map for single keys and an interval tree for ranges, as
+// etcd's watcherGroup.
+type rangeIndex[T ranged] struct {
+	keys   map[string]map[T]struct{}
+	ranges adt.IntervalTree // interval -> map[T]struct{}
+	all    map[T]struct{}
 }
 
-func (g *watcherGroup) size() int { return len(g.all) }
+// watcherGroup is the index of unsynced watchers; groupIndex that of
+// the synced watchers' groups.
+type (
+	watcherGroup = rangeIndex[*watcher]
+	groupIndex   = rangeIndex[*watchGroup]
+)
 
-// interval is the watched range of w in the tree's terms: an empty end is
-// "no end" for adt's affine strings.
-func (w *watcher) interval() adt.Interval {
-	return adt.NewStringAffineInterval(string(w.key), string(w.end))
+func newWatcherGroup() *watcherGroup { return newRangeIndex[*watcher]() }
+
+func newRangeIndex[T ranged]() *rangeIndex[T] {
+	return &rangeIndex[T]{keys: make(map[string]map[T]struct{}), ranges: adt.NewIntervalTree(), all: make(map[T]struct{})}
 }
 
-func (g *watcherGroup) add(w *watcher) {
+func (g *rangeIndex[T]) size() int { return len(g.all) }
+
+// interval is a watched range in the tree's terms: an empty end is "no
+// end" for adt's affine strings.
+func watchInterval(key, end []byte) adt.Interval {
+	return adt.NewStringAffineInterval(string(key), string(end))
+}
+
+func (g *rangeIndex[T]) add(w T) {
 	g.all[w] = struct{}{}
-	if w.end == nil {
-		set := g.keys[string(w.key)]
+	key, end := w.keyRange()
+	if end == nil {
+		set := g.keys[string(key)]
 		if set == nil {
-			set = make(watcherSet)
-			g.keys[string(w.key)] = set
+			set = make(map[T]struct{})
+			g.keys[string(key)] = set
 		}
 		set[w] = struct{}{}
 		return
 	}
-	ivl := w.interval()
+	ivl := watchInterval(key, end)
 	if iv := g.ranges.Find(ivl); iv != nil {
-		iv.Val.(watcherSet)[w] = struct{}{}
+		iv.Val.(map[T]struct{})[w] = struct{}{}
 		return
 	}
-	g.ranges.Insert(ivl, watcherSet{w: {}})
+	g.ranges.Insert(ivl, map[T]struct{}{w: {}})
 }
 
-func (g *watcherGroup) delete(w *watcher) bool {
+func (g *rangeIndex[T]) delete(w T) bool {
 	if _, ok := g.all[w]; !ok {
 		return false
 	}
 	delete(g.all, w)
-	if w.end == nil {
-		set := g.keys[string(w.key)]
+	key, end := w.keyRange()
+	if end == nil {
+		set := g.keys[string(key)]
 		delete(set, w)
 		if len(set) == 0 {
-			delete(g.keys, string(w.key))
+			delete(g.keys, string(key))
 		}
 		return true
 	}
-	ivl := w.interval()
+	ivl := watchInterval(key, end)
 	if iv := g.ranges.Find(ivl); iv != nil {
-		set := iv.Val.(watcherSet)
+		set := iv.Val.(map[T]struct{})
 		delete(set, w)
 		if len(set) == 0 {
 			g.ranges.Delete(ivl)
@@ -135,8 +152,8 @@ func (g *watcherGroup) delete(w *watcher) bool {
 	return true
 }
 
-// visit calls f on every watcher of the group whose range holds key.
-func (g *watcherGroup) visit(key []byte, f func(w *watcher)) {
+// visit calls f on every member of the index whose range holds key.
+func (g *rangeIndex[T]) visit(key []byte, f func(w T)) {
 	for w := range g.keys[string(key)] {
 		f(w)
 	}
@@ -144,7 +161,7 @@ func (g *watcherGroup) visit(key []byte, f func(w *watcher)) {
 		return
 	}
 	g.ranges.Visit(adt.NewStringAffinePoint(string(key)), func(iv *adt.IntervalValue) bool {
-		for w := range iv.Val.(watcherSet) {
+		for w := range iv.Val.(map[T]struct{}) {
 			f(w)
 		}
 		return true
