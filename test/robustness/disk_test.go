@@ -266,13 +266,16 @@ func TestDiskFull(t *testing.T) {
 			var err error
 			for i := 0; i < 4*quota/len(val); i++ {
 				k := fmt.Sprintf("quota/%05d", i)
-				if _, err = cli.Put(ctx, k, val); err != nil {
+				pctx, pcancel := context.WithTimeout(ctx, 20*time.Second)
+				_, err = cli.Put(pctx, k, val)
+				pcancel()
+				if err != nil {
 					break
 				}
 				acked[k] = val
 			}
 			if !errors.Is(err, rpctypes.ErrNoSpace) {
-				t.Fatalf("put past the quota after %d puts: %v, want %v", len(acked), err, rpctypes.ErrNoSpace)
+				t.Fatalf("put past the quota after %d puts: %v, want %v\n%s", len(acked), err, rpctypes.ErrNoSpace, c.logTail(m, 30))
 			}
 			alarms, err := cli.AlarmList(ctx)
 			if err != nil || len(alarms.Alarms) != 1 || alarms.Alarms[0].Alarm != pb.AlarmType_NOSPACE {
