@@ -29,7 +29,7 @@ func (c *cluster) rssAll(t *testing.T) map[string]int64 {
 
 // TestOverload puts a running cluster under loads a member must shed or
 // bear with bounded memory while it keeps serving others: many leases
-// (10k, 100k in the long form), a flood of idle connections, slowloris
+// (5k, 100k in the long form), a flood of idle connections, slowloris
 // on the HTTP port. Each case logs the members' RSS before and after.
 func TestOverload(t *testing.T) {
 	if testing.Short() {
@@ -41,7 +41,7 @@ func TestOverload(t *testing.T) {
 	defer cancel()
 
 	t.Run("leases", func(t *testing.T) {
-		n := 10000
+		n := 5000
 		if longDuration(t) > 0 {
 			n = 100000
 		}

@@ -12,7 +12,7 @@ import (
 // (the bug is a follower that rejects AppendEntries forever after the
 // snapshot; Strata's raft log is a MonotonicLogStore, so raft drops the
 // whole log on installing a snapshot instead of keeping the conflicting
-// entry). Three rounds, then every acknowledged write on every member.
+// entry). Two rounds (ten in the long form), then every acknowledged write on every member.
 func TestFollowerPastSnapshots(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts processes")
@@ -21,7 +21,11 @@ func TestFollowerPastSnapshots(t *testing.T) {
 	w := startAckWriters(c.client(), "snap/", 4, 100)
 	defer w.stop()
 	s := &scenario{t: t, c: c, rec: newRecorder(), admin: c.client()}
-	for round := range 3 {
+	rounds := 2
+	if longDuration(t) > 0 {
+		rounds = 10
+	}
+	for round := range rounds {
 		l := c.waitLeader(30 * time.Second)
 		f := c.members[(l.idx+1+round%2)%len(c.members)]
 		c.kill(f)
