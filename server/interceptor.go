@@ -13,17 +13,23 @@ import (
 // WithRequireLeader sets the "hasleader" metadata) while none is known, as
 // etcd does.
 func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	if md, ok := metadata.FromIncomingContext(ctx); ok {
-		if ks := md[rpctypes.MetadataRequireLeaderKey]; len(ks) > 0 && ks[0] == rpctypes.MetadataHasLeader {
-			if id, _ := s.node.Leader(); id == "" {
-				return nil, rpctypes.ErrGRPCNoLeader
-			}
+	if requiresLeader(ctx) {
+		if id, _ := s.node.Leader(); id == "" {
+			return nil, rpctypes.ErrGRPCNoLeader
 		}
 	}
 	start := time.Now()
 	resp, err := handler(ctx, req)
 	s.logRequestStats(ctx, info, start, req, resp)
 	return resp, err
+}
+
+// requiresLeader reports whether the request's metadata asks for a leader.
+// It reads the one key without copying the metadata (FromIncomingContext
+// copies all of it, on every request).
+func requiresLeader(ctx context.Context) bool {
+	ks := metadata.ValueFromIncomingContext(ctx, rpctypes.MetadataRequireLeaderKey)
+	return len(ks) > 0 && ks[0] == rpctypes.MetadataHasLeader
 }
 
 // maxNoLeaderCount is how many election timeouts in a row a member sees
@@ -35,11 +41,7 @@ const maxNoLeaderCount = 3
 // is known, and ended with "no leader" once the member has seen none for
 // maxNoLeaderCount election timeouts in a row.
 func (s *Server) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	md, ok := metadata.FromIncomingContext(ss.Context())
-	if !ok {
-		return handler(srv, ss)
-	}
-	if ks := md[rpctypes.MetadataRequireLeaderKey]; len(ks) == 0 || ks[0] != rpctypes.MetadataHasLeader {
+	if !requiresLeader(ss.Context()) {
 		return handler(srv, ss)
 	}
 	if id, _ := s.node.Leader(); id == "" {

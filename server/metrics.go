@@ -12,7 +12,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
-	"google.golang.org/grpc/stats"
 
 	"github.com/strata-kv/strata/engine"
 	"github.com/strata-kv/strata/mvcc"
@@ -81,8 +80,8 @@ func (m *mvccOpMetrics) countTxn(r *pb.TxnRequest, resp *pb.TxnResponse) {
 }
 
 // clientTraffic counts the bytes of client gRPC messages, as etcd's
-// etcd_network_client_grpc_{received,sent}_bytes_total: a gRPC stats
-// handler sees every message's wire length.
+// etcd_network_client_grpc_{received,sent}_bytes_total: the server's codec
+// adds every message's encoded length.
 type clientTraffic struct {
 	received, sent prometheus.Counter
 }
@@ -93,20 +92,6 @@ func newClientTraffic() *clientTraffic {
 			Name: "client_grpc_received_bytes_total", Help: "The total number of bytes received from grpc clients."}),
 		sent: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "etcd", Subsystem: "network",
 			Name: "client_grpc_sent_bytes_total", Help: "The total number of bytes sent to grpc clients."}),
-	}
-}
-
-func (c *clientTraffic) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context { return ctx }
-func (c *clientTraffic) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context {
-	return ctx
-}
-func (c *clientTraffic) HandleConn(context.Context, stats.ConnStats) {}
-func (c *clientTraffic) HandleRPC(_ context.Context, s stats.RPCStats) {
-	switch p := s.(type) {
-	case *stats.InPayload:
-		c.received.Add(float64(p.WireLength))
-	case *stats.OutPayload:
-		c.sent.Add(float64(p.WireLength))
 	}
 }
 

@@ -141,6 +141,18 @@ func TestMetricNames(t *testing.T) {
 	if puts != 2 {
 		t.Errorf("etcd_mvcc_put_total summed over members = %v, want 2", puts)
 	}
+	// The client's requests and responses were counted (by the codec).
+	for _, name := range []string{"etcd_network_client_grpc_received_bytes_total", "etcd_network_client_grpc_sent_bytes_total"} {
+		var sum float64
+		for _, m := range c.members {
+			if f := scrape(t, m.ClientURLs()[0]+"/metrics")[name]; f != nil {
+				sum += f.Metric[0].GetCounter().GetValue()
+			}
+		}
+		if sum == 0 {
+			t.Errorf("%s summed over members = 0", name)
+		}
+	}
 	if v := fams["etcd_cluster_version"]; v != nil && labelValue(v.Metric[0], "cluster_version") != clusterMinor(server.ClusterVersion) {
 		t.Errorf("etcd_cluster_version label %q, want %q", labelValue(v.Metric[0], "cluster_version"), clusterMinor(server.ClusterVersion))
 	}

@@ -312,10 +312,9 @@ func mustURL(s string) *url.URL {
 func (s *Server) buildGRPC() {
 	m := s.metrics.grpc
 	opts := []grpc.ServerOption{
-		grpc.ForceServerCodecV2(newCodec()),
+		grpc.ForceServerCodecV2(newCodec(s.metrics.clientTraffic)),
 		grpc.ChainUnaryInterceptor(m.UnaryServerInterceptor(), s.unaryInterceptor),
 		grpc.ChainStreamInterceptor(m.StreamServerInterceptor(), s.streamInterceptor),
-		grpc.StatsHandler(s.metrics.clientTraffic),
 		grpc.MaxRecvMsgSize(int(s.cfg.MaxRequestBytes) + grpcOverheadBytes),
 		grpc.MaxSendMsgSize(math.MaxInt32),
 		grpc.MaxConcurrentStreams(s.cfg.MaxConcurrentStreams),
