@@ -386,9 +386,17 @@ func (n *Node) removed(ask bool) bool {
 		// A new member not yet reached by the leader.
 		return false
 	}
-	if !inConfiguration(servers, n.cfg.ID) {
-		return cf.Index() <= n.raft.CommitIndex()
+	switch {
+	case inConfiguration(servers, n.cfg.ID):
+		n.inConfigSeen = true
+	case n.inConfigSeen && cf.Index() <= n.raft.CommitIndex():
+		return true
+	case n.inConfigSeen:
+		return false
 	}
+	// A node that has never seen itself in a configuration may be a new
+	// member that installed a snapshot taken before it was added: that
+	// configuration does not list it yet, and only the leader can tell.
 	if !ask {
 		return false
 	}

@@ -224,6 +224,10 @@ type Node struct {
 	readyTerm atomic.Uint64
 
 	removedc chan struct{}
+	// inConfigSeen is set once removalLoop has seen this node in a
+	// committed configuration: only then does a configuration without it
+	// mean a removal (see removed).
+	inConfigSeen bool
 	stopc    chan struct{}
 	// ctx is cancelled when the node stops, with stopc closed.
 	ctx      context.Context
