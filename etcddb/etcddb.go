@@ -4,9 +4,11 @@
 // of its content appended.
 //
 // It knows only the parts of etcd's schema (server/storage/schema) that
-// carry the keyspace: the "key" bucket (revision -> mvccpb.KeyValue), the
-// "lease" bucket (lease ID -> leasepb.Lease) and the compact revisions,
-// term and consistent index in the "meta" bucket. Records are handed out
+// carry the keyspace and what goes with it: the "key" bucket (revision ->
+// mvccpb.KeyValue), the "lease" bucket (lease ID -> leasepb.Lease), the
+// compact revisions, term and consistent index in the "meta" bucket, and
+// the auth store's buckets ("auth": enabled flag and auth revision;
+// "authUsers": name -> authpb.User; "authRoles": name -> authpb.Role). Records are handed out
 // and taken in as etcd stores them; decoding them is the caller's.
 package etcddb
 
@@ -31,16 +33,22 @@ var (
 	bucketKey   = []byte("key")
 	bucketMeta  = []byte("meta")
 	bucketLease = []byte("lease")
+	// The auth store's buckets (server/storage/schema/auth*.go).
+	bucketAuth      = []byte("auth")
+	bucketAuthUsers = []byte("authUsers")
+	bucketAuthRoles = []byte("authRoles")
 	// allBuckets are the buckets etcd creates; an exported file has them all.
 	allBuckets = [][]byte{bucketKey, bucketMeta, bucketLease, []byte("alarm"), []byte("cluster"),
-		[]byte("members"), []byte("members_removed"), []byte("auth"), []byte("authUsers"), []byte("authRoles")}
+		[]byte("members"), []byte("members_removed"), bucketAuth, bucketAuthUsers, bucketAuthRoles}
 
 	metaFinishedCompact  = []byte("finishedCompactRev")
 	metaScheduledCompact = []byte("scheduledCompactRev")
 	metaConsistentIndex  = []byte("consistent_index")
 	metaTerm             = []byte("term")
 	metaStorageVersion   = []byte("storageVersion")
-	metaAuthEnabled      = []byte("authEnabled")
+	// In the "auth" bucket: one byte, 1 or 0; and 8 bytes big-endian.
+	metaAuthEnabled  = []byte("authEnabled")
+	metaAuthRevision = []byte("authRevision")
 	// metaStrataLeaseSeq is Strata's own: the counter behind the lease IDs
 	// a Strata store generated, so that a store exported to etcd's format
 	// and restored again never grants the ID of a revoked lease again.
@@ -89,6 +97,8 @@ type Meta struct {
 	Term                uint64
 	StorageVersion      string
 	AuthEnabled         bool
+	// AuthRevision is the auth store's revision (0: none stored).
+	AuthRevision uint64
 	// LeaseSeq is the lease ID counter of the Strata store the file was
 	// exported from (see metaStrataLeaseSeq).
 	LeaseSeq uint64
@@ -326,9 +336,16 @@ func (r *Reader) meta() (Meta, error) {
 	if v := b.Get(metaStrataLeaseSeq); len(v) == 8 {
 		m.LeaseSeq = binary.BigEndian.Uint64(v)
 	}
-	if ab := r.tx.Bucket([]byte("auth")); ab != nil {
+	if ab := r.tx.Bucket(bucketAuth); ab != nil {
 		v := ab.Get(metaAuthEnabled)
 		m.AuthEnabled = len(v) == 1 && v[0] == 1
+		switch v := ab.Get(metaAuthRevision); len(v) {
+		case 0:
+		case 8:
+			m.AuthRevision = binary.BigEndian.Uint64(v)
+		default:
+			return m, fmt.Errorf("%w: auth revision of %d bytes", ErrIntegrity, len(v))
+		}
 	}
 	return m, nil
 }
@@ -364,8 +381,25 @@ func (r *Reader) ForEachRevision(fn func(k, v []byte) error) error {
 // ForEachLease calls fn for every record of the "lease" bucket, in ID
 // order. k and v are valid only during the call.
 func (r *Reader) ForEachLease(fn func(k, v []byte) error) error {
+	return r.forEach(bucketLease, fn)
+}
+
+// ForEachAuthUser calls fn for every record of the "authUsers" bucket, in
+// name order. k and v are valid only during the call.
+func (r *Reader) ForEachAuthUser(fn func(k, v []byte) error) error {
+	return r.forEach(bucketAuthUsers, fn)
+}
+
+// ForEachAuthRole calls fn for every record of the "authRoles" bucket, in
+// name order. k and v are valid only during the call.
+func (r *Reader) ForEachAuthRole(fn func(k, v []byte) error) error {
+	return r.forEach(bucketAuthRoles, fn)
+}
+
+// forEach walks a bucket that may be absent.
+func (r *Reader) forEach(bucket []byte, fn func(k, v []byte) error) error {
 	return safely(func() error {
-		b := r.tx.Bucket(bucketLease)
+		b := r.tx.Bucket(bucket)
 		if b == nil {
 			return nil
 		}
@@ -454,6 +488,12 @@ func (w *Writer) Revision(k, v []byte) error {
 // Lease puts one record into the "lease" bucket.
 func (w *Writer) Lease(k, v []byte) error { return w.put(bucketLease, k, v) }
 
+// AuthUser puts one record into the "authUsers" bucket.
+func (w *Writer) AuthUser(k, v []byte) error { return w.put(bucketAuthUsers, k, v) }
+
+// AuthRole puts one record into the "authRoles" bucket.
+func (w *Writer) AuthRole(k, v []byte) error { return w.put(bucketAuthRoles, k, v) }
+
 // FinishMeta is what Finish writes to the meta bucket.
 type FinishMeta struct {
 	// Rev is the keyspace's current revision. If the records written end
@@ -467,6 +507,10 @@ type FinishMeta struct {
 	StorageVersion string
 	// LeaseSeq is the exported store's lease ID counter (0: none).
 	LeaseSeq uint64
+	// AuthEnabled and AuthRevision go to the "auth" bucket (a revision of
+	// 0 is not written: etcd then starts at 1).
+	AuthEnabled  bool
+	AuthRevision uint64
 }
 
 // Finish writes the meta bucket, closes the database, appends its sha256
@@ -512,6 +556,19 @@ func (w *Writer) Finish(m FinishMeta) (size int64, err error) {
 	}
 	if m.LeaseSeq > 0 {
 		if err := mb.Put(metaStrataLeaseSeq, binary.BigEndian.AppendUint64(nil, m.LeaseSeq)); err != nil {
+			return 0, err
+		}
+	}
+	ab := w.tx.Bucket(bucketAuth)
+	enabled := []byte{0}
+	if m.AuthEnabled {
+		enabled[0] = 1
+	}
+	if err := ab.Put(metaAuthEnabled, enabled); err != nil {
+		return 0, err
+	}
+	if m.AuthRevision > 0 {
+		if err := ab.Put(metaAuthRevision, binary.BigEndian.AppendUint64(nil, m.AuthRevision)); err != nil {
 			return 0, err
 		}
 	}

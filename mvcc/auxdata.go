@@ -55,7 +55,13 @@ func (s *Store) Aux(prefix []byte) (map[string][]byte, error) {
 	if s.closed.Load() {
 		return nil, ErrClosed
 	}
-	snap, err := s.be.NewSnapshot()
+	return ReadAux(s.be, prefix)
+}
+
+// ReadAux returns the auxiliary records whose names start with prefix, by
+// name, from a backend holding a store (open or not).
+func ReadAux(be engine.Backend, prefix []byte) (map[string][]byte, error) {
+	snap, err := be.NewSnapshot()
 	if err != nil {
 		return nil, err
 	}
@@ -75,6 +81,13 @@ func (s *Store) Aux(prefix []byte) (map[string][]byte, error) {
 	}
 	return out, errors.Join(it.Error(), it.Close())
 }
+
+// BackendAux reads the auxiliary records of a backend holding a store
+// that is not open (ReadAux), as Store.Aux reads them.
+type BackendAux struct{ Backend engine.Backend }
+
+// Aux is ReadAux.
+func (b BackendAux) Aux(prefix []byte) (map[string][]byte, error) { return ReadAux(b.Backend, prefix) }
 
 // prefixUpper returns the smallest key above every key starting with p, or
 // nil when there is none.

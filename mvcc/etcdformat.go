@@ -138,6 +138,13 @@ func (im *Importer) Lease(k, v []byte) error {
 	return im.maybeFlush()
 }
 
+// SetAux adds one record of the auxiliary area (see WriteBatch.SetAux):
+// state kept beside the keyspace, such as the auth store's. Call it before
+// Finish, which commits it.
+func (im *Importer) SetAux(name, value []byte) {
+	im.b.Set(append([]byte{prefixAux}, name...), value)
+}
+
 func (im *Importer) maybeFlush() error {
 	if err := im.b.Err(); err != nil {
 		return fmt.Errorf("mvcc: import: %w", err)

@@ -1,14 +1,18 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/strata-kv/strata/auth"
 	"github.com/strata-kv/strata/backends"
 	"github.com/strata-kv/strata/engine"
 	"github.com/strata-kv/strata/etcddb"
@@ -20,19 +24,26 @@ import (
 type etcdRestoreSummary struct {
 	rev, compactRev int64
 	revs, leases    int
+	users, roles    int
+	authEnabled     bool
 	size            int64
 }
 
 func (s etcdRestoreSummary) String() string {
-	return fmt.Sprintf("etcd database (%d bytes; revision %d, compacted at %d; %d revisions, %d leases)",
-		s.size, s.rev, s.compactRev, s.revs, s.leases)
+	auth := "disabled"
+	if s.authEnabled {
+		auth = "enabled"
+	}
+	return fmt.Sprintf("etcd database (%d bytes; revision %d, compacted at %d; %d revisions, %d leases; auth %s, %d users, %d roles)",
+		s.size, s.rev, s.compactRev, s.revs, s.leases, auth, s.users, s.roles)
 }
 
 // restoreEtcd copies the keyspace of the etcd snapshot or database at path
 // into a new store in dir, on engine backend: every revision etcd kept,
-// the compact revisions and the leases, as etcdutl's restore keeps them.
-// What the keyspace does not hold (members, alarms, auth) is left behind,
-// as etcdutl's restore leaves the members behind.
+// the compact revisions, the leases and the auth store (users, roles, the
+// enabled flag and the auth revision), as etcdutl's restore keeps them.
+// Members and alarms are left behind, as etcdutl's restore leaves the
+// members behind.
 func restoreEtcd(reg *engine.Registry, backend, dir, path string, skipHash bool) (etcdRestoreSummary, error) {
 	var sum etcdRestoreSummary
 	r, err := etcddb.Open(path, etcddb.OpenOptions{SkipHashCheck: skipHash})
@@ -48,9 +59,15 @@ func restoreEtcd(reg *engine.Registry, backend, dir, path string, skipHash bool)
 	if err != nil {
 		return sum, err
 	}
-	if m.AuthEnabled {
-		fmt.Fprintln(os.Stderr, "strata: warning: the etcd database has auth enabled; its users and roles are not restored")
+	st := auth.EtcdState{Enabled: m.AuthEnabled, Revision: m.AuthRevision, Users: map[string][]byte{}, Roles: map[string][]byte{}}
+	err = r.ForEachAuthUser(func(k, v []byte) error { st.Users[string(k)] = bytes.Clone(v); return nil })
+	if err == nil {
+		err = r.ForEachAuthRole(func(k, v []byte) error { st.Roles[string(k)] = bytes.Clone(v); return nil })
 	}
+	if err != nil {
+		return sum, err
+	}
+	sum.users, sum.roles, sum.authEnabled = len(st.Users), len(st.Roles), st.Enabled
 	be, err := reg.Open(backend, dir, engine.Options{})
 	if err != nil {
 		return sum, err
@@ -63,6 +80,9 @@ func restoreEtcd(reg *engine.Registry, backend, dir, path string, skipHash bool)
 	err = r.ForEachRevision(im.Revision)
 	if err == nil {
 		err = r.ForEachLease(im.Lease)
+	}
+	if err == nil {
+		err = auth.ImportEtcd(im, st)
 	}
 	if err == nil {
 		sum.rev, sum.revs, sum.leases, err = im.Finish(mvcc.ImportMeta{
@@ -166,17 +186,42 @@ func runSnapshotExport(args []string) error {
 		w.Abort()
 		return fmt.Errorf("snapshot export: %w", err)
 	}
+	st, err := auth.ExportEtcd(mvcc.BackendAux{Backend: be})
+	if err == nil {
+		err = writeEtcdAuth(w, st)
+	}
+	if err != nil {
+		w.Abort()
+		return fmt.Errorf("snapshot export: %w", err)
+	}
 	size, err := w.Finish(etcddb.FinishMeta{
 		Rev:                 m.Rev,
 		FinishedCompactRev:  m.FinishedCompactRev,
 		ScheduledCompactRev: m.ScheduledCompactRev,
 		StorageVersion:      server.StorageVersion,
 		LeaseSeq:            m.LeaseSeq,
+		AuthEnabled:         st.Enabled,
+		AuthRevision:        st.Revision,
 	})
 	if err != nil {
 		return fmt.Errorf("snapshot export: %w", err)
 	}
-	fmt.Printf("exported revision %d (compacted at %d; %d revisions, %d leases) to %s (%d bytes) in %v; restore it with: etcdutl snapshot restore %s\n",
-		m.Rev, max(m.FinishedCompactRev, m.ScheduledCompactRev), revs, leases, out, size, time.Since(start).Round(time.Millisecond), out)
+	fmt.Printf("exported revision %d (compacted at %d; %d revisions, %d leases; %d users, %d roles) to %s (%d bytes) in %v; restore it with: etcdutl snapshot restore %s\n",
+		m.Rev, max(m.FinishedCompactRev, m.ScheduledCompactRev), revs, leases, len(st.Users), len(st.Roles), out, size, time.Since(start).Round(time.Millisecond), out)
+	return nil
+}
+
+// writeEtcdAuth puts the auth store's users and roles into etcd's buckets.
+func writeEtcdAuth(w *etcddb.Writer, st auth.EtcdState) error {
+	for _, name := range slices.Sorted(maps.Keys(st.Users)) {
+		if err := w.AuthUser([]byte(name), st.Users[name]); err != nil {
+			return err
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(st.Roles)) {
+		if err := w.AuthRole([]byte(name), st.Roles[name]); err != nil {
+			return err
+		}
+	}
 	return nil
 }

@@ -398,6 +398,15 @@ func etcdutlRestore(t *testing.T, snap, name, dir, peer string) {
 // checkRealEtcdServes restores snap and serves it with the real etcd bin.
 func checkRealEtcdServes(t *testing.T, bin, snap string, want answers) {
 	t.Helper()
+	cli := startRealEtcd(t, bin, snap, nil)
+	compareAnswers(t, "real etcd from the export", capture(t, cli), want)
+}
+
+// startRealEtcd restores snap with etcdutl and starts the real etcd bin on
+// it until the test ends; it returns a client (made with opts, if any)
+// once etcd serves.
+func startRealEtcd(t *testing.T, bin, snap string, opts func(*clientv3.Config)) *clientv3.Client {
+	t.Helper()
 	addrs, err := freeport.Addrs(2)
 	if err != nil {
 		t.Fatal(err)
@@ -406,35 +415,44 @@ func checkRealEtcdServes(t *testing.T, bin, snap string, want answers) {
 	peer := "http://" + addrs[1]
 	etcdutlRestore(t, snap, "real", dir, peer)
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "--name", "real", "--data-dir", dir, "--log-level", "error",
 		"--listen-client-urls", "http://"+addrs[0], "--advertise-client-urls", "http://"+addrs[0],
 		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer, "--initial-cluster", "real="+peer)
 	if err := cmd.Start(); err != nil {
+		cancel()
 		t.Fatal(err)
 	}
-	defer func() {
+	t.Cleanup(func() {
 		cancel()
 		cmd.Wait()
-	}()
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{addrs[0]}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
-	if err != nil {
-		t.Fatal(err)
+	})
+	cfg := clientv3.Config{Endpoints: []string{addrs[0]}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()}
+	if opts != nil {
+		opts(&cfg)
 	}
-	defer cli.Close()
+	var cli *clientv3.Client
 	for i := 0; ; i++ {
-		c, cc := context.WithTimeout(ctx, time.Second)
-		_, err := cli.Get(c, "x")
-		cc()
-		if err == nil {
-			break
+		if cli == nil {
+			// With a user, New logs in, which fails until etcd serves.
+			if cli, err = clientv3.New(cfg); err != nil {
+				cli = nil
+			}
+		}
+		if cli != nil {
+			c, cc := context.WithTimeout(ctx, time.Second)
+			_, err = cli.Get(c, "x")
+			cc()
+			if err == nil {
+				break
+			}
 		}
 		if i == 50 {
 			t.Fatalf("real etcd did not serve: %v", err)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	compareAnswers(t, "real etcd from the export", capture(t, cli), want)
+	t.Cleanup(func() { cli.Close() })
+	return cli
 }
 
 // TestRestoreBadFiles checks that broken and foreign files are refused
