@@ -86,7 +86,7 @@ func buildEtcdAuthData(t *testing.T) (snapshot, want string) {
 func loginClient(t *testing.T, endpoints []string, user, password string) *clientv3.Client {
 	t.Helper()
 	cli, err := clientv3.New(clientv3.Config{Endpoints: endpoints, Username: user, Password: password,
-		DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+		DialTimeout: 20 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
 		t.Fatalf("login as %s: %v", user, err)
 	}
@@ -159,14 +159,14 @@ func checkAuthServes(t *testing.T, what string, endpoints []string, want string)
 		t.Fatalf("%s: alice puts outside /app/: %v, want %v", what, err, rpctypes.ErrPermissionDenied)
 	}
 	if _, err := clientv3.New(clientv3.Config{Endpoints: endpoints, Username: "alice", Password: "wrong",
-		DialTimeout: 5 * time.Second, Logger: zap.NewNop()}); !errors.Is(err, rpctypes.ErrAuthFailed) {
+		DialTimeout: 20 * time.Second, Logger: zap.NewNop()}); !errors.Is(err, rpctypes.ErrAuthFailed) {
 		t.Fatalf("%s: alice with a wrong password: %v, want %v", what, err, rpctypes.ErrAuthFailed)
 	}
 	if _, err := clientv3.New(clientv3.Config{Endpoints: endpoints, Username: "bob", Password: "any",
-		DialTimeout: 5 * time.Second, Logger: zap.NewNop()}); err == nil {
+		DialTimeout: 20 * time.Second, Logger: zap.NewNop()}); err == nil {
 		t.Fatalf("%s: bob (no password) logged in with a password", what)
 	}
-	anon, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	anon, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 20 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
 		t.Fatal(err)
 	}

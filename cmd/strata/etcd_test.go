@@ -22,6 +22,7 @@ import (
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.etcd.io/etcd/server/v3/lease/leasepb"
 	"go.uber.org/zap"
+	"golang.org/x/crypto/bcrypt"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/strata-kv/strata/etcddb"
@@ -60,6 +61,7 @@ func startEtcd(t *testing.T, name, dir, peer string) *etcdMember {
 	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
 	cfg.Logger = "zap"
 	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
+	cfg.BcryptCost = uint(bcrypt.MinCost) // passwords hashed here are checked fast, under -race too
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
 		t.Fatal(err)
