@@ -66,6 +66,11 @@ type BenchRun struct {
 	Output  BenchOutput
 	// PeakRSS is the sum over members of each one's peak RSS.
 	PeakRSS int64
+	// MemberCPU is the CPU time (user and system) each member used while
+	// the benchmark tool ran, in member order; BenchCPU is the tool's own.
+	// Zero where /proc is not available.
+	MemberCPU []time.Duration
+	BenchCPU  time.Duration
 	// Resources are the resources workload's figures.
 	Resources *Resources
 	// Err is why the run failed ("" when it did not): the benchmark tool
@@ -227,6 +232,15 @@ func logRun(w io.Writer, rounds int, run BenchRun) {
 	} else {
 		fmt.Fprintf(w, "round %d/%d %s %s: %.0f req/s, p50 %s ms, p99 %s ms, peak RSS %s\n", run.Round, rounds,
 			run.Workload, run.Target, s.ReqPerSec, ms(s.Percentiles["50"]), ms(s.P99()), bench.FormatBytes(run.PeakRSS))
+		if total, members := run.CPUPer1000(); len(members) > 0 {
+			parts := make([]string, len(members))
+			for i, v := range members {
+				parts[i] = fmt.Sprintf("%.3f", v)
+			}
+			reqs := s.ReqPerSec * s.Total.Seconds()
+			fmt.Fprintf(w, "  CPU s per 1000 requests: members %.3f (%s), benchmark tool %.3f\n",
+				total, strings.Join(parts, " "), run.BenchCPU.Seconds()*1000/reqs)
+		}
 	}
 	for _, out := range sortedKeys(run.Output) {
 		for _, msg := range sortedKeys(run.Output[out].Errors) {
@@ -243,6 +257,31 @@ func logRun(w io.Writer, rounds int, run BenchRun) {
 	for _, l := range run.ServerLog {
 		fmt.Fprintf(w, "  %s log: %s\n", run.Target, l)
 	}
+}
+
+// membersCPU reads each member's CPU time so far (zero where it cannot).
+func membersCPU(c *procCluster) []time.Duration {
+	out := make([]time.Duration, len(c.members))
+	for i, m := range c.members {
+		out[i], _ = bench.ReadCPU(m.cmd.Process.Pid)
+	}
+	return out
+}
+
+// CPUPer1000 is the CPU seconds the members used together per 1000
+// successful requests, and each member's share of it; zero when the run
+// has no figures.
+func (r BenchRun) CPUPer1000() (total float64, members []float64) {
+	reqs := r.Summary.ReqPerSec * r.Summary.Total.Seconds()
+	if reqs <= 0 || len(r.MemberCPU) == 0 {
+		return 0, nil
+	}
+	for _, d := range r.MemberCPU {
+		v := d.Seconds() * 1000 / reqs
+		members = append(members, v)
+		total += v
+	}
+	return total, members
 }
 
 func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }
@@ -293,8 +332,16 @@ func runOnce(ctx context.Context, cfg Config, job benchJob, bin string, extra []
 		var stdout bytes.Buffer
 		stderr := &tailBuffer{max: 1 << 20}
 		cmd.Stdout, cmd.Stderr = &stdout, stderr
+		cpu0 := membersCPU(c)
 		err = cmd.Run()
 		cancel()
+		run.MemberCPU = membersCPU(c)
+		for i := range run.MemberCPU {
+			run.MemberCPU[i] -= cpu0[i]
+		}
+		if cmd.ProcessState != nil {
+			run.BenchCPU = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+		}
 		run.Stderr = benchStderr(stderr.String(), 20)
 		out, perr := ParseEtcdBenchOutput(bytes.NewReader(stdout.Bytes()))
 		run.Output = out

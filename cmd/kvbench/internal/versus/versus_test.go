@@ -196,6 +196,41 @@ func TestRunVersusWithFakes(t *testing.T) {
 	if tp, p99 := res.Ratios(); tp != 1 || p99 != 1 {
 		t.Fatalf("ratios %v %v", tp, p99)
 	}
+	for _, r := range res.Runs {
+		if len(r.MemberCPU) != 1 {
+			t.Errorf("%s round %d: CPU of %d members, want 1", r.Target, r.Round, len(r.MemberCPU))
+		}
+	}
+	if got := strings.Count(log.String(), "CPU s per 1000 requests: members "); got != 4 {
+		t.Errorf("%d CPU lines in the log, want 4:\n%s", got, log.String())
+	}
+}
+
+func TestCPUPer1000(t *testing.T) {
+	sum := BenchSummary{Total: 2 * time.Second, ReqPerSec: 5000} // 10000 requests
+	for _, tc := range []struct {
+		name    string
+		run     BenchRun
+		total   float64
+		members []float64
+	}{
+		{"three members", BenchRun{Summary: sum, MemberCPU: []time.Duration{800 * time.Millisecond, 400 * time.Millisecond, 300 * time.Millisecond}}, 0.15, []float64{0.08, 0.04, 0.03}},
+		{"no CPU figures", BenchRun{Summary: sum}, 0, nil},
+		{"no requests", BenchRun{MemberCPU: []time.Duration{time.Second}}, 0, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			total, members := tc.run.CPUPer1000()
+			near := func(a, b float64) bool { return a-b < 1e-9 && b-a < 1e-9 }
+			if !near(total, tc.total) || len(members) != len(tc.members) {
+				t.Fatalf("got %v %v, want %v %v", total, members, tc.total, tc.members)
+			}
+			for i := range members {
+				if !near(members[i], tc.members[i]) {
+					t.Fatalf("got %v, want %v", members, tc.members)
+				}
+			}
+		})
+	}
 }
 
 // fakeBinaries returns a function making a fake binary in role "server",
