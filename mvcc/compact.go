@@ -108,8 +108,11 @@ var errStopped = fmt.Errorf("mvcc: compaction interrupted by close")
 // compact removes from the index and from the engine every revision at or
 // below rev that is not needed to read at rev or later. The engine deletes
 // go in batches of Options.CompactionBatchLimit revisions, so writers are
-// never held up for long; the last batch records the compaction as
-// finished and is committed with engine.Sync.
+// never held up for long, with Options.CompactionSleepInterval between
+// two batches (etcd's --compaction-batch-limit and
+// --compaction-sleep-interval, with their meaning: a batch visits that
+// many revisions, deleting those not kept). The last batch records the
+// compaction as finished; then the engine is synced, outside any commit.
 //
 // Like etcd, it hashes the revisions it visits (see HashByRev).
 func (s *Store) compact(job compactJob, stopc <-chan struct{}) error {
@@ -130,9 +133,16 @@ func (s *Store) compact(job compactJob, stopc <-chan struct{}) error {
 		}
 		deleted += b.Len()
 		if n < limit {
+			// The last batch is committed like the others, then synced
+			// apart: an engine that syncs a commit under its write lock
+			// (bbolt) would hold every writer for the whole fsync of the
+			// compaction's pages.
 			b.Set(metaFinishedCompact, putUint64(uint64(rev)))
-			if err := s.be.Commit(&b, engine.Sync); err != nil {
+			if err := s.be.Commit(&b, s.opts.WriteOptions); err != nil {
 				return fmt.Errorf("mvcc: compaction commit: %w", err)
+			}
+			if err := s.be.Sync(); err != nil {
+				return fmt.Errorf("mvcc: compaction sync: %w", err)
 			}
 			s.opts.Logger.Info("mvcc: finished compaction", "revision", rev,
 				"deleted", deleted, "took", time.Since(start))

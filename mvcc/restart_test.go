@@ -271,3 +271,53 @@ func TestCompaction(t *testing.T) {
 		}
 	})
 }
+
+// TestCompactionBatches checks that a compaction goes in batches as etcd's
+// --compaction-batch-limit and --compaction-sleep-interval say: a batch
+// visits at most the limit of revisions (deleting those not kept) and the
+// next one waits for the sleep interval. With a long interval the
+// compaction stops after its first batch.
+func TestCompactionBatches(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, e engineT) {
+		const limit = 10
+		s, be := newTestStore(t, e, &Options{CompactionBatchLimit: limit, CompactionSleepInterval: time.Hour})
+		// "a" at revisions 2..51, "b" at 52..101: compacting at 101 keeps
+		// a@51 and b@101 and deletes 98 revisions.
+		for i := range 100 {
+			mustPut(t, s, string(rune('a'+i/50)), fmt.Sprint(i))
+		}
+		if _, err := s.Compact(&pb.CompactionRequest{Revision: s.Rev()}); err != nil {
+			t.Fatal(err)
+		}
+		want := 100 - limit // the first batch: revisions 2..11, none kept
+		deadline := time.Now().Add(10 * time.Second)
+		for countRevisions(t, be) != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d revisions stored, want %d after the first batch", countRevisions(t, be), want)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		time.Sleep(50 * time.Millisecond) // no second batch within the interval
+		if n := countRevisions(t, be); n != want {
+			t.Fatalf("%d revisions stored 50ms after the first batch, want %d: the next batch did not wait", n, want)
+		}
+		// The index is compacted already; reads at the compacted revision
+		// go on while the engine deletes.
+		if kv := get(t, s, "a"); string(kv.GetValue()) != "49" {
+			t.Fatalf("a = %v during the compaction", kv)
+		}
+	})
+	forEachEngine(t, func(t *testing.T, e engineT) {
+		// Without pauses, the whole compaction runs in batches to the end.
+		s, be := newTestStore(t, e, &Options{CompactionBatchLimit: 7, CompactionSleepInterval: -1})
+		for i := range 100 {
+			mustPut(t, s, string(rune('a'+i/50)), fmt.Sprint(i))
+		}
+		if _, err := s.Compact(&pb.CompactionRequest{Revision: s.Rev(), Physical: true}); err != nil {
+			t.Fatal(err)
+		}
+		if n := countRevisions(t, be); n != 2 {
+			t.Fatalf("%d revisions stored after the compaction, want 2", n)
+		}
+	})
+}
