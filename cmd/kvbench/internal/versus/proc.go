@@ -151,7 +151,11 @@ func startCluster(ctx context.Context, bin string, extra []string, dir string, n
 	if err := c.launch(); err != nil {
 		return nil, err
 	}
-	if err := c.waitHealthy(ctx, 100*time.Millisecond); err != nil {
+	timeout := 20 * time.Second
+	if n > 1 {
+		timeout = 40 * time.Second
+	}
+	if err := c.waitHealthy(ctx, 100*time.Millisecond, timeout); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -178,13 +182,9 @@ func (c *procCluster) launch() error {
 
 // waitHealthy waits, checking every poll, until every member's /health
 // answers 200: it has a leader and serves a linearizable read. It stops
-// the cluster when it fails.
-func (c *procCluster) waitHealthy(ctx context.Context, poll time.Duration) error {
+// the cluster when that takes longer than timeout.
+func (c *procCluster) waitHealthy(ctx context.Context, poll, timeout time.Duration) error {
 	n := len(c.members)
-	timeout := 20 * time.Second
-	if n > 1 {
-		timeout = 40 * time.Second
-	}
 	deadline := time.Now().Add(timeout)
 	hc, err := c.tf.httpClient()
 	if err != nil {
