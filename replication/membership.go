@@ -386,17 +386,16 @@ func (n *Node) removed(ask bool) bool {
 		// A new member not yet reached by the leader.
 		return false
 	}
-	switch {
-	case inConfiguration(servers, n.cfg.ID):
+	if inConfiguration(servers, n.cfg.ID) {
 		n.inConfigSeen = true
-	case n.inConfigSeen && cf.Index() <= n.raft.CommitIndex():
+	} else if n.inConfigSeen && cf.Index() <= n.raft.CommitIndex() {
 		return true
-	case n.inConfigSeen:
-		return false
 	}
-	// A node that has never seen itself in a configuration may be a new
-	// member that installed a snapshot taken before it was added: that
-	// configuration does not list it yet, and only the leader can tell.
+	// Else only the leader can tell: a node that has never seen itself in
+	// a configuration may be a new member that installed a snapshot taken
+	// before it was added (that configuration does not list it yet), and
+	// a removed node may hold the entry removing it without knowing it
+	// committed (the leader stops replicating to it at that entry).
 	if !ask {
 		return false
 	}
