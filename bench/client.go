@@ -4,21 +4,18 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
-	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
-	"google.golang.org/grpc/metadata"
 
 	"github.com/strata-kv/strata/engine"
 	"github.com/strata-kv/strata/internal/freeport"
+	"github.com/strata-kv/strata/mvcc"
 	"github.com/strata-kv/strata/server"
 )
 
@@ -29,10 +26,6 @@ type ClientStore struct {
 	// Serializable serves reads locally on the member instead of through
 	// a linearizable read.
 	Serializable bool
-
-	// streams numbers the watch streams opened, so that each gets a gRPC
-	// stream of its own.
-	streams atomic.Int64
 }
 
 var (
@@ -166,89 +159,176 @@ func (s *ClientStore) EngineStats(ctx context.Context) (st engine.Stats, err err
 	return st, nil
 }
 
-// NewWatchStream implements EtcdStore. clientv3 puts the watchers of
-// contexts with the same metadata on one gRPC stream; each stream opened
-// here gets metadata of its own.
+// NewWatchStream implements EtcdStore with a gRPC Watch stream of its
+// own on the client's connection, driven as etcd's Watch API is (create,
+// cancel and progress requests, their answers matched as clientv3 does):
+// cancellations and creations are timed to the target's answers, and one
+// goroutine per stream hands the responses to the watchers.
 func (s *ClientStore) NewWatchStream(ctx context.Context) (WatchStream, error) {
-	n := s.streams.Add(1)
-	ctx, cancel := context.WithCancel(metadata.AppendToOutgoingContext(ctx, "kvbench-watch-stream", strconv.FormatInt(n, 10)))
-	return &clientWatchStream{c: s.Client, ctx: ctx, cancel: cancel, progress: make(chan struct{}, 1)}, nil
+	ctx, cancel := context.WithCancel(ctx)
+	stream, err := pb.NewWatchClient(s.Client.ActiveConnection()).Watch(ctx)
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("bench: watch stream: %w", err)
+	}
+	w := &grpcWatchStream{stream: stream, cancel: cancel, done: make(chan struct{}),
+		fns: map[int64]func(*pb.WatchResponse){}, cancels: map[int64]chan struct{}{}, progress: make(chan struct{}, 1)}
+	go w.recv()
+	return w, nil
 }
 
-// clientWatchStream is a WatchStream over clientv3: one goroutine per
-// watcher reads its channel.
-type clientWatchStream struct {
-	c      *clientv3.Client
-	ctx    context.Context
+// grpcWatchStream is a WatchStream over one gRPC Watch stream.
+type grpcWatchStream struct {
+	stream pb.Watch_WatchClient
 	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	// progress gets a token when a watcher receives a progress
-	// notification (clientv3 hands the stream's to every watcher).
+	done   chan struct{} // closed when recv returns
+	err    error         // why recv returned; set before done is closed
+
+	sendMu sync.Mutex // orders the requests and the creations' queue
+
+	mu sync.Mutex
+	// creating holds the creations asked and not answered, in order:
+	// etcd answers them in order.
+	creating []pendingWatch
+	fns      map[int64]func(*pb.WatchResponse)
+	cancels  map[int64]chan struct{}
+	// progress gets a token for each stream-wide progress notification.
 	progress chan struct{}
 }
 
-func (w *clientWatchStream) Watch(ctx context.Context, key, end []byte, prevKV bool, fn func([]*mvccpb.Event)) error {
-	opts := []clientv3.OpOption{clientv3.WithCreatedNotify()}
-	if end != nil {
-		opts = append(opts, clientv3.WithRange(string(end)))
+type pendingWatch struct {
+	fn    func(*pb.WatchResponse)
+	reply chan createReply
+}
+
+type createReply struct {
+	id  int64
+	err error
+}
+
+func (w *grpcWatchStream) send(r *pb.WatchRequest, before func()) error {
+	w.sendMu.Lock()
+	defer w.sendMu.Unlock()
+	if before != nil {
+		before()
 	}
-	if prevKV {
-		opts = append(opts, clientv3.WithPrevKV())
+	if err := w.stream.Send(r); err != nil {
+		return fmt.Errorf("bench: watch stream send: %w", err)
 	}
-	wch := w.c.Watch(w.ctx, string(key), opts...)
-	select {
-	case resp, ok := <-wch:
-		if !ok {
-			return fmt.Errorf("bench: watch %q: channel closed", key)
-		}
-		if err := resp.Err(); err != nil {
-			return fmt.Errorf("bench: watch %q: %w", key, err)
-		}
-		if !resp.Created {
-			return fmt.Errorf("bench: watch %q: first response is not the creation", key)
-		}
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	w.wg.Go(func() {
-		for resp := range wch {
-			if len(resp.Events) > 0 {
-				fn(resp.Events)
-			} else if resp.IsProgressNotify() {
-				select {
-				case w.progress <- struct{}{}:
-				default:
-				}
-			}
-		}
-	})
 	return nil
 }
 
-func (w *clientWatchStream) RequestProgress(ctx context.Context) error {
+// wait waits for c, ctx or the stream's end.
+func (w *grpcWatchStream) wait(ctx context.Context, c <-chan struct{}) error {
+	select {
+	case <-c:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-w.done:
+		return fmt.Errorf("bench: watch stream ended: %w", w.err)
+	}
+}
+
+func (w *grpcWatchStream) Watch(ctx context.Context, req *pb.WatchCreateRequest, fn func(*pb.WatchResponse)) (int64, error) {
+	reply := make(chan createReply, 1)
+	err := w.send(&pb.WatchRequest{RequestUnion: &pb.WatchRequest_CreateRequest{CreateRequest: req}}, func() {
+		w.mu.Lock()
+		w.creating = append(w.creating, pendingWatch{fn: fn, reply: reply})
+		w.mu.Unlock()
+	})
+	if err != nil {
+		return 0, err
+	}
+	select {
+	case r := <-reply:
+		if r.err != nil {
+			return 0, fmt.Errorf("bench: watch %q: %w", req.Key, r.err)
+		}
+		return r.id, nil
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	case <-w.done:
+		return 0, fmt.Errorf("bench: watch stream ended: %w", w.err)
+	}
+}
+
+func (w *grpcWatchStream) Cancel(ctx context.Context, id int64) error {
+	done := make(chan struct{})
+	err := w.send(&pb.WatchRequest{RequestUnion: &pb.WatchRequest_CancelRequest{CancelRequest: &pb.WatchCancelRequest{WatchId: id}}}, func() {
+		w.mu.Lock()
+		w.cancels[id] = done
+		w.mu.Unlock()
+	})
+	if err != nil {
+		return err
+	}
+	return w.wait(ctx, done)
+}
+
+func (w *grpcWatchStream) RequestProgress(ctx context.Context) error {
 	select { // a notification left from before
 	case <-w.progress:
 	default:
 	}
-	// The request goes to the stream of w.ctx, the one of the watchers.
-	rctx, cancel := context.WithCancel(w.ctx)
-	defer cancel()
-	stop := context.AfterFunc(ctx, cancel)
-	defer stop()
-	if err := w.c.RequestProgress(rctx); err != nil {
-		return fmt.Errorf("bench: request progress: %w", err)
+	if err := w.send(&pb.WatchRequest{RequestUnion: &pb.WatchRequest_ProgressRequest{ProgressRequest: &pb.WatchProgressRequest{}}}, nil); err != nil {
+		return err
 	}
-	select {
-	case <-w.progress:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+	return w.wait(ctx, w.progress)
+}
+
+// recv reads the stream's responses until it ends.
+func (w *grpcWatchStream) recv() {
+	defer close(w.done)
+	for {
+		resp, err := w.stream.Recv()
+		if err != nil {
+			w.err = err
+			return
+		}
+		w.mu.Lock()
+		switch {
+		case resp.Created:
+			if len(w.creating) == 0 {
+				w.mu.Unlock()
+				w.err = fmt.Errorf("bench: a created response for watch %d, none asked", resp.WatchId)
+				return
+			}
+			p := w.creating[0]
+			w.creating = w.creating[1:]
+			if resp.Canceled || resp.WatchId == mvcc.InvalidWatchID {
+				p.reply <- createReply{err: fmt.Errorf("refused: %s", resp.CancelReason)}
+			} else {
+				w.fns[resp.WatchId] = p.fn
+				p.reply <- createReply{id: resp.WatchId}
+			}
+			w.mu.Unlock()
+		case resp.Canceled:
+			delete(w.fns, resp.WatchId)
+			if c := w.cancels[resp.WatchId]; c != nil {
+				delete(w.cancels, resp.WatchId)
+				close(c)
+			}
+			w.mu.Unlock()
+		case resp.WatchId == mvcc.InvalidWatchID && isProgressNotify(resp):
+			w.mu.Unlock()
+			select {
+			case w.progress <- struct{}{}:
+			default:
+			}
+		default:
+			fn := w.fns[resp.WatchId]
+			w.mu.Unlock()
+			if fn != nil {
+				fn(resp)
+			}
+		}
 	}
 }
 
-func (w *clientWatchStream) Close() error {
+func (w *grpcWatchStream) Close() error {
 	w.cancel()
-	w.wg.Wait()
+	<-w.done
 	return nil
 }
 
@@ -259,8 +339,9 @@ type Cluster struct {
 }
 
 // StartCluster starts n Strata members on loopback ports with engine e, with
-// data under dir, and waits until they serve.
-func StartCluster(dir string, n int, e engine.Engine) (*Cluster, error) {
+// data under dir, and waits until they serve. Each option changes every
+// member's configuration before it starts.
+func StartCluster(dir string, n int, e engine.Engine, options ...func(*server.Config)) (*Cluster, error) {
 	addrs, err := freeport.Addrs(2 * n)
 	if err != nil {
 		return nil, err
@@ -271,7 +352,7 @@ func StartCluster(dir string, n int, e engine.Engine) (*Cluster, error) {
 	}
 	c := &Cluster{dir: dir}
 	for i := range n {
-		s, err := server.Start(server.Config{
+		cfg := server.Config{
 			Name:                     fmt.Sprintf("m%d", i),
 			DataDir:                  filepath.Join(dir, fmt.Sprintf("m%d", i)),
 			Engine:                   e,
@@ -279,7 +360,11 @@ func StartCluster(dir string, n int, e engine.Engine) (*Cluster, error) {
 			ListenPeerURLs:           []string{"http://" + addrs[2*i+1]},
 			InitialAdvertisePeerURLs: []string{"http://" + addrs[2*i+1]},
 			InitialCluster:           strings.Join(initial, ","),
-		})
+		}
+		for _, o := range options {
+			o(&cfg)
+		}
+		s, err := server.Start(cfg)
 		if err != nil {
 			c.Close()
 			return nil, fmt.Errorf("bench: start member %d: %w", i, err)

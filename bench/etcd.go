@@ -5,7 +5,6 @@ import (
 	"errors"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
-	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 
 	"github.com/strata-kv/strata/engine"
@@ -33,18 +32,28 @@ type EtcdStore interface {
 
 // WatchStream carries watchers.
 type WatchStream interface {
-	// Watch starts a watcher on [key, end) (key alone when end is nil)
-	// from the revision after the current one, and returns once it is in
-	// place. fn gets the events of each response, in order; calls for one
-	// watcher never overlap. Events are shared: fn must not keep or
+	// Watch starts the watcher req asks for (from the revision after the
+	// current one when it names none) and returns its ID once the target
+	// answered its creation. fn gets the watcher's responses with events,
+	// in order, and its progress notifications (no events); calls for one
+	// watcher never overlap. Responses are shared: fn must not keep or
 	// change them.
-	Watch(ctx context.Context, key, end []byte, prevKV bool, fn func([]*mvccpb.Event)) error
+	Watch(ctx context.Context, req *pb.WatchCreateRequest, fn func(*pb.WatchResponse)) (int64, error)
+	// Cancel cancels watcher id and returns once the target answered the
+	// cancellation; fn is not called for it after that.
+	Cancel(ctx context.Context, id int64) error
 	// RequestProgress asks for a progress notification (etcd's
 	// RequestProgress) and returns once the stream's watchers got it, or
 	// with ctx's error (a target sends none while a watcher is behind).
 	RequestProgress(ctx context.Context) error
 	// Close cancels the stream's watchers and returns once no fn runs.
 	Close() error
+}
+
+// isProgressNotify tells a progress notification: no events, neither a
+// creation nor a cancellation (clientv3's IsProgressNotify).
+func isProgressNotify(r *pb.WatchResponse) bool {
+	return len(r.Events) == 0 && !r.Created && !r.Canceled && r.CompactRevision == 0 && r.GetHeader().GetRevision() != 0
 }
 
 // Defragger is a store whose space can be defragmented, one member (or

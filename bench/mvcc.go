@@ -4,9 +4,9 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
-	"go.etcd.io/etcd/api/v3/mvccpb"
 
 	"github.com/strata-kv/strata/engine"
 	"github.com/strata-kv/strata/mvcc"
@@ -20,6 +20,8 @@ type MVCCStore struct {
 	// Backend is the engine under Store, if known: for its space figures
 	// and to defragment it.
 	Backend engine.Backend
+	// ProgressNotifyInterval is the watch streams' (mvcc's default when 0).
+	ProgressNotifyInterval time.Duration
 }
 
 var (
@@ -110,55 +112,85 @@ func (s *MVCCStore) EngineStats(context.Context) (engine.Stats, error) {
 // NewWatchStream implements EtcdStore with an mvcc.WatchStream, whose
 // responses one goroutine hands to the watchers' callbacks.
 func (s *MVCCStore) NewWatchStream(context.Context) (WatchStream, error) {
-	ws, err := s.Store.NewWatchStream(nil)
+	ws, err := s.Store.NewWatchStream(&mvcc.WatchStreamOptions{ProgressNotifyInterval: s.ProgressNotifyInterval})
 	if err != nil {
 		return nil, fmt.Errorf("bench: watch stream: %w", err)
 	}
-	w := &mvccWatchStream{ws: ws, fns: map[int64]func([]*mvccpb.Event){}, progress: make(chan struct{}, 1)}
+	w := &mvccWatchStream{ws: ws, fns: map[int64]func(*pb.WatchResponse){}, cancels: map[int64]chan struct{}{},
+		progress: make(chan struct{}, 1)}
 	w.wg.Go(w.run)
 	return w, nil
 }
 
 type mvccWatchStream struct {
-	ws  *mvcc.WatchStream
-	wg  sync.WaitGroup
-	mu  sync.Mutex
-	fns map[int64]func([]*mvccpb.Event) // by watch ID; guarded by mu
+	ws      *mvcc.WatchStream
+	wg      sync.WaitGroup
+	mu      sync.Mutex
+	fns     map[int64]func(*pb.WatchResponse) // by watch ID; guarded by mu
+	cancels map[int64]chan struct{}           // guarded by mu
 	// progress gets a token for each stream-wide progress notification.
 	progress chan struct{}
 }
 
 func (w *mvccWatchStream) run() {
 	for resp := range w.ws.Chan() {
-		if len(resp.Events) == 0 {
-			if resp.WatchId == mvcc.InvalidWatchID && !resp.Created && !resp.Canceled {
-				select {
-				case w.progress <- struct{}{}:
-				default:
-				}
+		switch {
+		case resp.Created:
+		case resp.Canceled:
+			w.mu.Lock()
+			delete(w.fns, resp.WatchId)
+			if c := w.cancels[resp.WatchId]; c != nil {
+				delete(w.cancels, resp.WatchId)
+				close(c)
 			}
-			continue
-		}
-		w.mu.Lock()
-		fn := w.fns[resp.WatchId]
-		w.mu.Unlock()
-		if fn != nil {
-			fn(resp.Events)
+			w.mu.Unlock()
+		case resp.WatchId == mvcc.InvalidWatchID && isProgressNotify(resp):
+			select {
+			case w.progress <- struct{}{}:
+			default:
+			}
+		default:
+			w.mu.Lock()
+			fn := w.fns[resp.WatchId]
+			w.mu.Unlock()
+			if fn != nil {
+				fn(resp)
+			}
 		}
 	}
 }
 
-func (w *mvccWatchStream) Watch(_ context.Context, key, end []byte, prevKV bool, fn func([]*mvccpb.Event)) error {
+func (w *mvccWatchStream) Watch(_ context.Context, req *pb.WatchCreateRequest, fn func(*pb.WatchResponse)) (int64, error) {
 	// The ID is picked under mu so that run finds fn for the watcher's
 	// first events: they cannot come before Watch returns the ID.
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	id, err := w.ws.Watch(&pb.WatchCreateRequest{Key: key, RangeEnd: end, PrevKv: prevKV})
+	id, err := w.ws.Watch(req)
 	if err != nil {
-		return fmt.Errorf("bench: watch %q: %w", key, err)
+		return 0, fmt.Errorf("bench: watch %q: %w", req.Key, err)
 	}
 	w.fns[id] = fn
-	return nil
+	return id, nil
+}
+
+func (w *mvccWatchStream) Cancel(ctx context.Context, id int64) error {
+	done := make(chan struct{})
+	w.mu.Lock()
+	w.cancels[id] = done
+	err := w.ws.Cancel(id)
+	if err != nil {
+		delete(w.cancels, id)
+	}
+	w.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("bench: cancel watch %d: %w", id, err)
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 func (w *mvccWatchStream) RequestProgress(ctx context.Context) error {

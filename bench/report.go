@@ -218,7 +218,8 @@ func writeIndented(w io.Writer, header []string, rows [][]string) {
 func extraSections(runs []RunReport) []TableSection {
 	var out []TableSection
 	watch := TableSection{Title: "watch events: put to receipt",
-		Header: []string{"target", "watchers", "streams", "events", "expected", "events/s", "p50 µs", "p99 µs", "p99.9 µs", "max µs", "lagging", "created/s", "RSS/watcher", "progress p50 µs", "progress max µs", "no progress"}}
+		Header: []string{"target", "watchers", "streams", "events", "expected", "events/s", "p50 µs", "p99 µs", "p99.9 µs", "max µs", "lagging", "created/s", "canceled/s", "RSS/watcher", "progress p50 µs", "progress max µs", "no progress",
+			"notify gap p50 ms", "notify gap max ms", "no notify"}}
 	pauses := TableSection{Title: "pauses: compactions and defrags during the run",
 		Header: []string{"target", "pause", "at s", "took ms", "worst op µs", "ops during", "ops/s during", "ops/s otherwise",
 			"engine size before → after", "in use before → after", "du before → after", "error"}}
@@ -237,11 +238,17 @@ func extraSections(runs []RunReport) []TableSection {
 		res := run.Result
 		if w := res.Watch; w != nil {
 			l := w.Latency
-			watch.Rows = append(watch.Rows, []string{run.Target, fmt.Sprint(w.Watchers), fmt.Sprint(w.Streams),
+			row := []string{run.Target, fmt.Sprint(w.Watchers), fmt.Sprint(w.Streams),
 				fmt.Sprint(w.Events), fmt.Sprint(w.Expected), fmt.Sprintf("%.0f", w.EventsSec),
 				fmt.Sprint(l.P50), fmt.Sprint(l.P99), fmt.Sprint(l.P999), fmt.Sprint(l.Max), fmt.Sprint(w.Lagging),
-				fmt.Sprintf("%.0f", w.CreatedSec), FormatBytes(w.RSSPerWatcher),
-				fmt.Sprint(w.Progress.P50), fmt.Sprint(w.Progress.Max), fmt.Sprint(w.ProgressTimeouts)})
+				fmt.Sprintf("%.0f", w.CreatedSec), fmt.Sprintf("%.0f", w.CanceledSec), FormatBytes(w.RSSPerWatcher),
+				fmt.Sprint(w.Progress.P50), fmt.Sprint(w.Progress.Max), fmt.Sprint(w.ProgressTimeouts)}
+			if g := w.NotifyGaps; g != nil {
+				row = append(row, fmt.Sprintf("%.0f", float64(g.P50)/1000), fmt.Sprintf("%.0f", float64(g.Max)/1000), fmt.Sprint(w.NotifyMissing))
+			} else {
+				row = append(row, "-", "-", "-")
+			}
+			watch.Rows = append(watch.Rows, row)
 		}
 		for _, p := range res.Pauses {
 			name := p.Kind

@@ -64,6 +64,11 @@ type Config struct {
 	// kube-apiserver has.
 	Watchers     int
 	WatchStreams int
+	// WatchProgressNotify, when set, is the targets' progress
+	// notification interval (etcd's --watch-progress-notify-interval): the
+	// watch workloads' watchers are created with progress_notify and the
+	// report has the times between their notifications after the run.
+	WatchProgressNotify time.Duration
 	// RSSPid is the process whose resident memory the watch workloads
 	// read before and after starting their watchers, to report the memory
 	// per watcher: 0 is this process (where the engine, mvcc and cluster

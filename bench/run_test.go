@@ -9,6 +9,7 @@ import (
 	"github.com/strata-kv/strata/backends/bbolt"
 	"github.com/strata-kv/strata/bench"
 	"github.com/strata-kv/strata/mvcc"
+	"github.com/strata-kv/strata/server"
 )
 
 // TestRunPresetsOnEngine loads a small keyspace into a real engine and runs
@@ -154,7 +155,8 @@ func TestRunOnCluster(t *testing.T) {
 // does, and checks what each reports besides its operations.
 func TestEtcdWorkloadsOnCluster(t *testing.T) {
 	dir := t.TempDir()
-	c, err := bench.StartCluster(dir, 1, bbolt.Engine())
+	const notify = 100 * time.Millisecond
+	c, err := bench.StartCluster(dir, 1, bbolt.Engine(), func(c *server.Config) { c.WatchProgressNotifyInterval = notify })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +168,7 @@ func TestEtcdWorkloadsOnCluster(t *testing.T) {
 	defer s.Close()
 	ctx := context.Background()
 	cfg := bench.Config{Records: 300, Clients: 4, Duration: 700 * time.Millisecond, Seed: 9,
-		Keyspace: bench.Keyspace{ValueSize: 64}, Watchers: 6, WatchStreams: 2,
+		Keyspace: bench.Keyspace{ValueSize: 64}, Watchers: 6, WatchStreams: 2, WatchProgressNotify: notify,
 		CompactInterval: 200 * time.Millisecond, DataDir: c.Dir()}
 	for _, name := range []string{"k8s", "watch-fanout", "watch-latency", "compact", "defrag"} {
 		t.Run(name, func(t *testing.T) {
@@ -212,9 +214,11 @@ func TestEtcdWorkloadsOnCluster(t *testing.T) {
 					t.Fatalf("pauses %v, counts %v, %d watchers", kinds, res.Counts, res.Watch.Watchers)
 				}
 			case "watch-fanout", "watch-latency":
-				if res.Watch.Watchers != 6 || res.Watch.Streams != 2 || res.Watch.Expected != res.Ops*6 {
-					t.Fatalf("watch result %+v for %d puts", res.Watch, res.Ops)
+				wr := res.Watch
+				if wr.Watchers != 6 || wr.Streams != 2 || wr.Expected != res.Ops*6 {
+					t.Fatalf("watch result %+v for %d puts", wr, res.Ops)
 				}
+				checkWatchRates(t, wr, notify)
 			case "compact":
 				if kinds["compact"] != 1 || len(res.Pauses) != 1 {
 					t.Fatalf("pauses %+v", res.Pauses)
@@ -225,5 +229,59 @@ func TestEtcdWorkloadsOnCluster(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// checkWatchRates checks the creation and cancellation rates and, when
+// the watchers asked for them, the progress notifications of a watch
+// workload's result.
+func checkWatchRates(t *testing.T, wr *bench.WatchResult, notify time.Duration) {
+	t.Helper()
+	if wr.CreatedSec <= 0 || wr.CanceledSec <= 0 || wr.Progress.Count != int64(wr.Streams) || wr.ProgressTimeouts != 0 {
+		t.Fatalf("created %.0f/s, canceled %.0f/s, progress %+v (%d without)", wr.CreatedSec, wr.CanceledSec, wr.Progress, wr.ProgressTimeouts)
+	}
+	if notify == 0 {
+		if wr.NotifyGaps != nil {
+			t.Fatalf("notification gaps %+v measured without progress_notify", wr.NotifyGaps)
+		}
+		return
+	}
+	// Each watcher got two notifications at least: one gap each. The
+	// gaps are the interval, give or take jitter and the machine's load.
+	if g := wr.NotifyGaps; g == nil || wr.NotifyMissing != 0 || g.Count < int64(wr.Watchers) || g.P50 < notify.Microseconds()/2 {
+		t.Fatalf("notification gaps %+v, %d watchers without", wr.NotifyGaps, wr.NotifyMissing)
+	}
+}
+
+// TestWatchRatesOnMVCCStore runs the watch workloads on the MVCC store in
+// process, with and without progress notifications.
+func TestWatchRatesOnMVCCStore(t *testing.T) {
+	db, err := bbolt.Open(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	st, err := mvcc.Open(db, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ctx := context.Background()
+	for _, notify := range []time.Duration{0, 50 * time.Millisecond} {
+		s := &bench.MVCCStore{Store: st, ProgressNotifyInterval: notify}
+		cfg := bench.Config{Records: 100, Clients: 2, Duration: 300 * time.Millisecond, Seed: 4,
+			Keyspace: bench.Keyspace{ValueSize: 64}, Watchers: 40, WatchStreams: 3, WatchProgressNotify: notify}
+		for _, name := range []string{"watch-fanout", "watch-latency"} {
+			w, _ := bench.Preset(name)
+			res, err := bench.Run(ctx, s, w, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wr := res.Watch
+			if wr == nil || wr.Lagging != 0 || wr.Events < wr.Expected || wr.Watchers != 40 {
+				t.Fatalf("%s: watch result %+v", name, wr)
+			}
+			checkWatchRates(t, wr, notify)
+		}
 	}
 }

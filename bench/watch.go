@@ -34,6 +34,9 @@ const watchPrefix = "/kvbench/watch/"
 // events of the last writes.
 const drainTimeout = 5 * time.Second
 
+// cancelTimeout bounds the cancellation of a run's watchers.
+const cancelTimeout = 2 * time.Minute
+
 // WatchResult sums up the events a run's watchers received.
 type WatchResult struct {
 	Watchers int `json:"watchers"`
@@ -55,13 +58,24 @@ type WatchResult struct {
 	Latency OpResult `json:"latency"`
 	// CreatedSec is the rate at which the watchers were created, each
 	// stream creating its own one after the other (a creation is done
-	// when its created response is received), all streams at once.
-	CreatedSec float64 `json:"created_per_sec"`
+	// when its created response is received), all streams at once;
+	// CanceledSec the rate at which they were cancelled after the run in
+	// the same way (done when the canceled response is received).
+	CreatedSec  float64 `json:"created_per_sec"`
+	CanceledSec float64 `json:"canceled_per_sec,omitempty"`
 	// Progress is the time each stream took, after the run, to answer a
 	// RequestProgress (all streams at once), in µs; ProgressTimeouts
 	// counts those that got no answer within 5 s.
 	Progress         OpResult `json:"progress"`
 	ProgressTimeouts int      `json:"progress_timeouts,omitempty"`
+	// NotifyGaps, with Config.WatchProgressNotify, is the time between
+	// each watcher's consecutive progress notifications (progress_notify,
+	// etcd's --watch-progress-notify-interval) once the run's events were
+	// delivered, in µs: the interval when they come on time.
+	// NotifyMissing counts the watchers that got fewer than two within
+	// twice the interval and 5 s.
+	NotifyGaps    *OpResult `json:"notify_gaps,omitempty"`
+	NotifyMissing int       `json:"notify_missing,omitempty"`
 	// RSSPerWatcher is the growth of the target's resident memory while
 	// the watchers were created, per watcher, in bytes (Config.RSSPid;
 	// 0 when unknown).
@@ -99,8 +113,9 @@ func (m *maxInt64) Load() int64 { return m.v.Load() }
 
 // watchSpec is one watcher to start.
 type watchSpec struct {
-	key, end []byte
-	prevKV   bool
+	key, end       []byte
+	prevKV         bool
+	progressNotify bool
 	// onEvent, if set, sees every event the watcher receives.
 	onEvent func(*mvccpb.Event)
 }
@@ -111,14 +126,22 @@ type watchSet struct {
 	watchers []*watchRecv
 	stopped  bool
 	created  time.Duration // the time startWatchers took to create them
+	canceled time.Duration // the time cancelAll took, if it ran
 }
 
 // watchRecv is one watcher's tally. hist is written by the watcher's
 // callback only, and read once the streams are closed.
 type watchRecv struct {
+	id      int64 // its ID on its stream
 	hist    *hdrhistogram.Histogram
 	events  atomic.Int64
 	lastRev atomic.Int64
+
+	// notified counts its progress notifications; notifies has their
+	// times, in order, under mu.
+	notified atomic.Int64
+	mu       sync.Mutex
+	notifies []time.Time
 }
 
 // startWatchers opens streams streams on s and starts the watchers of
@@ -145,10 +168,13 @@ func startWatchers(ctx context.Context, s EtcdStore, streams int, specs []watchS
 		wg.Go(func() {
 			for i := j; i < len(specs); i += len(set.streams) {
 				sp := specs[i]
-				if err := st.Watch(ctx, sp.key, sp.end, sp.prevKV, set.watchers[i].receive(sp.onEvent)); err != nil {
+				req := &pb.WatchCreateRequest{Key: sp.key, RangeEnd: sp.end, PrevKv: sp.prevKV, ProgressNotify: sp.progressNotify}
+				id, err := st.Watch(ctx, req, set.watchers[i].receive(sp.onEvent))
+				if err != nil {
 					errs[j] = err
 					return
 				}
+				set.watchers[i].id = id
 			}
 		})
 	}
@@ -161,9 +187,19 @@ func startWatchers(ctx context.Context, s EtcdStore, streams int, specs []watchS
 	return set, nil
 }
 
-func (w *watchRecv) receive(onEvent func(*mvccpb.Event)) func([]*mvccpb.Event) {
-	return func(evs []*mvccpb.Event) {
+func (w *watchRecv) receive(onEvent func(*mvccpb.Event)) func(*pb.WatchResponse) {
+	return func(resp *pb.WatchResponse) {
 		now := time.Now()
+		evs := resp.Events
+		if len(evs) == 0 {
+			if isProgressNotify(resp) {
+				w.mu.Lock()
+				w.notifies = append(w.notifies, now)
+				w.mu.Unlock()
+				w.notified.Add(1)
+			}
+			return
+		}
 		for _, ev := range evs {
 			if ev.Type == mvccpb.PUT {
 				if t, ok := stampOf(ev.Kv.GetValue(), now); ok {
@@ -234,6 +270,76 @@ func (set *watchSet) requestProgress(ctx context.Context, timeout time.Duration)
 	return h, timeouts
 }
 
+// notifyGaps waits, from now, until every watcher has received two
+// progress notifications, for up to timeout, and returns the times
+// between consecutive ones received meanwhile and how many watchers got
+// fewer than two.
+func (set *watchSet) notifyGaps(ctx context.Context, timeout time.Duration) (*hdrhistogram.Histogram, int) {
+	mark := time.Now()
+	base := make([]int64, len(set.watchers))
+	for i, w := range set.watchers {
+		base[i] = w.notified.Load()
+	}
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for time.Since(mark) < timeout && ctx.Err() == nil {
+		done := true
+		for i, w := range set.watchers {
+			if w.notified.Load()-base[i] < 2 {
+				done = false
+				break
+			}
+		}
+		if done {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+		}
+	}
+	h := newHist()
+	missing := 0
+	for _, w := range set.watchers {
+		w.mu.Lock()
+		var after []time.Time
+		for _, at := range w.notifies {
+			if !at.Before(mark) {
+				after = append(after, at)
+			}
+		}
+		w.mu.Unlock()
+		if len(after) < 2 {
+			missing++
+		}
+		for k := 1; k < len(after); k++ {
+			h.RecordValue(min(max(after[k].Sub(after[k-1]).Microseconds(), histMin), histMax))
+		}
+	}
+	return h, missing
+}
+
+// cancelAll cancels every watcher, each stream its own one after the
+// other, all streams at once, and records the time it took.
+func (set *watchSet) cancelAll(ctx context.Context) error {
+	start := time.Now()
+	errs := make([]error, len(set.streams))
+	var wg sync.WaitGroup
+	for j, st := range set.streams {
+		wg.Go(func() {
+			for i := j; i < len(set.watchers); i += len(set.streams) {
+				if err := st.Cancel(ctx, set.watchers[i].id); err != nil {
+					errs[j] = fmt.Errorf("bench: cancel watcher %d: %w", set.watchers[i].id, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	set.canceled = time.Since(start)
+	return errors.Join(errs...)
+}
+
 // stop closes the streams: no callback runs once it returns.
 func (set *watchSet) stop() {
 	if set.stopped {
@@ -255,19 +361,23 @@ func (set *watchSet) result(elapsed time.Duration, expected int64, lagging int) 
 		h.Merge(w.hist)
 		events += w.events.Load()
 	}
-	created := 0.0
+	created, canceled := 0.0, 0.0
 	if set.created > 0 {
 		created = float64(len(set.watchers)) / set.created.Seconds()
 	}
+	if set.canceled > 0 {
+		canceled = float64(len(set.watchers)) / set.canceled.Seconds()
+	}
 	return &WatchResult{
-		CreatedSec: created,
-		Watchers:   len(set.watchers),
-		Streams:    len(set.streams),
-		Events:     events,
-		EventsSec:  float64(events) / elapsed.Seconds(),
-		Expected:   expected,
-		Lagging:    lagging,
-		Latency:    opResult("watch", h, 0, elapsed),
+		CreatedSec:  created,
+		CanceledSec: canceled,
+		Watchers:    len(set.watchers),
+		Streams:     len(set.streams),
+		Events:      events,
+		EventsSec:   float64(events) / elapsed.Seconds(),
+		Expected:    expected,
+		Lagging:     lagging,
+		Latency:     opResult("watch", h, 0, elapsed),
 	}
 }
 
@@ -316,6 +426,7 @@ func runWatch(ctx context.Context, s EtcdStore, w Workload, cfg Config) (*Result
 	if err := warmup(ctx, (&watchWriters{s: s, keys: keys, size: size}).phase(), cfg); err != nil {
 		return nil, err
 	}
+	spec.progressNotify = cfg.WatchProgressNotify > 0
 	specs := make([]watchSpec, cfg.Watchers)
 	for i := range specs {
 		specs[i] = spec
@@ -337,9 +448,24 @@ func runWatch(ctx context.Context, s EtcdStore, w Workload, cfg Config) (*Result
 	}
 	lagging := set.drain(ctx, func(int) int64 { return ww.rev.Load() }, drainTimeout)
 	progress, timeouts := set.requestProgress(ctx, drainTimeout)
+	var gaps *hdrhistogram.Histogram
+	missing := 0
+	if cfg.WatchProgressNotify > 0 {
+		gaps, missing = set.notifyGaps(ctx, 2*cfg.WatchProgressNotify+drainTimeout)
+	}
+	cctx, cancel := context.WithTimeout(ctx, cancelTimeout)
+	err = set.cancelAll(cctx)
+	cancel()
+	if err != nil {
+		return nil, err
+	}
 	res.Watch = set.result(res.Elapsed, ww.acked.Load()*int64(len(specs)), lagging)
 	res.Watch.RSSPerWatcher = rssPerWatcher
 	res.Watch.Progress, res.Watch.ProgressTimeouts = opResult("progress", progress, 0, res.Elapsed), timeouts
+	if gaps != nil {
+		g := opResult("notify", gaps, 0, res.Elapsed)
+		res.Watch.NotifyGaps, res.Watch.NotifyMissing = &g, missing
+	}
 	return res, nil
 }
 

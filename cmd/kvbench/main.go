@@ -26,6 +26,7 @@ import (
 	"github.com/strata-kv/strata/cmd/kvbench/internal/render"
 	"github.com/strata-kv/strata/engine"
 	"github.com/strata-kv/strata/mvcc"
+	"github.com/strata-kv/strata/server"
 )
 
 func main() {
@@ -77,6 +78,7 @@ type runFlags struct {
 
 	watchers        int
 	watchStreams    int
+	watchProgress   time.Duration
 	compactInterval time.Duration
 }
 
@@ -115,6 +117,9 @@ func newRunCmd() *cobra.Command {
 	fl.StringVar(&f.dataDir, "data-dir", "", "endpoints mode: data directory of the local server, to record its size (du)")
 	fl.IntVar(&f.watchers, "watchers", 100, "watch-fanout and watch-latency: watchers")
 	fl.IntVar(&f.watchStreams, "watch-streams", 10, "watch-fanout and watch-latency: gRPC streams the watchers are spread over")
+	fl.DurationVar(&f.watchProgress, "watch-progress-notify", 0, "watch-fanout and watch-latency: the targets' progress notification interval "+
+		"(the in-process stores and clusters get it; start etcd and endpoints with --watch-progress-notify-interval); "+
+		"watchers ask for progress notifications and the report has the times between them after the run (0: none)")
 	fl.DurationVar(&f.compactInterval, "compact-interval", 0, "k8s: the apiserver's compaction interval (0: 5s; negative: none); "+
 		"compact and defrag: compact (and defrag) every interval (0: once, halfway through the run)")
 	return cmd
@@ -178,10 +183,11 @@ func run(ctx context.Context, f *runFlags) error {
 		Rate:     f.rate,
 		Seed:     f.seed,
 
-		Watchers:        f.watchers,
-		WatchStreams:    f.watchStreams,
-		RSSPid:          r.rssPid,
-		CompactInterval: f.compactInterval,
+		Watchers:            f.watchers,
+		WatchStreams:        f.watchStreams,
+		WatchProgressNotify: f.watchProgress,
+		RSSPid:              r.rssPid,
+		CompactInterval:     f.compactInterval,
 	}
 	targets := f.backends
 	if f.mode == "endpoints" {
@@ -332,7 +338,7 @@ func (r *runner) runEngine(ctx context.Context, reg *engine.Registry, mode, name
 				if st, err = mvcc.Open(db, &mvcc.Options{WriteOptions: wo}); err != nil {
 					return nil, err
 				}
-				store = &bench.MVCCStore{Store: st, Backend: db}
+				store = &bench.MVCCStore{Store: st, Backend: db, ProgressNotifyInterval: cfg.WatchProgressNotify}
 			}
 			loaded = key
 			if key != "" {
@@ -400,7 +406,9 @@ func (r *runner) runRemote(ctx context.Context, reg *engine.Registry, f *runFlag
 				round++
 				dir := fmt.Sprintf("%s/%s-%d", root, name, round)
 				fmt.Fprintf(r.prog.log(), "%s: starting a %d-member cluster\n", name, f.nodes)
-				if cluster, err = bench.StartCluster(dir, f.nodes, e); err != nil {
+				if cluster, err = bench.StartCluster(dir, f.nodes, e, func(c *server.Config) {
+					c.WatchProgressNotifyInterval = f.watchProgress
+				}); err != nil {
 					return nil, err
 				}
 				eps = cluster.Endpoints()
