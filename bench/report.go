@@ -51,6 +51,10 @@ type RunReport struct {
 	// bytes, of the process serving it (kvbench itself in the in-process
 	// modes); zero when unknown.
 	PeakRSS int64 `json:"peak_rss,omitempty"`
+	// PeakAnon is the highest anonymous part of it (heap, stacks),
+	// without the pages of mapped files (the executable, an mmapped
+	// database) that the page cache shares.
+	PeakAnon int64 `json:"peak_anon,omitempty"`
 }
 
 // Disk records space used by a target, where the mode can see it.
@@ -159,13 +163,13 @@ func (r *Report) Tables(baseline string) []*Table {
 			size = "Kubernetes objects (320 B to 4 KiB)"
 		}
 		g.Sub = fmt.Sprintf("%d records × %s, %d clients; ratios vs %s", base.Records, size, base.Clients, base.Target)
-		g.Header = []string{"target", "ops/s", "ratio", "p50 µs", "p99 µs", "p99.9 µs", "max µs", "errors", "engine size", "du", "peak RSS"}
+		g.Header = []string{"target", "ops/s", "ratio", "p50 µs", "p99 µs", "p99.9 µs", "max µs", "errors", "engine size", "du", "peak RSS", "peak anon"}
 		for _, run := range g.Runs {
 			res := run.Result
 			ratio := res.OpsSec / base.Result.OpsSec
 			g.Rows = append(g.Rows, []string{run.Target, fmt.Sprintf("%.0f", res.OpsSec), fmt.Sprintf("%.2fx", ratio),
 				fmt.Sprint(res.Total.P50), fmt.Sprint(res.Total.P99), fmt.Sprint(res.Total.P999), fmt.Sprint(res.Total.Max),
-				fmt.Sprint(res.Errors), FormatBytes(run.Disk.EngineSize), FormatBytes(run.Disk.DU), FormatBytes(run.PeakRSS)})
+				fmt.Sprint(res.Errors), FormatBytes(run.Disk.EngineSize), FormatBytes(run.Disk.DU), FormatBytes(run.PeakRSS), FormatBytes(run.PeakAnon)})
 		}
 		g.Extra = extraSections(g.Runs)
 		if len(base.Result.PerOp) > 1 {

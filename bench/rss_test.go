@@ -16,7 +16,7 @@ func TestReadRSS(t *testing.T) {
 		t.Fatalf("RSS %d is implausibly small", n)
 	}
 	s := bench.StartRSS(os.Getpid(), 0)
-	if peak := s.Stop(); peak < 1<<20 {
-		t.Fatalf("peak RSS %d is implausibly small", peak)
+	if peak := s.Stop(); peak.RSS < 1<<20 || peak.Anon < 1<<20 || peak.Anon > peak.RSS {
+		t.Fatalf("peak RSS %d, anonymous %d: implausible", peak.RSS, peak.Anon)
 	}
 }

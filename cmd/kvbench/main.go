@@ -228,7 +228,7 @@ type runner struct {
 
 // measure runs workload w with a progress bar, sampling the peak RSS of
 // process rssPid meanwhile.
-func (r *runner) measure(ctx context.Context, store bench.Store, w bench.Workload, cfg bench.Config, name string) (*bench.Result, int64, error) {
+func (r *runner) measure(ctx context.Context, store bench.Store, w bench.Workload, cfg bench.Config, name string) (*bench.Result, bench.Mem, error) {
 	if r.prog.p == nil {
 		fmt.Fprintf(os.Stderr, "%s: running %s\n", name, w.Name)
 	}
@@ -243,7 +243,7 @@ func (r *runner) measure(ctx context.Context, store bench.Store, w bench.Workloa
 		rss = bench.StartRSS(r.rssPid, 0)
 	}
 	res, err := bench.Run(ctx, store, w, cfg)
-	var peak int64
+	var peak bench.Mem
 	if rss != nil {
 		peak = rss.Stop()
 	}
@@ -358,7 +358,7 @@ func (r *runner) runEngine(ctx context.Context, reg *engine.Registry, mode, name
 		rr := bench.RunReport{
 			Mode: mode, Target: name, Workload: w.Name, Durability: durability,
 			Records: cfg.Records, ValueSize: cfg.Keyspace.ValueSize, Clients: cfg.Clients, Result: res,
-			LoadSecs: took.Seconds(), PeakRSS: peak,
+			LoadSecs: took.Seconds(), PeakRSS: peak.RSS, PeakAnon: peak.Anon,
 		}
 		took = 0
 		finish(ctx, &rr, store, dir)
@@ -434,7 +434,7 @@ func (r *runner) runRemote(ctx context.Context, reg *engine.Registry, f *runFlag
 		rr := bench.RunReport{
 			Mode: f.mode, Target: name, Workload: w.Name, Durability: durability,
 			Records: cfg.Records, ValueSize: cfg.Keyspace.ValueSize, Clients: cfg.Clients, Result: res,
-			LoadSecs: took.Seconds(), PeakRSS: peak,
+			LoadSecs: took.Seconds(), PeakRSS: peak.RSS, PeakAnon: peak.Anon,
 		}
 		took = 0
 		finish(ctx, &rr, store, cfg.DataDir)

@@ -307,7 +307,7 @@ func runOnce(ctx context.Context, cfg Config, job benchJob, bin string, extra []
 	peak := func() int64 {
 		var sum int64
 		for _, s := range samplers {
-			sum += s.Stop()
+			sum += s.Stop().RSS
 		}
 		return sum
 	}
