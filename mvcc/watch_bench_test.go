@@ -203,3 +203,63 @@ func BenchmarkLease(b *testing.B) {
 		})
 	})
 }
+
+// BenchmarkWatchCreateCancel measures a watcher's creation and its
+// cancellation on a stream that already has watchers on the same key (as
+// kvbench's creation and cancellation rates), each request answered
+// before the next is made: ns/op is per watcher.
+func BenchmarkWatchCreateCancel(b *testing.B) {
+	e := testEngines(b)[0]
+	for _, others := range []int{0, 100, 10_000} {
+		for _, op := range []string{"create", "cancel"} {
+			b.Run(fmt.Sprintf("%s/others=%d/%s", e.Name, others, op), func(b *testing.B) {
+				s, _ := newTestStore(b, e, nil)
+				ws, err := s.NewWatchStream(&WatchStreamOptions{ProgressNotifyInterval: -1, EncodedHeader: func() WireHeader { return testWireHeader }})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer ws.Close()
+				answered := make(chan struct{}, 1)
+				go func() {
+					for batch := range ws.Encoded() {
+						for range batch {
+							answered <- struct{}{}
+						}
+					}
+				}()
+				req := &pb.WatchCreateRequest{Key: []byte("k")}
+				watch := func() int64 {
+					id, err := ws.Watch(req)
+					if err != nil {
+						b.Fatal(err)
+					}
+					<-answered
+					return id
+				}
+				for range others {
+					watch()
+				}
+				b.ReportAllocs()
+				if op == "create" {
+					b.ResetTimer()
+					for range b.N {
+						watch()
+					}
+					return
+				}
+				b.StopTimer()
+				ids := make([]int64, b.N)
+				for i := range ids {
+					ids[i] = watch()
+				}
+				b.StartTimer()
+				for _, id := range ids {
+					if err := ws.Cancel(id); err != nil {
+						b.Fatal(err)
+					}
+					<-answered
+				}
+			})
+		}
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"math"
 	"net/http"
 	"net/http/pprof"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -44,6 +45,11 @@ func (s *Server) buildHTTP() {
 		{"non_learner", s.learnerCheck},
 	})
 	if s.cfg.EnablePprof {
+		// As etcd: the mutex profile samples 1 contention in 5, unless
+		// the process set a rate already.
+		if runtime.SetMutexProfileFraction(-1) == 0 {
+			runtime.SetMutexProfileFraction(5)
+		}
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
