@@ -63,10 +63,14 @@ of throughput and p99 latency, and whether they meet the performance bar:
   put            bench put --key-size=8 --val-size=256 --key-space-size=10000
                  throughput >= 1.3x, p99 <= etcd
   txn-put        bench txn-put (same sizes)               throughput >= 1.3x
-  range-l        bench range foo --consistency=l           throughput >= 1.2x
-  range-s        bench range foo --consistency=s           throughput >= 1.0x
+  range-l        bench range foo --consistency=l           throughput >= 1.3x
+  range-s        bench range foo --consistency=s           throughput >= 1.2x
   watch-latency  bench watch-latency --put-total --put-rate --streams
                  --watchers-per-stream; the watch events' p99 <= etcd
+  k8s            kvbench's own k8s mix (kvbench run --mode=endpoints
+                 --workload=k8s) on --k8s-records objects, --k8s-clients
+                 clients for --k8s-duration, the same client against both
+                 servers; no --tls                         throughput >= 1.3x
   resources      bench put --sequential-keys of --resource-keys keys
                  (--resource-key-size bytes), then --resource-revisions
                  puts to random ones among them; then the members' RSS and
@@ -75,8 +79,8 @@ of throughput and p99 latency, and whether they meet the performance bar:
                  after it, and the size after etcdctl compact --physical at
                  the current revision and etcdctl defrag; each <= etcd
 
-all with --conns=10 --clients=100 (--precise). The range workloads first put
-"foo" (a --val-size value) with etcdctl. Failed requests, the tool's errors
+The benchmark tool runs with --conns=10 --clients=100 (--precise). The range
+workloads first put "foo" (a --val-size value) with etcdctl. Failed requests, the tool's errors
 and whatever the servers log at --log-level=error are printed with each run
 and kept in --json.`,
 		Example: `  kvbench versus --etcd=path/to/etcd --bench=path/to/benchmark --strata=./strata \
@@ -125,6 +129,9 @@ and kept in --json.`,
 	fl.IntVar(&opts.ResourceKeySize, "resource-key-size", opts.ResourceKeySize, "resources: key size")
 	fl.IntVar(&opts.ResourceRevisions, "resource-revisions", opts.ResourceRevisions, "resources: puts made to the loaded keys after loading them")
 	fl.IntVar(&opts.WatchersPerStream, "watchers-per-stream", opts.WatchersPerStream, "watch-latency: --watchers-per-stream")
+	fl.IntVar(&opts.K8sRecords, "k8s-records", opts.K8sRecords, "k8s: objects loaded before the run (kvbench run --records)")
+	fl.IntVar(&opts.K8sClients, "k8s-clients", opts.K8sClients, "k8s: concurrent clients (kvbench run --clients)")
+	fl.DurationVar(&opts.K8sDuration, "k8s-duration", opts.K8sDuration, "k8s: length of the run (kvbench run --duration)")
 	return cmd
 }
 

@@ -23,6 +23,13 @@ func TestConfigValidate(t *testing.T) {
 		{Name: "no benchmark tool", Opts: Config{Etcd: "e", Strata: "s"}},
 		{Name: "two members", Opts: bins(Config{Nodes: 2})},
 		{Name: "unknown workload", Opts: bins(Config{Workloads: []string{"put", "range"}})},
+		{Name: "k8s over TLS", Opts: bins(Config{Workloads: []string{"put", "k8s"}, TLS: true})},
+		{Name: "put over TLS", Opts: bins(Config{Workloads: []string{"put"}, TLS: true}), OK: true},
+		{Name: "k8s without clients", Opts: bins(Config{Workloads: []string{"k8s"}, Options: func() Options {
+			o := DefaultOptions()
+			o.K8sClients = 0
+			return o
+		}()})},
 	})
 }
 

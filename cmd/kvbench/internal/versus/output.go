@@ -39,7 +39,11 @@ func (r *Result) WriteTable(w io.Writer) {
 		}
 		runs := r.runsOf(name)
 		if name != "" {
-			fmt.Fprintf(w, "== %s, %s: bench %s\n", name, nodesString(max(r.Nodes, 1)), strings.Join(runs[0].BenchArgs, " "))
+			tool := "bench"
+			if wl, ok := LookupWorkload(name); ok && wl.Preset != "" {
+				tool = "kvbench run"
+			}
+			fmt.Fprintf(w, "== %s, %s: %s %s\n", name, nodesString(max(r.Nodes, 1)), tool, strings.Join(runs[0].BenchArgs, " "))
 		}
 		if r.Nodes > 1 {
 			fmt.Fprintf(w, "(peak RSS is the sum of the members')\n")

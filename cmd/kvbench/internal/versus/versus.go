@@ -143,8 +143,20 @@ func (c *Config) Validate() error {
 	}
 	if len(c.BenchArgs) == 0 {
 		for _, name := range c.Workloads {
-			if _, ok := LookupWorkload(name); !ok {
+			w, ok := LookupWorkload(name)
+			if !ok {
 				return fmt.Errorf("%w: --workload: unknown %q (have %s)", ErrInvalidConfig, name, strings.Join(WorkloadNames(), ", "))
+			}
+			if w.Preset == "" {
+				continue
+			}
+			// kvbench's client store dials without TLS.
+			if c.TLS {
+				return fmt.Errorf("%w: --workload=%s runs kvbench's own client, which does not do TLS: drop --tls or the workload", ErrInvalidConfig, name)
+			}
+			if o := c.Options; o.K8sRecords <= 0 || o.K8sClients <= 0 || o.K8sDuration <= 0 {
+				return fmt.Errorf("%w: --workload=%s: --k8s-records (%d), --k8s-clients (%d) and --k8s-duration (%s) must be positive",
+					ErrInvalidConfig, name, o.K8sRecords, o.K8sClients, o.K8sDuration)
 			}
 		}
 	}
@@ -320,13 +332,18 @@ func runOnce(ctx context.Context, cfg Config, job benchJob, bin string, extra []
 			run.Err = fmt.Sprintf("%s put %s: %v: %s", cfg.Etcdctl, RangeKey, err, strings.TrimSpace(string(out)))
 		}
 	}
-	if job.w.Resources {
+	switch {
+	case job.w.Resources:
 		r, err := runResources(ctx, cfg, c, &run)
 		if err != nil {
 			run.Err = err.Error()
 		}
 		run.Resources = r
-	} else if run.Err == "" {
+	case job.w.Preset != "":
+		if err := runPreset(ctx, cfg, c, job.w, &run); err != nil {
+			run.Err = err.Error()
+		}
+	case run.Err == "":
 		rctx, cancel := context.WithTimeout(ctx, cfg.RunTimeout)
 		cmd := exec.CommandContext(rctx, cfg.Bench, append(append([]string{"--endpoints=" + eps}, cfg.tls.clientArgs()...), job.args...)...)
 		var stdout bytes.Buffer

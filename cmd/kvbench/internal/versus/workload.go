@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 )
 
 // Options are the benchmark tool's settings every workload shares.
@@ -21,15 +22,21 @@ type Options struct {
 	// ResourceKeys keys of ResourceKeySize bytes are loaded by the
 	// resources workload, then ResourceRevisions more puts made to them.
 	ResourceKeys, ResourceKeySize, ResourceRevisions int
+	// K8sRecords objects are loaded for the k8s workload, then
+	// K8sClients clients run its mix for K8sDuration.
+	K8sRecords, K8sClients int
+	K8sDuration            time.Duration
 }
 
 // DefaultOptions are the performance bar's settings: --conns=10
 // --clients=100, 8-byte keys and 256-byte values, 10000 keys; a moderate
-// watch-latency run (5 s of puts, 100 watchers).
+// watch-latency run (5 s of puts, 100 watchers); the k8s mix on 10000
+// objects with 16 clients for 10 s (kvbench run's defaults).
 func DefaultOptions() Options {
 	return Options{Conns: 10, Clients: 100, Total: 100000, KeySize: 8, ValSize: 256, KeySpace: 10000,
 		WatchPutTotal: 500, WatchPutRate: 100, WatchStreams: 10, WatchersPerStream: 10,
-		ResourceKeys: 1000000, ResourceKeySize: 16, ResourceRevisions: 1000000}
+		ResourceKeys: 1000000, ResourceKeySize: 16, ResourceRevisions: 1000000,
+		K8sRecords: 10000, K8sClients: 16, K8sDuration: 10 * time.Second}
 }
 
 // RangeKey is the key the range workloads read; it is put (with a
@@ -49,6 +56,11 @@ type Workload struct {
 	// Resources: the run measures resources (see Resources) instead of
 	// running one benchmark; each figure's bar is at most etcd's.
 	Resources bool
+	// Preset names a kvbench workload (bench.Preset) that kvbench runs
+	// itself, through the same client (bench.ClientStore) against either
+	// server, instead of etcd's benchmark tool: its throughput, latencies
+	// and failed requests become the run's summary.
+	Preset string
 	// MinThroughput is the lowest acceptable median Strata/etcd
 	// throughput ratio, MaxP99 the highest acceptable median p99 ratio;
 	// zero means no bar on that figure.
@@ -73,10 +85,10 @@ var workloads = []Workload{
 		return append([]string{"txn-put"}, flagArgs("key-size", o.KeySize, "val-size", o.ValSize,
 			"key-space-size", o.KeySpace, "total", o.Total)...)
 	}},
-	{Name: "range-l", Preload: true, MinThroughput: 1.2, args: func(o Options) []string {
+	{Name: "range-l", Preload: true, MinThroughput: 1.3, args: func(o Options) []string {
 		return append([]string{"range", RangeKey}, flagArgs("consistency", "l", "total", o.Total)...)
 	}},
-	{Name: "range-s", Preload: true, MinThroughput: 1.0, args: func(o Options) []string {
+	{Name: "range-s", Preload: true, MinThroughput: 1.2, args: func(o Options) []string {
 		return append([]string{"range", RangeKey}, flagArgs("consistency", "s", "total", o.Total)...)
 	}},
 	{Name: "watch-latency", Section: "Watch events summary", MaxP99: 1, args: func(o Options) []string {
@@ -84,6 +96,7 @@ var workloads = []Workload{
 			"streams", o.WatchStreams, "watchers-per-stream", o.WatchersPerStream,
 			"key-size", o.KeySize, "val-size", o.ValSize)...)
 	}},
+	{Name: "k8s", Preset: "k8s", MinThroughput: 1.3},
 	{Name: "resources", Resources: true},
 }
 
@@ -100,8 +113,13 @@ func LookupWorkload(name string) (Workload, bool) {
 	return Workload{}, false
 }
 
-// Args is the benchmark tool's command line for w after --endpoints.
+// Args is the benchmark tool's command line for w after --endpoints; for
+// a preset workload, kvbench's own flags that describe the run.
 func (w Workload) Args(o Options) []string {
+	if w.Preset != "" {
+		return append([]string{"--mode=endpoints", "--workload=" + w.Preset},
+			flagArgs("records", o.K8sRecords, "clients", o.K8sClients, "duration", o.K8sDuration)...)
+	}
 	args := flagArgs("conns", o.Conns, "clients", o.Clients)
 	args = append(args, "--precise")
 	if w.args == nil {
