@@ -192,7 +192,7 @@ func TestAuthRBAC(t *testing.T) {
 	wantErr(t, "compact by a user", err, rpctypes.ErrPermissionDenied)
 	_, err = app.Defragment(ctx, c.endpoint(0))
 	wantErr(t, "defragment by a user", err, rpctypes.ErrPermissionDenied)
-	_, err = app.Downgrade(ctx, clientv3.DowngradeValidate, "3.5.0")
+	_, err = app.Downgrade(ctx, clientv3.DowngradeValidate, "3.6.0")
 	wantErr(t, "downgrade by a user", err, rpctypes.ErrPermissionDenied)
 	_, err = app.MemberAdd(ctx, []string{"http://127.0.0.1:1"})
 	wantErr(t, "member add by a user", err, rpctypes.ErrPermissionDenied)

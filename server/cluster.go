@@ -33,6 +33,11 @@ func (c *clusterServer) MemberList(ctx context.Context, r *pb.MemberListRequest)
 	if err != nil {
 		return nil, err
 	}
+	// As etcd 3.7 (EtcdServer.MemberList): while auth is enabled the
+	// caller must name a user, checked after the read barrier.
+	if err := c.s.requireUser(ctx); err != nil {
+		return nil, err
+	}
 	return &pb.MemberListResponse{Header: c.s.header(), Members: members}, nil
 }
 

@@ -12,10 +12,8 @@
 // strict reconfiguration check, MemberPromote, MemberRemove, MemberUpdate),
 // Auth (etcd's RBAC: see below) and grpc.health.v1 (SERVING once ready)
 // are served. Downgrade answers validate and cancel as etcd's
-// for the cluster version Strata reports (ClusterVersion: only one minor
-// version down is a valid target) and refuses enable after validating
-// (ErrDowngradeUnsupported: a Strata cluster cannot run at an older
-// cluster version). Hash is a CRC-32 of the member's whole keyspace but
+// for the cluster version Strata reports and refuses enable after
+// validating (see Versions below). Hash is a CRC-32 of the member's whole keyspace but
 // its applied index (mvcc.Store.HashAll), equal on members at one
 // revision.
 //
@@ -133,10 +131,37 @@
 //
 // # Versions
 //
-// Status and /version report etcd 3.6.0: Strata serves the 3.6 API and
-// 3.7's RangeStream, but no other 3.7 addition has been checked against
-// etcd, and kube-apiserver parses the version to enable features (watch
-// progress requests need >= 3.5.13).
+// Status, /version and the version metrics report what etcd v3.7.3
+// reports: server version 3.7.3, cluster and storage version 3.7.0
+// (ServerVersion, ClusterVersion, StorageVersion; kube-apiserver parses
+// them as semver to enable features). Every etcd 3.7 addition that a
+// client can see is served, each checked against an embedded etcd v3.7.3:
+//
+//   - KV.RangeStream (the one new RPC): chunks of one pinned revision,
+//     header, More and Count on the last chunk, Unimplemented for sort
+//     orders and revision filters (TestDiffEtcdRangeStream).
+//   - Maintenance.Status, Alarm GET and Cluster.MemberList need only a
+//     user while auth is on (3.6: root for Status, none for MemberList);
+//     Alarm activate/deactivate and KV.Compact need root
+//     (TestDiffEtcdAuth).
+//   - A LeaseKeepAlive stream the client cancels ends as canceled, no
+//     longer as "no leader" (only a lost leader is); etcd's ErrCanceled
+//     is "etcdserver: request cancelled" (togRPCError).
+//   - The feature gates 3.7 adds (FastLeaseKeepAlive, PriorityRequest)
+//     are accepted at their defaults by cmd/strata and refused otherwise.
+//   - Not served: 3.7's etcd_debugging_server_watch_send_loop_* histograms
+//     (debugging metrics, no alert or dashboard reads them) and its
+//     OpenTelemetry spans for range and watch.
+//
+// Downgrade follows etcd's rules for cluster version 3.7: the only valid
+// target is 3.6 (major.minor or major.minor.patch), validate and cancel
+// answer as etcd's with its errors and texts (TestDiffEtcdVersion), and
+// enable of a valid target is refused with ErrDowngradeUnsupported. etcd's
+// enable lowers the cluster version so that members can be restarted with
+// the older binary; every Strata member runs the one Strata binary, and no
+// etcd 3.6 binary can take over a Strata data directory, so an enabled
+// downgrade could never complete: moving to etcd goes through a snapshot
+// (strata snapshot export, then etcdutl snapshot restore).
 //
 // # Listeners
 //

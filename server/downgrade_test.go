@@ -15,7 +15,7 @@ import (
 )
 
 // TestDowngrade checks etcdctl downgrade validate/enable/cancel against
-// the cluster version Strata reports (3.6): etcd's target rules and
+// the cluster version Strata reports (3.7): etcd's target rules and
 // errors; enable of a valid target is refused, since a Strata cluster
 // cannot run at an older cluster version; cancel without a downgrade
 // answers as etcd's.
@@ -29,13 +29,16 @@ func TestDowngrade(t *testing.T) {
 		version string
 		err     error // nil: success
 	}{
-		{"validate one minor down", clientv3.DowngradeValidate, "3.5", nil},
-		{"validate with patch", clientv3.DowngradeValidate, "3.5.17", nil},
-		{"validate two minors down", clientv3.DowngradeValidate, "3.4", rpctypes.ErrInvalidDowngradeTargetVersion},
-		{"validate the same", clientv3.DowngradeValidate, "3.6", rpctypes.ErrInvalidDowngradeTargetVersion},
+		{"validate one minor down", clientv3.DowngradeValidate, "3.6", nil},
+		{"validate with patch", clientv3.DowngradeValidate, "3.6.8", nil},
+		{"validate two minors down", clientv3.DowngradeValidate, "3.5", rpctypes.ErrInvalidDowngradeTargetVersion},
+		{"validate the same", clientv3.DowngradeValidate, "3.7", rpctypes.ErrInvalidDowngradeTargetVersion},
+		{"validate up", clientv3.DowngradeValidate, "3.8", rpctypes.ErrInvalidDowngradeTargetVersion},
+		{"validate another major", clientv3.DowngradeValidate, "2.6", rpctypes.ErrInvalidDowngradeTargetVersion},
 		{"validate bad format", clientv3.DowngradeValidate, "three", rpctypes.ErrWrongDowngradeVersionFormat},
-		{"enable bad target", clientv3.DowngradeEnable, "3.4", rpctypes.ErrInvalidDowngradeTargetVersion},
-		{"enable", clientv3.DowngradeEnable, "3.5", server.ErrDowngradeUnsupported},
+		{"enable bad target", clientv3.DowngradeEnable, "3.5", rpctypes.ErrInvalidDowngradeTargetVersion},
+		{"enable bad format", clientv3.DowngradeEnable, "v3.6", rpctypes.ErrWrongDowngradeVersionFormat},
+		{"enable", clientv3.DowngradeEnable, "3.6", server.ErrDowngradeUnsupported},
 		{"cancel", clientv3.DowngradeCancel, "", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -44,8 +47,8 @@ func TestDowngrade(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if resp.Version != "3.6" || resp.Header.GetClusterId() == 0 {
-					t.Fatalf("response %+v, want version 3.6 and a header", resp)
+				if resp.Version != "3.7" || resp.Header.GetClusterId() == 0 {
+					t.Fatalf("response %+v, want version 3.7 and a header", resp)
 				}
 				return
 			}

@@ -32,15 +32,16 @@ import (
 	"github.com/strata-kv/strata/replication/wal"
 )
 
-// Versions reported to clients (Status, /version). Strata serves the etcd
-// v3.6 API (3.7's RangeStream is not served yet), so it reports a 3.6
-// version: kube-apiserver parses it as semver to enable features (watch
-// progress requests need >= 3.5.13), and a 3.7 version could make clients
-// use RangeStream.
+// Versions reported to clients (Status, /version, etcd_server_version,
+// etcd_cluster_version), as etcd v3.7.3 reports them: its server version,
+// and the cluster and storage versions at major.minor.0. Strata serves
+// every etcd 3.7 API addition (server/doc.go lists them), and
+// kube-apiserver parses the version as semver to enable features (watch
+// progress requests need >= 3.5.13).
 const (
-	ServerVersion  = "3.6.0"
-	ClusterVersion = "3.6.0"
-	StorageVersion = "3.6.0"
+	ServerVersion  = "3.7.3"
+	ClusterVersion = "3.7.0"
+	StorageVersion = "3.7.0"
 )
 
 // warnSyncDuration is etcd's: a WAL fsync slower than it is logged as
