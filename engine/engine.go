@@ -145,6 +145,10 @@ type Stats struct {
 	Size int64
 	// InUse estimates how many of those bytes hold live data; Size-InUse is
 	// what a Defrag could give back. Engines that cannot tell report Size.
+	// It is etcd's etcd_mvcc_db_total_size_in_use_in_bytes: bbolt's is
+	// etcd's exact figure (size minus free pages); an LSM engine subtracts
+	// only the garbage it knows of, which excludes deletions no flush or
+	// compaction has reached (see each engine's Stats).
 	InUse int64
 }
 
