@@ -99,6 +99,9 @@ type fsm struct {
 
 	// onCommit, if not nil, observes each engine commit's duration.
 	onCommit func(time.Duration)
+	// onFail, if not nil, is told of an engine failure the FSM cannot go
+	// on after (Config.OnApplyFailure).
+	onFail func(error)
 }
 
 // setPrimary promotes (with extend) or demotes the store's lessor. It does
@@ -221,7 +224,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 		// log; continuing would make it diverge. Stop, as etcd does.
 		began := time.Now()
 		if err := w.Commit(last); err != nil {
-			panic(fmt.Sprintf("replication: commit applied index %d: %v", last, err))
+			f.fail(fmt.Errorf("replication: commit applied index %d: %w", last, err))
 		}
 		if f.onCommit != nil {
 			f.onCommit(time.Since(began))
@@ -238,7 +241,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 		if w == nil {
 			var err error
 			if w, err = f.store.NewWriteBatch(); err != nil {
-				panic(fmt.Sprintf("replication: begin write batch: %v", err))
+				f.fail(fmt.Errorf("replication: begin write batch: %w", err))
 			}
 		}
 		last, f.index = l.Index, l.Index
@@ -268,6 +271,15 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 	}
 	commit()
 	return out
+}
+
+// fail reports an engine failure the replica cannot go on after to
+// onFail, which ends the process, and panics if it returns.
+func (f *fsm) fail(err error) {
+	if f.onFail != nil {
+		f.onFail(err)
+	}
+	panic(err.Error())
 }
 
 // applyRequest applies one request through its kind's entry in kinds.

@@ -133,6 +133,13 @@ type Config struct {
 	// applied entries with the time it took (etcd's backend commit
 	// duration). It runs on the FSM's goroutine: keep it cheap.
 	OnApplyCommit func(took time.Duration)
+	// OnApplyFailure, if not nil, is called when the engine fails to
+	// begin or commit a batch of applied entries (a full disk): the
+	// replica cannot follow the log any more, and going on would make it
+	// diverge. It should end the process, as etcd's backend does with
+	// lg.Fatal("failed to commit tx"); if it returns, or if it is nil,
+	// the FSM panics with the error.
+	OnApplyFailure func(err error)
 	// WarningApplyDuration is how long applying one request may take
 	// before it is logged as "apply request took too long" and counted in
 	// SlowApplies (etcd's --warning-apply-duration). The default value is
@@ -228,7 +235,7 @@ type Node struct {
 	// committed configuration: only then does a configuration without it
 	// mean a removal (see removed).
 	inConfigSeen bool
-	stopc    chan struct{}
+	stopc        chan struct{}
 	// ctx is cancelled when the node stops, with stopc closed.
 	ctx      context.Context
 	cancel   context.CancelFunc
@@ -265,6 +272,7 @@ func Open(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.fsm.onCommit = cfg.OnApplyCommit
+	n.fsm.onFail = cfg.OnApplyFailure
 	n.fsm.warnApply = cfg.WarningApplyDuration
 	fail := func(err error) (*Node, error) {
 		if n.transport.NetworkTransport != nil {

@@ -223,8 +223,9 @@ func Start(cfg Config) (_ *Server, err error) {
 				},
 			})
 		},
-		OnApplyCommit: func(took time.Duration) { disk.backendCommit.Observe(took.Seconds()) },
-		Bind:          c.listenPeer.Host,
+		OnApplyCommit:  func(took time.Duration) { disk.backendCommit.Observe(took.Seconds()) },
+		OnApplyFailure: s.applyFailed,
+		Bind:           c.listenPeer.Host,
 		// The configured address, not the stored one: a member moved by
 		// MemberUpdate restarts announcing its new address.
 		Advertise:       c.advertisePeer[0].Host,
@@ -482,6 +483,15 @@ func (s *Server) monitor() {
 // status 1, as zap's Fatal.
 func (s *Server) walFailed(err error) {
 	s.cfg.Logger.Error("failed to save Raft hard state and entries", "error", err)
+	os.Exit(1)
+}
+
+// applyFailed ends the process when the engine cannot commit applied
+// entries (a full disk: see replication.Config.OnApplyFailure), as etcd's
+// backend does with lg.Fatal("failed to commit tx"): a clean log line and
+// status 1, not a panic's stack.
+func (s *Server) applyFailed(err error) {
+	s.cfg.Logger.Error("failed to commit tx", "error", err)
 	os.Exit(1)
 }
 

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 
 	pdb "github.com/cockroachdb/pebble/v2"
 
@@ -42,7 +43,17 @@ type DB struct {
 	// force-closes.
 	snapMu sync.Mutex
 	snaps  map[*snapshot]struct{}
+
+	// failed is the error of a write Pebble panicked on (its WAL could not
+	// be written: a full disk). Pebble's commit pipeline is left locked
+	// then, so every later Commit fails with it instead of blocking, and
+	// Close does not close Pebble.
+	failed atomic.Pointer[error]
 }
+
+// ErrWriteFailed is returned by Commit once Pebble could not write its WAL
+// (a full disk): the database takes no more writes and must be reopened.
+var ErrWriteFailed = errors.New("pebble: write failed; the database takes no more writes")
 
 var (
 	_ engine.Backend      = (*DB)(nil)
@@ -157,12 +168,35 @@ func (d *DB) Commit(b *engine.Batch, opts *engine.WriteOptions) error {
 	if opts.GetSync() {
 		wo = pdb.Sync
 	}
-	if err := db.Apply(pb, wo); err != nil {
+	if err := d.apply(db, pb, wo); err != nil {
 		// Pebble may still reference a batch that failed to apply; leave it
 		// to the garbage collector rather than back in the pool.
 		return fmt.Errorf("pebble: commit: %w", err)
 	}
 	return pb.Close()
+}
+
+// apply applies pb. Pebble panics when its WAL cannot be written (a full
+// disk: "no space left on device"); that panic is returned as an error
+// wrapping ErrWriteFailed, and every later call fails with it (Pebble's
+// commit pipeline stays locked), so that the caller can stop cleanly.
+func (d *DB) apply(db *pdb.DB, pb *pdb.Batch, wo *pdb.WriteOptions) (err error) {
+	if f := d.failed.Load(); f != nil {
+		return *f
+	}
+	defer func() {
+		r := recover()
+		if r == nil {
+			return
+		}
+		cause, ok := r.(error)
+		if !ok {
+			panic(r)
+		}
+		err = fmt.Errorf("%w: %w", ErrWriteFailed, cause)
+		d.failed.Store(&err)
+	}()
+	return db.Apply(pb, wo)
 }
 
 // NewSnapshot implements engine.Backend.
@@ -251,6 +285,12 @@ func (d *DB) Close() error {
 	clear(d.snaps)
 	d.snapMu.Unlock()
 
+	if f := d.failed.Load(); f != nil {
+		// Pebble's commit pipeline is locked since the failed write:
+		// closing it would block.
+		d.db = nil
+		return fmt.Errorf("pebble: close: %w", *f)
+	}
 	err := d.db.Close()
 	d.db = nil
 	if err != nil {

@@ -348,9 +348,17 @@ func TestDiskFull(t *testing.T) {
 				// Badger writes its memtables through mmap'd files, and a
 				// page of such a file that the disk cannot back is a
 				// SIGBUS: the process dies with the Go runtime's "fatal
-				// error: fault". The others say the disk is full.
-				if !c.logHas(m, "no space left on device") && !(eng == "badger" && c.logHas(m, "SIGBUS")) {
+				// error: fault" (not fixed). The others end as etcd's
+				// backend does on a failed commit: "failed to commit tx"
+				// naming the full disk, status 1, no panic.
+				switch {
+				case eng == "badger" && c.logHas(m, "SIGBUS"):
+				case !c.logHas(m, "no space left on device"):
 					t.Errorf("%s exited without saying the disk is full\n%s", m.name, c.logTail(m, 20))
+				case c.logHas(m, "panic:") || c.logHas(m, "goroutine "):
+					t.Errorf("%s exited on the full disk with a panic's stack, not a clean error\n%s", m.name, c.logTail(m, 40))
+				case exitCode(m) != 1:
+					t.Errorf("%s exited on the full disk with %v, want status 1 as etcd's\n%s", m.name, m.err, c.logTail(m, 20))
 				}
 				c.start(m)
 			}
@@ -361,6 +369,17 @@ func TestDiskFull(t *testing.T) {
 			c.checkAcked(t, "full/", acked)
 		})
 	}
+}
+
+// exitCode is the status m's last process exited with (-1 if killed by a
+// signal or still running).
+func exitCode(m *member) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.cmd == nil || m.cmd.ProcessState == nil {
+		return -1
+	}
+	return m.cmd.ProcessState.ExitCode()
 }
 
 // fillFile writes n bytes to a new file at path.
