@@ -230,6 +230,34 @@ func (c *cluster) kill(m *member) {
 	<-exited
 }
 
+// dump makes m's Go runtime print every goroutine's stack to its log and
+// exit (SIGQUIT), for a member found hanging: the stacks show where. It
+// waits up to 10s for the exit, then kills m.
+func (c *cluster) dump(m *member) {
+	m.mu.Lock()
+	cmd, exited := m.cmd, m.exited
+	m.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Signal(syscall.SIGCONT)
+	_ = cmd.Process.Signal(syscall.SIGQUIT)
+	select {
+	case <-exited:
+	case <-time.After(10 * time.Second):
+	}
+	c.kill(m)
+}
+
+// dumpAll dumps every running member (see dump).
+func (c *cluster) dumpAll() {
+	for _, m := range c.members {
+		if m.running() {
+			c.dump(m)
+		}
+	}
+}
+
 // pause stops (SIGSTOP) or resumes (SIGCONT) m.
 func (c *cluster) pause(m *member, stop bool) {
 	m.mu.Lock()

@@ -201,7 +201,8 @@ func (s *scenario) replaceMember(f *member) {
 	select {
 	case <-f.exited: // a removed member stops, as etcd's does
 	case <-time.After(20 * time.Second):
-		t.Errorf("%s still runs 20s after its removal", f.name)
+		c.dump(f)
+		t.Errorf("%s still runs 20s after its removal; its goroutines:\n%s", f.name, c.logTail(f, 400))
 	}
 	c.kill(f)
 	if err := os.RemoveAll(f.dataDir); err != nil {
@@ -255,7 +256,8 @@ func (s *scenario) replaceMember(f *member) {
 			sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
 			lst, serr := s.admin.Status(sctx, "http://"+f.client)
 			scancel()
-			t.Fatalf("promote %s: %v (last error %v; the learner's status %v, %v)", f.name, err, lastErr, lst, serr)
+			c.dumpAll()
+			t.Fatalf("promote %s: %v (last error %v; the learner's status %v, %v); the members' goroutines are in their logs", f.name, err, lastErr, lst, serr)
 		}
 		lastErr = err
 		time.Sleep(100 * time.Millisecond)
@@ -327,7 +329,10 @@ func (s *scenario) waitProgress(timeout time.Duration) {
 	deadline := time.Now().Add(timeout)
 	for s.rec.ackedN.Load() < start+5 {
 		if time.Now().After(deadline) {
-			s.t.Fatalf("no write acknowledged within %v after the faults %v", timeout, s.faults)
+			// A hang: the members' goroutines go to their logs, which
+			// the failed scenario saves.
+			s.c.dumpAll()
+			s.t.Fatalf("no write acknowledged within %v after the faults %v; the members' goroutines are in their logs", timeout, s.faults)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -578,13 +583,16 @@ func checkRevisionOrder(revs []revObs) []string {
 	sort.Slice(byCall, func(i, j int) bool { return byCall[i].call < byCall[j].call })
 	var bad []string
 	j := 0
-	var maxRev int64
+	var maxObs revObs
 	for _, o := range byCall {
 		for ; j < len(byRet) && byRet[j].ret < o.call; j++ {
-			maxRev = max(maxRev, byRet[j].rev)
+			if byRet[j].rev > maxObs.rev {
+				maxObs = byRet[j]
+			}
 		}
-		if o.rev < maxRev {
-			bad = append(bad, fmt.Sprintf("revision went backwards: an operation called at %v saw revision %d, one that returned before saw %d", time.Duration(o.call), o.rev, maxRev))
+		if o.rev < maxObs.rev {
+			bad = append(bad, fmt.Sprintf("revision went backwards: an operation called at %v saw revision %d (%s), one that returned before, at %v, saw %d (%s)",
+				time.Duration(o.call), o.rev, o.op, time.Duration(maxObs.ret), maxObs.rev, maxObs.op))
 		}
 	}
 	return bad

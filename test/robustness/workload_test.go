@@ -26,6 +26,7 @@ type write struct {
 type revObs struct {
 	call, ret int64
 	rev       int64
+	op        string // what the operation was, for the report
 }
 
 // list is one paginated list of a prefix at one revision, Kubernetes'
@@ -77,7 +78,7 @@ func (r *recorder) op(client int, call int64, in kvInput, out *kvOutput) {
 	defer r.mu.Unlock()
 	r.ops = append(r.ops, porcupine.Operation{ClientId: client, Input: in, Call: call, Output: out, Return: ret})
 	if out != nil {
-		r.revs = append(r.revs, revObs{call, ret, out.Rev})
+		r.revs = append(r.revs, revObs{call, ret, out.Rev, fmt.Sprintf("client %d %+v -> %+v", client, in, *out)})
 	}
 }
 
