@@ -16,6 +16,11 @@ type Options struct {
 	CacheSize int64
 	// Logger receives the engine's own log lines. Nil discards them.
 	Logger *slog.Logger
+	// NoSync makes every Commit a NoSync one and Backend.Sync do nothing,
+	// so the engine never waits for the disk (etcd's --unsafe-no-fsync,
+	// which opens bbolt with NoSync). Unsafe: a crash of the machine may
+	// lose any write. The default value is false.
+	NoSync bool
 }
 
 // Engine describes one storage engine to a Registry.

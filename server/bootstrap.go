@@ -57,7 +57,7 @@ func InitMember(cfg Config) error {
 		ID:  raftID(id.MemberID),
 		Dir: filepath.Join(c.DataDir, "member"),
 		OpenLog: func(dir string) (replication.LogStore, error) {
-			return wal.Open(c.walDir(dir), &wal.Options{Logger: c.Logger.With("component", "wal")})
+			return wal.Open(c.walDir(dir), &wal.Options{Logger: c.Logger.With("component", "wal"), NoSync: c.UnsafeNoFsync})
 		},
 		Logger: c.Logger,
 	}, peers)

@@ -104,6 +104,12 @@ type Config struct {
 	Engine engine.Engine
 	// EngineOptions are passed to the engine.
 	EngineOptions engine.Options
+	// UnsafeNoFsync turns off the fsyncs of the raft log (wal.Options.
+	// NoSync) and of the engine (engine.Options.NoSync), as etcd's
+	// --unsafe-no-fsync turns off its WAL's and bbolt's. Unsafe: a crash
+	// of the machine may lose acknowledged writes. The default value is
+	// false.
+	UnsafeNoFsync bool
 
 	// ListenClientURLs are the URLs served for clients, gRPC and HTTP on
 	// the same port (--listen-client-urls). The default value is

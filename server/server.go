@@ -124,6 +124,7 @@ func Start(cfg Config) (_ *Server, err error) {
 	if c.EngineOptions.Logger == nil {
 		c.EngineOptions.Logger = c.Logger.With("component", "engine")
 	}
+	c.EngineOptions.NoSync = c.EngineOptions.NoSync || c.UnsafeNoFsync
 	id, err := loadIdentity(c)
 	if err != nil {
 		return nil, err
@@ -215,6 +216,7 @@ func Start(cfg Config) (_ *Server, err error) {
 				Logger:    c.Logger.With("component", "wal"),
 				OnFail:    s.walFailed,
 				SyncFault: c.WALSyncFault,
+				NoSync:    c.UnsafeNoFsync,
 				OnSync: func(_ int, took time.Duration) {
 					disk.walFsync.Observe(took.Seconds())
 					if took > warnSyncDuration {

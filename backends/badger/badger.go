@@ -97,7 +97,7 @@ func Engine() engine.Engine {
 	return engine.Engine{
 		Name: Name,
 		Open: func(dir string, o engine.Options) (engine.Backend, error) {
-			db, err := Open(dir, &Options{BlockCacheSize: o.CacheSize, Logger: o.Logger})
+			db, err := Open(dir, &Options{BlockCacheSize: o.CacheSize, Logger: o.Logger, NoSync: o.NoSync})
 			if err != nil {
 				return nil, err
 			}
@@ -171,7 +171,7 @@ func (d *DB) Commit(b *engine.Batch, opts *engine.WriteOptions) error {
 	if err != nil {
 		return err
 	}
-	if opts.GetSync() {
+	if opts.GetSync() && !d.opts.NoSync {
 		return d.syncs.do(func() error { return d.durable.sync(db) })
 	}
 	return nil
@@ -378,6 +378,9 @@ func (d *DB) Sync() error {
 		return err
 	}
 	defer d.mu.RUnlock()
+	if d.opts.NoSync {
+		return nil
+	}
 	return d.syncs.do(func() error { return d.durable.sync(db) })
 }
 

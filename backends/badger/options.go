@@ -121,6 +121,12 @@ type Options struct {
 	// Default: DefaultNumCompactors (2).
 	NumCompactors int
 
+	// NoSync makes every commit a NoSync one and Sync do nothing: no
+	// sync round runs (etcd's --unsafe-no-fsync). Unsafe: a crash of the
+	// machine may lose any write.
+	// Default: false.
+	NoSync bool
+
 	// Logger receives badger's log lines at the matching slog levels
 	// (errors, warnings, info, debug).
 	// Default: nil, which discards them.

@@ -56,6 +56,11 @@ type Options struct {
 	// and twice the pages mapped in memory. The default value is 0.9, the
 	// fill etcd gives its key bucket for the same sequential revision keys.
 	FillPercent float64
+	// NoSync opens bbolt with NoSync and NoGrowSync, as etcd's
+	// --unsafe-no-fsync does: commits and Sync never fsync the file.
+	// Unsafe: a crash of the machine may lose or tear any write. The
+	// default value is false.
+	NoSync bool
 }
 
 // ErrInvalidOptions is wrapped by the errors of Options.Validate.
@@ -109,6 +114,8 @@ func (o *Options) boltOptions() *bolt.Options {
 		NoFreelistSync:  true,
 		FreelistType:    bolt.FreelistMapType,
 		InitialMmapSize: o.InitialMmapSize,
+		NoSync:          o.NoSync,
+		NoGrowSync:      o.NoSync,
 	}
 }
 
@@ -117,8 +124,8 @@ func (o *Options) boltOptions() *bolt.Options {
 func Engine() engine.Engine {
 	return engine.Engine{
 		Name: Name,
-		Open: func(dir string, _ engine.Options) (engine.Backend, error) {
-			return Open(dir, nil)
+		Open: func(dir string, o engine.Options) (engine.Backend, error) {
+			return Open(dir, &Options{NoSync: o.NoSync})
 		},
 		Restore: Restore,
 	}
@@ -229,7 +236,7 @@ func (d *DB) Commit(b *engine.Batch, opts *engine.WriteOptions) error {
 		return engine.ErrClosed
 	}
 	// writeMu makes this the only writer, so NoSync can be set per commit.
-	d.cur.NoSync = !opts.GetSync()
+	d.cur.NoSync = d.opts.NoSync || !opts.GetSync()
 	if err := applyBatch(d.cur, b, d.opts.FillPercent); err != nil {
 		return err
 	}
@@ -304,6 +311,9 @@ func (d *DB) Sync() error {
 	defer d.mu.RUnlock()
 	if d.closed {
 		return engine.ErrClosed
+	}
+	if d.opts.NoSync {
+		return nil
 	}
 	if err := d.cur.Sync(); err != nil {
 		return fmt.Errorf("bbolt: sync: %w", err)

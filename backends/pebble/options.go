@@ -73,6 +73,12 @@ type Options struct {
 	// Default: 0, no delay.
 	WALMinSyncInterval time.Duration
 
+	// NoSync makes every commit a NoSync one and Sync do nothing, so the
+	// store never waits for its WAL's fsync (etcd's --unsafe-no-fsync).
+	// Unsafe: a crash of the machine may lose any write.
+	// Default: false.
+	NoSync bool
+
 	// Logger receives Pebble's log lines: general messages at Info, errors at
 	// Error, and flush/compaction/WAL events at Debug.
 	// Default: nil, which discards them.

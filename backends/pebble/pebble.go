@@ -26,7 +26,8 @@ const maxBatchSize = 4<<30 - 16<<20
 
 // DB is a pebble store. It is safe for concurrent use.
 type DB struct {
-	dir string
+	dir    string
+	noSync bool // Options.NoSync
 
 	// closeCtx is cancelled when Close starts, so that a running Defrag
 	// gives up its read lock instead of holding Close up.
@@ -65,7 +66,7 @@ func Engine() engine.Engine {
 	return engine.Engine{
 		Name: Name,
 		Open: func(dir string, o engine.Options) (engine.Backend, error) {
-			db, err := Open(dir, &Options{CacheSize: o.CacheSize, Logger: o.Logger})
+			db, err := Open(dir, &Options{CacheSize: o.CacheSize, Logger: o.Logger, NoSync: o.NoSync})
 			if err != nil {
 				return nil, err
 			}
@@ -98,6 +99,7 @@ func Open(dir string, opts *Options) (*DB, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &DB{
 		dir:         dir,
+		noSync:      o.NoSync,
 		closeCtx:    ctx,
 		closeCancel: cancel,
 		db:          pd,
@@ -165,7 +167,7 @@ func (d *DB) Commit(b *engine.Batch, opts *engine.WriteOptions) error {
 	}
 
 	wo := pdb.NoSync
-	if opts.GetSync() {
+	if d.syncs(opts) {
 		wo = pdb.Sync
 	}
 	if err := d.apply(db, pb, wo); err != nil {
@@ -260,10 +262,18 @@ func (d *DB) Sync() error {
 		return err
 	}
 	defer d.mu.RUnlock()
+	if d.noSync {
+		return nil
+	}
 	if err := db.LogData(nil, pdb.Sync); err != nil {
 		return fmt.Errorf("pebble: sync: %w", err)
 	}
 	return nil
+}
+
+// syncs reports whether a commit with opts waits for the WAL's fsync.
+func (d *DB) syncs(opts *engine.WriteOptions) bool {
+	return opts.GetSync() && !d.noSync
 }
 
 // Close implements engine.Backend. Snapshots and iterators still open are

@@ -344,7 +344,7 @@ var flagTable = []flagDef{
 	{name: "force-new-cluster", kind: kBool, def: "false", group: gUnsafe, usage: "Force to create a new one-member cluster.",
 		apply: func(s *settings, v *value) error { s.server.ForceNewCluster = v.b; return nil }},
 	{name: "unsafe-no-fsync", kind: kBool, def: "false", group: gUnsafe, usage: "Disables fsync, unsafe, will cause data loss.",
-		refuse: "is not supported: Strata always fsyncs its raft log (a test cluster may use a tmpfs data directory)"},
+		apply: func(s *settings, v *value) error { s.server.UnsafeNoFsync = v.b; return nil }},
 
 	// Strata's own
 	{name: "backend", kind: kString, def: backends.Default, group: gStrata, strata: true, usage: "Storage engine (Strata's own flag; environment STRATA_BACKEND): " + backendNames() + ".",

@@ -246,7 +246,9 @@ func TestCommandLine(t *testing.T) {
 			return want(strconv.FormatBool(p.settings.server.PeerTLSInfo.SkipClientSANVerify), "true")
 		}},
 		{name: "tls off at its default", args: []string{"--client-cert-auth=false", "--cert-file="}, check: func(*parsed) string { return "" }},
-		{name: "durability", args: []string{"--unsafe-no-fsync"}, wantErr: "--unsafe-no-fsync is not supported"},
+		{name: "durability", args: []string{"--unsafe-no-fsync"}, check: func(p *parsed) string {
+			return want(strconv.FormatBool(p.settings.server.UnsafeNoFsync), "true")
+		}},
 		{name: "auth", args: []string{"--auth-token=jwt,sign-method=RS256,priv-key=k.pem", "--bcrypt-cost=4", "--auth-token-ttl=60"}, check: func(p *parsed) string {
 			c := p.settings.server
 			return want(fmt.Sprintf("%s %d %v", c.AuthToken, c.BcryptCost, c.AuthTokenTTL), "jwt,sign-method=RS256,priv-key=k.pem 4 1m0s")

@@ -67,3 +67,40 @@ func TestSyncFault(t *testing.T) {
 		})
 	}
 }
+
+// TestNoSync checks Options.NoSync (--unsafe-no-fsync): appends and stable
+// store writes skip their fsync, so a SyncFault that would fail every
+// fsync is never reached, and what was written is read back, also after a
+// reopen.
+func TestNoSync(t *testing.T) {
+	dir := t.TempDir()
+	var syncs int
+	opts := &Options{NoSync: true, SyncFault: func() error { syncs++; return syscall.EIO }}
+	s := mustOpen(t, dir, opts)
+	mustStore(t, s, mkLogs(1, 10, 1, 100))  // a new segment
+	mustStore(t, s, mkLogs(11, 20, 1, 100)) // appended to it
+	if err := s.SetUint64([]byte("CurrentTerm"), 3); err != nil {
+		t.Fatalf("SetUint64 with NoSync: %v", err)
+	}
+	if syncs != 0 {
+		t.Errorf("%d fsyncs attempted with NoSync, want 0", syncs)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = mustOpen(t, dir, nil)
+	defer s.Close()
+	if first, last := bounds(t, s); first != 1 || last != 20 {
+		t.Errorf("reopened log [%d, %d], want [1, 20]", first, last)
+	}
+	if v, err := s.GetUint64([]byte("CurrentTerm")); err != nil || v != 3 {
+		t.Errorf("reopened term %d, %v; want 3", v, err)
+	}
+
+	// Without NoSync the same fault is reached at the first append.
+	s2 := mustOpen(t, t.TempDir(), &Options{SyncFault: opts.SyncFault})
+	defer s2.Close()
+	if err := s2.StoreLogs(mkLogs(1, 1, 1, 10)); !errors.Is(err, syscall.EIO) {
+		t.Errorf("append with fsync under a failing SyncFault: %v, want EIO", err)
+	}
+}

@@ -37,6 +37,7 @@ type stableStore struct {
 
 	syncFault func() error // Options.SyncFault
 	onFail    func(error)  // Options.OnFail
+	noSync    bool         // Options.NoSync
 	// failOnce calls onFail once, whichever of the log and the stable
 	// store fails first.
 	failOnce sync.Once
@@ -163,7 +164,7 @@ func (st *stableStore) set(key, val []byte) error {
 		}
 		return fmt.Errorf("wal: stable: write: %w", err)
 	}
-	if err := syncWithFault(st.f, st.syncFault); err != nil {
+	if err := syncWithFault(st.f, st.syncFault, st.noSync); err != nil {
 		return st.fail(fmt.Errorf("%w: stable: sync: %w", ErrFailed, err))
 	}
 	st.size += int64(len(st.buf))

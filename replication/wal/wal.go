@@ -118,6 +118,14 @@ type Options struct {
 	// store value durable, and an error it returns is taken for that
 	// fsync's error (so it fails the store). The default value is nil.
 	SyncFault func() error
+	// NoSync skips the fdatasync that makes appended entries and stable
+	// store values durable (etcd's --unsafe-no-fsync, which turns off its
+	// WAL's fsync): StoreLogs and Set return once the data is written to
+	// the file. A crash of the machine may lose or tear acknowledged
+	// entries; a crash of the process alone does not. The files'
+	// creations, renames and removals are still synced. Unsafe: for tests
+	// and throw-away clusters. The default value is false.
+	NoSync bool
 }
 
 // Clone returns a copy of o; nil gives zero Options.
@@ -232,7 +240,7 @@ func Open(dir string, opts *Options) (_ *Store, err error) {
 	if err := s.recoverSegments(); err != nil {
 		return nil, err
 	}
-	s.stable.syncFault, s.stable.onFail = s.opts.SyncFault, s.opts.OnFail
+	s.stable.syncFault, s.stable.onFail, s.stable.noSync = s.opts.SyncFault, s.opts.OnFail, s.opts.NoSync
 	if err := s.stable.open(dir, s.opts.Logger); err != nil {
 		return nil, err
 	}
@@ -804,12 +812,15 @@ func (s *Store) fail(err error) error {
 }
 
 // sync makes f's appended data durable (fdatasync), failing first if the
-// injected SyncFault says so.
+// injected SyncFault says so; with NoSync it does nothing.
 func (s *Store) sync(f *os.File) error {
-	return syncWithFault(f, s.opts.SyncFault)
+	return syncWithFault(f, s.opts.SyncFault, s.opts.NoSync)
 }
 
-func syncWithFault(f *os.File, fault func() error) error {
+func syncWithFault(f *os.File, fault func() error, noSync bool) error {
+	if noSync {
+		return nil
+	}
 	if fault != nil {
 		if err := fault(); err != nil {
 			return fmt.Errorf("injected fault: %w", err)
