@@ -1,20 +1,26 @@
 package replication
 
 import (
+	"fmt"
 	"strconv"
+	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/raft"
 )
 
-// leaderWatch follows raft's leader observations (pushed by raft, not
-// polled, so no change is missed), counts the changes as etcd's
-// etcd_server_leader_changes_seen_total does and logs etcd/raft's lines
+// leaderWatch follows raft's leader, state and failed-heartbeat
+// observations (pushed by raft, not polled, so no change is missed),
+// counts leader changes as etcd's etcd_server_leader_changes_seen_total
+// does and heartbeats the leader could not deliver in time
+// (etcd_server_heartbeat_send_failures_total), and logs etcd/raft's lines
 // for them, which operators grep for.
 type leaderWatch struct {
 	ch       chan raft.Observation
 	obs      *raft.Observer
 	changes  atomic.Uint64
+	hbFails  atomic.Uint64
 	lastSeen string // the leader last observed, "" for none; owned by the loop
 }
 
@@ -24,8 +30,11 @@ func (w *leaderWatch) init(r *raft.Raft) {
 	// must never wait on us).
 	w.ch = make(chan raft.Observation, 64)
 	w.obs = raft.NewObserver(w.ch, false, func(o *raft.Observation) bool {
-		_, ok := o.Data.(raft.LeaderObservation)
-		return ok
+		switch o.Data.(type) {
+		case raft.LeaderObservation, raft.RaftState, raft.FailedHeartbeatObservation:
+			return true
+		}
+		return false
 	})
 	r.RegisterObserver(w.obs)
 }
@@ -40,8 +49,17 @@ func (n *Node) leaderWatchLoop() {
 		case <-n.stopc:
 			return
 		case o := <-w.ch:
-			lo, ok := o.Data.(raft.LeaderObservation)
-			if !ok {
+			var lo raft.LeaderObservation
+			switch d := o.Data.(type) {
+			case raft.LeaderObservation:
+				lo = d
+			case raft.RaftState:
+				n.logState(d)
+				continue
+			case raft.FailedHeartbeatObservation:
+				n.heartbeatFailed(d, time.Now())
+				continue
+			default:
 				continue
 			}
 			lead := string(lo.LeaderID)
@@ -63,6 +81,45 @@ func (n *Node) leaderWatchLoop() {
 		}
 	}
 }
+
+// logState logs etcd/raft's line for this node's new role ("<id> became
+// leader at term <n>"; follower, candidate likewise). hashicorp/raft runs
+// pre-vote as a candidate, so etcd's pre-candidate line has no match.
+func (n *Node) logState(st raft.RaftState) {
+	switch st {
+	case raft.Follower, raft.Candidate, raft.Leader:
+		n.cfg.Logger.Info(n.cfg.ID+" became "+strings.ToLower(st.String())+" at term "+strconv.FormatUint(n.raft.CurrentTerm(), 10), "logger", "raft")
+	}
+}
+
+// heartbeatFailed handles a heartbeat this node, as leader, could not
+// deliver to a follower (the AppendEntries RPC failed or timed out):
+// when the follower has then gone without the leader's contact for more
+// than two heartbeat intervals, it is etcd's late heartbeat (etcd's
+// leader finds it has not sent one for two intervals): counted and logged
+// with etcd's text and fields. hashicorp/raft heartbeats each follower
+// from a goroutine of its own, so the leader's disk does not delay them as
+// it delays etcd's; a follower whose disk holds up raft's loop (which
+// handles heartbeats, see transport.go) or an unreachable follower do.
+func (n *Node) heartbeatFailed(o raft.FailedHeartbeatObservation, now time.Time) {
+	interval := n.cfg.HeartbeatTimeout / 10
+	if o.LastContact.IsZero() || interval <= 0 {
+		return
+	}
+	expected := 2 * interval
+	since := now.Sub(o.LastContact)
+	if since <= expected {
+		return
+	}
+	n.leaders.hbFails.Add(1)
+	n.cfg.Logger.Warn("leader failed to send out heartbeat on time; took too long, leader is overloaded likely from slow disk",
+		"to", fmt.Sprint(o.PeerID), "heartbeat-interval", interval, "expected-duration", expected, "exceeded-duration", since-expected)
+}
+
+// HeartbeatSendFailures returns the number of late heartbeats this node
+// has seen as leader (etcd's etcd_server_heartbeat_send_failures_total;
+// see heartbeatFailed).
+func (n *Node) HeartbeatSendFailures() uint64 { return n.leaders.hbFails.Load() }
 
 // LeaderChanges returns the number of times this node has seen a new
 // leader (etcd's etcd_server_leader_changes_seen_total).

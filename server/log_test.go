@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -220,4 +221,64 @@ func TestRequestStatsLog(t *testing.T) {
 		return
 	}
 	t.Fatal("no request stats line for the put")
+}
+
+// TestRaftAndHeartbeatLogs runs three members logging etcd's JSON to
+// files and checks, in the leader's log, etcd/raft's "<id> became leader
+// at term <n>" line, and, once a follower is stopped, etcd's late
+// heartbeat warning with its fields (to: the follower's ID; the heartbeat
+// interval, twice it as expected duration, the excess) and
+// etcd_server_heartbeat_send_failures_total counting it.
+func TestRaftAndHeartbeatLogs(t *testing.T) {
+	dir := t.TempDir()
+	logOf := func(name string) string { return filepath.Join(dir, name+".log") }
+	c := newCluster(t, 3, bbolt.Engine(), func(cfg *server.Config) {
+		cfg.Logger = nil
+		cfg.LogOutputs = []string{logOf(cfg.Name)}
+	})
+	lead := c.leader()
+	leadID := fmt.Sprintf("%x", c.members[lead].MemberID())
+	became := regexp.MustCompile(`^` + leadID + ` became leader at term [1-9]\d*$`)
+	foundBecame := false
+	for _, l := range readLogLines(t, logOf(c.cfgs[lead].Name)) {
+		if msg, _ := l["msg"].(string); became.MatchString(msg) && l["logger"] == "raft" && l["level"] == "info" {
+			foundBecame = true
+		}
+	}
+	if !foundBecame {
+		t.Errorf("no %q line in the leader's log", became)
+	}
+
+	f := (lead + 1) % 3
+	fID := fmt.Sprintf("%x", c.members[f].MemberID())
+	if err := c.members[f].Close(); err != nil {
+		t.Fatal(err)
+	}
+	c.members[f] = nil
+	const msg = "leader failed to send out heartbeat on time; took too long, leader is overloaded likely from slow disk"
+	var line map[string]any
+	for deadline := time.Now().Add(20 * time.Second); line == nil && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		for _, l := range readLogLines(t, logOf(c.cfgs[lead].Name)) {
+			if l["msg"] == msg {
+				line = l
+				break
+			}
+		}
+	}
+	if line == nil {
+		t.Fatalf("no %q line in the leader's log 20s after a follower stopped", msg)
+	}
+	// The test cluster's heartbeat interval is 50ms (ElectionTimeout 1s).
+	for k, want := range map[string]any{"level": "warn", "to": fID, "heartbeat-interval": "50ms", "expected-duration": "100ms"} {
+		if line[k] != want {
+			t.Errorf("%s = %v, want %v (line %v)", k, line[k], want, line)
+		}
+	}
+	if d, err := time.ParseDuration(fmt.Sprint(line["exceeded-duration"])); err != nil || d <= 0 {
+		t.Errorf("exceeded-duration %v: %v", line["exceeded-duration"], err)
+	}
+	fams := scrape(t, "http://"+c.endpoint(lead)+"/metrics")
+	if m := fams["etcd_server_heartbeat_send_failures_total"]; m == nil || m.Metric[0].GetCounter().GetValue() < 1 {
+		t.Errorf("etcd_server_heartbeat_send_failures_total %v, want >= 1", m)
+	}
 }

@@ -258,6 +258,10 @@ func newMetrics(s *Server, disk diskMetrics, peers *peerMetrics) *metrics {
 			Namespace: "etcd", Subsystem: "server", Name: "leader_changes_seen_total",
 			Help: "The number of leader changes seen.",
 		}, func() float64 { return float64(n.LeaderChanges()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: "etcd", Subsystem: "server", Name: "heartbeat_send_failures_total",
+			Help: "The total number of leader heartbeat send failures (likely overloaded from slow disk).",
+		}, func() float64 { return float64(n.HeartbeatSendFailures()) }),
 		m.proposalsPending, m.proposalsFailed, m.healthSuccess, m.healthFailed,
 		disk.walFsync, disk.backendCommit,
 		gauge("server", "has_leader", "Whether or not a leader exists. 1 is existence, 0 is not.",
