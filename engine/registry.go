@@ -21,6 +21,11 @@ type Options struct {
 	// which opens bbolt with NoSync). Unsafe: a crash of the machine may
 	// lose any write. The default value is false.
 	NoSync bool
+	// Verify makes Open check the engine's files whole before it returns
+	// (block checksums, page structure), as far as the engine can: damage
+	// fails Open with an error wrapping ErrCorrupt. It costs a read of
+	// the whole store (etcd's InitialCorruptCheck feature gate sets it).
+	Verify bool
 }
 
 // Engine describes one storage engine to a Registry.

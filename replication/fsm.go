@@ -125,7 +125,7 @@ var (
 	_ raft.BatchingFSM = (*fsm)(nil)
 )
 
-func openFSM(dataDir string, eng engine.Engine, engOpts engine.Options, storeOpts mvcc.Options, logger *slog.Logger, authOpts auth.Options) (*fsm, error) {
+func openFSM(dataDir string, eng engine.Engine, engOpts engine.Options, storeOpts mvcc.Options, logger *slog.Logger, authOpts auth.Options, verify bool) (*fsm, error) {
 	if err := finishRestore(dataDir); err != nil {
 		return nil, err
 	}
@@ -136,7 +136,7 @@ func openFSM(dataDir string, eng engine.Engine, engOpts engine.Options, storeOpt
 	if f.auth, err = auth.NewStore(authOpts); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
-	if err := f.open(); err != nil {
+	if err := f.open(verify); err != nil {
 		f.auth.Close()
 		return nil, err
 	}
@@ -144,10 +144,18 @@ func openFSM(dataDir string, eng engine.Engine, engOpts engine.Options, storeOpt
 	return f, nil
 }
 
-func (f *fsm) open() error {
-	be, err := f.eng.Open(f.dataDir, f.engOpts)
+// open opens the engine and the store on it; with verify, the engine
+// checks its files whole first (engine.Options.Verify).
+func (f *fsm) open(verify bool) error {
+	opts := f.engOpts
+	opts.Verify = verify
+	start := time.Now()
+	be, err := f.eng.Open(f.dataDir, opts)
 	if err != nil {
 		return fmt.Errorf("replication: open %s engine: %w", f.eng.Name, err)
+	}
+	if verify {
+		f.logger.Info("verified the engine's files", "backend", f.eng.Name, "took", time.Since(start))
 	}
 	st, err := mvcc.Open(be, f.storeOpts.Clone())
 	if err != nil {
@@ -390,7 +398,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	if err := os.RemoveAll(old); err != nil {
 		return fmt.Errorf("replication: restore: %w", err)
 	}
-	if err := f.open(); err != nil {
+	if err := f.open(false); err != nil { // just written whole
 		return err
 	}
 	f.applied.reset(f.store.AppliedIndex())

@@ -69,6 +69,11 @@ type Config struct {
 	Engine engine.Engine
 	// EngineOptions are passed to Engine.Open.
 	EngineOptions engine.Options
+	// VerifyEngine makes Open check the engine's files whole before it
+	// reads the store, on engines that can (see Verifier): damage fails
+	// Open with an error wrapping engine.ErrCorrupt. etcd's
+	// InitialCorruptCheck feature gate sets it.
+	VerifyEngine bool
 	// OpenLog opens raft's log and stable store in a directory.
 	OpenLog func(dir string) (LogStore, error)
 	// Bind is the raft listen address, host:port.
@@ -268,7 +273,7 @@ func Open(cfg Config) (*Node, error) {
 	var err error
 	if n.fsm, err = openFSM(filepath.Join(cfg.Dir, "data"), cfg.Engine, cfg.EngineOptions,
 		mvcc.Options{CompactionBatchLimit: cfg.CompactionBatchLimit, CompactionSleepInterval: cfg.CompactionSleepInterval}, cfg.Logger,
-		auth.Options{Token: cfg.AuthToken, TokenTTL: cfg.AuthTokenTTL}); err != nil {
+		auth.Options{Token: cfg.AuthToken, TokenTTL: cfg.AuthTokenTTL}, cfg.VerifyEngine); err != nil {
 		return nil, err
 	}
 	n.fsm.onCommit = cfg.OnApplyCommit

@@ -233,6 +233,9 @@ func Start(cfg Config) (_ *Server, err error) {
 		Advertise:       c.advertisePeer[0].Host,
 		SnapshotCount:   c.SnapshotCount,
 		ForceNewCluster: c.ForceNewCluster,
+		// etcd's initial corruption check also has the engine check its
+		// own files (checksums, page structure) before the store is read.
+		VerifyEngine: c.InitialCorruptCheck,
 		// hashicorp/raft's heartbeat timeout is how long a follower
 		// waits for the leader (etcd's election timeout); the leader
 		// heartbeats every tenth of it (etcd's heartbeat interval).

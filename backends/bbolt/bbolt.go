@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -125,6 +126,11 @@ func Engine() engine.Engine {
 	return engine.Engine{
 		Name: Name,
 		Open: func(dir string, o engine.Options) (engine.Backend, error) {
+			if o.Verify {
+				if err := VerifyFile(filepath.Join(dir, fileName)); err != nil {
+					return nil, err
+				}
+			}
 			return Open(dir, &Options{NoSync: o.NoSync})
 		},
 		Restore: Restore,
@@ -199,7 +205,7 @@ func Open(dir string, opts *Options) (*DB, error) {
 }
 
 func openFile(path string, opts *Options) (*bolt.DB, error) {
-	bdb, err := bolt.Open(path, 0o600, opts.boltOptions())
+	bdb, err := boltOpen(path, opts.boltOptions())
 	if err != nil {
 		return nil, fmt.Errorf("bbolt: open %s: %w", path, err)
 	}
@@ -212,6 +218,23 @@ func openFile(path string, opts *Options) (*bolt.DB, error) {
 		return nil, fmt.Errorf("bbolt: open %s: create bucket: %w", path, err)
 	}
 	return bdb, nil
+}
+
+// boltOpen is bolt.Open, with the panic bbolt raises when the file's page
+// structure is damaged turned into an error wrapping engine.ErrCorrupt:
+// without a stored free list (NoFreelistSync), bbolt walks every page
+// reachable from the root at open to find the free ones, and panics on a
+// page of the wrong type, out of the file or referenced twice. The
+// process then refuses to start with the damage named, instead of
+// crashing. (bbolt leaves the file descriptor and the goroutine of that
+// walk behind; the caller is about to give up anyway.)
+func boltOpen(path string, opts *bolt.Options) (bdb *bolt.DB, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			bdb, err = nil, fmt.Errorf("%w: %v", engine.ErrCorrupt, r)
+		}
+	}()
+	return bolt.Open(path, 0o600, opts)
 }
 
 // Path returns the data file's path.
@@ -620,6 +643,63 @@ func copyBucket(ctx context.Context, src *bolt.Bucket, dst *bolt.DB, txKeys int)
 		})
 		if err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+// VerifyFile checks the structure of the bbolt file at path (a missing
+// file is fine) without opening it for writing: it reads every page in use
+// through bbolt's cursors, which assert each page's id and type, and
+// checks that keys come in order. bbolt keeps no checksums, so a changed
+// value inside a page is not found (the HashKV comparisons between members
+// are what catch that). Damage is an error wrapping engine.ErrCorrupt.
+//
+// This is not bbolt's tx.Check: on a file without a stored free list
+// (NoFreelistSync, as Strata writes them) tx.Check and a read-write open
+// first rebuild the free list by walking the pages on a goroutine of
+// their own, where a damaged page header panics and ends the process.
+// Here the walk runs on the calling goroutine, with faults turned into
+// panics (a page id pointing past the end of the file) and recovered.
+func VerifyFile(path string) (err error) {
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	bdb, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
+	if err != nil {
+		return fmt.Errorf("bbolt: verify %s: %w", path, err)
+	}
+	defer bdb.Close()
+	done := make(chan error, 1)
+	go func() { // a goroutine of its own for SetPanicOnFault
+		defer func() {
+			if r := recover(); r != nil {
+				done <- fmt.Errorf("bbolt: verify %s: %w: %v", path, engine.ErrCorrupt, r)
+			}
+		}()
+		debug.SetPanicOnFault(true)
+		done <- bdb.View(func(tx *bolt.Tx) error {
+			return tx.ForEach(func(name []byte, b *bolt.Bucket) error { return walkBucket(path, name, b) })
+		})
+	}()
+	return <-done
+}
+
+// walkBucket reads every key of b and of the buckets nested in it.
+func walkBucket(path string, name []byte, b *bolt.Bucket) error {
+	var prev []byte
+	c := b.Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		if prev != nil && bytes.Compare(prev, k) >= 0 {
+			return fmt.Errorf("bbolt: verify %s: %w: bucket %q: key %x after %x", path, engine.ErrCorrupt, name, k, prev)
+		}
+		prev = append(prev[:0], k...)
+		if v == nil {
+			if nb := b.Bucket(k); nb != nil {
+				if err := walkBucket(path, k, nb); err != nil {
+					return err
+				}
+			}
 		}
 	}
 	return nil
