@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -277,7 +278,10 @@ func TestMemberAddVoterUpdate(t *testing.T) {
 func TestLearnerReadyThenPromote(t *testing.T) {
 	c := newCluster(t, 1, engines()[0], nil)
 	cli := c.client()
-	ctx := ctxT(t)
+	// The fill gets its own, longer deadline: 3200 synced puts take
+	// seconds under -race and much longer on a loaded 2-core machine.
+	fill, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
 	var wg sync.WaitGroup
 	errs := make(chan error, 8)
 	for w := range 8 {
@@ -285,7 +289,7 @@ func TestLearnerReadyThenPromote(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := range 400 {
-				if _, err := cli.Put(ctx, fmt.Sprintf("k%d-%d", w, i), strings.Repeat("v", 512)); err != nil {
+				if _, err := cli.Put(fill, fmt.Sprintf("k%d-%d", w, i), strings.Repeat("v", 512)); err != nil {
 					errs <- err
 					return
 				}
@@ -297,6 +301,7 @@ func TestLearnerReadyThenPromote(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
+	ctx := ctxT(t)
 	peer := "http://" + freePorts(t, 1)[0]
 	add, err := cli.MemberAddAsLearner(ctx, []string{peer})
 	if err != nil {
