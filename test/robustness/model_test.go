@@ -36,6 +36,9 @@ type kvOutput struct {
 	Deleted   int64  // opDelete
 	Succeeded bool   // opCAS
 	Rev       int64  // the response header's revision
+	// Member and Term are the answering member's ID and raft term (the
+	// response header's), for the report: the model ignores them.
+	Member, Term uint64
 }
 
 // kvState is a key's state: its value and mod_revision, which an unknown

@@ -107,3 +107,30 @@ func TestWatchCheck(t *testing.T) {
 		})
 	}
 }
+
+// TestRevisionOrder checks the revision-order checker: etcd's guarantee
+// is on operations in real-time order only.
+func TestRevisionOrder(t *testing.T) {
+	obs := func(call, ret, rev int64, member uint64) revObs {
+		return revObs{Call: call, Ret: ret, Rev: rev, Member: member, Op: "op"}
+	}
+	for _, tc := range []struct {
+		name string
+		revs []revObs
+		bad  int
+	}{
+		{"in order", []revObs{obs(0, 1, 5, 1), obs(2, 3, 6, 2)}, 0},
+		{"equal", []revObs{obs(0, 1, 5, 1), obs(2, 3, 5, 2)}, 0},
+		{"overlapping, lower second", []revObs{obs(0, 3, 6, 1), obs(2, 4, 5, 2)}, 0},
+		{"overlapping, returned at the call", []revObs{obs(0, 2, 6, 1), obs(2, 4, 5, 2)}, 0},
+		{"backwards on another member", []revObs{obs(0, 1, 6, 1), obs(2, 3, 5, 2)}, 1},
+		{"backwards after one in between", []revObs{obs(0, 1, 7, 1), obs(2, 3, 8, 1), obs(4, 5, 6, 3)}, 1},
+		{"two later ones backwards", []revObs{obs(0, 1, 7, 1), obs(2, 3, 6, 2), obs(4, 5, 6, 3)}, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if bad := checkRevisionOrder(tc.revs); len(bad) != tc.bad {
+				t.Errorf("got %d violations %q, want %d", len(bad), bad, tc.bad)
+			}
+		})
+	}
+}

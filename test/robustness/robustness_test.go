@@ -524,10 +524,14 @@ func (s *scenario) finalChecks() {
 	s.rec.mu.Unlock()
 	bad = append(bad, early...)
 	t.Logf("leases: %d expiries checked, %d early", expiries, len(early))
-	bad = append(bad, checkRevisionOrder(revs)...)
+	revBad := checkRevisionOrder(revs)
+	bad = append(bad, revBad...)
 	bad = append(bad, s.checkHashKV(ctx, final)...)
 	if len(bad) > 0 {
 		dir := s.saveFailure("checks", nil, nil)
+		if len(revBad) > 0 {
+			s.saveRevisions(ctx, dir, revs)
+		}
 		for i, b := range bad {
 			if i == 20 {
 				t.Errorf("... %d more", len(bad)-20)
@@ -575,29 +579,58 @@ func (s *scenario) diagnoseWatch(w *watcher, from, final int64) string {
 	return fmt.Sprintf("its endpoint %v is at revision %d (status error %v); a new watch there from %d got to revision %d", eps, memberRev, err, from+1, got)
 }
 
-// checkRevisionOrder checks that an operation that started after another
-// returned saw a revision at least as high: revisions never go backwards,
-// across restarts included.
+// checkRevisionOrder checks etcd's guarantee on response header
+// revisions: an operation called after another returned saw a revision at
+// least as high, whichever members answered them, across restarts included.
+// It holds for linearizable requests only (a serializable read may answer
+// from a member that is behind): every operation the workloads record is
+// linearizable (reads are not serializable; writes and txns go through
+// raft). Operations that overlap in time may see revisions in any order.
 func checkRevisionOrder(revs []revObs) []string {
 	byRet := append([]revObs(nil), revs...)
-	sort.Slice(byRet, func(i, j int) bool { return byRet[i].ret < byRet[j].ret })
+	sort.Slice(byRet, func(i, j int) bool { return byRet[i].Ret < byRet[j].Ret })
 	byCall := append([]revObs(nil), revs...)
-	sort.Slice(byCall, func(i, j int) bool { return byCall[i].call < byCall[j].call })
+	sort.Slice(byCall, func(i, j int) bool { return byCall[i].Call < byCall[j].Call })
 	var bad []string
 	j := 0
 	var maxObs revObs
 	for _, o := range byCall {
-		for ; j < len(byRet) && byRet[j].ret < o.call; j++ {
-			if byRet[j].rev > maxObs.rev {
+		for ; j < len(byRet) && byRet[j].Ret < o.Call; j++ {
+			if byRet[j].Rev > maxObs.Rev {
 				maxObs = byRet[j]
 			}
 		}
-		if o.rev < maxObs.rev {
+		if o.Rev < maxObs.Rev {
 			bad = append(bad, fmt.Sprintf("revision went backwards: an operation called at %v saw revision %d (%s), one that returned before, at %v, saw %d (%s)",
-				time.Duration(o.call), o.rev, o.op, time.Duration(maxObs.ret), maxObs.rev, maxObs.op))
+				time.Duration(o.Call), o.Rev, o.Op, time.Duration(maxObs.Ret), maxObs.Rev, maxObs.Op))
 		}
 	}
 	return bad
+}
+
+// saveRevisions writes every revision observation, in call order, with the
+// members' IDs and names, into dir/revisions.json: the history a revision
+// going backwards is found in.
+func (s *scenario) saveRevisions(ctx context.Context, dir string, revs []revObs) {
+	sorted := append([]revObs(nil), revs...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Call < sorted[j].Call })
+	members := map[string]string{}
+	if l, err := s.admin.MemberList(ctx); err == nil {
+		for _, m := range l.Members {
+			members[fmt.Sprintf("%x", m.ID)] = m.Name
+		}
+	}
+	b, err := json.MarshalIndent(struct {
+		Start        time.Time         // the recorder's start: Call and Ret count from it
+		Members      map[string]string // member ID (hex, as in the logs) -> name, at the end
+		Observations []revObs
+	}{s.rec.start, members, sorted}, "", " ")
+	if err == nil {
+		err = os.WriteFile(filepath.Join(dir, "revisions.json"), b, 0o644)
+	}
+	if err != nil {
+		s.t.Error(err)
+	}
 }
 
 // checkHashKV compares every member's HashKV at revision rev.

@@ -24,9 +24,10 @@ type write struct {
 // revObs is a response header revision a client saw, with the operation's
 // call and return times.
 type revObs struct {
-	call, ret int64
-	rev       int64
-	op        string // what the operation was, for the report
+	Call, Ret    int64 // ns since the recorder's start
+	Rev          int64
+	Member, Term uint64 // the answering member's ID and raft term
+	Op           string // what the operation was, for the report
 }
 
 // list is one paginated list of a prefix at one revision, Kubernetes'
@@ -78,7 +79,8 @@ func (r *recorder) op(client int, call int64, in kvInput, out *kvOutput) {
 	defer r.mu.Unlock()
 	r.ops = append(r.ops, porcupine.Operation{ClientId: client, Input: in, Call: call, Output: out, Return: ret})
 	if out != nil {
-		r.revs = append(r.revs, revObs{call, ret, out.Rev, fmt.Sprintf("client %d %+v -> %+v", client, in, *out)})
+		r.revs = append(r.revs, revObs{Call: call, Ret: ret, Rev: out.Rev, Member: out.Member, Term: out.Term,
+			Op: fmt.Sprintf("client %d %+v -> %+v", client, in, *out)})
 	}
 }
 
@@ -124,7 +126,7 @@ func (w *worker) get(ctx context.Context, key string) {
 		w.rec.count("get failed")
 		return // a failed read tells nothing
 	}
-	out := &kvOutput{Rev: resp.Header.Revision}
+	out := &kvOutput{Rev: resp.Header.Revision, Member: resp.Header.MemberId, Term: resp.Header.RaftTerm}
 	if len(resp.Kvs) == 1 {
 		out.Exists, out.Value, out.ModRev = true, string(resp.Kvs[0].Value), resp.Kvs[0].ModRevision
 	}
@@ -144,7 +146,7 @@ func (w *worker) put(ctx context.Context, key string) {
 		return
 	}
 	w.rec.count("put")
-	w.rec.op(w.id, call, in, &kvOutput{Rev: resp.Header.Revision})
+	w.rec.op(w.id, call, in, &kvOutput{Rev: resp.Header.Revision, Member: resp.Header.MemberId, Term: resp.Header.RaftTerm})
 	w.rec.ack(write{key: key, value: val, rev: resp.Header.Revision})
 	w.seen[key] = resp.Header.Revision
 }
@@ -159,7 +161,7 @@ func (w *worker) del(ctx context.Context, key string) {
 		return
 	}
 	w.rec.count("delete")
-	w.rec.op(w.id, call, in, &kvOutput{Deleted: resp.Deleted, Rev: resp.Header.Revision})
+	w.rec.op(w.id, call, in, &kvOutput{Deleted: resp.Deleted, Rev: resp.Header.Revision, Member: resp.Header.MemberId, Term: resp.Header.RaftTerm})
 	if resp.Deleted == 1 {
 		w.rec.ack(write{key: key, del: true, rev: resp.Header.Revision})
 	}
@@ -181,7 +183,7 @@ func (w *worker) cas(ctx context.Context, key string) {
 		w.rec.op(w.id, call, in, nil)
 		return
 	}
-	out := &kvOutput{Succeeded: resp.Succeeded, Rev: resp.Header.Revision}
+	out := &kvOutput{Succeeded: resp.Succeeded, Rev: resp.Header.Revision, Member: resp.Header.MemberId, Term: resp.Header.RaftTerm}
 	if resp.Succeeded {
 		w.rec.count("cas")
 		w.rec.ack(write{key: key, value: val, rev: resp.Header.Revision})
