@@ -23,6 +23,7 @@ import (
 	"github.com/strata-kv/strata/internal/sockopt"
 	"github.com/strata-kv/strata/internal/tlsutil"
 	"github.com/strata-kv/strata/mvcc"
+	"github.com/strata-kv/strata/replication"
 )
 
 // Defaults, etcd's unless stated.
@@ -764,4 +765,12 @@ func sameURLs(a, b []string) bool {
 		}
 	}
 	return true
+}
+
+// warningApplyDuration is WarningApplyDuration or, at 0, its default.
+func (c *config) warningApplyDuration() time.Duration {
+	if c.WarningApplyDuration == 0 {
+		return replication.DefaultWarningApplyDuration
+	}
+	return c.WarningApplyDuration
 }

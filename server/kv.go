@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"math"
+	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -25,12 +26,22 @@ type kvServer struct {
 	s *Server
 }
 
-func (k *kvServer) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResponse, error) {
+func (k *kvServer) Range(ctx context.Context, r *pb.RangeRequest) (_ *pb.RangeResponse, err error) {
 	if err := mvcc.ValidateRange(r); err != nil {
 		return nil, togRPCError(err)
 	}
 	var resp *pb.RangeResponse
-	err := k.s.checkRead(ctx, !r.GetSerializable(), func(as *auth.Store, ai *auth.AuthInfo) error {
+	tr := newTrace("range", traceField{"range_begin", string(r.Key)}, traceField{"range_end", string(r.RangeEnd)})
+	ctx = withTrace(ctx, tr)
+	defer func(start time.Time) {
+		k.s.warnSlowRead(ctx, start, r, "read-only range ", resp, err)
+		if resp != nil {
+			tr.field("response_count", len(resp.Kvs))
+			tr.field("response_revision", resp.Header.GetRevision())
+		}
+		tr.logIfLong(ctx, k.s.cfg.Logger, traceThreshold)
+	}(time.Now())
+	err = k.s.checkRead(ctx, !r.GetSerializable(), func(as *auth.Store, ai *auth.AuthInfo) error {
 		return as.IsRangePermitted(ai, r.Key, r.RangeEnd)
 	}, func() error {
 		err := k.s.view(ctx, false, func(st *mvcc.Store) error {
@@ -38,6 +49,7 @@ func (k *kvServer) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResp
 			resp, err = st.Range(ctx, r)
 			return err
 		})
+		tr.step(stepRange)
 		if err != nil {
 			return readError(ctx, err)
 		}
@@ -168,10 +180,14 @@ func (k *kvServer) Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, 
 	if err := mvcc.ValidatePut(r); err != nil {
 		return nil, togRPCError(err)
 	}
+	tr := newTrace("put", traceField{"key", string(r.Key)}, traceField{"req_size", proto.Size(r)})
 	out, err := proposeAs[*pb.PutResponse](ctx, k.s, req)
 	if err != nil {
 		return nil, err
 	}
+	tr.step(stepRaft)
+	tr.field("response_revision", out.Header.GetRevision())
+	tr.logIfLong(ctx, k.s.cfg.Logger, traceThreshold)
 	k.s.metrics.mvccOps.puts.Inc()
 	k.s.fillHeader(out.Header)
 	return out, nil
@@ -181,10 +197,13 @@ func (k *kvServer) DeleteRange(ctx context.Context, r *pb.DeleteRangeRequest) (*
 	if err := mvcc.ValidateDeleteRange(r); err != nil {
 		return nil, togRPCError(err)
 	}
+	tr := newTrace("delete_range", traceField{"key", string(r.Key)}, traceField{"range_end", string(r.RangeEnd)})
 	out, err := proposeAs[*pb.DeleteRangeResponse](ctx, k.s, &pb.InternalRaftRequest{DeleteRange: r})
 	if err != nil {
 		return nil, err
 	}
+	tr.step(stepRaft)
+	tr.logIfLong(ctx, k.s.cfg.Logger, traceThreshold)
 	k.s.metrics.mvccOps.deletes.Inc()
 	k.s.fillHeader(out.Header)
 	return out, nil
@@ -203,7 +222,14 @@ func (k *kvServer) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, 
 	}
 	if mvcc.IsTxnReadOnly(r) {
 		var resp *pb.TxnResponse
-		err := k.s.checkRead(ctx, !isTxnSerializable(r), func(as *auth.Store, ai *auth.AuthInfo) error {
+		var err error
+		tr := newTrace("transaction", traceField{"read_only", true})
+		ctx := withTrace(ctx, tr)
+		defer func(start time.Time) {
+			k.s.warnSlowRead(ctx, start, pb.NewLoggableTxnRequest(r), "read-only txn ", resp, err)
+			tr.logIfLong(ctx, k.s.cfg.Logger, traceThreshold)
+		}(time.Now())
+		err = k.s.checkRead(ctx, !isTxnSerializable(r), func(as *auth.Store, ai *auth.AuthInfo) error {
 			// A read-only txn puts nothing, so attaches no lease.
 			return replication.CheckTxn(as, ai, func(int64) []string { return nil }, r)
 		}, func() error {
@@ -212,6 +238,7 @@ func (k *kvServer) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, 
 				resp, err = st.ReadTxn(ctx, r)
 				return err
 			})
+			tr.step(stepTxnRead)
 			if err != nil {
 				return readError(ctx, err)
 			}
@@ -224,10 +251,14 @@ func (k *kvServer) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, 
 		k.s.fillHeader(resp.Header)
 		return resp, nil
 	}
+	tr := newTrace("transaction", traceField{"read_only", false})
 	out, err := proposeAs[*pb.TxnResponse](ctx, k.s, req)
 	if err != nil {
 		return nil, err
 	}
+	tr.step(stepRaft)
+	tr.field("response_revision", out.Header.GetRevision())
+	tr.logIfLong(ctx, k.s.cfg.Logger, traceThreshold)
 	k.s.metrics.mvccOps.countTxn(r, out)
 	k.s.fillHeader(out.Header)
 	return out, nil
@@ -239,10 +270,13 @@ func (k *kvServer) Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.Co
 	if err := k.s.checkAdmin(ctx); err != nil {
 		return nil, err
 	}
+	tr := newTrace("compact")
 	resp, err := k.s.propose(ctx, &pb.InternalRaftRequest{Compaction: r})
 	if err != nil {
 		return nil, err
 	}
+	tr.step(stepRaft)
+	defer tr.logIfLong(ctx, k.s.cfg.Logger, traceThreshold)
 	out, ok := resp.(*pb.CompactionResponse)
 	if !ok || out == nil {
 		out = &pb.CompactionResponse{}
@@ -251,6 +285,7 @@ func (k *kvServer) Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.Co
 		out.Header = &pb.ResponseHeader{}
 	}
 	k.s.fillHeader(out.Header)
+	tr.field("response_revision", out.Header.Revision)
 	return out, nil
 }
 

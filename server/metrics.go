@@ -273,7 +273,7 @@ func newMetrics(s *Server, disk diskMetrics, peers *peerMetrics) *metrics {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Namespace: "etcd", Subsystem: "server", Name: "slow_apply_total",
 			Help: "The total number of slow apply requests (likely overloaded from slow disk).",
-		}, func() float64 { return float64(n.SlowApplies()) }),
+		}, func() float64 { return float64(n.SlowApplies() + s.slowReads.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Namespace: "etcd", Subsystem: "server", Name: "slow_read_indexes_total",
 			Help: "The total number of pending read indexes not in sync with leader's or timed out read index requests.",

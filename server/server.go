@@ -83,6 +83,9 @@ type Server struct {
 
 	// size caches the engine's size, refreshed by the monitor loop.
 	size, sizeInUse atomic.Int64
+	// slowReads counts the reads served locally that took longer than
+	// WarningApplyDuration (in etcd_server_slow_apply_total, as etcd's).
+	slowReads atomic.Uint64
 
 	readyc    chan struct{}
 	stopc     chan struct{}

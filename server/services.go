@@ -267,7 +267,9 @@ func (s *Server) requireUser(ctx context.Context) error {
 // barrier again.
 func (s *Server) checkRead(ctx context.Context, linearizable bool, chk func(as *auth.Store, ai *auth.AuthInfo) error, read func() error) error {
 	if linearizable {
-		if err := s.node.ReadBarrier(ctx); err != nil {
+		err := s.node.ReadBarrier(ctx)
+		traceFrom(ctx).step(stepLinearized)
+		if err != nil {
 			return readError(ctx, err)
 		}
 	}
