@@ -264,3 +264,74 @@ func TestProcessCorruptionAndForceNewCluster(t *testing.T) {
 		t.Fatalf("members after --force-new-cluster: %v %v", ml, err)
 	}
 }
+
+// TestProcessSIGTERMHandsOffLeadership sends SIGTERM to the leader of
+// three strata processes, as systemd or the kubelet stops etcd: as etcd's
+// graceful shutdown, the leader hands leadership to a caught-up follower
+// before it exits (status 0), so the term rises by exactly one (an
+// election after a vanished leader would take at least one more) and
+// the acknowledged writes are all there.
+func TestProcessSIGTERMHandsOffLeadership(t *testing.T) {
+	c := newProcCluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cli := c.client(0, 1, 2)
+	for i := range 50 {
+		if _, err := cli.Put(ctx, fmt.Sprintf("k%02d", i), "v"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	status := func(i int) *clientv3.StatusResponse {
+		t.Helper()
+		st, err := c.client(i).Status(ctx, c.clients[i][0])
+		if err != nil {
+			t.Fatalf("status of member %d: %v", i, err)
+		}
+		return st
+	}
+	lead, term := -1, uint64(0)
+	for i := range 3 {
+		if st := status(i); st.Leader == st.Header.MemberId {
+			lead, term = i, st.RaftTerm
+		}
+	}
+	if lead < 0 {
+		t.Fatal("no member leads")
+	}
+	p := c.procs[lead]
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.done:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the leader did not exit 30s after SIGTERM:\n%s", p.out.String())
+	}
+	if p.err != nil {
+		t.Fatalf("the leader exited with %v after SIGTERM:\n%s", p.err, p.out.String())
+	}
+	out := p.out.String()
+	for _, msg := range []string{`"msg":"received signal; shutting down"`, `"msg":"leadership transfer starting"`, `"msg":"leadership transfer finished"`} {
+		if !strings.Contains(out, msg) {
+			t.Errorf("the leader's log lacks %s:\n%s", msg, out)
+		}
+	}
+	f := (lead + 1) % 3
+	st := status(f)
+	for deadline := time.Now().Add(5 * time.Second); st.Leader == 0 && time.Now().Before(deadline); st = status(f) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if st.Leader == 0 {
+		t.Fatalf("member %d knows no leader 5s after the hand-off", f)
+	}
+	if st.RaftTerm != term+1 {
+		t.Errorf("term %d after the hand-off, %d before: want exactly one more", st.RaftTerm, term)
+	}
+	resp, err := c.client(f).Get(ctx, "k", clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Count != 50 {
+		t.Errorf("%d keys after the hand-off, want 50", resp.Count)
+	}
+}
