@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -126,5 +127,36 @@ func TestGateway(t *testing.T) {
 	c2 := newCluster(t, 1, bbolt.Engine(), func(cfg *server.Config) { cfg.EnableGRPCGateway = &off })
 	if code := gatewayPost(t, c2.members[0].ClientURLs()[0]+"/v3/kv/range", `{"key":"Zm9v"}`, nil); code != http.StatusNotFound {
 		t.Fatalf("gateway off: range answered %d, want 404", code)
+	}
+}
+
+// TestGatewayCurl runs README's curl command lines with the real curl
+// (skipped when curl is not installed): the gateway's put and range in
+// base64, and /health.
+func TestGatewayCurl(t *testing.T) {
+	curl, err := exec.LookPath("curl")
+	if err != nil {
+		t.Skip("no curl on PATH")
+	}
+	c := newCluster(t, 1, bbolt.Engine(), nil)
+	base := c.members[0].ClientURLs()[0]
+	run := func(args ...string) string {
+		t.Helper()
+		out, err := exec.Command(curl, append([]string{"-sS", "--max-time", "10"}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("curl %q: %v: %s", args, err, out)
+		}
+		return string(out)
+	}
+	// curl -L http://127.0.0.1:2379/v3/kv/put -X POST -d '{"key":"Zm9v","value":"YmFy"}'
+	if out := run("-L", base+"/v3/kv/put", "-X", "POST", "-d", `{"key":"Zm9v","value":"YmFy"}`); !strings.Contains(out, `"revision":"2"`) {
+		t.Errorf("put: %s", out)
+	}
+	if out := run("-L", base+"/v3/kv/range", "-X", "POST", "-d", `{"key":"Zm9v"}`); !strings.Contains(out, `"key":"Zm9v"`) || !strings.Contains(out, `"value":"YmFy"`) {
+		t.Errorf("range: %s", out)
+	}
+	// curl -s 127.0.0.1:2379/health
+	if out := run(strings.TrimPrefix(base, "http://") + "/health"); !strings.Contains(out, `"health":"true"`) {
+		t.Errorf("/health: %s", out)
 	}
 }
