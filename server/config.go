@@ -273,6 +273,17 @@ type Config struct {
 	// (nil) is true, as etcd's.
 	EnableGRPCGateway *bool
 
+	// CORS are the origins a browser may call the client HTTP endpoints
+	// from (--cors): etcd's CORS headers are sent for "*" (etcd's
+	// default) or for a request whose Origin is listed. The default value
+	// (empty) allows every origin, as "*".
+	CORS []string
+	// HostWhitelist are the Host names a plain-http client request may
+	// name (--host-whitelist); others are refused with etcd's 421
+	// (DNS rebinding, CVE-2018-5702). The default value (empty) allows
+	// every host, as "*".
+	HostWhitelist []string
+
 	// EnablePprof serves Go's profiles under /debug/pprof/ on the HTTP
 	// endpoints (--enable-pprof).
 	EnablePprof bool

@@ -160,3 +160,69 @@ func TestGatewayCurl(t *testing.T) {
 		t.Errorf("/health: %s", out)
 	}
 }
+
+// TestAccessControl checks etcd's access controller on the client HTTP
+// endpoints: CORS headers for every origin at the default ("*", an
+// OPTIONS preflight answered at once), /v3beta/ served as /v3/; with
+// --cors and --host-whitelist set, only a listed origin gets them and a
+// plain-http request for another host is refused with 421 and etcd's
+// text.
+func TestAccessControl(t *testing.T) {
+	do := func(t *testing.T, method, url, host, origin, body string) (*http.Response, string) {
+		t.Helper()
+		req, err := http.NewRequest(method, url, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if host != "" {
+			req.Host = host
+		}
+		if origin != "" {
+			req.Header.Set("Origin", origin)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp, string(b)
+	}
+	t.Run("default", func(t *testing.T) {
+		c := newCluster(t, 1, bbolt.Engine(), nil)
+		base := c.members[0].ClientURLs()[0]
+		resp, _ := do(t, http.MethodGet, base+"/health", "", "http://ui.example:3000", "")
+		if resp.StatusCode != http.StatusOK || resp.Header.Get("Access-Control-Allow-Origin") != "*" ||
+			resp.Header.Get("Access-Control-Allow-Methods") != "POST, GET, OPTIONS, PUT, DELETE" ||
+			resp.Header.Get("Access-Control-Allow-Headers") != "accept, content-type, authorization" {
+			t.Errorf("/health: %d, CORS headers %v", resp.StatusCode, resp.Header)
+		}
+		resp, body := do(t, http.MethodOptions, base+"/v3/kv/put", "", "http://ui.example:3000", "")
+		if resp.StatusCode != http.StatusOK || body != "" || resp.Header.Get("Access-Control-Allow-Origin") != "*" {
+			t.Errorf("preflight: %d %q %v", resp.StatusCode, body, resp.Header)
+		}
+		if resp, body := do(t, http.MethodPost, base+"/v3beta/kv/put", "", "", `{"key":"Zm9v","value":"YmFy"}`); resp.StatusCode != http.StatusOK || !strings.Contains(body, `"revision":"2"`) {
+			t.Errorf("/v3beta/kv/put: %d %s", resp.StatusCode, body)
+		}
+	})
+	t.Run("restricted", func(t *testing.T) {
+		c := newCluster(t, 1, bbolt.Engine(), func(cfg *server.Config) {
+			cfg.CORS = []string{"http://ui.example:3000"}
+			cfg.HostWhitelist = []string{"localhost"}
+		})
+		base := c.members[0].ClientURLs()[0]
+		port := base[strings.LastIndex(base, ":")+1:]
+		resp, body := do(t, http.MethodGet, base+"/health", "", "", "")
+		if resp.StatusCode != http.StatusMisdirectedRequest || !strings.Contains(body, `etcd --host-whitelist "127.0.0.1"`) || !strings.Contains(body, "CVE-2018-5702") {
+			t.Errorf("host 127.0.0.1 not whitelisted: %d %q", resp.StatusCode, body)
+		}
+		resp, _ = do(t, http.MethodGet, base+"/health", "localhost:"+port, "http://other.example:1", "")
+		if resp.StatusCode != http.StatusOK || resp.Header.Get("Access-Control-Allow-Origin") != "" {
+			t.Errorf("whitelisted host, origin not allowed: %d %v", resp.StatusCode, resp.Header)
+		}
+		resp, _ = do(t, http.MethodGet, base+"/health", "localhost:"+port, "http://ui.example:3000", "")
+		if resp.StatusCode != http.StatusOK || resp.Header.Get("Access-Control-Allow-Origin") != "http://ui.example:3000" {
+			t.Errorf("whitelisted host, allowed origin: %d %v", resp.StatusCode, resp.Header)
+		}
+	})
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"net/http"
 	"net/http/pprof"
 	"runtime"
@@ -65,6 +66,7 @@ func (s *Server) buildHTTP() {
 		cm.Handle("/", mux)
 		client = cm
 	}
+	client = s.accessControl(client)
 	s.httpServer = &http.Server{Handler: client, ReadHeaderTimeout: time.Minute}
 	s.tlsHTTP = &http.Server{
 		Handler:           grpcHandler(s.grpc, client),
@@ -222,4 +224,74 @@ func (s *Server) installChecks(mux *http.ServeMux, kind string, checks []namedCh
 			run(w, r, []namedCheck{c})
 		})
 	}
+}
+
+// accessControl is etcd's access controller in front of the client HTTP
+// endpoints (embed's accessController): /v3beta/ paths are served as
+// /v3/; a plain-http request for a host not in HostWhitelist is refused
+// with 421 and etcd's text; a gateway request over TLS whose client
+// certificate has a CommonName is refused while client certificates and
+// auth are on (the gateway would not act as that user); CORS headers are
+// added for the allowed origins, and an OPTIONS request is answered
+// there.
+func (s *Server) accessControl(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/v3beta/") {
+			r.URL.Path = strings.Replace(r.URL.Path, "/v3beta/", "/v3/", 1)
+		}
+		if r.TLS == nil {
+			host := r.Host
+			if h, _, err := net.SplitHostPort(r.Host); err == nil {
+				host = h
+			}
+			if !allows(s.cfg.HostWhitelist, host) {
+				s.cfg.Logger.Warn("rejecting HTTP request to prevent DNS rebinding attacks", "host", host)
+				http.Error(w, hostRefusal(host), http.StatusMisdirectedRequest)
+				return
+			}
+		} else if s.cfg.ClientTLSInfo.ClientCertAuth && s.gateway != nil && s.node.Auth().Enabled() && strings.HasPrefix(r.URL.Path, "/v3/") {
+			for _, chain := range r.TLS.VerifiedChains {
+				if len(chain) > 0 && chain[0].Subject.CommonName != "" {
+					http.Error(w, "CommonName of client sending a request against gateway will be ignored and not used as expected", http.StatusBadRequest)
+					return
+				}
+			}
+		}
+		if allows(s.cfg.CORS, "*") {
+			addCORSHeader(w, "*")
+		} else if origin := r.Header.Get("Origin"); allows(s.cfg.CORS, origin) {
+			addCORSHeader(w, origin)
+		}
+		if r.Method == http.MethodOptions {
+			w.WriteHeader(http.StatusOK)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// allows is etcd's rule for --cors and --host-whitelist: an empty list or
+// "*" allows everything, else the value must be listed.
+func allows(list []string, v string) bool {
+	return len(list) == 0 || slices.Contains(list, "*") || slices.Contains(list, v)
+}
+
+func addCORSHeader(w http.ResponseWriter, origin string) {
+	w.Header().Add("Access-Control-Allow-Methods", "POST, GET, OPTIONS, PUT, DELETE")
+	w.Header().Add("Access-Control-Allow-Origin", origin)
+	w.Header().Add("Access-Control-Allow-Headers", "accept, content-type, authorization")
+}
+
+// hostRefusal is etcd's answer to a request for a host not whitelisted.
+func hostRefusal(host string) string {
+	return fmt.Sprintf(`
+etcd received your request, but the Host header was unrecognized.
+
+To fix this, choose one of the following options:
+- Enable TLS, then any HTTPS request will be allowed.
+- Add the hostname you want to use to the whitelist in settings.
+  - e.g. etcd --host-whitelist %q
+
+This requirement has been added to help prevent "DNS Rebinding" attacks (CVE-2018-5702).
+`, host)
 }

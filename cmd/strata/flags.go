@@ -251,9 +251,9 @@ var flagTable = []flagDef{
 	{name: "tls-max-version", kind: kString, group: gSecurity, usage: "Maximum TLS version supported by etcd. Possible values: TLS1.2, TLS1.3 (empty will be auto-populated by Go).",
 		apply: func(s *settings, v *value) error { s.server.TLSMaxVersion = v.text; return nil }},
 	{name: "cors", kind: kURLs, def: "*", choices: []string{"*"}, group: gSecurity, usage: "Comma-separated whitelist of origins for CORS, or cross-origin resource sharing, (empty or * means allow all).",
-		refuse: "is not supported yet: Strata sends no CORS headers"},
+		apply: func(s *settings, v *value) error { s.server.CORS = v.list; return nil }},
 	{name: "host-whitelist", kind: kUniqueStrings, def: "*", group: gSecurity, usage: "Acceptable hostnames from HTTP client requests, if server is not secure (empty or * means allow all).",
-		refuse: "is not supported yet: Strata answers HTTP requests for any host"},
+		apply: func(s *settings, v *value) error { s.server.HostWhitelist = v.list; return nil }},
 
 	// Auth
 	{name: "auth-token", kind: kString, def: "simple", group: gAuth, usage: "Specify a v3 authentication token type and its options ('simple' or 'jwt').",

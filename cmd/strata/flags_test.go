@@ -246,6 +246,10 @@ func TestCommandLine(t *testing.T) {
 			return want(strconv.FormatBool(p.settings.server.PeerTLSInfo.SkipClientSANVerify), "true")
 		}},
 		{name: "tls off at its default", args: []string{"--client-cert-auth=false", "--cert-file="}, check: func(*parsed) string { return "" }},
+		{name: "cors and host whitelist", args: []string{"--cors=http://b.example:2,http://a.example:1", "--host-whitelist=localhost,etcd.local"}, check: func(p *parsed) string {
+			return want(fmt.Sprint(p.settings.server.CORS, p.settings.server.HostWhitelist), "[http://a.example:1 http://b.example:2] [etcd.local localhost]")
+		}},
+		{name: "cors origin without a port", args: []string{"--cors=http://a.example"}, wantErr: "--cors", wantUsage: true},
 		{name: "durability", args: []string{"--unsafe-no-fsync"}, check: func(p *parsed) string {
 			return want(strconv.FormatBool(p.settings.server.UnsafeNoFsync), "true")
 		}},
@@ -465,6 +469,9 @@ func TestConfigFile(t *testing.T) {
 		{name: "discovery", yaml: "discovery-config:\n  token: t\n  client:\n    endpoints: [http://127.0.0.1:1]\n", wantErr: "not supported: list the members with --initial-cluster"},
 		{name: "socket options", yaml: "socket-options:\n  reuse-port: true\n  reuse-address: true\n", check: func(p *parsed) string {
 			return want(fmt.Sprint(p.settings.server.SocketReusePort, p.settings.server.SocketReuseAddress), "true true")
+		}},
+		{name: "cors and host whitelist", yaml: "cors: 'http://a.example:1'\nhost-whitelist: 'localhost,etcd.local'\n", check: func(p *parsed) string {
+			return want(fmt.Sprint(p.settings.server.CORS, p.settings.server.HostWhitelist), "[http://a.example:1] [etcd.local localhost]")
 		}},
 		{name: "bad value", yaml: "snapshot-count: many\n", wantErr: "snapshot-count"},
 		{name: "not yaml", yaml: "name: [\n", wantErr: "etcd.conf.yml"},
