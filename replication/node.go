@@ -91,6 +91,11 @@ type Config struct {
 	// SnapshotCount is how many applied entries trigger a snapshot (etcd's
 	// --snapshot-count). The default value is 10000.
 	SnapshotCount uint64
+	// SnapshotCatchUpEntries is how many entries the raft log keeps behind
+	// a snapshot, for a slow follower to catch up from without a snapshot
+	// (etcd's --snapshot-catchup-entries; raft's TrailingLogs). The default
+	// value is SnapshotCount.
+	SnapshotCatchUpEntries uint64
 	// SnapshotInterval is how often raft checks whether to snapshot. The
 	// default value is 30 seconds.
 	SnapshotInterval time.Duration
@@ -170,6 +175,9 @@ func (c *Config) EnsureDefaults() {
 	}
 	if c.SnapshotCount == 0 {
 		c.SnapshotCount = 10000
+	}
+	if c.SnapshotCatchUpEntries == 0 {
+		c.SnapshotCatchUpEntries = c.SnapshotCount
 	}
 	if c.SnapshotInterval == 0 {
 		c.SnapshotInterval = 30 * time.Second
@@ -332,7 +340,7 @@ func Open(cfg Config) (*Node, error) {
 	rc.BatchApplyCh = true
 	rc.SnapshotThreshold = cfg.SnapshotCount
 	rc.SnapshotInterval = cfg.SnapshotInterval
-	rc.TrailingLogs = cfg.SnapshotCount
+	rc.TrailingLogs = cfg.SnapshotCatchUpEntries
 	// Restart without replay: the store keeps its applied index with the
 	// data, so raft need not restore the newest snapshot at start, unless
 	// the store is behind it (a fresh or lost data directory); skipping the

@@ -343,6 +343,43 @@ func TestFollowerCatchUpBySnapshot(t *testing.T) {
 	}
 }
 
+// TestFollowerCatchUpFromTrailingLog: with SnapshotCatchUpEntries (etcd's
+// --snapshot-catchup-entries) above what a stopped follower missed, the
+// leader keeps those entries past its snapshots and the follower catches up
+// from the log, without a snapshot; with SnapshotCount's default, as in
+// TestFollowerCatchUpBySnapshot, it needs one.
+func TestFollowerCatchUpFromTrailingLog(t *testing.T) {
+	eng := engines()[0]
+	c := newCluster(t, eng, 3, func(cfg *Config) {
+		cfg.SnapshotCount = 20
+		cfg.SnapshotCatchUpEntries = 5000
+		cfg.SnapshotInterval = 100 * time.Millisecond
+	})
+	l := c.leader()
+	proposeAll(t, l, "a/", 50, 4)
+	c.waitConverged()
+	fi := 0
+	for i, n := range c.nodes {
+		if n != l {
+			fi = i
+			break
+		}
+	}
+	c.stop(fi)
+	proposeAll(t, l, "b/", 300, 2)
+	if err := l.Snapshot(); err != nil {
+		t.Fatalf("snapshot: %v", err)
+	}
+	c.start(fi)
+	c.waitConverged()
+	if got := countPrefix(t, c.nodes[fi], false, "b/"); got != 300 {
+		t.Fatalf("caught-up follower sees %d of 300 keys", got)
+	}
+	if n := c.nodes[fi].fsm.restores.Load(); n != 0 {
+		t.Fatalf("the follower restored %d snapshots; the leader's log held what it missed", n)
+	}
+}
+
 // TestLostDataDirRestoresSnapshot wipes only a node's engine directory,
 // keeping its raft log and snapshots: the store is then behind the newest
 // snapshot, so the node must restore it rather than trust raft's snapshot

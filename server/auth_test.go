@@ -324,7 +324,7 @@ func TestAuthRBAC(t *testing.T) {
 func TestAuthSnapshotRestore(t *testing.T) {
 	c := newCluster(t, 3, engines()[0], func(cfg *server.Config) {
 		authTweak(cfg)
-		cfg.SnapshotCount = 20
+		cfg.SnapshotCount, cfg.SnapshotCatchUpEntries = 20, 20
 	})
 	ctx := ctxT(t)
 	lag := (c.leader() + 1) % 3

@@ -42,6 +42,8 @@ const (
 	DefaultQuotaBackendBytes = 2 << 30
 	// DefaultSnapshotCount is etcd's --snapshot-count.
 	DefaultSnapshotCount = 10000
+	// DefaultSnapshotCatchUpEntries is etcd's --snapshot-catchup-entries.
+	DefaultSnapshotCatchUpEntries = 5000
 	// DefaultMaxLearners is etcd's --max-learners.
 	DefaultMaxLearners = 1
 	// DefaultGRPCKeepAliveMinTime, DefaultGRPCKeepAliveInterval and
@@ -172,6 +174,11 @@ type Config struct {
 	// SnapshotCount is the number of applied entries between raft
 	// snapshots (--snapshot-count). The default value is 10000.
 	SnapshotCount uint64
+	// SnapshotCatchUpEntries is the number of raft log entries kept behind
+	// a snapshot for a slow follower to catch up from, as etcd's
+	// --snapshot-catchup-entries: a follower further behind gets a
+	// snapshot. The default value is 5000.
+	SnapshotCatchUpEntries uint64
 	// QuotaBackendBytes is the space quota (--quota-backend-bytes): puts
 	// are refused with "database space exceeded" once the engine is
 	// larger. The default value is 2 GiB; a negative value disables it.
@@ -387,6 +394,9 @@ func (c *Config) EnsureDefaults() {
 	}
 	if c.SnapshotCount == 0 {
 		c.SnapshotCount = DefaultSnapshotCount
+	}
+	if c.SnapshotCatchUpEntries == 0 {
+		c.SnapshotCatchUpEntries = DefaultSnapshotCatchUpEntries
 	}
 	if c.CompactHashCheckTime == 0 {
 		c.CompactHashCheckTime = DefaultCompactHashCheckTime

@@ -25,7 +25,7 @@ import (
 // has the same HashKV and every acknowledged write is there.
 func TestReplaceMembersEngines(t *testing.T) {
 	eng := engines()
-	c := newCluster(t, 3, eng[0], func(cfg *server.Config) { cfg.SnapshotCount = 50 })
+	c := newCluster(t, 3, eng[0], func(cfg *server.Config) { cfg.SnapshotCount, cfg.SnapshotCatchUpEntries = 50, 50 })
 	ctx := ctxT(t)
 	cli := c.client(2) // member 2 stays
 	// Member 2 leads: removing the leader would fail the writes in flight

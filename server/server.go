@@ -233,9 +233,10 @@ func Start(cfg Config) (_ *Server, err error) {
 		Bind:           c.listenPeer.Host,
 		// The configured address, not the stored one: a member moved by
 		// MemberUpdate restarts announcing its new address.
-		Advertise:       c.advertisePeer[0].Host,
-		SnapshotCount:   c.SnapshotCount,
-		ForceNewCluster: c.ForceNewCluster,
+		Advertise:              c.advertisePeer[0].Host,
+		SnapshotCount:          c.SnapshotCount,
+		SnapshotCatchUpEntries: c.SnapshotCatchUpEntries,
+		ForceNewCluster:        c.ForceNewCluster,
 		// etcd's initial corruption check also has the engine check its
 		// own files (checksums, page structure) before the store is read.
 		VerifyEngine: c.InitialCorruptCheck,

@@ -338,7 +338,7 @@ var flagTable = []flagDef{
 		}},
 	{name: "downgrade-check-time", kind: kDuration, def: "5s", group: gFeatures, usage: "Duration of time between two downgrade status checks.", refuse: noDowngrade},
 	{name: "snapshot-catchup-entries", kind: kUint64, def: "5000", group: gFeatures, usage: "Number of entries for a slow follower to catch up after compacting the raft storage entries.",
-		refuse: "is not supported: Strata keeps --snapshot-count entries after a snapshot for slow followers"},
+		apply: func(s *settings, v *value) error { s.server.SnapshotCatchUpEntries = v.u; return nil }},
 
 	// Unsafe feature
 	{name: "force-new-cluster", kind: kBool, def: "false", group: gUnsafe, usage: "Force to create a new one-member cluster.",

@@ -193,6 +193,9 @@ func TestCommandLine(t *testing.T) {
 		{name: "single dash", args: []string{"-name", "s1", "-snapshot-count=5"}, check: func(p *parsed) string {
 			return want(p.settings.server.Name+" "+strconv.FormatUint(p.settings.server.SnapshotCount, 10), "s1 5")
 		}},
+		{name: "snapshot catch-up entries", args: []string{"--snapshot-catchup-entries=7"}, check: func(p *parsed) string {
+			return want(strconv.FormatUint(p.settings.server.SnapshotCatchUpEntries, 10), "7")
+		}},
 		{name: "a value that looks like a flag", args: []string{"--initial-cluster-token", "-name"}, check: func(p *parsed) string {
 			return want(p.settings.server.InitialClusterToken, "-name")
 		}},

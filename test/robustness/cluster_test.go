@@ -21,8 +21,8 @@ import (
 	"github.com/strata-kv/strata/internal/freeport"
 )
 
-// snapshotCount is the members' --snapshot-count (and so their raft log's
-// trailing entries).
+// snapshotCount is the members' --snapshot-count and
+// --snapshot-catchup-entries (their raft log's trailing entries).
 const snapshotCount = 100
 
 // member is one strata process. Its peer URL as the others know it is its
@@ -186,6 +186,7 @@ func (c *cluster) start(m *member) {
 		// Small, so that a member that was down catches up by snapshot
 		// (the InstallSnapshot path of hashicorp/raft#697).
 		fmt.Sprintf("--snapshot-count=%d", snapshotCount),
+		fmt.Sprintf("--snapshot-catchup-entries=%d", snapshotCount),
 		"--log-level=info",
 	}
 	args = append(args, c.args...)
