@@ -39,6 +39,9 @@ var (
 	// files damaged (a checksum mismatch): the data read cannot be
 	// trusted.
 	ErrCorrupt = errors.New("engine: data on disk is corrupt")
+	// ErrMlockUnsupported is returned by the Open of an engine asked to
+	// mlock (Options.Mlock) that maps no data file into memory.
+	ErrMlockUnsupported = errors.New("engine: mlock is not supported: the engine maps no data file into memory")
 	// ErrNotEmpty is returned by Restore when the target directory holds data.
 	ErrNotEmpty = errors.New("engine: directory not empty")
 )

@@ -26,6 +26,12 @@ type Options struct {
 	// fails Open with an error wrapping ErrCorrupt. It costs a read of
 	// the whole store (etcd's InitialCorruptCheck feature gate sets it).
 	Verify bool
+	// Mlock locks the engine's memory-mapped data file in RAM, so that it
+	// is never swapped out (etcd's --memory-mlock, which opens bbolt with
+	// Mlock). Only bbolt maps its file; the other engines' Open fails with
+	// ErrMlockUnsupported. It needs RLIMIT_MEMLOCK above the file's size.
+	// The default value is false.
+	Mlock bool
 }
 
 // Engine describes one storage engine to a Registry.

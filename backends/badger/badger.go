@@ -97,6 +97,9 @@ func Engine() engine.Engine {
 	return engine.Engine{
 		Name: Name,
 		Open: func(dir string, o engine.Options) (engine.Backend, error) {
+			if o.Mlock {
+				return nil, fmt.Errorf("badger: %w", engine.ErrMlockUnsupported)
+			}
 			db, err := Open(dir, &Options{BlockCacheSize: o.CacheSize, Logger: o.Logger, NoSync: o.NoSync})
 			if err != nil {
 				return nil, err

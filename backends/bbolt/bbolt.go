@@ -62,6 +62,10 @@ type Options struct {
 	// Unsafe: a crash of the machine may lose or tear any write. The
 	// default value is false.
 	NoSync bool
+	// Mlock locks the data file's pages in RAM (bbolt's Mlock, etcd's
+	// --memory-mlock); the file opened by Defrag is locked too. The
+	// default value is false.
+	Mlock bool
 }
 
 // ErrInvalidOptions is wrapped by the errors of Options.Validate.
@@ -117,6 +121,7 @@ func (o *Options) boltOptions() *bolt.Options {
 		InitialMmapSize: o.InitialMmapSize,
 		NoSync:          o.NoSync,
 		NoGrowSync:      o.NoSync,
+		Mlock:           o.Mlock,
 	}
 }
 
@@ -131,7 +136,7 @@ func Engine() engine.Engine {
 					return nil, err
 				}
 			}
-			return Open(dir, &Options{NoSync: o.NoSync})
+			return Open(dir, &Options{NoSync: o.NoSync, Mlock: o.Mlock})
 		},
 		Restore: Restore,
 	}

@@ -66,6 +66,9 @@ func Engine() engine.Engine {
 	return engine.Engine{
 		Name: Name,
 		Open: func(dir string, o engine.Options) (engine.Backend, error) {
+			if o.Mlock {
+				return nil, fmt.Errorf("pebble: %w", engine.ErrMlockUnsupported)
+			}
 			db, err := Open(dir, &Options{CacheSize: o.CacheSize, Logger: o.Logger, NoSync: o.NoSync})
 			if err != nil {
 				return nil, err

@@ -422,6 +422,9 @@ func (p *parsed) apply(f *flagSet) error {
 	case el > maxElectionMs:
 		return fmt.Errorf("--election-timeout[%vms] is too long, and should be set less than %vms", el, maxElectionMs)
 	}
+	if s.server.EngineOptions.Mlock && s.backend != "bbolt" {
+		return fmt.Errorf("--memory-mlock is not supported with --backend=%s: only bbolt maps its data file into memory", s.backend)
+	}
 	return nil
 }
 

@@ -122,7 +122,7 @@ var flagTable = []flagDef{
 	{name: "max-wals", kind: kUint, def: "5", group: gMember, usage: "Maximum number of wal files to retain (0 is unlimited).",
 		refuse: "is not supported: Strata's raft log is truncated after each snapshot"},
 	{name: "memory-mlock", kind: kBool, def: "false", group: gMember, usage: "Enable to enforce etcd pages (in particular bbolt) to stay in RAM.",
-		refuse: "is not supported yet: Strata does not mlock its engine's files"},
+		apply: func(s *settings, v *value) error { s.server.EngineOptions.Mlock = v.b; return nil }},
 	{name: "quota-backend-bytes", kind: kInt64, def: "0", group: gMember, usage: "Sets the maximum size (in bytes) that the etcd backend database may consume. Exceeding this triggers an alarm and puts etcd in read-only mode. Set to 0 to use the default 2GiB limit.",
 		apply: func(s *settings, v *value) error { s.server.QuotaBackendBytes = v.i; return nil }},
 	{name: "backend-bbolt-freelist-type", kind: kString, group: gMember, helpDef: "map", usage: "BackendFreelistType specifies the type of freelist that boltdb backend uses(array and map are supported types).",

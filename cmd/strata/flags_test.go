@@ -253,6 +253,10 @@ func TestCommandLine(t *testing.T) {
 			return want(fmt.Sprint(p.settings.server.CORS, p.settings.server.HostWhitelist), "[http://a.example:1 http://b.example:2] [etcd.local localhost]")
 		}},
 		{name: "cors origin without a port", args: []string{"--cors=http://a.example"}, wantErr: "--cors", wantUsage: true},
+		{name: "memory mlock", args: []string{"--memory-mlock"}, check: func(p *parsed) string {
+			return want(strconv.FormatBool(p.settings.server.EngineOptions.Mlock), "true")
+		}},
+		{name: "memory mlock on pebble", args: []string{"--memory-mlock", "--backend=pebble"}, wantErr: "--memory-mlock is not supported with --backend=pebble"},
 		{name: "durability", args: []string{"--unsafe-no-fsync"}, check: func(p *parsed) string {
 			return want(strconv.FormatBool(p.settings.server.UnsafeNoFsync), "true")
 		}},
