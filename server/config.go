@@ -159,6 +159,12 @@ type Config struct {
 	// compact revision (etcd's InitialCorruptCheck feature gate): Err then
 	// says "found data inconsistency with peers".
 	InitialCorruptCheck bool
+	// BootstrapDefragThresholdMegabytes, if not 0, defragments the engine
+	// at start when that would give back at least this many MiB (its size
+	// minus its size in use; see engine.Stats), as etcd's
+	// --bootstrap-defrag-threshold-megabytes. The default value 0 never
+	// does.
+	BootstrapDefragThresholdMegabytes uint
 	// CorruptCheckTime is how often the leader compares its HashKV with
 	// its followers' and raises the CORRUPT alarm on a mismatch
 	// (--corrupt-check-time). The default value 0 disables the check.

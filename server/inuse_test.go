@@ -3,10 +3,15 @@ package server_test
 import (
 	"crypto/rand"
 	"fmt"
+	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/strata-kv/strata/backends/bbolt"
+	"github.com/strata-kv/strata/server"
 )
 
 // TestSizeInUse shows, on each engine through a running member, what
@@ -102,5 +107,77 @@ func TestSizeInUse(t *testing.T) {
 				t.Errorf("after defragmenting: size %d (before %d), in use %d", after, size, afterInUse)
 			}
 		})
+	}
+}
+
+// TestBootstrapDefrag restarts a bbolt member whose file is mostly free
+// pages with BootstrapDefragThresholdMegabytes (etcd's
+// --bootstrap-defrag-threshold-megabytes): above the threshold it skips,
+// with etcd's "Skipping defragmentation" line; at 1 MiB its file is
+// defragmented before it serves, and its data is intact.
+func TestBootstrapDefrag(t *testing.T) {
+	logs := make([]*syncBuffer, 1)
+	c := newCluster(t, 1, bbolt.Engine(), func(cfg *server.Config) {
+		logs[0] = &syncBuffer{}
+		cfg.Logger = slog.New(slog.NewJSONHandler(logs[0], nil))
+	})
+	cli := c.client()
+	ctx := ctxT(t)
+	val := strings.Repeat("v", 1024)
+	var ops []clientv3.Op
+	for i := range 4096 {
+		if ops = append(ops, clientv3.OpPut(fmt.Sprintf("k%05d", i), val)); len(ops) == 64 {
+			if _, err := cli.Txn(ctx).Then(ops...).Commit(); err != nil {
+				t.Fatal(err)
+			}
+			ops = ops[:0]
+		}
+	}
+	resp, err := cli.Delete(ctx, "k0", clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Put(ctx, "kept", "1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Compact(ctx, resp.Header.Revision, clientv3.WithCompactPhysical()); err != nil {
+		t.Fatal(err)
+	}
+	restart := func(mb uint) (size int64, log string) {
+		t.Helper()
+		if err := c.members[0].Close(); err != nil {
+			t.Fatal(err)
+		}
+		cfg := c.cfgs[0]
+		cfg.BootstrapDefragThresholdMegabytes = mb
+		buf := &syncBuffer{}
+		cfg.Logger = slog.New(slog.NewJSONHandler(buf, nil))
+		m, err := server.Start(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.members[0] = m
+		<-m.ReadyNotify()
+		st, err := c.client().Status(ctx, m.ClientURLs()[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.DbSize, buf.String()
+	}
+	before, log := restart(1 << 20)
+	if !strings.Contains(log, `"msg":"Skipping defragmentation"`) || !strings.Contains(log, `"bootstrap-defrag-threshold-bytes":1099511627776`) {
+		t.Errorf("threshold not reached: no skipping line:\n%s", log)
+	}
+	after, log := restart(1)
+	if !strings.Contains(log, `"msg":"finished defragmenting directory"`) {
+		t.Errorf("no defragmentation line:\n%s", log)
+	}
+	t.Logf("size %d before, %d after the defragmentation at start", before, after)
+	if after >= before/2 {
+		t.Errorf("size %d after the defragmentation at start, %d before", after, before)
+	}
+	got, err := c.client().Get(ctx, "kept")
+	if err != nil || len(got.Kvs) != 1 || string(got.Kvs[0].Value) != "1" {
+		t.Fatalf("kept: %v %v", got, err)
 	}
 }

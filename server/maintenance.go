@@ -391,3 +391,41 @@ func (s *Server) clusterSemver() (*semver.Version, error) {
 	}
 	return sv, nil
 }
+
+// maybeDefragAtStart is etcd's maybeDefragBackend: with
+// BootstrapDefragThresholdMegabytes set, the engine is defragmented
+// before the member serves when that frees at least the threshold.
+func (s *Server) maybeDefragAtStart() error {
+	mb := s.cfg.BootstrapDefragThresholdMegabytes
+	if mb == 0 {
+		return nil
+	}
+	threshold := uint64(mb) * 1024 * 1024
+	return s.node.WithBackend(func(be engine.Backend) error {
+		st, err := be.Stats()
+		if err != nil {
+			return fmt.Errorf("server: bootstrap defragmentation: %w", err)
+		}
+		if uint64(max(st.Size-st.InUse, 0)) < threshold {
+			s.cfg.Logger.Info("Skipping defragmentation", "current-db-size-bytes", st.Size, "current-db-size-in-use-bytes", st.InUse,
+				"bootstrap-defrag-threshold-bytes", threshold)
+			return nil
+		}
+		d, ok := be.(engine.Defragmenter)
+		if !ok {
+			return fmt.Errorf("server: bootstrap defragmentation: the %s engine cannot defragment", s.cfg.Engine.Name)
+		}
+		start := time.Now()
+		s.cfg.Logger.Info("defragmenting", "current-db-size-bytes", st.Size, "current-db-size-in-use-bytes", st.InUse)
+		if err := d.Defrag(context.Background()); err != nil {
+			return fmt.Errorf("server: bootstrap defragmentation: %w", err)
+		}
+		after, err := be.Stats()
+		if err != nil {
+			return fmt.Errorf("server: bootstrap defragmentation: %w", err)
+		}
+		s.cfg.Logger.Info("finished defragmenting directory", "current-db-size-bytes-diff", after.Size-st.Size,
+			"current-db-size-bytes", after.Size, "took", time.Since(start))
+		return nil
+	})
+}

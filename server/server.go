@@ -277,6 +277,9 @@ func Start(cfg Config) (_ *Server, err error) {
 	if s.node, err = replication.Open(rc); err != nil {
 		return nil, err
 	}
+	if err := s.maybeDefragAtStart(); err != nil {
+		return nil, err
+	}
 	s.refreshSize()
 	s.metrics = newMetrics(s, disk, peers)
 	s.buildGRPC()

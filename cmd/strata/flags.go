@@ -325,7 +325,7 @@ var flagTable = []flagDef{
 	{name: "warning-apply-duration", kind: kDuration, def: "100ms", group: gFeatures, usage: "Warning is generated if requests take more than this duration.",
 		apply: func(s *settings, v *value) error { s.server.WarningApplyDuration = v.d; return nil }},
 	{name: "bootstrap-defrag-threshold-megabytes", kind: kUint, def: "0", group: gFeatures, usage: "Enable the defrag during etcd server bootstrap on condition that it will free at least the provided threshold of disk space. Needs to be set to non-zero value to take effect.",
-		refuse: "is not supported: defragment offline with `strata defrag` or online with `etcdctl defrag`"},
+		apply: func(s *settings, v *value) error { s.server.BootstrapDefragThresholdMegabytes = uint(v.u); return nil }},
 	{name: "max-learners", kind: kInt, def: "1", group: gFeatures, usage: "Set the max number of learner members allowed in the cluster membership.",
 		apply: func(s *settings, v *value) error {
 			if v.i < 1 {
