@@ -312,6 +312,13 @@ type Config struct {
 	// default value runs it, as etcd's --pre-vote=true.
 	DisablePreVote bool
 
+	// DisableStrictReconfigCheck turns off etcd's strict reconfiguration
+	// check (--strict-reconfig-check=false): MemberAdd and MemberRemove no
+	// longer refuse a change that would leave too few started or reachable
+	// members for a quorum. A learner is still promoted only once it has
+	// caught up, as etcd's. The default value (false) checks.
+	DisableStrictReconfigCheck bool
+
 	// MaxLearners is the most learners the cluster may have: MemberAdd
 	// of one more is refused with "etcdserver: too many learner members
 	// in cluster" (--max-learners). The default value is 1, etcd's.

@@ -383,3 +383,24 @@ func TestMemberAddWithVoterDown(t *testing.T) {
 		return err == nil
 	})
 }
+
+// TestMemberAddNoStrictReconfigCheck: with etcd's
+// --strict-reconfig-check=false (DisableStrictReconfigCheck), the learner
+// TestMemberAddWithVoterDown sees refused with a voter down is added.
+func TestMemberAddNoStrictReconfigCheck(t *testing.T) {
+	c := newCluster(t, 3, engines()[0], func(cfg *server.Config) { cfg.DisableStrictReconfigCheck = true })
+	ctx := ctxT(t)
+	lead := c.leader()
+	down := (lead + 1) % 3
+	if err := c.members[down].Close(); err != nil {
+		t.Fatal(err)
+	}
+	c.members[down] = nil
+	resp, err := c.client(lead).MemberAddAsLearner(ctx, []string{"http://" + freePorts(t, 1)[0]})
+	if err != nil {
+		t.Fatalf("add a learner with a voter down, no strict check: %v", err)
+	}
+	if !resp.Member.IsLearner || len(resp.Members) != 4 {
+		t.Errorf("added %v; members %v", resp.Member, resp.Members)
+	}
+}

@@ -189,7 +189,7 @@ var flagTable = []flagDef{
 	{name: "discovery-srv", kind: kString, group: gClustering, usage: "DNS srv domain used to bootstrap the cluster.", refuse: noDiscovery},
 	{name: "discovery-srv-name", kind: kString, group: gClustering, usage: "Suffix to the dns srv name queried when bootstrapping.", refuse: noDiscovery},
 	{name: "strict-reconfig-check", kind: kBool, def: "true", group: gClustering, usage: "Reject reconfiguration requests that would cause quorum loss.",
-		refuse: "is not supported: Strata always rejects reconfiguration requests that would cause quorum loss"},
+		apply: func(s *settings, v *value) error { s.server.DisableStrictReconfigCheck = !v.b; return nil }},
 	{name: "pre-vote", kind: kBool, def: "true", group: gClustering, usage: "Enable the raft Pre-Vote algorithm to prevent disruption when a node that has been partitioned away rejoins the cluster.",
 		apply: func(s *settings, v *value) error { s.server.DisablePreVote = !v.b; return nil }},
 	{name: "auto-compaction-retention", kind: kString, def: "0", group: gClustering, usage: "Auto compaction retention length. 0 means disable auto compaction.",

@@ -253,6 +253,9 @@ func TestCommandLine(t *testing.T) {
 			return want(fmt.Sprint(p.settings.server.CORS, p.settings.server.HostWhitelist), "[http://a.example:1 http://b.example:2] [etcd.local localhost]")
 		}},
 		{name: "cors origin without a port", args: []string{"--cors=http://a.example"}, wantErr: "--cors", wantUsage: true},
+		{name: "strict reconfig check off", args: []string{"--strict-reconfig-check=false"}, check: func(p *parsed) string {
+			return want(strconv.FormatBool(p.settings.server.DisableStrictReconfigCheck), "true")
+		}},
 		{name: "memory mlock", args: []string{"--memory-mlock"}, check: func(p *parsed) string {
 			return want(strconv.FormatBool(p.settings.server.EngineOptions.Mlock), "true")
 		}},
