@@ -208,8 +208,9 @@ func commitBatch(be Backend, b *Batch) error {
 }
 
 // Copy copies src's keyspace, as of one point in time, into dst, which
-// should be empty, and syncs dst: a dump without the stream. It returns
-// the number of keys.
+// must be empty and take no other writes meanwhile, and syncs dst: a dump
+// without the stream. The keys go in through a SortedWriter (dst's bulk
+// loader, when it has one). It returns the number of keys.
 func Copy(dst, src Backend) (int64, error) {
 	snap, err := src.NewSnapshot()
 	if err != nil {
@@ -221,24 +222,23 @@ func Copy(dst, src Backend) (int64, error) {
 		return 0, fmt.Errorf("engine: copy: %w", err)
 	}
 	defer it.Close()
-	var b Batch
-	var n int64
-	for ok := it.First(); ok; ok = it.Next() {
-		b.Set(it.Key(), it.Value())
-		n++
-		if b.Size() >= dumpBatchBytes {
-			if err := commitBatch(dst, &b); err != nil {
-				return 0, err
-			}
-		}
-	}
-	if err := it.Error(); err != nil {
+	w, err := NewSortedWriter(dst)
+	if err != nil {
 		return 0, fmt.Errorf("engine: copy: %w", err)
 	}
-	if err := commitBatch(dst, &b); err != nil {
-		return 0, err
+	var n int64
+	for ok := it.First(); ok; ok = it.Next() {
+		if err := w.Set(it.Key(), it.Value()); err != nil {
+			w.Abort()
+			return 0, fmt.Errorf("engine: copy: %w", err)
+		}
+		n++
 	}
-	if err := dst.Sync(); err != nil {
+	if err := it.Error(); err != nil {
+		w.Abort()
+		return 0, fmt.Errorf("engine: copy: %w", err)
+	}
+	if err := w.Finish(); err != nil {
 		return 0, fmt.Errorf("engine: copy: %w", err)
 	}
 	return n, nil

@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 
@@ -18,45 +20,52 @@ import (
 // documentation), so records move unchanged; only the compact revisions
 // differ in encoding (etcd stores them as revision bytes, 17 bytes).
 
-// importBatchBytes is the size at which an Importer commits its batch.
-const importBatchBytes = 4 << 20
-
 // An Importer fills an empty backend with records of etcd's "key" and
 // "lease" buckets, in bucket (byte) order, then Finish writes the meta
 // area. The applied index is 0, as etcdutl's restore resets etcd's
-// consistent index: a new raft log starts from the restored data. Only
-// one goroutine may use an Importer.
+// consistent index: a new raft log starts from the restored data. The
+// records go into the backend in key order (engine.SortedWriter): the
+// engine's bulk loader, when it has one, writes them. Only one goroutine
+// may use an Importer; one that is not finished must be aborted.
 type Importer struct {
-	be       engine.Backend
-	b        engine.Batch
+	w        *engine.SortedWriter
 	lastRev  revision
 	haveRev  bool
 	maxMain  int64
 	lastID   []byte
 	revs     int
 	leases   int
+	key      []byte
+	tail     map[string][]byte // the meta and aux records, written by Finish
 	finished bool
 }
 
-// NewImporter returns an Importer writing to be, which must hold no data.
+// NewImporter returns an Importer writing to be, which must hold no data
+// and take no other writes until the Importer is finished or aborted.
 func NewImporter(be engine.Backend) (*Importer, error) {
 	snap, err := be.NewSnapshot()
 	if err != nil {
 		return nil, fmt.Errorf("mvcc: import: %w", err)
 	}
-	defer snap.Close()
 	it, err := snap.NewIter(&engine.IterOptions{})
+	if err != nil {
+		snap.Close()
+		return nil, fmt.Errorf("mvcc: import: %w", err)
+	}
+	empty := !it.First()
+	err = it.Close()
+	snap.Close()
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("mvcc: import: %w", err)
+	case !empty:
+		return nil, fmt.Errorf("mvcc: import: %w", engine.ErrNotEmpty)
+	}
+	w, err := engine.NewSortedWriter(be)
 	if err != nil {
 		return nil, fmt.Errorf("mvcc: import: %w", err)
 	}
-	defer it.Close()
-	if it.First() {
-		return nil, fmt.Errorf("mvcc: import: %w", engine.ErrNotEmpty)
-	}
-	if err := it.Error(); err != nil {
-		return nil, fmt.Errorf("mvcc: import: %w", err)
-	}
-	return &Importer{be: be}, nil
+	return &Importer{w: w, tail: make(map[string][]byte)}, nil
 }
 
 // CheckEtcdRevision checks one record of etcd's "key" bucket: k is a
@@ -90,7 +99,8 @@ func CheckEtcdRevision(k, v []byte) (bump bool, err error) {
 }
 
 // Revision adds one record of etcd's "key" bucket (see CheckEtcdRevision).
-// Records must come in increasing revision order, as the bucket holds them.
+// Records must come in increasing revision order, as the bucket holds them,
+// and before the leases.
 func (im *Importer) Revision(k, v []byte) error {
 	if im.finished {
 		return errors.New("mvcc: import: finished")
@@ -108,9 +118,8 @@ func (im *Importer) Revision(k, v []byte) error {
 	if bump {
 		return nil
 	}
-	im.b.Set(append([]byte{prefixKey}, k...), v)
 	im.revs++
-	return im.maybeFlush()
+	return im.set(prefixKey, k, v)
 }
 
 // Lease adds one record of etcd's "lease" bucket: the lease ID as 8
@@ -133,30 +142,33 @@ func (im *Importer) Lease(k, v []byte) error {
 		return fmt.Errorf("mvcc: import: %w: lease key %x after %x", ErrCorrupt, k, im.lastID)
 	}
 	im.lastID = append(im.lastID[:0], k...)
-	im.b.Set(append([]byte{prefixLease}, k...), v)
 	im.leases++
-	return im.maybeFlush()
+	return im.set(prefixLease, k, v)
+}
+
+func (im *Importer) set(prefix byte, k, v []byte) error {
+	im.key = append(append(im.key[:0], prefix), k...)
+	if err := im.w.Set(im.key, v); err != nil {
+		return fmt.Errorf("mvcc: import: %w", err)
+	}
+	return nil
 }
 
 // SetAux adds one record of the auxiliary area (see WriteBatch.SetAux):
 // state kept beside the keyspace, such as the auth store's. Call it before
-// Finish, which commits it.
+// Finish, which writes it.
 func (im *Importer) SetAux(name, value []byte) {
-	im.b.Set(append([]byte{prefixAux}, name...), value)
+	im.tail[string(append([]byte{prefixAux}, name...))] = bytes.Clone(value)
 }
 
-func (im *Importer) maybeFlush() error {
-	if err := im.b.Err(); err != nil {
-		return fmt.Errorf("mvcc: import: %w", err)
+// Abort abandons an import that is not finished; the backend holds part
+// of it and is to be discarded.
+func (im *Importer) Abort() {
+	if im.finished {
+		return
 	}
-	if im.b.Size() < importBatchBytes {
-		return nil
-	}
-	if err := im.be.Commit(&im.b, engine.NoSync); err != nil {
-		return fmt.Errorf("mvcc: import: %w", err)
-	}
-	im.b.Reset()
-	return nil
+	im.finished = true
+	im.w.Abort()
 }
 
 // ImportMeta is what etcd's "meta" bucket says of the keyspace. A
@@ -181,28 +193,30 @@ func (im *Importer) Finish(m ImportMeta) (rev int64, revs, leases int, err error
 	}
 	im.finished = true
 	if m.FinishedCompactRev < 0 || m.ScheduledCompactRev < 0 {
+		im.w.Abort()
 		return 0, 0, 0, fmt.Errorf("mvcc: import: %w: negative compact revision", ErrCorrupt)
 	}
 	rev = max(1, im.maxMain, m.FinishedCompactRev, m.ScheduledCompactRev)
-	im.b.Set(metaFormat, []byte(formatVersion))
-	im.b.Set(metaCurrentRev, putUint64(uint64(rev)))
-	im.b.Set(metaAppliedIndex, putUint64(0))
+	im.tail[string(metaFormat)] = []byte(formatVersion)
+	im.tail[string(metaCurrentRev)] = putUint64(uint64(rev))
+	im.tail[string(metaAppliedIndex)] = putUint64(0)
 	if m.FinishedCompactRev > 0 {
-		im.b.Set(metaFinishedCompact, putUint64(uint64(m.FinishedCompactRev)))
+		im.tail[string(metaFinishedCompact)] = putUint64(uint64(m.FinishedCompactRev))
 	}
 	if m.ScheduledCompactRev > 0 {
-		im.b.Set(metaScheduledCompact, putUint64(uint64(m.ScheduledCompactRev)))
+		im.tail[string(metaScheduledCompact)] = putUint64(uint64(m.ScheduledCompactRev))
 	}
 	if m.LeaseSeq > 0 {
-		im.b.Set(metaLeaseSeq, putUint64(m.LeaseSeq))
+		im.tail[string(metaLeaseSeq)] = putUint64(m.LeaseSeq)
 	}
-	if err := im.b.Err(); err != nil {
-		return 0, 0, 0, fmt.Errorf("mvcc: import: %w", err)
+	// The meta and aux areas sort after the revision and lease areas.
+	for _, k := range slices.Sorted(maps.Keys(im.tail)) {
+		if err := im.w.Set([]byte(k), im.tail[k]); err != nil {
+			im.w.Abort()
+			return 0, 0, 0, fmt.Errorf("mvcc: import: %w", err)
+		}
 	}
-	if err := im.be.Commit(&im.b, engine.Sync); err != nil {
-		return 0, 0, 0, fmt.Errorf("mvcc: import: %w", err)
-	}
-	if err := im.be.Sync(); err != nil {
+	if err := im.w.Finish(); err != nil {
 		return 0, 0, 0, fmt.Errorf("mvcc: import: %w", err)
 	}
 	return rev, im.revs, im.leases, nil

@@ -84,6 +84,11 @@ type DB struct {
 
 	// defragSem holds a token while a Defrag runs: one at a time.
 	defragSem chan struct{}
+
+	// loadMu guards load, the bulk load under way (which holds commitMu
+	// and mu); Close aborts it.
+	loadMu sync.Mutex
+	load   *loader
 }
 
 var (
@@ -399,6 +404,7 @@ func (d *DB) Sync() error {
 // error since leaving them open is a bug in the caller. A running Defrag or
 // Backup is cancelled. Closing a closed DB does nothing.
 func (d *DB) Close() error {
+	d.abortLoad()
 	d.closeCancel()
 	d.mu.Lock()
 	defer d.mu.Unlock()

@@ -91,6 +91,9 @@ func restoreEtcd(reg *engine.Registry, backend, dir, path string, skipHash bool)
 			LeaseSeq:            m.LeaseSeq,
 		})
 	}
+	if err != nil {
+		im.Abort()
+	}
 	sum.compactRev = max(m.FinishedCompactRev, m.ScheduledCompactRev) // a scheduled compaction resumes at start
 	if cerr := be.Close(); err == nil {
 		err = cerr

@@ -52,6 +52,7 @@ func Run(t *testing.T, e engine.Engine, opts Options) {
 	t.Run("CrashPrefixNoSync", s.testCrashPrefixNoSync)
 	t.Run("Defrag", s.testDefrag)
 	t.Run("BackupRestore", s.testBackupRestore)
+	t.Run("BulkLoad", s.testBulkLoad)
 	t.Run("Closed", s.testClosed)
 }
 
