@@ -28,6 +28,9 @@ const maxBatchSize = 4<<30 - 16<<20
 type DB struct {
 	dir    string
 	noSync bool // Options.NoSync
+	// popts are the options the store was opened with (a bulk load
+	// writes tables with them).
+	popts *pdb.Options
 
 	// closeCtx is cancelled when Close starts, so that a running Defrag
 	// gives up its read lock instead of holding Close up.
@@ -50,6 +53,11 @@ type DB struct {
 	// then, so every later Commit fails with it instead of blocking, and
 	// Close does not close Pebble.
 	failed atomic.Pointer[error]
+
+	// loadMu guards load, the bulk load under way (which holds mu for
+	// reading); Close aborts it.
+	loadMu sync.Mutex
+	load   *loader
 }
 
 // ErrWriteFailed is returned by Commit once Pebble could not write its WAL
@@ -97,11 +105,16 @@ func Open(dir string, opts *Options) (*DB, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("pebble: open %s: %w", dir, err)
 	}
+	// A crash during a bulk load can leave its tables behind.
+	if err := os.RemoveAll(filepath.Join(dir, loadDirName)); err != nil {
+		return nil, fmt.Errorf("pebble: open %s: %w", dir, err)
+	}
 	// The DB takes its own reference on the cache; ours is dropped on return
 	// so the cache is freed when the DB closes.
 	cache := pdb.NewCache(o.CacheSize)
 	defer cache.Unref()
-	pd, err := pdb.Open(dir, o.pebbleOptions(cache))
+	po := o.pebbleOptions(cache)
+	pd, err := pdb.Open(dir, po)
 	if err != nil {
 		return nil, fmt.Errorf("pebble: open %s: %w", dir, err)
 	}
@@ -109,6 +122,7 @@ func Open(dir string, opts *Options) (*DB, error) {
 	return &DB{
 		dir:         dir,
 		noSync:      o.NoSync,
+		popts:       po,
 		closeCtx:    ctx,
 		closeCancel: cancel,
 		db:          pd,
@@ -290,6 +304,7 @@ func (d *DB) syncs(opts *engine.WriteOptions) bool {
 // error since leaving them open is a bug in the caller. A running Defrag is
 // cancelled. Closing a closed DB does nothing.
 func (d *DB) Close() error {
+	d.abortLoad()
 	d.closeCancel()
 	d.mu.Lock()
 	defer d.mu.Unlock()
