@@ -355,6 +355,13 @@ type Config struct {
 	// LogFormat is "json" or "console" (--log-format). The default value
 	// is "json".
 	LogFormat string
+	// EnableLogRotation rotates the one file of LogOutputs as
+	// LogRotationConfigJSON says (--enable-log-rotation; see
+	// NewRotatingLogger). The default value is false.
+	EnableLogRotation bool
+	// LogRotationConfigJSON is etcd's --log-rotation-config-json. The
+	// default value ("") is DefaultLogRotationConfig.
+	LogRotationConfigJSON string
 
 	// revisionCompactInterval is how often the revision auto-compaction
 	// runs; tests shorten it (see export_test.go).

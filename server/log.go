@@ -1,6 +1,7 @@
 package server
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/exp/zapslog"
 	"go.uber.org/zap/zapcore"
+	"gopkg.in/natefinch/lumberjack.v2"
 )
 
 // Logging.
@@ -86,16 +88,72 @@ func logConfig(level string, outputs []string, format string) (zapcore.Level, []
 // writing through zap. Close flushes it and releases its files (never
 // stdout or stderr).
 func NewLogger(level string, outputs []string, format string) (_ *slog.Logger, closeFn func() error, err error) {
-	return newLogger(level, outputs, format, nil)
+	return newLogger(level, outputs, format, "", nil)
+}
+
+// DefaultLogRotationConfig is etcd's --log-rotation-config-json.
+const DefaultLogRotationConfig = `{"maxsize": 100, "maxage": 0, "maxbackups": 0, "localtime": false, "compress": false}`
+
+// NewRotatingLogger is NewLogger with etcd's log rotation
+// (--enable-log-rotation): the one file of outputs is rotated as
+// rotationJSON (--log-rotation-config-json, lumberjack's settings:
+// maxsize in MB, maxage in days, maxbackups, localtime, compress) says.
+// As etcd's, it uses lumberjack, whose file, once rotated, keeps one
+// goroutine that Close does not end (one per logger, for the process's
+// life).
+func NewRotatingLogger(level string, outputs []string, format, rotationJSON string) (_ *slog.Logger, closeFn func() error, err error) {
+	if rotationJSON == "" {
+		rotationJSON = DefaultLogRotationConfig
+	}
+	return newLogger(level, outputs, format, rotationJSON, nil)
+}
+
+// ErrLogRotationInvalidLogOutput is etcd's error for log rotation without
+// exactly one file among the log outputs.
+var ErrLogRotationInvalidLogOutput = errors.New("--log-outputs requires a single file path when --log-rotate-config-json is defined")
+
+// rotatingFile parses etcd's log rotation settings for the one file of
+// paths and returns it with the other paths.
+func rotatingFile(paths []string, rotationJSON string) (*lumberjack.Logger, []string, error) {
+	var file string
+	var rest []string
+	for _, p := range paths {
+		if p == "stderr" || p == "stdout" {
+			rest = append(rest, p)
+			continue
+		}
+		if file != "" {
+			return nil, nil, ErrLogRotationInvalidLogOutput
+		}
+		file = p
+	}
+	if file == "" {
+		return nil, nil, ErrLogRotationInvalidLogOutput
+	}
+	lj := &lumberjack.Logger{}
+	if err := json.Unmarshal([]byte(rotationJSON), lj); err != nil {
+		var syntaxErr *json.SyntaxError
+		var typeErr *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &syntaxErr):
+			return nil, nil, fmt.Errorf("improperly formatted log rotation config: %w", err)
+		case errors.As(err, &typeErr):
+			return nil, nil, fmt.Errorf("invalid log rotation config: %w", err)
+		default:
+			return nil, nil, fmt.Errorf("fail to unmarshal log rotation config: %w", err)
+		}
+	}
+	lj.Filename = file
+	return lj, rest, nil
 }
 
 // NewLoggerTo is NewLogger writing to w instead of --log-outputs.
 func NewLoggerTo(level, format string, w io.Writer) (*slog.Logger, error) {
-	l, _, err := newLogger(level, nil, format, w)
+	l, _, err := newLogger(level, nil, format, "", w)
 	return l, err
 }
 
-func newLogger(level string, outputs []string, format string, w io.Writer) (_ *slog.Logger, closeFn func() error, err error) {
+func newLogger(level string, outputs []string, format, rotationJSON string, w io.Writer) (_ *slog.Logger, closeFn func() error, err error) {
 	if level == "" {
 		level = logutil.DefaultLogLevel
 	}
@@ -105,6 +163,12 @@ func newLogger(level string, outputs []string, format string, w io.Writer) (_ *s
 	lvl, paths, journal, err := logConfig(level, outputs, format)
 	if err != nil {
 		return nil, nil, invalid(err)
+	}
+	var rotated *lumberjack.Logger
+	if rotationJSON != "" && w == nil {
+		if rotated, paths, err = rotatingFile(paths, rotationJSON); err != nil {
+			return nil, nil, invalid(err)
+		}
 	}
 	encCfg := logutil.DefaultZapLoggerConfig.EncoderConfig
 	var enc zapcore.Encoder
@@ -128,6 +192,13 @@ func newLogger(level string, outputs []string, format string, w io.Writer) (_ *s
 	default:
 		if sink, closeSink, err = zap.Open(paths...); err != nil {
 			return nil, nil, fmt.Errorf("server: --log-outputs: %w", err)
+		}
+		if rotated != nil {
+			// lumberjack writes, and rotates, under its own lock; its
+			// file needs no Sync (etcd's rotation sink has none).
+			sink = zapcore.NewMultiWriteSyncer(sink, zapcore.AddSync(rotated))
+			closeOthers := closeSink
+			closeSink = func() { closeOthers(); rotated.Close() }
 		}
 	}
 	core := zapcore.NewCore(enc, sink, zap.NewAtomicLevelAt(lvl))

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -280,5 +281,59 @@ func TestRaftAndHeartbeatLogs(t *testing.T) {
 	fams := scrape(t, "http://"+c.endpoint(lead)+"/metrics")
 	if m := fams["etcd_server_heartbeat_send_failures_total"]; m == nil || m.Metric[0].GetCounter().GetValue() < 1 {
 		t.Errorf("etcd_server_heartbeat_send_failures_total %v, want >= 1", m)
+	}
+}
+
+// TestLogRotation: etcd's --enable-log-rotation with
+// --log-rotation-config-json (lumberjack's settings) rotates the one log
+// file at maxsize MB, keeping maxbackups old files; every line stays
+// etcd's JSON. Without exactly one file, or with bad JSON, the logger is
+// refused with etcd's errors.
+func TestLogRotation(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "strata.log")
+	lg, closeLog, err := server.NewRotatingLogger("info", []string{file}, "json", `{"maxsize": 1, "maxbackups": 2}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pad := strings.Repeat("x", 200)
+	for i := range 12000 { // about 3 MB
+		lg.Info(fmt.Sprintf("line %d", i), "pad", pad)
+	}
+	if err := closeLog(); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+		fi, err := e.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Size() > 1<<20 {
+			t.Errorf("%s is %d bytes, over maxsize 1 MB", e.Name(), fi.Size())
+		}
+		readLogLines(t, filepath.Join(dir, e.Name()))
+	}
+	if len(names) != 3 || !slices.Contains(names, "strata.log") {
+		t.Errorf("files %q: want strata.log and 2 rotated ones (maxbackups 2)", names)
+	}
+	for _, tc := range []struct {
+		outputs []string
+		json    string
+		want    string
+	}{
+		{[]string{"stderr"}, server.DefaultLogRotationConfig, "--log-outputs requires a single file path when --log-rotate-config-json is defined"},
+		{[]string{filepath.Join(dir, "a.log"), filepath.Join(dir, "b.log")}, server.DefaultLogRotationConfig, "--log-outputs requires a single file path"},
+		{[]string{file}, `{"maxsize": 1`, "improperly formatted log rotation config"},
+		{[]string{file}, `{"maxsize": "big"}`, "invalid log rotation config"},
+	} {
+		if _, _, err := server.NewRotatingLogger("info", tc.outputs, "json", tc.json); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("outputs %q, rotation %s: error %v, want %q", tc.outputs, tc.json, err, tc.want)
+		}
 	}
 }

@@ -115,7 +115,13 @@ func Start(cfg Config) (_ *Server, err error) {
 	}
 	closeLog := func() error { return nil }
 	if c.Logger == nil {
-		if c.Logger, closeLog, err = NewLogger(c.LogLevel, c.LogOutputs, c.LogFormat); err != nil {
+		newLog := NewLogger
+		if c.EnableLogRotation {
+			newLog = func(level string, outputs []string, format string) (*slog.Logger, func() error, error) {
+				return NewRotatingLogger(level, outputs, format, c.LogRotationConfigJSON)
+			}
+		}
+		if c.Logger, closeLog, err = newLog(c.LogLevel, c.LogOutputs, c.LogFormat); err != nil {
 			return nil, err
 		}
 	}

@@ -19,10 +19,12 @@ type settings struct {
 
 // logSettings are the --log-* flags.
 type logSettings struct {
-	logger  string   // --logger: zap
-	level   string   // --log-level
-	format  string   // --log-format: json or console
-	outputs []string // --log-outputs: default, stderr, stdout or files
+	logger   string   // --logger: zap
+	level    string   // --log-level
+	format   string   // --log-format: json or console
+	outputs  []string // --log-outputs: default, stderr, stdout or files
+	rotate   bool     // --enable-log-rotation
+	rotation string   // --log-rotation-config-json
 }
 
 // flagDef is one row of the flag table: one etcd v3.7.3 flag (or Strata's
@@ -83,7 +85,6 @@ const (
 	noTracing   = "is not supported: Strata exports no OpenTelemetry traces"
 	noBbolt     = "is not supported: it tunes etcd's bbolt backend; Strata's engines are picked with --backend"
 	noDowngrade = "is not supported: Strata has no downgrade"
-	noRotation  = "is not supported: Strata does not rotate its log files; use logrotate with copytruncate"
 )
 
 // flagTable is every flag etcd v3.7.3's server accepts (embed.Config's
@@ -283,9 +284,11 @@ var flagTable = []flagDef{
 		apply: func(s *settings, v *value) error { s.log.level = v.text; return nil }},
 	{name: "log-format", kind: kString, def: "json", group: gLogging, usage: "Configures log format. Only supports json, console.",
 		apply: func(s *settings, v *value) error { s.log.format = v.text; return nil }},
-	{name: "enable-log-rotation", kind: kBool, def: "false", group: gLogging, usage: "Enable log rotation of a single log-outputs file target.", refuse: noRotation},
+	{name: "enable-log-rotation", kind: kBool, def: "false", group: gLogging, usage: "Enable log rotation of a single log-outputs file target.",
+		apply: func(s *settings, v *value) error { s.log.rotate = v.b; return nil }},
 	{name: "log-rotation-config-json", kind: kString, def: `{"maxsize": 100, "maxage": 0, "maxbackups": 0, "localtime": false, "compress": false}`, group: gLogging,
-		usage: "Configures log rotation if enabled with a JSON logger config. MaxSize(MB), MaxAge(days,0=no limit), MaxBackups(0=no limit), LocalTime(use computers local time), Compress(gzip)", refuse: noRotation},
+		usage: "Configures log rotation if enabled with a JSON logger config. MaxSize(MB), MaxAge(days,0=no limit), MaxBackups(0=no limit), LocalTime(use computers local time), Compress(gzip)",
+		apply: func(s *settings, v *value) error { s.log.rotation = v.text; return nil }},
 	{name: "warning-unary-request-duration", kind: kDuration, def: "300ms", group: gLogging, usage: "Set time duration after which a warning is logged if a unary request takes more than this duration.",
 		apply: func(s *settings, v *value) error { s.server.WarningUnaryRequestDuration = v.d; return nil }},
 

@@ -24,7 +24,13 @@ func newLogger(ls logSettings, out io.Writer) (*slog.Logger, func(), error) {
 		l, err := server.NewLoggerTo(ls.level, ls.format, &lockedWriter{w: out})
 		return l, func() {}, err
 	}
-	l, closeLog, err := server.NewLogger(ls.level, ls.outputs, ls.format)
+	newLog := server.NewLogger
+	if ls.rotate {
+		newLog = func(level string, outputs []string, format string) (*slog.Logger, func() error, error) {
+			return server.NewRotatingLogger(level, outputs, format, ls.rotation)
+		}
+	}
+	l, closeLog, err := newLog(ls.level, ls.outputs, ls.format)
 	if err != nil {
 		return nil, nil, err
 	}
