@@ -59,8 +59,10 @@
 // # Lifetimes
 //
 // The store's lifetime is kept apart from leadership: applies, reads,
-// snapshots and [Node.WithBackend] hold the store, shared, while they use
-// it, and only a snapshot restore waits for them; a leader change promotes
+// a snapshot's Persist and [Node.WithBackend] hold the store, shared, while
+// they use it, and only a snapshot restore waits for them (a snapshot does
+// not hold it between raft's two steps, which wait for raft's main loop, as
+// an installing restore does); a leader change promotes
 // or demotes the current store without waiting. Every goroutine a node
 // starts ends with [Node.Close]: one waiter answers the proposals in flight,
 // in order, and every wait on a raft future ends at Close, even on a future

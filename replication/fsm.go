@@ -56,8 +56,8 @@ type fsm struct {
 	storeOpts mvcc.Options
 	logger    *slog.Logger
 
-	// swapMu keeps be and store alive: applies, reads, snapshots (until
-	// Release) and WithBackend hold it shared, for as long as they use
+	// swapMu keeps be and store alive: applies, reads, a snapshot's
+	// Persist and WithBackend hold it shared, for as long as they use
 	// them; Restore and close, which replace or close both, hold it
 	// exclusively. Nothing else takes it exclusively: a long shared hold (a
 	// defrag, a snapshot's Persist) delays only a restore.
@@ -326,37 +326,51 @@ func (f *fsm) applyRequest(w *mvcc.WriteBatch, r *pb.InternalRaftRequest) Result
 	return Result{Resp: resp, Done: done}
 }
 
-// Snapshot implements raft.FSM. The snapshot holds the store open (shared)
-// until Release; Persist streams an engine backup. The backup may include
-// entries applied after this call: it carries its own applied index, and the
-// entries between raft's snapshot index and it are skipped when replayed.
+// Snapshot implements raft.FSM. It returns at once; Persist streams an
+// engine backup. The backup may include entries applied after this call: it
+// carries its own applied index, and the entries between raft's snapshot
+// index and it are skipped when replayed.
 //
 // The engine is synced first: raft truncates its log up to the snapshot
 // afterwards, and the FSM's commits skip fsync (the log is the durable
 // copy), so everything applied so far must be on disk before those entries
 // can go.
+//
+// The snapshot does not hold the store between this call and Persist: raft
+// asks its main loop for the configuration in between, and that loop may be
+// waiting for a Restore of a snapshot a leader sent (installSnapshot), which
+// would wait for the store forever. Persist holds the store while it reads
+// it, and fails if a Restore replaced it meanwhile.
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	f.swapMu.RLock()
+	defer f.swapMu.RUnlock()
 	if f.be == nil {
-		f.swapMu.RUnlock()
 		return nil, engine.ErrClosed
 	}
 	if err := f.be.Sync(); err != nil {
-		f.swapMu.RUnlock()
 		return nil, fmt.Errorf("replication: sync engine before snapshot: %w", err)
 	}
 	return &fsmSnapshot{f: f, be: f.be}, nil
 }
 
 type fsmSnapshot struct {
-	f    *fsm
-	be   engine.Backend
-	once sync.Once
+	f  *fsm
+	be engine.Backend
 }
+
+// errStoreReplaced fails the Persist of a snapshot whose store a Restore
+// replaced (or close closed) after Snapshot returned.
+var errStoreReplaced = errors.New("replication: the store was replaced after the snapshot began")
 
 // Persist writes the store as an engine dump (engine.Dump), which every
 // engine loads: the members of a cluster may run different engines.
 func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	s.f.swapMu.RLock()
+	defer s.f.swapMu.RUnlock()
+	if s.f.be != s.be {
+		sink.Cancel()
+		return fmt.Errorf("replication: persist snapshot: %w", errStoreReplaced)
+	}
 	if err := engine.Dump(sink, s.be); err != nil {
 		sink.Cancel()
 		return fmt.Errorf("replication: persist snapshot: %w", err)
@@ -364,7 +378,8 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 	return sink.Close()
 }
 
-func (s *fsmSnapshot) Release() { s.once.Do(s.f.swapMu.RUnlock) }
+// Release implements raft.FSMSnapshot; the snapshot holds nothing.
+func (s *fsmSnapshot) Release() {}
 
 // Restore implements raft.FSM: it replaces the data with a snapshot's. The
 // backup is restored beside the data directory and renamed over it, so a
