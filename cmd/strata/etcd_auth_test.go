@@ -244,4 +244,3 @@ func TestEtcdAuthRoundTrip(t *testing.T) {
 		})
 	}
 }
-
