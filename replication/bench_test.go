@@ -46,13 +46,7 @@ func BenchmarkFollower(b *testing.B) {
 			b.Run(fmt.Sprintf("%s/%s/clients=%d", eng.Name, op, clients), func(b *testing.B) {
 				c := newCluster(b, eng, 3, nil)
 				l := c.leader()
-				var f *Node
-				for _, n := range c.nodes {
-					if n != l {
-						f = n
-						break
-					}
-				}
+				f := c.nodes[c.follower(l)]
 				val := string(make([]byte, 256))
 				b.ResetTimer()
 				runClients(b, clients, func(i int64) error {

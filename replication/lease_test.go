@@ -54,13 +54,7 @@ func TestLeasesThroughFollower(t *testing.T) {
 		t.Run(eng.Name, func(t *testing.T) {
 			c := newCluster(t, eng, 3, nil)
 			l := c.leader()
-			var f *Node
-			for _, n := range c.nodes {
-				if n != l {
-					f = n
-					break
-				}
-			}
+			f := c.nodes[c.follower(l)]
 			ctx := context.Background()
 			id := grant(t, f, 2)
 			proposeRetry(t, f, &pb.InternalRaftRequest{Put: &pb.PutRequest{Key: []byte("leased"), Value: []byte("v"), Lease: id}})
@@ -229,6 +223,18 @@ func revokeLease(t *testing.T, n *Node, id int64) {
 }
 
 // index returns the position of n among the cluster's members.
+// follower returns the index of the first node that is not l.
+func (c *cluster) follower(l *Node) int {
+	c.t.Helper()
+	for i, n := range c.nodes {
+		if n != l {
+			return i
+		}
+	}
+	c.t.Fatalf("no node but the leader")
+	return -1
+}
+
 func (c *cluster) index(n *Node) int {
 	c.t.Helper()
 	i := slices.Index(c.nodes, n)

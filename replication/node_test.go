@@ -311,13 +311,7 @@ func TestFollowerCatchUpBySnapshot(t *testing.T) {
 			proposeAll(t, l, "a/", 100, 8)
 			c.waitConverged()
 			// Stop a follower and wipe its data, as a lost disk.
-			fi := 0
-			for i, n := range c.nodes {
-				if n != l {
-					fi = i
-					break
-				}
-			}
+			fi := c.follower(l)
 			c.stop(fi)
 			// Few clients, so entries carry few requests and the log grows
 			// well past what the leader keeps after a snapshot.
@@ -358,13 +352,7 @@ func TestFollowerCatchUpFromTrailingLog(t *testing.T) {
 	l := c.leader()
 	proposeAll(t, l, "a/", 50, 4)
 	c.waitConverged()
-	fi := 0
-	for i, n := range c.nodes {
-		if n != l {
-			fi = i
-			break
-		}
-	}
+	fi := c.follower(l)
 	c.stop(fi)
 	proposeAll(t, l, "b/", 300, 2)
 	if err := l.Snapshot(); err != nil {

@@ -120,13 +120,7 @@ func TestKinds(t *testing.T) {
 func TestPeerServiceRefusesBadInput(t *testing.T) {
 	c := newCluster(t, engines()[0], 3, nil)
 	l := c.leader()
-	var f *Node
-	for _, n := range c.nodes {
-		if n != l {
-			f = n
-			break
-		}
-	}
+	f := c.nodes[c.follower(l)]
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	call := func(to *Node, proposals ...[]byte) (*peerpb.ProposeResponse, error) {
