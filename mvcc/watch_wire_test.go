@@ -113,6 +113,21 @@ func TestWatchStreamJoinsQueuedEvents(t *testing.T) {
 	// Nothing reads yet: the stream's goroutine holds the first response
 	// and the others stay queued.
 	a, _ := ws.Watch(&pb.WatchCreateRequest{Key: []byte("k")})
+	// The goroutine pops a batch of responses at once: let it take the
+	// created response alone before anything else is queued, so that it
+	// holds exactly one response while the others stay queued.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		ws.mu.Lock()
+		empty := ws.head == len(ws.queue)
+		ws.mu.Unlock()
+		if empty {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the stream's goroutine never took the created response")
+		}
+		time.Sleep(time.Millisecond)
+	}
 	r1 := mustPut(t, s, "k", "1")
 	r2 := mustPut(t, s, "k", "2")
 	// Another group (a filter): a watcher joining a's group would stop
