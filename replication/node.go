@@ -370,7 +370,7 @@ func Open(cfg Config) (*Node, error) {
 	if n.raft, err = raft.NewRaft(rc, n.fsm, n.logs, n.logs, snaps, n.transport); err != nil {
 		return fail(fmt.Errorf("replication: start raft: %w", err))
 	}
-	n.verifier.init(n.raft, n.stopc)
+	n.verifier.init(n.raft, n.transport, rc.LocalID, n.transport.LocalAddr(), n.stopc)
 	n.leaders.init(n.raft)
 	n.fwdPropose = newForwarder(n, n.sendProposals)
 	n.fwdRead = newForwarder(n, n.sendReadIndex)
@@ -820,64 +820,6 @@ func (n *Node) WaitReady(ctx context.Context) error {
 		case <-n.stopc:
 			return ErrStopped
 		case <-t.C:
-		}
-	}
-}
-
-// verifier batches leadership checks: every caller waiting when a round
-// starts is answered by that round's VerifyLeader.
-type verifier struct {
-	r     *raft.Raft
-	stopc chan struct{}
-	mu    sync.Mutex
-	wait  []chan error
-	kick  chan struct{}
-}
-
-func (v *verifier) init(r *raft.Raft, stopc chan struct{}) {
-	v.r, v.stopc, v.kick = r, stopc, make(chan struct{}, 1)
-}
-
-func (v *verifier) verify(ctx context.Context) error {
-	ch := make(chan error, 1)
-	v.mu.Lock()
-	v.wait = append(v.wait, ch)
-	v.mu.Unlock()
-	select {
-	case v.kick <- struct{}{}:
-	default:
-	}
-	select {
-	case err := <-ch:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-v.stopc:
-		return ErrStopped
-	}
-}
-
-func (v *verifier) loop(wg *sync.WaitGroup) {
-	defer wg.Done()
-	for {
-		select {
-		case <-v.stopc:
-			return
-		case <-v.kick:
-		}
-		v.mu.Lock()
-		waiting := v.wait
-		v.wait = nil
-		v.mu.Unlock()
-		if len(waiting) == 0 {
-			continue
-		}
-		err := awaitFuture(v.r.VerifyLeader(), v.stopc)
-		if err != nil {
-			err = translateRaftError(err)
-		}
-		for _, ch := range waiting {
-			ch <- err
 		}
 	}
 }
