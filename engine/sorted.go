@@ -10,11 +10,10 @@ const sortedBatchBytes = 4 << 20
 // order: through the engine's Loader when it has one (see BulkLoader),
 // else in batches of NoSync commits. Only one goroutine may use it.
 type SortedWriter struct {
-	be   Backend
-	l    Loader
-	b    Batch
-	last []byte
-	done bool
+	be    Backend
+	l     Loader
+	b     Batch
+	state LoadState
 }
 
 // NewSortedWriter starts writing into be, which must be empty and must
@@ -34,16 +33,15 @@ func NewSortedWriter(be Backend) (*SortedWriter, error) {
 // Set adds key with value; key must be greater than the key set before.
 // The slices may be reused when Set returns.
 func (w *SortedWriter) Set(key, value []byte) error {
-	if w.done {
-		return fmt.Errorf("engine: sorted write after Finish or Abort")
-	}
 	if w.l != nil {
+		if w.state.Ended() {
+			return ErrLoadEnded
+		}
 		return w.l.Set(key, value)
 	}
-	if err := CheckLoadKey(w.last, key, value); err != nil {
+	if err := w.state.Next(key, value); err != nil {
 		return err
 	}
-	w.last = append(w.last[:0], key...)
 	w.b.Set(key, value)
 	if w.b.Size() < sortedBatchBytes {
 		return nil
@@ -64,10 +62,10 @@ func (w *SortedWriter) flush() error {
 
 // Finish makes every key set visible and durable.
 func (w *SortedWriter) Finish() error {
-	if w.done {
-		return fmt.Errorf("engine: sorted write after Finish or Abort")
+	if w.state.Ended() {
+		return ErrLoadEnded
 	}
-	w.done = true
+	w.state.End()
 	if w.l != nil {
 		return w.l.Finish()
 	}
@@ -80,10 +78,10 @@ func (w *SortedWriter) Finish() error {
 // Abort abandons the writes; the backend may hold part of them. It does
 // nothing after Finish.
 func (w *SortedWriter) Abort() {
-	if w.done {
+	if w.state.Ended() {
 		return
 	}
-	w.done = true
+	w.state.End()
 	if w.l != nil {
 		w.l.Abort()
 	}

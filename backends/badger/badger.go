@@ -85,10 +85,9 @@ type DB struct {
 	// defragSem holds a token while a Defrag runs: one at a time.
 	defragSem chan struct{}
 
-	// loadMu guards load, the bulk load under way (which holds commitMu
-	// and mu); Close aborts it.
-	loadMu sync.Mutex
-	load   *loader
+	// load holds the bulk load under way (which holds commitMu and mu
+	// until it ends): Close aborts it.
+	load engine.LoadSlot
 }
 
 var (
@@ -404,7 +403,7 @@ func (d *DB) Sync() error {
 // error since leaving them open is a bug in the caller. A running Defrag or
 // Backup is cancelled. Closing a closed DB does nothing.
 func (d *DB) Close() error {
-	d.abortLoad()
+	d.load.Abort()
 	d.closeCancel()
 	d.mu.Lock()
 	defer d.mu.Unlock()

@@ -1,7 +1,6 @@
 package badger
 
 import (
-	"errors"
 	"fmt"
 
 	bdg "github.com/dgraph-io/badger/v4"
@@ -26,13 +25,12 @@ const loadVersion = 1
 // write-ahead log, no memtables, no compactions. It holds the store's
 // commit lock from NewLoader to Finish or Abort.
 type loader struct {
-	d    *DB
-	db   *bdg.DB
-	sw   *bdg.StreamWriter
-	buf  *z.Buffer
-	kv   pb.KV
-	last []byte
-	done bool
+	d     *DB
+	db    *bdg.DB
+	sw    *bdg.StreamWriter
+	buf   *z.Buffer
+	kv    pb.KV
+	state engine.LoadState
 }
 
 // NewLoader implements engine.BulkLoader. Commits wait until the load is
@@ -53,32 +51,15 @@ func (d *DB) NewLoader() (engine.Loader, error) {
 		return nil, fmt.Errorf("badger: load: %w", err)
 	}
 	l := &loader{d: d, db: db, sw: sw, buf: z.NewBuffer(loadBufBytes+loadBufBytes/8, "strata.load")}
-	d.loadMu.Lock()
-	d.load = l
-	d.loadMu.Unlock()
+	l.state.Start(&d.load, l)
 	return l, nil
-}
-
-// abortLoad aborts a bulk load left unfinished, so that Close does not
-// wait for its locks forever.
-func (d *DB) abortLoad() {
-	d.loadMu.Lock()
-	l := d.load
-	d.loadMu.Unlock()
-	if l != nil {
-		l.Abort()
-	}
 }
 
 // Set implements engine.Loader.
 func (l *loader) Set(key, value []byte) error {
-	if l.done {
-		return errors.New("badger: load: finished")
-	}
-	if err := engine.CheckLoadKey(l.last, key, value); err != nil {
+	if err := l.state.Next(key, value); err != nil {
 		return err
 	}
-	l.last = append(l.last[:0], key...)
 	l.kv.Key = appendKey(l.kv.Key[:0], key)
 	l.kv.Value = value
 	l.kv.Version = loadVersion
@@ -105,8 +86,8 @@ func (l *loader) write() error {
 // Finish implements engine.Loader: the tables are written and synced, the
 // manifest and the directory synced.
 func (l *loader) Finish() error {
-	if l.done {
-		return errors.New("badger: load: finished")
+	if l.state.Ended() {
+		return engine.ErrLoadEnded
 	}
 	err := l.write()
 	if err == nil {
@@ -128,7 +109,7 @@ func (l *loader) Finish() error {
 
 // Abort implements engine.Loader.
 func (l *loader) Abort() {
-	if l.done {
+	if l.state.Ended() {
 		return
 	}
 	l.sw.Cancel()
@@ -136,10 +117,7 @@ func (l *loader) Abort() {
 }
 
 func (l *loader) release() {
-	l.done = true
-	l.d.loadMu.Lock()
-	l.d.load = nil
-	l.d.loadMu.Unlock()
+	l.state.End()
 	_ = l.buf.Release() // Go memory (no jemalloc build tag): it cannot fail
 	l.d.commitMu.Unlock()
 	l.d.mu.RUnlock()

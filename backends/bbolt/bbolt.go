@@ -185,10 +185,9 @@ type DB struct {
 	statsMu    sync.Mutex
 	lastDefrag DefragStats
 
-	// loadMu guards load, the bulk load under way (which holds writeMu
-	// and mu); Close aborts it.
-	loadMu sync.Mutex
-	load   *loader
+	// load holds the bulk load under way (which holds writeMu and mu
+	// until it ends): Close aborts it.
+	load engine.LoadSlot
 }
 
 // Open opens or creates the bbolt data file in dir.
@@ -461,7 +460,7 @@ func writeFileSync(path string, r io.Reader) error {
 // Close waits for a running Defrag, closes the data file and waits for files
 // retired by a Defrag to close. Snapshots must be closed before.
 func (d *DB) Close() error {
-	d.abortLoad()
+	d.load.Abort()
 	d.defragMu.Lock()
 	defer d.defragMu.Unlock()
 	d.writeMu.Lock()

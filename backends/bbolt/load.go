@@ -29,8 +29,7 @@ type loader struct {
 	bkt   *bolt.Bucket
 	n     int
 	arena []byte
-	last  []byte
-	done  bool
+	state engine.LoadState
 }
 
 // NewLoader implements engine.BulkLoader. Commits wait until the load is
@@ -45,21 +44,8 @@ func (d *DB) NewLoader() (engine.Loader, error) {
 	}
 	d.cur.NoSync = true
 	l := &loader{d: d}
-	d.loadMu.Lock()
-	d.load = l
-	d.loadMu.Unlock()
+	l.state.Start(&d.load, l)
 	return l, nil
-}
-
-// abortLoad aborts a bulk load left unfinished, so that Close does not
-// wait for its locks forever.
-func (d *DB) abortLoad() {
-	d.loadMu.Lock()
-	l := d.load
-	d.loadMu.Unlock()
-	if l != nil {
-		l.Abort()
-	}
 }
 
 func (l *loader) begin() error {
@@ -77,13 +63,9 @@ func (l *loader) begin() error {
 
 // Set implements engine.Loader.
 func (l *loader) Set(key, value []byte) error {
-	if l.done {
-		return errors.New("bbolt: load: finished")
-	}
-	if err := engine.CheckLoadKey(l.last, key, value); err != nil {
+	if err := l.state.Next(key, value); err != nil {
 		return err
 	}
-	l.last = append(l.last[:0], key...)
 	if l.tx == nil {
 		if err := l.begin(); err != nil {
 			return err
@@ -118,8 +100,8 @@ func (l *loader) commit() error {
 
 // Finish implements engine.Loader: it commits and syncs the file.
 func (l *loader) Finish() error {
-	if l.done {
-		return errors.New("bbolt: load: finished")
+	if l.state.Ended() {
+		return engine.ErrLoadEnded
 	}
 	err := l.commit()
 	if err == nil {
@@ -133,7 +115,7 @@ func (l *loader) Finish() error {
 
 // Abort implements engine.Loader.
 func (l *loader) Abort() {
-	if l.done {
+	if l.state.Ended() {
 		return
 	}
 	if l.tx != nil {
@@ -144,10 +126,7 @@ func (l *loader) Abort() {
 }
 
 func (l *loader) release() {
-	l.done = true
-	l.d.loadMu.Lock()
-	l.d.load = nil
-	l.d.loadMu.Unlock()
+	l.state.End()
 	l.d.mu.RUnlock()
 	l.d.writeMu.Unlock()
 }

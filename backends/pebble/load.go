@@ -2,7 +2,6 @@ package pebble
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -35,8 +34,7 @@ type loader struct {
 	wopts sstable.WriterOptions
 	w     *sstable.Writer
 	paths []string
-	last  []byte
-	done  bool
+	state engine.LoadState
 }
 
 // NewLoader implements engine.BulkLoader.
@@ -56,32 +54,15 @@ func (d *DB) NewLoader() (engine.Loader, error) {
 	d.popts.EnsureDefaults()
 	l := &loader{d: d, db: db, dir: dir,
 		wopts: d.popts.MakeWriterOptions(len(d.popts.Levels)-1, db.TableFormat())}
-	d.loadMu.Lock()
-	d.load = l
-	d.loadMu.Unlock()
+	l.state.Start(&d.load, l)
 	return l, nil
-}
-
-// abortLoad aborts a bulk load left unfinished, so that Close does not
-// wait for its lock forever.
-func (d *DB) abortLoad() {
-	d.loadMu.Lock()
-	l := d.load
-	d.loadMu.Unlock()
-	if l != nil {
-		l.Abort()
-	}
 }
 
 // Set implements engine.Loader.
 func (l *loader) Set(key, value []byte) error {
-	if l.done {
-		return errors.New("pebble: load: finished")
-	}
-	if err := engine.CheckLoadKey(l.last, key, value); err != nil {
+	if err := l.state.Next(key, value); err != nil {
 		return err
 	}
-	l.last = append(l.last[:0], key...)
 	if l.w == nil {
 		path := filepath.Join(l.dir, fmt.Sprintf("%06d.sst", len(l.paths)))
 		f, err := vfs.Default.Create(path, vfs.WriteCategoryUnspecified)
@@ -115,8 +96,8 @@ func (l *loader) closeTable() error {
 // Finish implements engine.Loader: the tables are ingested, which syncs
 // them and the store's manifest.
 func (l *loader) Finish() error {
-	if l.done {
-		return errors.New("pebble: load: finished")
+	if l.state.Ended() {
+		return engine.ErrLoadEnded
 	}
 	err := l.closeTable()
 	if err == nil && len(l.paths) > 0 {
@@ -130,7 +111,7 @@ func (l *loader) Finish() error {
 
 // Abort implements engine.Loader.
 func (l *loader) Abort() {
-	if l.done {
+	if l.state.Ended() {
 		return
 	}
 	if l.w != nil {
@@ -141,10 +122,7 @@ func (l *loader) Abort() {
 }
 
 func (l *loader) release() {
-	l.done = true
+	l.state.End()
 	os.RemoveAll(l.dir) // ingested tables were linked into the store
-	l.d.loadMu.Lock()
-	l.d.load = nil
-	l.d.loadMu.Unlock()
 	l.d.mu.RUnlock()
 }

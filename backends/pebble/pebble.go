@@ -54,10 +54,9 @@ type DB struct {
 	// Close does not close Pebble.
 	failed atomic.Pointer[error]
 
-	// loadMu guards load, the bulk load under way (which holds mu for
-	// reading); Close aborts it.
-	loadMu sync.Mutex
-	load   *loader
+	// load holds the bulk load under way (which holds mu for reading
+	// until it ends): Close aborts it.
+	load engine.LoadSlot
 }
 
 // ErrWriteFailed is returned by Commit once Pebble could not write its WAL
@@ -304,7 +303,7 @@ func (d *DB) syncs(opts *engine.WriteOptions) bool {
 // error since leaving them open is a bug in the caller. A running Defrag is
 // cancelled. Closing a closed DB does nothing.
 func (d *DB) Close() error {
-	d.abortLoad()
+	d.load.Abort()
 	d.closeCancel()
 	d.mu.Lock()
 	defer d.mu.Unlock()

@@ -45,6 +45,12 @@ func (s *suite) testBulkLoad(t *testing.T) {
 	if err := w.Finish(); err != nil {
 		t.Fatal(err)
 	}
+	if err := w.Set([]byte("k99999999"), nil); !errors.Is(err, engine.ErrLoadEnded) {
+		t.Fatalf("set after finish: %v, want ErrLoadEnded", err)
+	}
+	if err := w.Finish(); !errors.Is(err, engine.ErrLoadEnded) {
+		t.Fatalf("second finish: %v, want ErrLoadEnded", err)
+	}
 	checkModel(t, b, m)
 	var batch engine.Batch
 	batch.Set([]byte("after"), []byte("load"))
@@ -74,6 +80,9 @@ func (s *suite) testBulkLoad(t *testing.T) {
 		}
 		if abort {
 			w.Abort()
+			if err := w.Set([]byte("k99999999"), nil); !errors.Is(err, engine.ErrLoadEnded) {
+				t.Fatalf("set after abort: %v, want ErrLoadEnded", err)
+			}
 		}
 		if err := b.Close(); err != nil {
 			t.Fatal(err)
