@@ -207,8 +207,10 @@ func Restore(dir string, r io.Reader) (err error) {
 	}
 	fr := &frameReader{r: r}
 	// Load takes no context and expects no concurrent transactions: the
-	// store is private to this function.
-	err = d.db.Load(fr, restorePendingWrites)
+	// store is private to this function. It writes through badger's
+	// memory-mapped files, so what it reads is charged to the space guard
+	// first (see space.go).
+	err = d.db.Load(&chargedReader{r: fr, take: func(n int64) error { return d.space.take(d.db, n) }}, restorePendingWrites)
 	if err == nil && !fr.ended {
 		err = fmt.Errorf("backup stream: %w", io.ErrUnexpectedEOF)
 	}
@@ -222,6 +224,25 @@ func Restore(dir string, r io.Reader) (err error) {
 		return fmt.Errorf("badger: restore: %w", err)
 	}
 	return nil
+}
+
+// chargedReader passes on what it reads from r after charging take with
+// twice its size (badger's write-ahead log entry for a small key-value,
+// with its header, version and CRC, is up to about twice its encoding in
+// the backup); it returns take's error instead.
+type chargedReader struct {
+	r    io.Reader
+	take func(n int64) error
+}
+
+func (c *chargedReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if n > 0 {
+		if terr := c.take(2 * int64(n)); terr != nil {
+			return 0, terr
+		}
+	}
+	return n, err
 }
 
 // removeContents removes everything inside dir.

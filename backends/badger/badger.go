@@ -82,6 +82,10 @@ type DB struct {
 	syncs   syncGroup
 	durable durableState
 
+	// space refuses commits that badger's memory-mapped files could not
+	// get the disk space for (see space.go).
+	space *spaceGuard
+
 	// defragSem holds a token while a Defrag runs: one at a time.
 	defragSem chan struct{}
 
@@ -145,6 +149,7 @@ func Open(dir string, opts *Options) (*DB, error) {
 		db:          bdb,
 		snaps:       make(map[*snapshot]struct{}),
 		durable:     newDurableState(dir),
+		space:       newSpaceGuard(dir, o),
 		defragSem:   make(chan struct{}, 1),
 	}, nil
 }
@@ -206,7 +211,7 @@ func (d *DB) apply(db *bdg.DB, b *engine.Batch, exclusive bool) error {
 	}
 	wait := blockedRetryMin
 	for {
-		err := applyTxn(db, b, exclusive)
+		err := d.applyTxn(db, b, exclusive)
 		if !errors.Is(err, bdg.ErrBlockedWrites) {
 			return err
 		}
@@ -226,10 +231,15 @@ func (d *DB) apply(db *bdg.DB, b *engine.Batch, exclusive bool) error {
 // and badger drops the entries then. Values can therefore alias b, which
 // the caller may reuse once Commit returns. Keys are copied anyway, behind
 // the namespace prefix.
-func applyTxn(db *bdg.DB, b *engine.Batch, rangesOK bool) error {
+//
+// Before badger gets the transaction, its bytes are charged to d.space,
+// which fails the commit with an error wrapping syscall.ENOSPC when the
+// disk could not back them (see space.go).
+func (d *DB) applyTxn(db *bdg.DB, b *engine.Batch, rangesOK bool) error {
 	txn := db.NewTransaction(true)
 	defer txn.Discard()
 	r := b.Reader()
+	cost := int64(txnOverhead)
 	for {
 		kind, key, value, ok := r.Next()
 		if !ok {
@@ -238,14 +248,18 @@ func applyTxn(db *bdg.DB, b *engine.Batch, rangesOK bool) error {
 		var err error
 		switch kind {
 		case engine.KindSet:
+			cost += entryCost(key, value)
 			err = txn.Set(appendKey(nil, key), value)
 		case engine.KindDelete:
+			cost += entryCost(key, nil)
 			err = txn.Delete(appendKey(nil, key))
 		case engine.KindDeleteRange:
 			if !rangesOK {
 				return errNeedExclusive
 			}
-			err = deleteRange(txn, key, value)
+			var n int64
+			n, err = deleteRange(txn, key, value)
+			cost += n
 		default:
 			err = fmt.Errorf("%w: unknown kind %v", engine.ErrCorruptBatch, kind)
 		}
@@ -255,6 +269,9 @@ func applyTxn(db *bdg.DB, b *engine.Batch, rangesOK bool) error {
 	}
 	if err := r.Err(); err != nil {
 		return fmt.Errorf("badger: commit: %w: %w", engine.ErrCorruptBatch, err)
+	}
+	if err := d.space.take(db, cost); err != nil {
+		return fmt.Errorf("badger: commit: %w", err)
 	}
 	if err := txn.Commit(); err != nil {
 		return commitError(err)
@@ -275,8 +292,9 @@ func commitError(err error) error {
 // deleteRange deletes every key in [start, end) as seen by txn, which
 // includes the batch's own earlier writes. Badger has no range tombstone,
 // so each live key gets a tombstone of its own and counts towards the
-// transaction size limit.
-func deleteRange(txn *bdg.Txn, start, end []byte) error {
+// transaction size limit. It returns the space guard's charge for the
+// tombstones (see entryCost).
+func deleteRange(txn *bdg.Txn, start, end []byte) (int64, error) {
 	lo, hi := appendKey(nil, start), appendKey(nil, end)
 	it := txn.NewIterator(bdg.IteratorOptions{
 		PrefetchValues: false,
@@ -293,12 +311,15 @@ func deleteRange(txn *bdg.Txn, start, end []byte) error {
 		keys = append(keys, it.Item().KeyCopy(nil))
 	}
 	it.Close()
+	var cost int64
 	for _, k := range keys {
 		if err := txn.Delete(k); err != nil {
-			return err
+			return cost, err
 		}
+		// k carries the namespace prefix entryCost adds.
+		cost += entryCost(k[len(dataPrefix):], nil)
 	}
-	return nil
+	return cost, nil
 }
 
 // commonPrefix returns the longest common prefix of a and b. Every key k

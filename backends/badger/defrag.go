@@ -96,12 +96,21 @@ func (d *DB) defrag(ctx context.Context, db *bdg.DB) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	// Flatten rewrites the tree, and value log GC a value log file,
+	// before giving the old files back: on a disk without room for that,
+	// badger's memory-mapped writes would fault (see space.go).
+	if err := d.space.ensure(db, treeSize(db)); err != nil {
+		return fmt.Errorf("flatten: %w", err)
+	}
 	if err := db.Flatten(d.opts.NumCompactors); err != nil {
 		return fmt.Errorf("flatten: %w", err)
 	}
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
+		}
+		if err := d.space.ensure(db, d.opts.ValueLogFileSize); err != nil {
+			return fmt.Errorf("value log gc: %w", err)
 		}
 		err := db.RunValueLogGC(gcDiscardRatio)
 		switch {
@@ -113,6 +122,15 @@ func (d *DB) defrag(ctx context.Context, db *bdg.DB) error {
 			return fmt.Errorf("value log gc: %w", err)
 		}
 	}
+}
+
+// treeSize is the size of the tables of every level of the LSM tree.
+func treeSize(db *bdg.DB) int64 {
+	var n int64
+	for _, l := range db.Levels() {
+		n += l.Size
+	}
+	return n
 }
 
 // flushMemtables makes badger write its memtables to level 0 tables.

@@ -46,6 +46,15 @@
 // files of twice their nominal size, so [DB.Stats] counts allocated blocks
 // rather than file lengths.
 //
+// Badger writes its write-ahead logs, value log and tables through
+// memory-mapped sparse files, where a page the disk cannot back kills the
+// process with SIGBUS instead of returning an error. So Commit (and Defrag,
+// bulk loads and [Restore]) fail with an error wrapping syscall.ENOSPC when
+// the disk's free space would drop below what badger's flushes and
+// compactions may still write; see space.go. Another process filling the
+// disk can still overrun that estimate within about a second or 1 MiB of
+// commits.
+//
 // Badger's iterators hold the tables they read and its read transactions
 // hold back compaction: close snapshots promptly. Calls after [DB.Close]
 // return [engine.ErrClosed]; Close force-closes snapshots and iterators left

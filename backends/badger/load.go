@@ -70,10 +70,18 @@ func (l *loader) Set(key, value []byte) error {
 	return nil
 }
 
-// write hands the buffered keys to the StreamWriter, which copies them.
+// write hands the buffered keys to the StreamWriter, which copies them,
+// once the space guard has been charged for them: the StreamWriter writes
+// its tables through memory-mapped files (see space.go). A quarter is
+// added for the tables' per-entry offsets, block index and bloom filter.
 func (l *loader) write() error {
-	if l.buf.LenNoPadding() == 0 {
+	n := int64(l.buf.LenNoPadding())
+	if n == 0 {
 		return nil
+	}
+	if err := l.d.space.take(l.db, n+n/4); err != nil {
+		l.buf.Reset()
+		return fmt.Errorf("badger: load: %w", err)
 	}
 	err := l.sw.Write(l.buf)
 	l.buf.Reset()
