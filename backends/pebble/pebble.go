@@ -241,7 +241,9 @@ func (d *DB) NewSnapshot() (engine.Snapshot, error) {
 //
 // Size is Pebble's DiskSpaceUsage: WAL files (including old ones kept for
 // reuse), live, obsolete and zombie sstables and blob files, the MANIFEST
-// and OPTIONS files. InUse subtracts what is known to be reclaimable:
+// and OPTIONS files; Pebble counts the current WAL at its size when it
+// was opened, so the bytes logged since (up to a memtable's worth) are
+// added. InUse subtracts what is known to be reclaimable:
 // obsolete and zombie sstables and blob files (awaiting deletion, or held by
 // open iterators) and Pebble's table-statistics estimate of the bytes that
 // compacting away point and range deletions would free. Old WAL files kept
@@ -256,6 +258,9 @@ func (d *DB) Stats() (engine.Stats, error) {
 	defer d.mu.RUnlock()
 	m := db.Metrics()
 	size := m.DiskSpaceUsage()
+	if m.WAL.Size > m.WAL.PhysicalSize {
+		size += m.WAL.Size - m.WAL.PhysicalSize
+	}
 	garbage := m.Table.Local.ObsoleteSize + m.Table.Local.ZombieSize +
 		m.BlobFiles.Local.ObsoleteSize + m.BlobFiles.Local.ZombieSize +
 		m.Table.Garbage.PointDeletionsBytesEstimate +
