@@ -146,13 +146,19 @@ type Iterator interface {
 type Stats struct {
 	// Size is the number of bytes the engine occupies on disk.
 	Size int64
-	// InUse estimates how many of those bytes hold live data; Size-InUse is
-	// what a Defrag could give back. Engines that cannot tell report Size.
-	// It is etcd's etcd_mvcc_db_total_size_in_use_in_bytes: bbolt's is
-	// etcd's exact figure (size minus free pages); an LSM engine subtracts
-	// only the garbage it knows of, which excludes deletions no flush or
-	// compaction has reached (see each engine's Stats).
+	// InUse is how many of those bytes hold live data; Size-InUse is what
+	// a Defrag could give back. It is etcd's
+	// etcd_mvcc_db_total_size_in_use_in_bytes. bbolt's is etcd's own
+	// figure, the file's size minus its free pages. An engine that cannot
+	// tell it from its files reports Size and sets InUseUnknown.
 	InUse int64
+	// InUseUnknown is set by engines whose files do not tell what is live:
+	// an LSM keeps deleted and overwritten data in its files until its own
+	// compaction meets it, and cannot know how much that is without
+	// reading everything. The layer that knows what it stores supplies
+	// InUse instead (mvcc.Store.Stats: the bytes of the records the store
+	// keeps).
+	InUseUnknown bool
 }
 
 // Defragmenter is implemented by engines that can give back space freed by

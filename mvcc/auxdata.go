@@ -38,13 +38,31 @@ type auxChange struct {
 	del   bool
 }
 
-func (w *WriteBatch) writeAux(b *engine.Batch) {
+// writeAux adds the batch's auxiliary changes to the engine batch b, and
+// returns how many bytes they add to the engine's records (negative when
+// they remove more). applyAux records the new sizes once b is committed.
+func (w *WriteBatch) writeAux(b *engine.Batch) int64 {
+	var added int64
 	for name, c := range w.aux {
 		key := append([]byte{prefixAux}, name...)
+		added -= w.s.auxSizes[name]
 		if c.del {
 			b.Delete(key)
 		} else {
 			b.Set(key, c.value)
+			added += int64(len(key) + len(c.value))
+		}
+	}
+	return added
+}
+
+// applyAux records the sizes of the auxiliary records the batch wrote.
+func (w *WriteBatch) applyAux() {
+	for name, c := range w.aux {
+		if c.del {
+			delete(w.s.auxSizes, name)
+		} else {
+			w.s.auxSizes[name] = int64(1 + len(name) + len(c.value))
 		}
 	}
 }

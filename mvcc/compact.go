@@ -127,7 +127,7 @@ func (s *Store) compact(job compactJob, stopc <-chan struct{}) error {
 	var b engine.Batch
 	for {
 		b.Reset()
-		n, last, err := s.compactChunk(&b, lower, end, limit, keep, h)
+		n, last, freed, err := s.compactChunk(&b, lower, end, limit, keep, h)
 		if err != nil {
 			return err
 		}
@@ -138,9 +138,14 @@ func (s *Store) compact(job compactJob, stopc <-chan struct{}) error {
 			// (bbolt) would hold every writer for the whole fsync of the
 			// compaction's pages.
 			b.Set(metaFinishedCompact, putUint64(uint64(rev)))
+			if !s.finishedHeld.Load() {
+				freed -= int64(len(metaFinishedCompact) + 8)
+			}
 			if err := s.be.Commit(&b, s.opts.WriteOptions); err != nil {
 				return fmt.Errorf("mvcc: compaction commit: %w", err)
 			}
+			s.live.Add(-freed)
+			s.finishedHeld.Store(true)
 			if err := s.be.Sync(); err != nil {
 				return fmt.Errorf("mvcc: compaction sync: %w", err)
 			}
@@ -155,6 +160,7 @@ func (s *Store) compact(job compactJob, stopc <-chan struct{}) error {
 			if err := s.be.Commit(&b, s.opts.WriteOptions); err != nil {
 				return fmt.Errorf("mvcc: compaction commit: %w", err)
 			}
+			s.live.Add(-freed)
 		}
 		lower = append(last, 0) // the next key after last
 		if d := s.opts.CompactionSleepInterval; d > 0 {
@@ -176,35 +182,37 @@ func (s *Store) compact(job compactJob, stopc <-chan struct{}) error {
 }
 
 // compactChunk adds to b the deletes of up to limit revisions from lower
-// on, and returns how many it visited and the last key visited.
-func (s *Store) compactChunk(b *engine.Batch, lower, upper []byte, limit int, keep map[revision]struct{}, h *kvHasher) (n int, last []byte, err error) {
+// on, and returns how many it visited, the last key visited and the bytes
+// of the records it deletes (keys and values).
+func (s *Store) compactChunk(b *engine.Batch, lower, upper []byte, limit int, keep map[revision]struct{}, h *kvHasher) (n int, last []byte, freed int64, err error) {
 	snap, err := s.be.NewSnapshot()
 	if err != nil {
-		return 0, nil, fmt.Errorf("mvcc: compaction: %w", err)
+		return 0, nil, 0, fmt.Errorf("mvcc: compaction: %w", err)
 	}
 	defer snap.Close()
 	it, err := snap.NewIter(&engine.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
-		return 0, nil, fmt.Errorf("mvcc: compaction: %w", err)
+		return 0, nil, 0, fmt.Errorf("mvcc: compaction: %w", err)
 	}
 	for ok := it.First(); ok && n < limit; ok = it.Next() {
 		k := it.Key()
 		rev, tomb, err := parseRevKey(k)
 		if err != nil {
 			it.Close()
-			return 0, nil, err
+			return 0, nil, 0, err
 		}
 		if _, ok := keep[rev]; !ok {
 			b.Delete(k)
+			freed += int64(len(k) + len(it.Value()))
 		}
 		h.write(k, rev, tomb, it.Value())
 		last = append(last[:0], k...)
 		n++
 	}
 	if err := it.Close(); err != nil {
-		return 0, nil, fmt.Errorf("mvcc: compaction scan: %w", err)
+		return 0, nil, 0, fmt.Errorf("mvcc: compaction scan: %w", err)
 	}
-	return n, bytes.Clone(last), nil
+	return n, bytes.Clone(last), freed, nil
 }
 
 // Compact compacts the store at req.Revision in a write batch of its own

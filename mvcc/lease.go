@@ -49,6 +49,8 @@ type leaseRec struct {
 	// remainingTTL is the last checkpointed remaining TTL in seconds; 0
 	// means none, and the full ttl counts.
 	remainingTTL int64
+	// stored is the bytes of the lease's record in the engine.
+	stored int64
 	// expiry is when the lease expires; the zero time means never (the
 	// store is not primary).
 	expiry time.Time
@@ -132,6 +134,8 @@ type leaseState struct {
 	// committed lease of the same ID (revoked earlier in the batch) do not
 	// count.
 	fresh bool
+	// stored is the bytes of the record Commit writes.
+	stored int64
 }
 
 // apply makes the lease changes of a committed batch: leases holds the
@@ -153,7 +157,7 @@ func (le *lessor) apply(leases map[int64]*leaseState, keys map[string]int64, aut
 		switch {
 		case st == nil:
 		case st.fresh:
-			l := &leaseRec{id: id, ttl: st.ttl, remainingTTL: st.remainingTTL, keys: make(map[string]struct{}), revokec: make(chan struct{})}
+			l := &leaseRec{id: id, ttl: st.ttl, remainingTTL: st.remainingTTL, stored: st.stored, keys: make(map[string]struct{}), revokec: make(chan struct{})}
 			le.leases[id] = l
 			if le.primary {
 				le.refresh(l, now, l.ttl, 0)
@@ -163,6 +167,7 @@ func (le *lessor) apply(leases map[int64]*leaseState, keys map[string]int64, aut
 			// A checkpoint: it only records the remaining TTL, which
 			// Promote honours; the expiry of a primary stays.
 			old.remainingTTL = st.remainingTTL
+			old.stored = st.stored
 			if le.primary {
 				le.scheduleCheckpoint(old, now)
 			}
@@ -247,43 +252,45 @@ func decodeLease(b []byte) (id, ttl, remaining int64, err error) {
 	return id, ttl, remaining, nil
 }
 
-// restoreLeases loads the lease area into the table. Expiries start at
-// never: Promote sets them.
-func (le *lessor) restore(snap engine.Snapshot) error {
+// restoreLeases loads the lease area into the table, and returns the
+// bytes of its records. Expiries start at never: Promote sets them.
+func (le *lessor) restore(snap engine.Snapshot) (stored int64, err error) {
 	v, err := snap.Get(metaLeaseSeq)
 	switch {
 	case err == nil:
 		if le.autoSeq, err = getUint64(v); err != nil {
-			return err
+			return 0, err
 		}
 	case !errors.Is(err, engine.ErrNotFound):
-		return fmt.Errorf("mvcc: open: %w", err)
+		return 0, fmt.Errorf("mvcc: open: %w", err)
 	}
 	it, err := snap.NewIter(&engine.IterOptions{LowerBound: leaseAreaLower, UpperBound: leaseAreaUpper})
 	if err != nil {
-		return fmt.Errorf("mvcc: open: %w", err)
+		return 0, fmt.Errorf("mvcc: open: %w", err)
 	}
 	defer it.Close()
 	for ok := it.First(); ok; ok = it.Next() {
 		k := it.Key()
 		if len(k) != 9 {
-			return fmt.Errorf("%w: lease key %x", ErrCorrupt, k)
+			return 0, fmt.Errorf("%w: lease key %x", ErrCorrupt, k)
 		}
 		id, ttl, remaining, err := decodeLease(it.Value())
 		if err != nil {
-			return err
+			return 0, err
 		}
 		if id != int64(binary.BigEndian.Uint64(k[1:])) {
-			return fmt.Errorf("%w: lease %d stored under key %x", ErrCorrupt, id, k)
+			return 0, fmt.Errorf("%w: lease %d stored under key %x", ErrCorrupt, id, k)
 		}
 		// As etcd, a minimum TTL raised since the grant applies.
 		ttl = max(ttl, le.minTTL)
-		le.leases[id] = &leaseRec{id: id, ttl: ttl, remainingTTL: remaining, keys: make(map[string]struct{}), revokec: make(chan struct{})}
+		size := int64(len(k) + len(it.Value()))
+		stored += size
+		le.leases[id] = &leaseRec{id: id, ttl: ttl, remainingTTL: remaining, stored: size, keys: make(map[string]struct{}), revokec: make(chan struct{})}
 	}
 	if err := it.Error(); err != nil {
-		return fmt.Errorf("mvcc: open: scan leases: %w", err)
+		return 0, fmt.Errorf("mvcc: open: scan leases: %w", err)
 	}
-	return nil
+	return stored, nil
 }
 
 // attachRestored attaches the keys found by the index rebuild to their

@@ -231,18 +231,30 @@ func (w *WriteBatch) LeaseCheckpoint(req *pb.LeaseCheckpointRequest) (*pb.LeaseC
 	return &pb.LeaseCheckpointResponse{Header: &pb.ResponseHeader{Revision: w.rev}}, nil
 }
 
-// writeLeases adds the batch's lease changes to the engine batch b.
-func (w *WriteBatch) writeLeases(b *engine.Batch) {
+// writeLeases adds the batch's lease changes to the engine batch b, and
+// returns how many bytes they add to the engine's records (negative when
+// they remove more).
+func (w *WriteBatch) writeLeases(b *engine.Batch, m *metaWrites) int64 {
+	var added int64
 	for id, st := range w.lb.leases {
-		if st == nil {
-			b.Delete(leaseKey(id))
-		} else {
-			b.Set(leaseKey(id), encodeLease(id, st.ttl, st.remainingTTL))
+		// The table is the committed one until applyLeases.
+		if old := w.s.leases.leases[id]; old != nil {
+			added -= old.stored
 		}
+		key := leaseKey(id)
+		if st == nil {
+			b.Delete(key)
+			continue
+		}
+		v := encodeLease(id, st.ttl, st.remainingTTL)
+		b.Set(key, v)
+		st.stored = int64(len(key) + len(v))
+		added += st.stored
 	}
 	if w.lb.seqChanged {
-		b.Set(metaLeaseSeq, putUint64(w.lb.autoSeq))
+		m.set(b, metaBitLeaseSeq, metaLeaseSeq, putUint64(w.lb.autoSeq))
 	}
+	return added
 }
 
 // applyLeases makes the batch's lease changes visible in the lease table.

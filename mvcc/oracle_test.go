@@ -710,8 +710,13 @@ func (d *diffRun) checkAll() {
 		r, err := d.s.Range(context.Background(), req)
 		d.check("final range", req, or, oerr, r, err)
 	}
-	d.checkHash(0)
+	d.checkHash(0) // waits for the compactions
 	d.checkLeases()
+	// The live bytes, kept up by the batches and compactions since the
+	// last reopen, are the engine's.
+	if live, scan := d.s.LiveBytes(), scanLiveBytes(d.t, d.s.be); live != scan {
+		d.fail("LiveBytes %d, the engine holds %d", live, scan)
+	}
 }
 
 // diffSeqs returns the number of random sequences per engine.

@@ -1,6 +1,7 @@
 package mvcc
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -138,6 +139,19 @@ type Store struct {
 
 	compactor compactor
 
+	// live is the bytes of the keys and values the store keeps in the
+	// engine: summed by Open, moved by every commit and compaction.
+	live atomic.Int64
+	// metaHeld has the metaBit of each meta record stored (a meta record
+	// keeps its size once stored). Guarded by writeMu.
+	metaHeld uint8
+	// finishedHeld records that metaFinishedCompact is stored; the
+	// compactor writes it outside writeMu.
+	finishedHeld atomic.Bool
+	// auxSizes is the bytes of each stored auxiliary record, by name.
+	// Guarded by writeMu.
+	auxSizes map[string]int64
+
 	hashMu sync.RWMutex
 	hashes []KeyValueHash // hashes of the last compactions; guarded by hashMu
 
@@ -154,7 +168,7 @@ func Open(be engine.Backend, opts *Options) (*Store, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Store{be: be, opts: *opts, idx: newTreeIndex(), closec: make(chan struct{})}
+	s := &Store{be: be, opts: *opts, idx: newTreeIndex(), auxSizes: map[string]int64{}, closec: make(chan struct{})}
 	s.leases = newLessor(&s.opts)
 	st, scheduled, finished, err := s.restore()
 	if err != nil {
@@ -230,7 +244,12 @@ func (s *Store) restore() (st *storeState, scheduled, finished int64, err error)
 		finished = -1
 	}
 
-	if err := s.leases.restore(snap); err != nil {
+	leaseBytes, err := s.leases.restore(snap)
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	s.live.Add(leaseBytes)
+	if err := s.countRecords(snap); err != nil {
 		return nil, 0, 0, err
 	}
 	maxRev, n, err := s.rebuildIndex(snap)
@@ -272,6 +291,7 @@ func (s *Store) rebuildIndex(snap engine.Snapshot) (maxRev int64, n int, err err
 			return 0, 0, fmt.Errorf("revision %v: %w", rev, err)
 		}
 		n++
+		s.live.Add(int64(len(it.Key()) + len(it.Value())))
 		maxRev = rev.main
 		switch {
 		case !tomb && kv.Lease != 0:
@@ -302,6 +322,71 @@ func (s *Store) rebuildIndex(snap engine.Snapshot) (maxRev int64, n int, err err
 	return maxRev, n, nil
 }
 
+// Meta records the store writes at commits, as bits of Store.metaHeld.
+const (
+	metaBitFormat uint8 = 1 << iota
+	metaBitCurrentRev
+	metaBitApplied
+	metaBitScheduled
+	metaBitLeaseSeq
+)
+
+// metaWrites collects the meta records of a commit, and the bytes of
+// those not stored before.
+type metaWrites struct {
+	held  uint8 // Store.metaHeld
+	bits  uint8 // records new to the engine
+	added int64
+}
+
+// set adds a meta record to b.
+func (m *metaWrites) set(b *engine.Batch, bit uint8, key, value []byte) {
+	b.Set(key, value)
+	if (m.held|m.bits)&bit == 0 {
+		m.bits |= bit
+		m.added += int64(len(key) + len(value))
+	}
+}
+
+// countRecords adds the meta and auxiliary records to the live bytes at
+// open, and notes which meta records and auxiliary names are stored.
+func (s *Store) countRecords(snap engine.Snapshot) error {
+	metas := [...]struct {
+		bit uint8
+		key []byte
+	}{
+		{metaBitFormat, metaFormat}, {metaBitCurrentRev, metaCurrentRev}, {metaBitApplied, metaAppliedIndex},
+		{metaBitScheduled, metaScheduledCompact}, {metaBitLeaseSeq, metaLeaseSeq},
+	}
+	for _, area := range [...][2]byte{{prefixMeta, prefixMeta + 1}, {prefixAux, prefixAux + 1}} {
+		it, err := snap.NewIter(&engine.IterOptions{LowerBound: area[:1], UpperBound: area[1:]})
+		if err != nil {
+			return fmt.Errorf("mvcc: open: %w", err)
+		}
+		for ok := it.First(); ok; ok = it.Next() {
+			k := it.Key()
+			n := int64(len(k) + len(it.Value()))
+			s.live.Add(n)
+			if k[0] == prefixAux {
+				s.auxSizes[string(k[1:])] = n
+				continue
+			}
+			for _, m := range metas {
+				if bytes.Equal(k, m.key) {
+					s.metaHeld |= m.bit
+				}
+			}
+			if bytes.Equal(k, metaFinishedCompact) {
+				s.finishedHeld.Store(true)
+			}
+		}
+		if err := it.Close(); err != nil {
+			return fmt.Errorf("mvcc: open: scan: %w", err)
+		}
+	}
+	return nil
+}
+
 // Close stops the background compaction (an unfinished one resumes on the
 // next Open), closes every WatchStream and stops the watch loops, and
 // waits for the open WriteBatch to finish. It does not close the backend.
@@ -327,6 +412,35 @@ func (s *Store) CompactRev() int64 { return s.state.Load().compactRev }
 
 // AppliedIndex returns the applied index stored with the last commit.
 func (s *Store) AppliedIndex() uint64 { return s.state.Load().applied }
+
+// LiveBytes returns the bytes of the keys and values the store keeps in
+// its engine: for the keyspace, the revision key and the encoded KeyValue
+// of every revision and tombstone a compaction has not removed; and the
+// lease, meta and auxiliary records. A put of key k and value v adds
+// len(k)+len(v) and a few dozen bytes of revisions and protobuf fields; a
+// compaction takes off what it removes. The figure is summed anew from
+// the engine whenever the store is opened (at start, and after a snapshot
+// is restored), and kept up by the commits and compactions at the cost of
+// an addition per record.
+func (s *Store) LiveBytes() int64 { return s.live.Load() }
+
+// Stats returns the engine's space figures (engine.Stats). Where the
+// engine cannot tell what of its files is in use (InUseUnknown: pebble,
+// badger), InUse is LiveBytes, at most Size (compression can make the
+// files smaller than the data they hold), and InUseUnknown is cleared.
+// bbolt's own figure, its size minus its free pages, is kept, as etcd
+// reports it.
+func (s *Store) Stats() (engine.Stats, error) {
+	st, err := s.be.Stats()
+	if err != nil {
+		return engine.Stats{}, err
+	}
+	if st.InUseUnknown {
+		st.InUse = min(s.LiveBytes(), st.Size)
+		st.InUseUnknown = false
+	}
+	return st, nil
+}
 
 // KeyCount returns the number of keys in the index, including deleted keys
 // whose history is not compacted yet.

@@ -370,21 +370,24 @@ func (w *WriteBatch) Commit(appliedIndex uint64) error {
 	if len(w.pending) > 0 || w.hasScheduled || leaseChanges || len(w.aux) > 0 || appliedIndex != w.committed.applied {
 		b := &s.batch
 		b.Reset()
+		m := metaWrites{held: s.metaHeld}
 		if !s.formatWritten {
-			b.Set(metaFormat, []byte(formatVersion))
+			m.set(b, metaBitFormat, metaFormat, []byte(formatVersion))
 		}
 		key := make([]byte, 0, markedRevKeyLen)
+		var added int64 // bytes the batch adds to the engine's records
 		for i := range w.pending {
 			p := &w.pending[i]
 			key = appendRevBytes(append(key[:0], prefixKey), p.rev, p.tomb)
 			b.Set(key, p.value)
+			added += int64(len(key) + len(p.value))
 		}
-		w.writeLeases(b)
-		w.writeAux(b)
-		b.Set(metaCurrentRev, putUint64(uint64(w.rev)))
-		b.Set(metaAppliedIndex, putUint64(appliedIndex))
+		added += w.writeLeases(b, &m)
+		added += w.writeAux(b)
+		m.set(b, metaBitCurrentRev, metaCurrentRev, putUint64(uint64(w.rev)))
+		m.set(b, metaBitApplied, metaAppliedIndex, putUint64(appliedIndex))
 		if w.hasScheduled {
-			b.Set(metaScheduledCompact, putUint64(uint64(w.scheduled)))
+			m.set(b, metaBitScheduled, metaScheduledCompact, putUint64(uint64(w.scheduled)))
 		}
 		err := s.be.Commit(b, s.opts.WriteOptions)
 		// Checked here, while the write lock is held: the buffer is shared
@@ -396,6 +399,9 @@ func (w *WriteBatch) Commit(appliedIndex uint64) error {
 			w.abort()
 			return fmt.Errorf("mvcc: commit: %w", err)
 		}
+		s.live.Add(added + m.added)
+		s.metaHeld |= m.bits
+		w.applyAux()
 		s.formatWritten = true
 	}
 	w.applyLeases()

@@ -33,6 +33,9 @@ func (m *maintenanceServer) Status(ctx context.Context, r *pb.StatusRequest) (*p
 	if err := s.requireUser(ctx); err != nil {
 		return nil, err
 	}
+	// As etcd's, the sizes are the engine's as of now, not as of the last
+	// refresh.
+	s.refreshSize()
 	size, inUse := s.dbSize()
 	resp := &pb.StatusResponse{
 		Header:           s.header(),
@@ -401,11 +404,16 @@ func (s *Server) maybeDefragAtStart() error {
 		return nil
 	}
 	threshold := uint64(mb) * 1024 * 1024
+	var st engine.Stats
+	err := s.node.View(context.Background(), false, func(store *mvcc.Store) error {
+		var err error
+		st, err = store.Stats()
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("server: bootstrap defragmentation: %w", err)
+	}
 	return s.node.WithBackend(func(be engine.Backend) error {
-		st, err := be.Stats()
-		if err != nil {
-			return fmt.Errorf("server: bootstrap defragmentation: %w", err)
-		}
 		if uint64(max(st.Size-st.InUse, 0)) < threshold {
 			s.cfg.Logger.Info("Skipping defragmentation", "current-db-size-bytes", st.Size, "current-db-size-in-use-bytes", st.InUse,
 				"bootstrap-defrag-threshold-bytes", threshold)

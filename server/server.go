@@ -754,17 +754,18 @@ func (s *Server) leaderID() uint64 {
 // use.
 func (s *Server) dbSize() (size, inUse int64) { return s.size.Load(), s.sizeInUse.Load() }
 
-// refreshSize reads the engine's Stats, or, if that fails, the size of the
-// engine's directory (then in use = size, as engine.Stats does for engines
-// that cannot tell).
+// refreshSize reads the store's Stats (the engine's size, and the part in
+// use: bbolt's pages in use, the live bytes of the store on pebble and
+// badger), or, if that fails, the size of the engine's directory (then in
+// use = size).
 func (s *Server) refreshSize() {
-	err := s.node.WithBackend(func(be engine.Backend) error {
-		st, err := be.Stats()
+	err := s.node.View(context.Background(), false, func(st *mvcc.Store) error {
+		stats, err := st.Stats()
 		if err != nil {
 			return err
 		}
-		s.size.Store(st.Size)
-		s.sizeInUse.Store(st.InUse)
+		s.size.Store(stats.Size)
+		s.sizeInUse.Store(stats.InUse)
 		return nil
 	})
 	if err == nil {

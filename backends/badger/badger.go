@@ -356,14 +356,12 @@ func (d *DB) NewSnapshot() (engine.Snapshot, error) {
 // twice their nominal size. (badger's own DB.Size is refreshed only once a
 // minute.)
 //
-// InUse subtracts the data that badger's tables record as stale: versions
-// kept only because a compaction could not yet drop them. Garbage in the
-// value log and data shadowed by deletions that no compaction has met yet
-// are not estimated by badger, so InUse overstates live data after deletes
-// until a Defrag.
+// badger cannot tell how much of its tables and value log is live
+// (deleted data stays until a compaction and the value log's garbage
+// collection meet it), so InUse is Size with InUseUnknown set: the store
+// above supplies the live bytes (mvcc.Store.Stats).
 func (d *DB) Stats() (engine.Stats, error) {
-	db, err := d.acquire()
-	if err != nil {
+	if _, err := d.acquire(); err != nil {
 		return engine.Stats{}, err
 	}
 	defer d.mu.RUnlock()
@@ -371,15 +369,7 @@ func (d *DB) Stats() (engine.Stats, error) {
 	if err != nil {
 		return engine.Stats{}, fmt.Errorf("badger: stats: %w", err)
 	}
-	var stale int64
-	for _, t := range db.Tables() {
-		stale += int64(min(t.StaleDataSize, t.OnDiskSize))
-	}
-	inUse := size - stale
-	if inUse < 0 || size == 0 {
-		inUse = 0
-	}
-	return engine.Stats{Size: size, InUse: inUse}, nil
+	return engine.Stats{Size: size, InUse: size, InUseUnknown: true}, nil
 }
 
 // dirSize returns the disk space taken by the files directly in dir (badger

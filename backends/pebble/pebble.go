@@ -243,13 +243,10 @@ func (d *DB) NewSnapshot() (engine.Snapshot, error) {
 // reuse), live, obsolete and zombie sstables and blob files, the MANIFEST
 // and OPTIONS files; Pebble counts the current WAL at its size when it
 // was opened, so the bytes logged since (up to a memtable's worth) are
-// added. InUse subtracts what is known to be reclaimable:
-// obsolete and zombie sstables and blob files (awaiting deletion, or held by
-// open iterators) and Pebble's table-statistics estimate of the bytes that
-// compacting away point and range deletions would free. Old WAL files kept
-// for reuse count as in use, since Defrag cannot give them back. Pebble does
-// not estimate shadowed older versions of overwritten keys, so InUse
-// overstates live data after heavy overwrites.
+// added. Pebble cannot tell how much of its tables is live
+// (deleted and overwritten data stays until a compaction meets it), so
+// InUse is Size with InUseUnknown set: the store above supplies the live
+// bytes (mvcc.Store.Stats).
 func (d *DB) Stats() (engine.Stats, error) {
 	db, err := d.acquire()
 	if err != nil {
@@ -261,15 +258,7 @@ func (d *DB) Stats() (engine.Stats, error) {
 	if m.WAL.Size > m.WAL.PhysicalSize {
 		size += m.WAL.Size - m.WAL.PhysicalSize
 	}
-	garbage := m.Table.Local.ObsoleteSize + m.Table.Local.ZombieSize +
-		m.BlobFiles.Local.ObsoleteSize + m.BlobFiles.Local.ZombieSize +
-		m.Table.Garbage.PointDeletionsBytesEstimate +
-		m.Table.Garbage.RangeDeletionsBytesEstimate
-	inUse := uint64(0)
-	if garbage < size {
-		inUse = size - garbage
-	}
-	return engine.Stats{Size: clampInt64(size), InUse: clampInt64(inUse)}, nil
+	return engine.Stats{Size: clampInt64(size), InUse: clampInt64(size), InUseUnknown: true}, nil
 }
 
 func clampInt64(v uint64) int64 {
