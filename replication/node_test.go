@@ -329,10 +329,26 @@ func TestFollowerCatchUpBySnapshot(t *testing.T) {
 			if c.nodes[fi].fsm.restores.Load() == 0 {
 				t.Fatalf("the follower caught up from the log, not from a snapshot")
 			}
+			// The store's live bytes (the size in use on pebble and
+			// badger), summed by the follower when it opened the
+			// snapshot, are the leader's, counted write by write.
+			liveBytes := func(n *Node) int64 {
+				var b int64
+				if err := n.View(context.Background(), false, func(st *mvcc.Store) error { b = st.LiveBytes(); return nil }); err != nil {
+					t.Fatal(err)
+				}
+				return b
+			}
+			if lb, fb := liveBytes(l), liveBytes(c.nodes[fi]); lb != fb || lb == 0 {
+				t.Errorf("live bytes: leader %d, follower restored from a snapshot %d", lb, fb)
+			}
 			// It restarts without replaying from the snapshot again.
 			c.stop(fi)
 			c.start(fi)
 			c.waitConverged()
+			if lb, fb := liveBytes(l), liveBytes(c.nodes[fi]); lb != fb {
+				t.Errorf("live bytes: leader %d, follower restarted %d", lb, fb)
+			}
 		})
 	}
 }
