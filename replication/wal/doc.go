@@ -11,6 +11,7 @@
 //	LOCK                        flock'ed while a Store has the directory open
 //	00000000000000000001.wal    segment holding entries 1..k (name = base index, 20 digits)
 //	0000000000000000000k+1.wal  next segment; the last one is the tail, the others are sealed
+//	                            (the oldest may be retired: wholly below the first index)
 //	meta                        logical first index (written only by head deletions)
 //	stable                      StableStore values
 //
@@ -91,19 +92,40 @@
 //
 //   - Head (compaction after a snapshot): the meta file is replaced
 //     atomically (meta.tmp, fdatasync, rename, directory fsync) with the new
-//     first index, then segments wholly below it are removed. Entries below
-//     it in the first remaining segment stay on disk, hidden.
+//     first index, then segments wholly below it are retired (see
+//     Retention). Entries below it in the first remaining segment stay on
+//     disk, hidden.
 //   - Tail (raft dropping a conflicting suffix before appending the
 //     leader's entries): segments wholly inside the range are removed, last
 //     first, the directory is synced, and the segment holding the first
 //     deleted entry is erased from that entry's record on.
 //   - Everything (after a snapshot is installed or restored, which raft
 //     does for a MonotonicLogStore): the meta file records last+1, then every
-//     segment is removed. The next StoreLogs may start at any index; if it
-//     starts below the recorded first index, meta is reset first.
+//     segment is retired. The next StoreLogs may start at any index; if it
+//     starts below the recorded first index, every segment file is removed
+//     and meta is reset first.
 //
 // The meta file is 32 bytes: "STRATAMT", version (1), reserved, the first
 // index (uint64), reserved, CRC32-C of the first 28 bytes.
+//
+// # Retention
+//
+// Options.MaxSegments is etcd's --max-wals. etcd keeps its WAL files locked
+// from the one holding its last snapshot's index on; every 30 seconds it
+// removes the oldest unlocked files while the directory holds more than
+// --max-wals files, and with 0 it removes none. Here the files raft may
+// still read are the segments holding entries at or after the first index
+// (hashicorp/raft's compaction keeps TrailingLogs entries before the
+// snapshot's index, which a lagging follower is sent from the log): a
+// segment whose entries all lie below the first index is retired, closed
+// and never read again. The oldest retired segments are removed at once
+// (after a head or whole deletion, before a new segment is created, and by
+// Open) while the directory holds more than MaxSegments segments, retired
+// and live; a live segment is never removed by this rule. A negative
+// MaxSegments (etcd's 0) keeps every retired segment. The removals need no
+// directory fsync: a retired file that comes back after a crash is retired
+// again by Open. Tail deletions still remove the conflicting entries they
+// drop, as before: they are not a part of the log any more.
 //
 // # Recovery
 //
@@ -114,9 +136,10 @@
 // after a sealed segment's entries, a damaged record in the tail followed
 // by a valid one, a gap between segments, a damaged header, meta or stable
 // file. Committed entries are never dropped silently. A tail segment
-// without a complete entry (a crash while starting it) is removed, and so
-// are segments wholly below the meta file's first index (a crash during a
-// head deletion).
+// without a complete entry (a crash while starting it) is removed. Segments
+// wholly below the meta file's first index (retired, or left by a crash
+// during a head deletion) are retired without being read, and purged as
+// MaxSegments says; a gap may follow them.
 //
 // # Stable store
 //

@@ -305,11 +305,16 @@ func TestInterruptedDeletes(t *testing.T) {
 		}
 		s := mustOpen(t, dir, smallSegments)
 		wantBounds(t, s, 0, 0)
-		if got := len(segmentFiles(t, dir)); got != 0 {
-			t.Fatalf("%d segments left", got)
+		// Every segment is retired; the newest MaxSegments stay.
+		if got, want := len(segmentFiles(t, dir)), min(len(segs), DefaultMaxSegments); got != want {
+			t.Fatalf("%d segments left, want %d", got, want)
 		}
-		// Raft may now append below the recorded first index.
+		// Raft may now append below the recorded first index: the
+		// retired segments go, whatever MaxSegments says.
 		mustStore(t, s, mkLogs(50, 60, 1, 10))
+		if got := len(segmentFiles(t, dir)); got != 1 {
+			t.Fatalf("%d segments after appending below the first index, want 1", got)
+		}
 		s.Close()
 		s = mustOpen(t, dir, smallSegments)
 		checkAll(t, s, 50, 60)

@@ -66,6 +66,9 @@ var (
 const (
 	// DefaultSegmentSize is the default Options.SegmentSize.
 	DefaultSegmentSize = 64 << 20
+	// DefaultMaxSegments is the default Options.MaxSegments: etcd's
+	// --max-wals default.
+	DefaultMaxSegments = 5
 	// MaxSegmentSize is the largest Options.SegmentSize allowed.
 	MaxSegmentSize = 1 << 30
 
@@ -118,6 +121,18 @@ type Options struct {
 	// store value durable, and an error it returns is taken for that
 	// fsync's error (so it fails the store). The default value is nil.
 	SyncFault func() error
+	// MaxSegments is how many segment files the directory keeps, as
+	// etcd's --max-wals counts its WAL files: a segment whose entries all
+	// lie below the first index (removed by a head deletion, raft's
+	// compaction after a snapshot, or by deleting the whole log after a
+	// snapshot is installed) is retired, closed and kept on disk, and the
+	// oldest retired segments are removed while the directory holds more
+	// than MaxSegments segments. A segment holding an entry of the log is
+	// never removed by this rule, so the directory may hold more (as
+	// etcd's locked WAL files). A negative value never removes a retired
+	// segment (etcd's --max-wals=0). The default value is
+	// DefaultMaxSegments (5).
+	MaxSegments int
 	// NoSync skips the fdatasync that makes appended entries and stable
 	// store values durable (etcd's --unsafe-no-fsync, which turns off its
 	// WAL's fsync): StoreLogs and Set return once the data is written to
@@ -141,6 +156,9 @@ func (o *Options) Clone() *Options {
 func (o *Options) EnsureDefaults() {
 	if o.SegmentSize == 0 {
 		o.SegmentSize = DefaultSegmentSize
+	}
+	if o.MaxSegments == 0 {
+		o.MaxSegments = DefaultMaxSegments
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -181,6 +199,11 @@ type Store struct {
 	woffs     []uint32 // offset of each record within wbuf
 	metaFirst uint64   // the first index in the meta file
 	failed    error    // sticky ErrFailed; see fail
+	// retired are the paths of the segment files whose entries all lie
+	// below the first index, oldest first: closed, never read, kept
+	// until purge removes them (Options.MaxSegments). They all come
+	// before the segments of the log.
+	retired []string
 
 	staged atomic.Uint64 // commit index staged by StageCommitIndex
 
@@ -247,9 +270,10 @@ func Open(dir string, opts *Options) (_ *Store, err error) {
 	return s, nil
 }
 
-// recoverSegments loads and validates every segment file (see scanSegment),
-// repairs the tail and drops segments entirely below the meta file's first
-// index (left by a crash during a head deletion).
+// recoverSegments loads and validates every segment file of the log (see
+// scanSegment) and repairs the tail. Segments entirely below the meta
+// file's first index are retired, not validated, and purged as
+// Options.MaxSegments says.
 func (s *Store) recoverSegments() error {
 	ents, err := os.ReadDir(s.dir)
 	if err != nil {
@@ -271,6 +295,13 @@ func (s *Store) recoverSegments() error {
 		name := segmentName(base)
 		path := filepath.Join(s.dir, name)
 		tail := i == len(bases)-1
+		if !tail && bases[i+1] <= s.metaFirst {
+			// Followed by a segment starting at or below the first index,
+			// it holds only entries below it: retired, and not read, as
+			// etcd reads only the WAL files from its snapshot's on.
+			s.retired = append(s.retired, path)
+			continue
+		}
 		f, err := os.OpenFile(path, os.O_RDWR, 0)
 		if err != nil {
 			return fmt.Errorf("wal: open: %w", err)
@@ -311,6 +342,15 @@ func (s *Store) recoverSegments() error {
 			dirty = true
 			continue
 		}
+		if last := base + uint64(len(res.offsets)) - 1; len(s.segs) == 0 && last < s.metaFirst {
+			// Wholly below the first index, though the next segment
+			// starts above it: the whole log was deleted (a snapshot
+			// installed) and raft appended after the snapshot's index.
+			// Retired; a gap may follow it.
+			f.Close()
+			s.retired = append(s.retired, path)
+			continue
+		}
 		if n := len(s.segs); n > 0 && s.segs[n-1].last()+1 != base {
 			f.Close()
 			return fmt.Errorf("%w: segment %s does not follow entry %d", ErrCorrupt, name, s.segs[n-1].last())
@@ -327,23 +367,13 @@ func (s *Store) recoverSegments() error {
 		commits = append(commits, res.commit)
 	}
 
-	k := 0
-	for k < len(s.segs) && s.segs[k].last() < s.metaFirst {
-		seg := s.segs[k]
-		s.opts.Logger.Info("wal: removing segment below the first index", "segment", filepath.Base(seg.path), "first_index", s.metaFirst)
-		seg.f.Close()
-		if err := os.Remove(seg.path); err != nil {
-			s.segs = s.segs[k+1:]
-			return fmt.Errorf("wal: open: %w", err)
-		}
-		dirty = true
-		k++
-	}
-	s.segs, commits = s.segs[k:], commits[k:]
 	if dirty {
 		if err := syncDir(s.dir); err != nil {
 			return fmt.Errorf("wal: open: %w", err)
 		}
+	}
+	if err := s.purge(0); err != nil {
+		return fmt.Errorf("wal: open: %w", err)
 	}
 	if len(s.segs) > 0 {
 		s.first = max(s.metaFirst, s.segs[0].base)
@@ -480,6 +510,10 @@ func (s *Store) StoreLogs(logs []*raft.Log) error {
 	newSeg := tail == nil || tail.size >= s.opts.SegmentSize || tail.size+int64(len(s.wbuf)) > maxSegmentBytes
 	began := time.Now()
 	if newSeg {
+		// The new segment counts towards MaxSegments: purge first.
+		if err := s.purge(1); err != nil {
+			return s.fail(err)
+		}
 		var err error
 		if tail, err = s.createSegment(firstIdx); err != nil {
 			return err
@@ -577,8 +611,9 @@ func (s *Store) createSegment(base uint64) (*segment, error) {
 
 // resetFirst lets an empty log restart below the first index in the meta
 // file (raft deleted the whole log and appends from an earlier index). It
-// first removes every segment file, so that lowering the first index cannot
-// resurrect deleted entries.
+// first removes every segment file, retired ones included whatever
+// MaxSegments says, so that lowering the first index cannot resurrect
+// deleted entries and no new segment takes the name of an old one.
 func (s *Store) resetFirst() error {
 	ents, err := os.ReadDir(s.dir)
 	if err != nil {
@@ -591,6 +626,7 @@ func (s *Store) resetFirst() error {
 			}
 		}
 	}
+	s.retired = nil
 	if err := syncDir(s.dir); err != nil {
 		return s.fail(err)
 	}
@@ -611,14 +647,16 @@ func (s *Store) resetFirst() error {
 // returns once the deletion is durable:
 //
 //   - A head deletion durably records the new first index in the meta file,
-//     then removes the segments entirely below it. Entries below it in the
-//     first remaining segment stay on disk but are never returned.
+//     then retires the segments entirely below it (see
+//     Options.MaxSegments). Entries below it in the first remaining segment
+//     stay on disk but are never returned.
 //   - A tail deletion removes the segments entirely above the range, syncs
 //     the directory, then erases the segment holding min from the record of
 //     min on (truncate, preallocate again, sync). A crash part way leaves a
 //     prefix of the log, never a gap.
-//   - Deleting everything records last+1 as the first index, then removes
-//     every segment. The next StoreLogs may start at any index.
+//   - Deleting everything records last+1 as the first index, then retires
+//     every segment. The next StoreLogs may start at any index; below the
+//     recorded first index, every segment file is removed first.
 func (s *Store) DeleteRange(min, max uint64) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
@@ -653,7 +691,7 @@ func (s *Store) deleteHead(first uint64) error {
 	s.segs = append([]*segment(nil), s.segs[k:]...)
 	s.first = first
 	s.mu.Unlock()
-	return s.removeSegments(dropped)
+	return s.retire(dropped)
 }
 
 func (s *Store) deleteTail(min uint64) error {
@@ -705,7 +743,7 @@ func (s *Store) deleteAll() error {
 	s.segs = nil
 	s.first, s.last, s.commit = 0, 0, 0
 	s.mu.Unlock()
-	return s.removeSegments(dropped)
+	return s.retire(dropped)
 }
 
 // setMetaFirst durably records first as the first index.
@@ -721,21 +759,37 @@ func (s *Store) setMetaFirst(first uint64) error {
 	return nil
 }
 
-// removeSegments closes and removes segments that are no longer published.
-// The meta file already hides their entries, but a failure fails the store
-// so that no new segment is created next to a leftover one.
-func (s *Store) removeSegments(segs []*segment) error {
-	if len(segs) == 0 {
-		return nil
-	}
+// retire closes segments that are no longer published, whose entries the
+// meta file already hides, keeps their files as retired and purges.
+func (s *Store) retire(segs []*segment) error {
 	for _, seg := range segs {
 		seg.f.Close()
-		if err := os.Remove(seg.path); err != nil {
-			return s.fail(err)
-		}
+		s.retired = append(s.retired, seg.path)
 	}
-	if err := syncDir(s.dir); err != nil {
-		return s.fail(fmt.Errorf("sync directory: %w", err))
+	if err := s.purge(0); err != nil {
+		return s.fail(err)
+	}
+	return nil
+}
+
+// purge removes the oldest retired segment files while the directory holds
+// more than Options.MaxSegments segments, counting extra segments about to
+// be created: etcd's purge of unlocked WAL files beyond --max-wals. The
+// removals are not synced: a retired file that comes back after a crash is
+// retired again by Open and purged then. etcd stops the member when a purge
+// fails ("failed to purge wal file"); the caller fails the store.
+func (s *Store) purge(extra int) error {
+	if s.opts.MaxSegments < 0 {
+		return nil
+	}
+	for len(s.retired) > 0 && len(s.retired)+len(s.segs)+extra > s.opts.MaxSegments {
+		path := s.retired[0]
+		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			s.opts.Logger.Error("failed to purge wal file", "path", path, "error", err)
+			return fmt.Errorf("purge %s: %w", filepath.Base(path), err)
+		}
+		s.opts.Logger.Info("purged", "path", path)
+		s.retired = s.retired[1:]
 	}
 	return nil
 }
