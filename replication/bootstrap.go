@@ -40,7 +40,7 @@ func Bootstrap(cfg Config, peers []Peer) error {
 		return fmt.Errorf("replication: open raft log: %w", err)
 	}
 	hlog := hclogFor(cfg.Logger)
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(filepath.Join(raftDir, "snapshots"), 2, hlog)
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(filepath.Join(raftDir, "snapshots"), cfg.snapshotsRetained(), hlog)
 	if err != nil {
 		logs.Close()
 		return fmt.Errorf("replication: snapshot store: %w", err)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -96,6 +97,12 @@ type Config struct {
 	// (etcd's --snapshot-catchup-entries; raft's TrailingLogs). The default
 	// value is SnapshotCount.
 	SnapshotCatchUpEntries uint64
+	// MaxSnapshots is how many raft snapshots the node keeps (etcd's
+	// --max-snapshots): older ones are removed once a new one is
+	// written. Each is an engine dump, about the size of the store. A
+	// negative value keeps them all (etcd's 0, unlimited). The default
+	// value is DefaultMaxSnapshots.
+	MaxSnapshots int
 	// SnapshotInterval is how often raft checks whether to snapshot. The
 	// default value is 30 seconds.
 	SnapshotInterval time.Duration
@@ -160,6 +167,9 @@ type Config struct {
 	PeerMetrics PeerMetrics
 }
 
+// DefaultMaxSnapshots is etcd's --max-snapshots.
+const DefaultMaxSnapshots = 5
+
 // DefaultWarningApplyDuration is etcd's --warning-apply-duration.
 const DefaultWarningApplyDuration = 100 * time.Millisecond
 
@@ -178,6 +188,9 @@ func (c *Config) EnsureDefaults() {
 	}
 	if c.SnapshotCatchUpEntries == 0 {
 		c.SnapshotCatchUpEntries = c.SnapshotCount
+	}
+	if c.MaxSnapshots == 0 {
+		c.MaxSnapshots = DefaultMaxSnapshots
 	}
 	if c.SnapshotInterval == 0 {
 		c.SnapshotInterval = 30 * time.Second
@@ -212,6 +225,17 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%w: MaxBatch, HeartbeatTimeout, ElectionTimeout, SnapshotInterval and AuthTokenTTL cannot be negative", ErrInvalidConfig)
 	}
 	return nil
+}
+
+// snapshotsRetained is the FileSnapshotStore's retain count for
+// MaxSnapshots. The store keeps the newest retain snapshots and needs at
+// least one; etcd's 0 (unlimited: its purge of .snap files is off) maps to
+// the largest count, so none is ever removed.
+func (c *Config) snapshotsRetained() int {
+	if c.MaxSnapshots < 0 {
+		return math.MaxInt
+	}
+	return c.MaxSnapshots
 }
 
 // Node is one member of a Strata cluster: a raft instance whose FSM is the
@@ -306,7 +330,7 @@ func Open(cfg Config) (*Node, error) {
 		return fail(fmt.Errorf("replication: open raft log: %w", err))
 	}
 	n.logs = logs
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(filepath.Join(raftDir, "snapshots"), 2, hlog)
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(filepath.Join(raftDir, "snapshots"), cfg.snapshotsRetained(), hlog)
 	if err != nil {
 		return fail(fmt.Errorf("replication: snapshot store: %w", err))
 	}
