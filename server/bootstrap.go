@@ -57,9 +57,10 @@ func InitMember(cfg Config) error {
 		ID:  raftID(id.MemberID),
 		Dir: filepath.Join(c.DataDir, "member"),
 		OpenLog: func(dir string) (replication.LogStore, error) {
-			return wal.Open(c.walDir(dir), &wal.Options{Logger: c.Logger.With("component", "wal"), NoSync: c.UnsafeNoFsync})
+			return wal.Open(c.walDir(dir), &wal.Options{Logger: c.Logger.With("component", "wal"), MaxSegments: c.MaxWALs, NoSync: c.UnsafeNoFsync})
 		},
-		Logger: c.Logger,
+		MaxSnapshots: c.MaxSnapshots,
+		Logger:       c.Logger,
 	}, peers)
 	if err != nil {
 		return err

@@ -44,6 +44,10 @@ const (
 	DefaultSnapshotCount = 10000
 	// DefaultSnapshotCatchUpEntries is etcd's --snapshot-catchup-entries.
 	DefaultSnapshotCatchUpEntries = 5000
+	// DefaultMaxSnapshots and DefaultMaxWALs are etcd's --max-snapshots
+	// and --max-wals.
+	DefaultMaxSnapshots = 5
+	DefaultMaxWALs      = 5
 	// DefaultMaxLearners is etcd's --max-learners.
 	DefaultMaxLearners = 1
 	// DefaultGRPCKeepAliveMinTime, DefaultGRPCKeepAliveInterval and
@@ -185,6 +189,19 @@ type Config struct {
 	// --snapshot-catchup-entries: a follower further behind gets a
 	// snapshot. The default value is 5000.
 	SnapshotCatchUpEntries uint64
+	// MaxSnapshots is how many raft snapshots the member keeps
+	// (--max-snapshots); each is an engine dump, about the size of the
+	// store. The default value is 5; a negative value keeps every one
+	// (etcd's 0, unlimited).
+	MaxSnapshots int
+	// MaxWALs is how many raft log segment files the member keeps
+	// (--max-wals), as etcd counts its WAL files: a segment whose entries
+	// raft's compaction after a snapshot has all removed is kept, the
+	// oldest removed while there are more than MaxWALs files; a segment
+	// holding entries raft may still read (those after the snapshot and
+	// the SnapshotCatchUpEntries before it) is never removed. The default
+	// value is 5; a negative value keeps every one (etcd's 0, unlimited).
+	MaxWALs int
 	// QuotaBackendBytes is the space quota (--quota-backend-bytes): puts
 	// are refused with "database space exceeded" once the engine is
 	// larger. The default value is 2 GiB; a negative value disables it.
@@ -417,6 +434,12 @@ func (c *Config) EnsureDefaults() {
 	}
 	if c.SnapshotCatchUpEntries == 0 {
 		c.SnapshotCatchUpEntries = DefaultSnapshotCatchUpEntries
+	}
+	if c.MaxSnapshots == 0 {
+		c.MaxSnapshots = DefaultMaxSnapshots
+	}
+	if c.MaxWALs == 0 {
+		c.MaxWALs = DefaultMaxWALs
 	}
 	if c.CompactHashCheckTime == 0 {
 		c.CompactHashCheckTime = DefaultCompactHashCheckTime

@@ -91,8 +91,15 @@ func TestConfigDefaults(t *testing.T) {
 	c := Config{Name: "m1", ListenPeerURLs: []string{"http://127.0.0.1:2480"}, Engine: bbolt.Engine()}
 	c.EnsureDefaults()
 	if c.DataDir != "m1.strata" || c.InitialCluster != "m1=http://127.0.0.1:2480" ||
-		c.InitialAdvertisePeerURLs[0] != "http://127.0.0.1:2480" || c.AutoCompactionRetention != "0" {
+		c.InitialAdvertisePeerURLs[0] != "http://127.0.0.1:2480" || c.AutoCompactionRetention != "0" ||
+		c.MaxSnapshots != 5 || c.MaxWALs != 5 {
 		t.Fatalf("defaults: %+v", c)
+	}
+	// Negative: unlimited (etcd's 0), kept.
+	unlimited := Config{MaxSnapshots: -1, MaxWALs: -1}
+	unlimited.EnsureDefaults()
+	if unlimited.MaxSnapshots != -1 || unlimited.MaxWALs != -1 {
+		t.Fatalf("unlimited retention became %d snapshots, %d WAL files", unlimited.MaxSnapshots, unlimited.MaxWALs)
 	}
 	pc, err := newConfig(Config{Engine: bbolt.Engine(), AutoCompactionMode: CompactionRevision, AutoCompactionRetention: "10"})
 	if err != nil {

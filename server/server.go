@@ -222,10 +222,11 @@ func Start(cfg Config) (_ *Server, err error) {
 				return nil, err
 			}
 			return wal.Open(c.walDir(dir), &wal.Options{
-				Logger:    c.Logger.With("component", "wal"),
-				OnFail:    s.walFailed,
-				SyncFault: c.WALSyncFault,
-				NoSync:    c.UnsafeNoFsync,
+				Logger:      c.Logger.With("component", "wal"),
+				MaxSegments: c.MaxWALs,
+				OnFail:      s.walFailed,
+				SyncFault:   c.WALSyncFault,
+				NoSync:      c.UnsafeNoFsync,
 				OnSync: func(_ int, took time.Duration) {
 					disk.walFsync.Observe(took.Seconds())
 					if took > warnSyncDuration {
@@ -242,6 +243,7 @@ func Start(cfg Config) (_ *Server, err error) {
 		Advertise:              c.advertisePeer[0].Host,
 		SnapshotCount:          c.SnapshotCount,
 		SnapshotCatchUpEntries: c.SnapshotCatchUpEntries,
+		MaxSnapshots:           c.MaxSnapshots,
 		ForceNewCluster:        c.ForceNewCluster,
 		// etcd's initial corruption check also has the engine check its
 		// own files (checksums, page structure) before the store is read.

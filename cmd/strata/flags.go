@@ -118,10 +118,12 @@ var flagTable = []flagDef{
 		apply: func(s *settings, v *value) error { s.server.ListenClientURLs = v.list; return nil }},
 	{name: "listen-client-http-urls", kind: kURLs, group: gMember, usage: "List of URLs to listen on for http only client traffic. Enabling this flag removes http services from --listen-client-urls.",
 		apply: func(s *settings, v *value) error { s.server.ListenClientHTTPURLs = v.list; return nil }},
+	// Strata's raft snapshots (engine dumps) and raft log segment files;
+	// see server.Config.MaxSnapshots and MaxWALs.
 	{name: "max-snapshots", kind: kUint, def: "5", group: gMember, usage: "Maximum number of snapshot files to retain (0 is unlimited). Deprecated in v3.6 and will be decommissioned in v3.8.",
-		refuse: "is not supported: Strata keeps its own number of raft snapshots"},
+		apply: func(s *settings, v *value) error { s.server.MaxSnapshots = retainCount(v.u); return nil }},
 	{name: "max-wals", kind: kUint, def: "5", group: gMember, usage: "Maximum number of wal files to retain (0 is unlimited).",
-		refuse: "is not supported: Strata's raft log is truncated after each snapshot"},
+		apply: func(s *settings, v *value) error { s.server.MaxWALs = retainCount(v.u); return nil }},
 	{name: "memory-mlock", kind: kBool, def: "false", group: gMember, usage: "Enable to enforce etcd pages (in particular bbolt) to stay in RAM.",
 		apply: func(s *settings, v *value) error { s.server.EngineOptions.Mlock = v.b; return nil }},
 	{name: "quota-backend-bytes", kind: kInt64, def: "0", group: gMember, usage: "Sets the maximum size (in bytes) that the etcd backend database may consume. Exceeding this triggers an alarm and puts etcd in read-only mode. Set to 0 to use the default 2GiB limit.",
@@ -431,6 +433,16 @@ func backendNames() string {
 		s += n
 	}
 	return s
+}
+
+// retainCount maps etcd's count of files to retain, 0 for unlimited, to
+// server.Config's, whose zero value means the default and a negative value
+// unlimited. Counts past math.MaxInt are as good as unlimited.
+func retainCount(n uint64) int {
+	if n == 0 || n > math.MaxInt {
+		return -1
+	}
+	return int(n)
 }
 
 // offIfZero maps etcd's 0 (the setting is off) to server.Config's

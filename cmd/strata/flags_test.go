@@ -213,6 +213,27 @@ func TestCommandLine(t *testing.T) {
 			return want(fmt.Sprint(p.settings.server.CompactionBatchLimit, p.settings.server.CompactionSleepInterval), "50 1ms")
 		}},
 		{name: "no learners", args: []string{"--max-learners=0"}, wantErr: "--max-learners 0 is not supported"},
+		// --max-wals and --max-snapshots: etcd's 0 (unlimited) is
+		// server.Config's negative value; --max-snapshots is deprecated.
+		{name: "retention defaults", args: nil, check: func(p *parsed) string {
+			if hasWarning(p, "--max-snapshots is deprecated") == "" {
+				return "deprecation warning without --max-snapshots"
+			}
+			return want(fmt.Sprint(p.settings.server.MaxWALs, p.settings.server.MaxSnapshots), "5 5")
+		}},
+		{name: "retention", args: []string{"--max-wals=1", "--max-snapshots=2"}, check: func(p *parsed) string {
+			if msg := hasWarning(p, "--max-snapshots is deprecated in 3.6 and will be decommissioned in 3.8."); msg != "" {
+				return msg
+			}
+			return want(fmt.Sprint(p.settings.server.MaxWALs, p.settings.server.MaxSnapshots), "1 2")
+		}},
+		{name: "retention unlimited", args: []string{"--max-wals=0", "--max-snapshots=0"}, check: func(p *parsed) string {
+			return want(fmt.Sprint(p.settings.server.MaxWALs, p.settings.server.MaxSnapshots), "-1 -1")
+		}},
+		{name: "retention past MaxInt", args: []string{"--max-wals=18446744073709551615"}, check: func(p *parsed) string {
+			return want(fmt.Sprint(p.settings.server.MaxWALs), "-1")
+		}},
+		{name: "negative max-wals", args: []string{"--max-wals=-1"}, wantErr: "--max-wals", wantUsage: true},
 		{name: "ignored flag", args: []string{"--peer-heartbeat-interval", "--name=x"}, check: func(p *parsed) string {
 			return hasWarning(p, "flag is no longer supported - ignoring")
 		}},
@@ -370,6 +391,12 @@ func TestEnvironment(t *testing.T) {
 			s := p.settings.server
 			return want(s.Name+" "+s.DataDir+" "+s.InitialClusterState+" "+strconv.FormatBool(s.EnablePprof)+" "+strconv.FormatUint(s.SnapshotCount, 10), "s1 /d existing true 7")
 		}},
+		{name: "retention", env: []string{"ETCD_MAX_WALS=0", "ETCD_MAX_SNAPSHOTS=3"}, check: func(p *parsed) string {
+			if msg := hasWarning(p, "--max-snapshots is deprecated"); msg != "" {
+				return msg
+			}
+			return want(fmt.Sprint(p.settings.server.MaxWALs, p.settings.server.MaxSnapshots), "-1 3")
+		}},
 		{name: "used is logged", env: []string{"ETCD_NAME=s1"}, check: func(p *parsed) string { return hasWarning(p, "recognized and used environment variable") }},
 		{name: "empty is not used", env: []string{"ETCD_NAME="}, check: func(p *parsed) string { return want(p.settings.server.Name, "default") }},
 		{name: "shadowed by a flag", args: []string{"--name=a"}, env: []string{"ETCD_NAME=b"},
@@ -483,6 +510,13 @@ func TestConfigFile(t *testing.T) {
 		{name: "cors and host whitelist", yaml: "cors: 'http://a.example:1'\nhost-whitelist: 'localhost,etcd.local'\n", check: func(p *parsed) string {
 			return want(fmt.Sprint(p.settings.server.CORS, p.settings.server.HostWhitelist), "[http://a.example:1] [etcd.local localhost]")
 		}},
+		{name: "retention", yaml: "max-wals: 0\nmax-snapshots: 1\n", check: func(p *parsed) string {
+			if msg := hasWarning(p, "--max-snapshots is deprecated in 3.6 and will be decommissioned in 3.8."); msg != "" {
+				return msg
+			}
+			return want(fmt.Sprint(p.settings.server.MaxWALs, p.settings.server.MaxSnapshots), "-1 1")
+		}},
+		{name: "negative max-wals", yaml: "max-wals: -2\n", wantErr: "max-wals"},
 		{name: "bad value", yaml: "snapshot-count: many\n", wantErr: "snapshot-count"},
 		{name: "not yaml", yaml: "name: [\n", wantErr: "etcd.conf.yml"},
 		{name: "missing file", args: []string{"--config-file=/no/such/file.yml"}, wantErr: "no such file"},
