@@ -13,23 +13,8 @@ import (
 
 	"github.com/strata-kv/strata/backends/badger"
 	"github.com/strata-kv/strata/engine"
+	"github.com/strata-kv/strata/internal/tmpfstest"
 )
-
-// mountTmpfs mounts a tmpfs of size bytes on a new directory, unmounted at
-// cleanup, or skips the test when mounting is not permitted.
-func mountTmpfs(t *testing.T, size int64) string {
-	t.Helper()
-	dir := t.TempDir()
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, fmt.Sprintf("size=%d", size)); err != nil {
-		t.Skipf("a small disk needs a tmpfs mount, which is not permitted here (%v): run as root", err)
-	}
-	t.Cleanup(func() {
-		if err := syscall.Unmount(dir, 0); err != nil {
-			t.Errorf("unmount %s: %v", dir, err)
-		}
-	})
-	return dir
-}
 
 // TestDiskFull fills a small disk (a tmpfs) through commits, with values
 // in the LSM tree and in the value log. Badger writes through
@@ -39,7 +24,7 @@ func mountTmpfs(t *testing.T, size int64) string {
 // cleanly (its memtable flush fits) and take commits again once space is
 // freed.
 func TestDiskFull(t *testing.T) {
-	mnt := mountTmpfs(t, 64<<20)
+	mnt := tmpfstest.Mount(t, 64<<20)
 	ballast := filepath.Join(mnt, "ballast")
 	if err := os.WriteFile(ballast, make([]byte, 8<<20), 0o600); err != nil {
 		t.Fatal(err)

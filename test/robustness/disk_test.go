@@ -17,6 +17,8 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/strata-kv/strata/internal/tmpfstest"
 )
 
 // ackWriters put unique keys until stopped and record the acknowledged
@@ -219,22 +221,6 @@ func TestFsyncFailure(t *testing.T) {
 	}
 }
 
-// mountTmpfs mounts a tmpfs of size bytes on a new directory, unmounted at
-// cleanup, or skips the test when mounting is not permitted.
-func mountTmpfs(t *testing.T, size int64) string {
-	t.Helper()
-	dir := t.TempDir()
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, fmt.Sprintf("size=%d", size)); err != nil {
-		t.Skipf("a small disk needs a tmpfs mount, which is not permitted here (%v): run as root", err)
-	}
-	t.Cleanup(func() {
-		if err := syscall.Unmount(dir, 0); err != nil {
-			t.Errorf("unmount %s: %v", dir, err)
-		}
-	})
-	return dir
-}
-
 // TestDiskFull fills a member's disk, a tmpfs: first past
 // --quota-backend-bytes, where writes fail with etcd's "etcdserver: mvcc:
 // database space exceeded", the NOSPACE alarm is raised and reads and
@@ -248,7 +234,7 @@ func TestDiskFull(t *testing.T) {
 	}
 	for _, eng := range engines {
 		t.Run(eng, func(t *testing.T) {
-			mnt := mountTmpfs(t, 256<<20)
+			mnt := tmpfstest.Mount(t, 256<<20)
 			const quota = 32 << 20
 			c := newClusterWith(t, eng, 1, clusterOptions{
 				args:    []string{fmt.Sprintf("--quota-backend-bytes=%d", quota)},
