@@ -404,12 +404,7 @@ func (s *Server) maybeDefragAtStart() error {
 		return nil
 	}
 	threshold := uint64(mb) * 1024 * 1024
-	var st engine.Stats
-	err := s.node.View(context.Background(), false, func(store *mvcc.Store) error {
-		var err error
-		st, err = store.Stats()
-		return err
-	})
+	st, err := s.storeStats()
 	if err != nil {
 		return fmt.Errorf("server: bootstrap defragmentation: %w", err)
 	}

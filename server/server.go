@@ -761,21 +761,25 @@ func (s *Server) dbSize() (size, inUse int64) { return s.size.Load(), s.sizeInUs
 // badger), or, if that fails, the size of the engine's directory (then in
 // use = size).
 func (s *Server) refreshSize() {
-	err := s.node.View(context.Background(), false, func(st *mvcc.Store) error {
-		stats, err := st.Stats()
-		if err != nil {
-			return err
-		}
-		s.size.Store(stats.Size)
-		s.sizeInUse.Store(stats.InUse)
-		return nil
-	})
-	if err == nil {
+	if st, err := s.storeStats(); err == nil {
+		s.size.Store(st.Size)
+		s.sizeInUse.Store(st.InUse)
 		return
 	}
 	size := dirSize(filepath.Join(s.cfg.DataDir, "member", "data"))
 	s.size.Store(size)
 	s.sizeInUse.Store(size)
+}
+
+// storeStats returns the store's Stats, as of now (mvcc.Store.Stats).
+func (s *Server) storeStats() (engine.Stats, error) {
+	var st engine.Stats
+	err := s.node.View(context.Background(), false, func(store *mvcc.Store) error {
+		var err error
+		st, err = store.Stats()
+		return err
+	})
+	return st, err
 }
 
 // dirSize is the space the files under dir take on disk.
