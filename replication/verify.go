@@ -26,8 +26,10 @@ type verifier struct {
 	r     *raft.Raft
 	trans heartbeatTransport
 	self  raft.ServerID
-	addr  raft.ServerAddress
-	stopc chan struct{}
+	// leader is this node's ID and address as raft encodes them in its
+	// heartbeats.
+	leader []byte
+	stopc  chan struct{}
 
 	mu   sync.Mutex
 	wait []chan error
@@ -68,7 +70,8 @@ type probeResult struct {
 }
 
 func (v *verifier) init(r *raft.Raft, trans heartbeatTransport, self raft.ServerID, addr raft.ServerAddress, stopc chan struct{}) {
-	v.r, v.trans, v.self, v.addr, v.stopc = r, trans, self, addr, stopc
+	v.r, v.trans, v.self, v.stopc = r, trans, self, stopc
+	v.leader = trans.EncodePeer(self, addr)
 	v.kick = make(chan struct{}, 1)
 	v.probes = map[raft.ServerID]*probe{}
 	v.results = make(chan probeResult, 16)
@@ -213,11 +216,10 @@ func (v *verifier) run(p *probe) {
 		p.mu.Unlock()
 		// A heartbeat as raft's own (replication.go): the term and the
 		// leader, no entries, no commit index.
-		enc := v.trans.EncodePeer(v.self, v.addr)
 		req := raft.AppendEntriesRequest{
-			RPCHeader: raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte(v.self), Addr: enc},
+			RPCHeader: raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte(v.self), Addr: v.leader},
 			Term:      term,
-			Leader:    enc,
+			Leader:    v.leader,
 		}
 		var resp raft.AppendEntriesResponse
 		err := v.trans.AppendEntries(p.id, addr, &req, &resp)
