@@ -32,6 +32,9 @@ type snapSource struct {
 	be   engine.Backend
 	snap engine.Snapshot
 	key  []byte // reused key buffer
+	// keyBuf backs key in a View's source: a revision key fits, so
+	// reading one takes no allocation for it.
+	keyBuf [32]byte
 }
 
 func (s *snapSource) snapshot() (engine.Snapshot, error) {
@@ -163,12 +166,28 @@ func (r *reader) rangeKeys(key, end []byte, curRev int64, ro rangeOptions) (*ran
 		ents = ents[:ro.limit]
 	}
 	kvs := make([]*mvccpb.KeyValue, len(ents))
+	// The KeyValues are allocated together: one allocation, not one each.
+	slab := make([]mvccpb.KeyValue, len(ents))
 	if ro.fastKeysOnly {
 		// etcd 3.7 serves these from the index: no value and no lease.
 		for i := range ents {
 			e := &ents[i]
-			kvs[i] = &mvccpb.KeyValue{Key: e.key, CreateRevision: e.created.main, ModRevision: e.modified.main, Version: e.ver}
+			kv := &slab[i]
+			kv.Key, kv.CreateRevision, kv.ModRevision, kv.Version = e.key, e.created.main, e.modified.main, e.ver
+			kvs[i] = kv
 		}
+		return &rangeResult{kvs: kvs, count: total, rev: curRev}, nil
+	}
+	if len(ents) == 1 {
+		// A single key (a get): no revision and value lists.
+		val, err := r.src.fetch(ents[0].modified)
+		if err != nil {
+			return nil, err
+		}
+		if err := decodeKV(val, &slab[0]); err != nil {
+			return nil, fmt.Errorf("revision %v: %w", ents[0].modified, err)
+		}
+		kvs[0] = &slab[0]
 		return &rangeResult{kvs: kvs, count: total, rev: curRev}, nil
 	}
 	// Fetch the values in chunks, checking the context between them.
@@ -189,7 +208,7 @@ func (r *reader) rangeKeys(key, end []byte, curRev int64, ro rangeOptions) (*ran
 			return nil, err
 		}
 		for i := range part {
-			kv := &mvccpb.KeyValue{}
+			kv := &slab[start+i]
 			if err := decodeKV(vals[i], kv); err != nil {
 				return nil, fmt.Errorf("revision %v: %w", part[i].modified, err)
 			}
@@ -216,7 +235,9 @@ func (s *Store) View() (*View, error) {
 	}
 	// The state is loaded first: a snapshot taken after it holds every
 	// revision up to st.rev.
-	return &View{s: s, st: *s.state.Load(), src: snapSource{be: s.be}}, nil
+	v := &View{s: s, st: *s.state.Load(), src: snapSource{be: s.be}}
+	v.src.key = v.src.keyBuf[:0]
+	return v, nil
 }
 
 // Rev returns the view's revision, the store's current revision when the
