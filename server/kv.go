@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"math"
-	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -31,16 +30,16 @@ func (k *kvServer) Range(ctx context.Context, r *pb.RangeRequest) (_ *pb.RangeRe
 		return nil, togRPCError(err)
 	}
 	var resp *pb.RangeResponse
-	tr := newTrace("range", traceField{"range_begin", string(r.Key)}, traceField{"range_end", string(r.RangeEnd)})
-	ctx = withTrace(ctx, tr)
-	defer func(start time.Time) {
-		k.s.warnSlowRead(ctx, start, r, "read-only range ", resp, err)
+	tr := newTrace(ctx, "range", stringField("range_begin", r.Key), stringField("range_end", r.RangeEnd))
+	ctx = tr
+	defer func() {
+		k.s.warnSlowRead(ctx, tr.start, r, "read-only range ", resp, err)
 		if resp != nil {
-			tr.field("response_count", len(resp.Kvs))
-			tr.field("response_revision", resp.Header.GetRevision())
+			tr.field(intField("response_count", int64(len(resp.Kvs))))
+			tr.field(intField("response_revision", resp.Header.GetRevision()))
 		}
 		tr.logIfLong(ctx, k.s.cfg.Logger, traceThreshold)
-	}(time.Now())
+	}()
 	err = k.s.checkRead(ctx, !r.GetSerializable(), func(as *auth.Store, ai *auth.AuthInfo) error {
 		return as.IsRangePermitted(ai, r.Key, r.RangeEnd)
 	}, func() error {
@@ -180,13 +179,13 @@ func (k *kvServer) Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, 
 	if err := mvcc.ValidatePut(r); err != nil {
 		return nil, togRPCError(err)
 	}
-	tr := newTrace("put", traceField{"key", string(r.Key)}, traceField{"req_size", proto.Size(r)})
+	tr := newTrace(ctx, "put", stringField("key", r.Key), intField("req_size", int64(proto.Size(r))))
 	out, err := proposeAs[*pb.PutResponse](ctx, k.s, req)
 	if err != nil {
 		return nil, err
 	}
 	tr.step(stepRaft)
-	tr.field("response_revision", out.Header.GetRevision())
+	tr.field(intField("response_revision", out.Header.GetRevision()))
 	tr.logIfLong(ctx, k.s.cfg.Logger, traceThreshold)
 	k.s.metrics.mvccOps.puts.Inc()
 	k.s.fillHeader(out.Header)
@@ -197,7 +196,7 @@ func (k *kvServer) DeleteRange(ctx context.Context, r *pb.DeleteRangeRequest) (*
 	if err := mvcc.ValidateDeleteRange(r); err != nil {
 		return nil, togRPCError(err)
 	}
-	tr := newTrace("delete_range", traceField{"key", string(r.Key)}, traceField{"range_end", string(r.RangeEnd)})
+	tr := newTrace(ctx, "delete_range", stringField("key", r.Key), stringField("range_end", r.RangeEnd))
 	out, err := proposeAs[*pb.DeleteRangeResponse](ctx, k.s, &pb.InternalRaftRequest{DeleteRange: r})
 	if err != nil {
 		return nil, err
@@ -223,12 +222,12 @@ func (k *kvServer) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, 
 	if mvcc.IsTxnReadOnly(r) {
 		var resp *pb.TxnResponse
 		var err error
-		tr := newTrace("transaction", traceField{"read_only", true})
-		ctx := withTrace(ctx, tr)
-		defer func(start time.Time) {
-			k.s.warnSlowRead(ctx, start, pb.NewLoggableTxnRequest(r), "read-only txn ", resp, err)
+		tr := newTrace(ctx, "transaction", boolField("read_only", true))
+		ctx := context.Context(tr)
+		defer func() {
+			k.s.warnSlowRead(ctx, tr.start, pb.NewLoggableTxnRequest(r), "read-only txn ", resp, err)
 			tr.logIfLong(ctx, k.s.cfg.Logger, traceThreshold)
-		}(time.Now())
+		}()
 		err = k.s.checkRead(ctx, !isTxnSerializable(r), func(as *auth.Store, ai *auth.AuthInfo) error {
 			// A read-only txn puts nothing, so attaches no lease.
 			return replication.CheckTxn(as, ai, func(int64) []string { return nil }, r)
@@ -251,13 +250,13 @@ func (k *kvServer) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, 
 		k.s.fillHeader(resp.Header)
 		return resp, nil
 	}
-	tr := newTrace("transaction", traceField{"read_only", false})
+	tr := newTrace(ctx, "transaction", boolField("read_only", false))
 	out, err := proposeAs[*pb.TxnResponse](ctx, k.s, req)
 	if err != nil {
 		return nil, err
 	}
 	tr.step(stepRaft)
-	tr.field("response_revision", out.Header.GetRevision())
+	tr.field(intField("response_revision", out.Header.GetRevision()))
 	tr.logIfLong(ctx, k.s.cfg.Logger, traceThreshold)
 	k.s.metrics.mvccOps.countTxn(r, out)
 	k.s.fillHeader(out.Header)
@@ -270,7 +269,7 @@ func (k *kvServer) Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.Co
 	if err := k.s.checkAdmin(ctx); err != nil {
 		return nil, err
 	}
-	tr := newTrace("compact")
+	tr := newTrace(ctx, "compact")
 	resp, err := k.s.propose(ctx, &pb.InternalRaftRequest{Compaction: r})
 	if err != nil {
 		return nil, err
@@ -285,7 +284,7 @@ func (k *kvServer) Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.Co
 		out.Header = &pb.ResponseHeader{}
 	}
 	k.s.fillHeader(out.Header)
-	tr.field("response_revision", out.Header.Revision)
+	tr.field(intField("response_revision", out.Header.Revision))
 	return out, nil
 }
 

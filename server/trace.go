@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"time"
 
@@ -22,16 +23,65 @@ const traceThreshold = 100 * time.Millisecond
 // lines (msg "trace", the operation and each step's duration) to see
 // where a slow request spent its time. A reqTrace belongs to one request's
 // goroutine.
+//
+// A trace costs a request one allocation: it is the request's context
+// as well (carrying itself, for traceFrom), its first fields and steps
+// live in arrays of its own, and its fields keep their values unformatted
+// until a slow request is logged.
 type reqTrace struct {
+	context.Context
 	op     string
 	start  time.Time
 	fields []traceField
 	steps  []traceStep
+
+	fieldBuf [4]traceField
+	stepBuf  [3]traceStep
 }
 
+// traceField is a field of a trace's detail: a string (kept as the
+// bytes it is made of: a request's key, not copied), an integer or a
+// bool, shown as fmt's %v shows them.
 type traceField struct {
-	key   string
-	value any
+	key  string
+	kind traceKind
+	str  []byte
+	num  int64
+}
+
+type traceKind uint8
+
+const (
+	traceString traceKind = iota
+	traceInt
+	traceBool
+)
+
+// stringField is a field showing b as a string. b must not change
+// while the trace is in use.
+func stringField(key string, b []byte) traceField {
+	return traceField{key: key, kind: traceString, str: b}
+}
+
+func intField(key string, n int64) traceField { return traceField{key: key, kind: traceInt, num: n} }
+
+func boolField(key string, v bool) traceField {
+	f := traceField{key: key, kind: traceBool}
+	if v {
+		f.num = 1
+	}
+	return f
+}
+
+// appendValue appends the field's value as %v shows it.
+func (f traceField) appendValue(b []byte) []byte {
+	switch f.kind {
+	case traceInt:
+		return strconv.AppendInt(b, f.num, 10)
+	case traceBool:
+		return strconv.AppendBool(b, f.num != 0)
+	}
+	return append(b, f.str...)
 }
 
 type traceStep struct {
@@ -39,15 +89,25 @@ type traceStep struct {
 	msg string
 }
 
-func newTrace(op string, fields ...traceField) *reqTrace {
-	return &reqTrace{op: op, start: time.Now(), fields: fields}
+// newTrace starts the trace of a request whose context is ctx. The trace
+// is the context to pass on for traceFrom to find it.
+func newTrace(ctx context.Context, op string, fields ...traceField) *reqTrace {
+	t := &reqTrace{Context: ctx, op: op, start: time.Now()}
+	t.fields = append(t.fieldBuf[:0], fields...)
+	t.steps = t.stepBuf[:0]
+	return t
 }
 
 // traceKey carries a request's *reqTrace in its context.
 type traceKey struct{}
 
-func withTrace(ctx context.Context, t *reqTrace) context.Context {
-	return context.WithValue(ctx, traceKey{}, t)
+// Value returns the trace itself for traceKey, and the request context's
+// values otherwise.
+func (t *reqTrace) Value(key any) any {
+	if _, ok := key.(traceKey); ok {
+		return t
+	}
+	return t.Context.Value(key)
 }
 
 // traceFrom returns the request's trace, or nil (whose methods do
@@ -65,17 +125,17 @@ func (t *reqTrace) step(msg string) {
 }
 
 // field sets a field of the trace's detail.
-func (t *reqTrace) field(key string, value any) {
+func (t *reqTrace) field(f traceField) {
 	if t == nil {
 		return
 	}
 	for i := range t.fields {
-		if t.fields[i].key == key {
-			t.fields[i].value = value
+		if t.fields[i].key == f.key {
+			t.fields[i] = f
 			return
 		}
 	}
-	t.fields = append(t.fields, traceField{key, value})
+	t.fields = append(t.fields, f)
 }
 
 // logIfLong logs the trace if the request took longer than threshold,
@@ -104,9 +164,12 @@ func (t *reqTrace) logIfLong(ctx context.Context, lg *slog.Logger, threshold tim
 	var detail strings.Builder
 	if len(t.fields) > 0 {
 		detail.WriteString("{")
+		var b []byte
 		for _, f := range t.fields {
-			fmt.Fprintf(&detail, "%s:%v; ", f.key, f.value)
+			b = append(append(b, f.key...), ':')
+			b = append(f.appendValue(b), "; "...)
 		}
+		detail.Write(b)
 		detail.WriteString("}")
 	}
 	lg.Info("trace", "trace_id", rand.Int32(), "operation", t.op, "detail", detail.String(),
