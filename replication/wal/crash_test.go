@@ -25,7 +25,8 @@ var keyCrashTerm = []byte("crash-term")
 
 // TestCrashKill9 runs a child process that appends batches (and deletes at
 // both ends) and announces each operation on stdout before starting it and
-// again when it has returned. The parent SIGKILLs the child at a random
+// again when it has returned (appends with StoreLogs or StoreLogsNoSync,
+// and SyncLogs). The parent SIGKILLs the child at a random
 // moment, reopens the store and checks that every acknowledged operation is
 // there and intact, and that the one in flight either happened, did not, or
 // (for an append) left a prefix of its batch: never anything else. Several
@@ -291,9 +292,26 @@ func crashChild(t *testing.T, dir string) {
 			for i := from; i <= to; i++ {
 				batch = append(batch, mkLog(i, term, r.IntN(4096)))
 			}
+			// Half the appends are the leader's (StoreLogsNoSync, then
+			// sometimes SyncLogs as an operation of its own): written but
+			// not yet synced, they survive a kill -9 all the same.
+			deferred := r.IntN(2) == 0
 			say("begin append %d %d %d", from, to, term)
-			mustStore(t, s, batch)
+			if deferred {
+				if err := s.StoreLogsNoSync(batch); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				mustStore(t, s, batch)
+			}
 			say("done")
+			if deferred && r.IntN(2) == 0 {
+				say("begin sync")
+				if err := s.SyncLogs(); err != nil {
+					t.Fatal(err)
+				}
+				say("done")
+			}
 		case p < 91:
 			max := first + uint64(r.IntN(int(last-first)/4+1))
 			say("begin head %d", max+1)

@@ -3,8 +3,13 @@
 // fdatasync per StoreLogs batch and read back with one pread each.
 //
 // [Store] implements raft.LogStore, raft.StableStore,
-// raft.MonotonicLogStore (IsMonotonic reports true: the log never has gaps)
-// and raft.CommitTrackingLogStore.
+// raft.MonotonicLogStore (IsMonotonic reports true: the log never has gaps),
+// raft.CommitTrackingLogStore and raft.DeferredSyncLogStore (Strata's patch
+// of hashicorp/raft, third_party/raft): StoreLogsNoSync writes a batch
+// without its fdatasync, SyncLogs makes it durable later, so the leader
+// replicates while its own copy is synced. Every mutation syncs such a
+// batch first, so at most one batch is ever written and not durable, and a
+// crash can tear only the tail, as with StoreLogs.
 //
 // # Directory
 //

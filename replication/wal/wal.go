@@ -61,6 +61,7 @@ var (
 	_ raft.StableStore            = (*Store)(nil)
 	_ raft.MonotonicLogStore      = (*Store)(nil)
 	_ raft.CommitTrackingLogStore = (*Store)(nil)
+	_ raft.DeferredSyncLogStore   = (*Store)(nil)
 )
 
 const (
@@ -182,9 +183,10 @@ func (o *Options) Validate() error {
 // DeleteRange) are serialized by one mutex held across their writes and
 // fsyncs. Readers (GetLog, FirstIndex, LastIndex) share a second, read-write
 // mutex with them: a mutation takes it exclusively only for the moment it
-// publishes its result (after the fsync for an append, before any file is
-// removed or truncated for a delete), so GetLog from raft's replication
-// goroutines does not wait for an append's fsync. GetLog holds the shared
+// publishes its result (after the fsync for an append by StoreLogs, after
+// the write for one by StoreLogsNoSync, before any file is removed or
+// truncated for a delete), so GetLog from raft's replication goroutines
+// does not wait for an append's fsync. GetLog holds the shared
 // lock across its single pread, so no file it reads is closed under it. The
 // stable store has its own mutex. The Store starts no goroutines.
 type Store struct {
@@ -204,6 +206,10 @@ type Store struct {
 	// until purge removes them (Options.MaxSegments). They all come
 	// before the segments of the log.
 	retired []string
+	// unsynced is the tail segment while the batch StoreLogsNoSync last
+	// appended to it (unsyncedEntries entries) is not yet durable.
+	unsynced        *segment
+	unsyncedEntries int
 
 	staged atomic.Uint64 // commit index staged by StageCommitIndex
 
@@ -464,13 +470,55 @@ func (s *Store) StoreLog(l *raft.Log) error {
 //
 // If a crash interrupts StoreLogs, a prefix of the batch may survive: this
 // store is atomic per entry, not per batch, which raft does not need.
-func (s *Store) StoreLogs(logs []*raft.Log) error {
+func (s *Store) StoreLogs(logs []*raft.Log) error { return s.storeLogs(logs, true) }
+
+// StoreLogsNoSync appends logs as StoreLogs does, but returns once they are
+// written and readable by GetLog, before they are durable; SyncLogs, or the
+// next mutation of the log, makes them durable (raft.DeferredSyncLogStore:
+// the leader sends its new entries to the followers while its own copy is
+// synced). At most one such batch is ever not durable: each mutation first
+// syncs the one left before it, so a crash can only tear the tail batch, as
+// with StoreLogs.
+func (s *Store) StoreLogsNoSync(logs []*raft.Log) error { return s.storeLogs(logs, false) }
+
+// SyncLogs makes the entries appended by StoreLogsNoSync durable.
+func (s *Store) SyncLogs() error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if err := s.writable(); err != nil {
+		return err
+	}
+	return s.syncPending()
+}
+
+// syncPending makes the batch StoreLogsNoSync left unsynced durable, if
+// there is one. The caller holds wmu.
+func (s *Store) syncPending() error {
+	tail := s.unsynced
+	if tail == nil {
+		return nil
+	}
+	began := time.Now()
+	if err := s.sync(tail.f); err != nil {
+		return s.fail(fmt.Errorf("sync %s: %w", tail.path, err))
+	}
+	s.unsynced = nil
+	if s.opts.OnSync != nil {
+		s.opts.OnSync(s.unsyncedEntries, time.Since(began))
+	}
+	return nil
+}
+
+func (s *Store) storeLogs(logs []*raft.Log, durable bool) error {
 	if len(logs) == 0 {
 		return nil
 	}
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	if err := s.writable(); err != nil {
+		return err
+	}
+	if err := s.syncPending(); err != nil {
 		return err
 	}
 	want := s.last + 1
@@ -518,10 +566,12 @@ func (s *Store) StoreLogs(logs []*raft.Log) error {
 		if tail, err = s.createSegment(firstIdx); err != nil {
 			return err
 		}
-	} else if err := s.appendTail(tail); err != nil {
+	} else if err := s.appendTail(tail, durable); err != nil {
 		return err
+	} else if !durable {
+		s.unsynced, s.unsyncedEntries = tail, len(logs)
 	}
-	if s.opts.OnSync != nil {
+	if s.opts.OnSync != nil && s.unsynced == nil {
 		s.opts.OnSync(len(logs), time.Since(began))
 	}
 
@@ -553,14 +603,18 @@ func (s *Store) StoreLogs(logs []*raft.Log) error {
 	return nil
 }
 
-// appendTail writes s.wbuf at the end of tail and syncs it. A failed write is
-// rolled back by erasing what it may have written, so it may be retried.
-func (s *Store) appendTail(tail *segment) error {
+// appendTail writes s.wbuf at the end of tail and, if durable, syncs it. A
+// failed write is rolled back by erasing what it may have written, so it may
+// be retried.
+func (s *Store) appendTail(tail *segment, durable bool) error {
 	if _, err := tail.f.WriteAt(s.wbuf, tail.size); err != nil {
 		if terr := s.erase(tail.f, tail.size); terr != nil {
 			return s.fail(fmt.Errorf("append to %s: %w; roll back: %w", tail.path, err, terr))
 		}
 		return fmt.Errorf("wal: append to %s: %w", tail.path, err)
+	}
+	if !durable {
+		return nil
 	}
 	if err := s.sync(tail.f); err != nil {
 		return s.fail(fmt.Errorf("sync %s: %w", tail.path, err))
@@ -661,6 +715,9 @@ func (s *Store) DeleteRange(min, max uint64) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	if err := s.writable(); err != nil {
+		return err
+	}
+	if err := s.syncPending(); err != nil {
 		return err
 	}
 	if s.last == 0 || min > max || max < s.first || min > s.last {
@@ -830,7 +887,11 @@ func (s *Store) Close() error {
 	}
 	s.closed = true
 	s.mu.Unlock()
-	return s.closeFiles()
+	var err error
+	if s.failed == nil {
+		err = s.syncPending()
+	}
+	return errors.Join(err, s.closeFiles())
 }
 
 // closeFiles closes every file. The caller holds wmu and has set closed (or
