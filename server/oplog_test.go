@@ -58,13 +58,15 @@ func msgIs(msg string) func(map[string]any) bool {
 func TestOperatorLogLines(t *testing.T) {
 	dir := t.TempDir()
 	logOf := func(name string) string { return filepath.Join(dir, name+".log") }
-	var slowSync atomic.Bool
+	var slowSyncs []*atomic.Bool // one per member
 	c := newCluster(t, 3, bbolt.Engine(), func(cfg *server.Config) {
 		cfg.Logger = nil
 		cfg.LogOutputs = []string{logOf(cfg.Name)}
 		cfg.WarningApplyDuration = time.Nanosecond
+		slow := new(atomic.Bool)
+		slowSyncs = append(slowSyncs, slow)
 		cfg.WALSyncFault = func() error { // a fault for this test: one slow fsync
-			if slowSync.CompareAndSwap(true, false) {
+			if slow.CompareAndSwap(true, false) {
 				time.Sleep(1100 * time.Millisecond)
 			}
 			return nil
@@ -100,9 +102,13 @@ func TestOperatorLogLines(t *testing.T) {
 		t.Errorf("read-only range warning's response %q", r)
 	}
 
-	// One slow raft log fsync on every member: the leader's put waits
-	// for its own.
-	slowSync.Store(true)
+	// One slow raft log fsync on the leader and on one follower: the put
+	// waits for one of them, as a commit needs a quorum holding its entry
+	// durably (the leader syncs its own log while it replicates, so one
+	// slow member alone would not hold a commit back; two slow followers
+	// would stop answering the leader's heartbeats' lease checks).
+	slowSyncs[lead].Store(true)
+	slowSyncs[(lead+1)%len(slowSyncs)].Store(true)
 	if _, err := cli.Put(ctx, "slow-key", "v"); err != nil {
 		t.Fatal(err)
 	}
