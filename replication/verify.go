@@ -3,6 +3,7 @@ package replication
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 
 	"github.com/hashicorp/raft"
 )
@@ -31,8 +32,10 @@ type verifier struct {
 	leader []byte
 	stopc  chan struct{}
 
-	mu   sync.Mutex
-	wait []chan error
+	mu sync.Mutex
+	// next is the round the callers waiting now are answered by, nil
+	// while none waits.
+	next *verifyRound
 	kick chan struct{}
 
 	// Owned by loop.
@@ -40,6 +43,9 @@ type verifier struct {
 	probes  map[raft.ServerID]*probe
 	results chan probeResult
 	workers sync.WaitGroup
+
+	// rounds counts the rounds run, for benchmarks.
+	rounds atomic.Uint64
 }
 
 // heartbeatTransport is what the verifier needs of raft's transport.
@@ -62,6 +68,13 @@ type probe struct {
 	term  uint64
 }
 
+// verifyRound is the answer of one round to every caller waiting for it:
+// err, set before done is closed.
+type verifyRound struct {
+	done chan struct{}
+	err  error
+}
+
 type probeResult struct {
 	round uint64
 	// ok: the voter accepted this node as leader of the round's term.
@@ -78,17 +91,20 @@ func (v *verifier) init(r *raft.Raft, trans heartbeatTransport, self raft.Server
 }
 
 func (v *verifier) verify(ctx context.Context) error {
-	ch := make(chan error, 1)
 	v.mu.Lock()
-	v.wait = append(v.wait, ch)
+	r := v.next
+	if r == nil {
+		r = &verifyRound{done: make(chan struct{})}
+		v.next = r
+	}
 	v.mu.Unlock()
 	select {
 	case v.kick <- struct{}{}:
 	default:
 	}
 	select {
-	case err := <-ch:
-		return err
+	case <-r.done:
+		return r.err
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-v.stopc:
@@ -113,16 +129,14 @@ func (v *verifier) loop(wg *sync.WaitGroup) {
 		case <-v.kick:
 		}
 		v.mu.Lock()
-		waiting := v.wait
-		v.wait = nil
+		r := v.next
+		v.next = nil
 		v.mu.Unlock()
-		if len(waiting) == 0 {
+		if r == nil {
 			continue
 		}
-		err := v.check()
-		for _, ch := range waiting {
-			ch <- err
-		}
+		r.err = v.check()
+		close(r.done)
 	}
 }
 
@@ -131,6 +145,7 @@ func (v *verifier) loop(wg *sync.WaitGroup) {
 // the current term sent by this round.
 func (v *verifier) check() error {
 	v.round++
+	v.rounds.Add(1)
 	term := v.r.CurrentTerm()
 	if v.r.State() != raft.Leader {
 		return ErrNotLeader
