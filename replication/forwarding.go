@@ -141,7 +141,21 @@ func (f *forwarder) sendLoop(batch []*forwardItem) {
 
 // sendBatch sends the items still wanted, one call per leader address.
 func (f *forwarder) sendBatch(ctx context.Context, batch []*forwardItem) {
-	byAddr := make(map[string][]*forwardItem, 1)
+	// Usually every item is still wanted and has the same address: one
+	// call with the batch as it is. (batch is not written: do may still
+	// be reading it.)
+	simple := true
+	for _, it := range batch {
+		if it.ctx.Err() != nil || it.addr != batch[0].addr {
+			simple = false
+			break
+		}
+	}
+	if simple {
+		f.sendTo(ctx, batch[0].addr, batch)
+		return
+	}
+	byAddr := make(map[string][]*forwardItem, 2)
 	for _, it := range batch {
 		if err := it.ctx.Err(); err != nil {
 			it.done <- forwardResult{err: err}
@@ -150,10 +164,14 @@ func (f *forwarder) sendBatch(ctx context.Context, batch []*forwardItem) {
 		byAddr[it.addr] = append(byAddr[it.addr], it)
 	}
 	for addr, items := range byAddr {
-		f.calls.Add(1)
-		f.items.Add(uint64(len(items)))
-		f.send(ctx, addr, items)
+		f.sendTo(ctx, addr, items)
 	}
+}
+
+func (f *forwarder) sendTo(ctx context.Context, addr string, items []*forwardItem) {
+	f.calls.Add(1)
+	f.items.Add(uint64(len(items)))
+	f.send(ctx, addr, items)
 }
 
 // close makes do refuse new items; the node's stopc answers the waiting
