@@ -303,9 +303,16 @@ func TestLogRotation(t *testing.T) {
 	if err := closeLog(); err != nil {
 		t.Fatal(err)
 	}
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
+	// lumberjack removes backups past maxbackups in a goroutine of its own
+	// after a rotation, which Close does not wait for: wait for it.
+	var entries []os.DirEntry
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if entries, err = os.ReadDir(dir); err != nil {
+			t.Fatal(err)
+		}
+		if len(entries) <= 3 || time.Now().After(deadline) {
+			break
+		}
 	}
 	var names []string
 	for _, e := range entries {
