@@ -803,6 +803,16 @@ func (r *Raft) leaderLoop() {
 			commitIndex := r.leaderState.commitment.getCommitIndex()
 			r.setCommitIndex(commitIndex)
 
+			// Strata patch: send the new commit index to the followers at
+			// once, as etcd's raft does, instead of with the next entries
+			// or after CommitTimeout: until then a follower cannot apply
+			// what is committed (its watchers and its reads wait).
+			if commitIndex > oldCommitIndex {
+				for _, f := range r.leaderState.replState {
+					asyncNotifyCh(f.triggerCh)
+				}
+			}
+
 			// New configuration has been committed, set it as the committed
 			// value.
 			if r.configurations.latestIndex > oldCommitIndex &&
