@@ -17,7 +17,7 @@ func TestTraceFieldValue(t *testing.T) {
 		{stringField("key", []byte("\x00\xff")), "\x00\xff"},
 		{intField("response_count", 0), 0},
 		{intField("response_revision", -3), int64(-3)},
-		{intField("req_size", 1 << 40), int64(1 << 40)},
+		{intField("req_size", 1<<40), int64(1 << 40)},
 		{boolField("read_only", true), true},
 		{boolField("read_only", false), false},
 	} {
