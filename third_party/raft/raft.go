@@ -509,12 +509,7 @@ func (r *Raft) runLeader() {
 
 		// Wait for the leader's own log sync, so that it does not run on
 		// into the follower's appends (Strata patch).
-		if r.leaderState.syncing != nil {
-			if err := <-r.leaderState.syncing; err != nil {
-				r.logger.Error("failed to sync logs", "error", err)
-			}
-			r.leaderState.syncing = nil
-		}
+		r.waitLeaderSync()
 
 		// Since we were the leader previously, we update our
 		// last contact time when we step down, so that we are not
@@ -930,7 +925,8 @@ func (r *Raft) leaderLoop() {
 			r.mainThreadSaturation.working()
 			r.leaderState.syncing = nil
 			if err != nil {
-				r.leaderSyncFailed(err)
+				r.logger.Error("failed to sync logs", "error", err)
+				r.setState(Follower)
 			}
 
 		case newLog := <-r.leaderApplyCh():
@@ -1296,29 +1292,27 @@ func (r *Raft) dispatchLogs(applyLogs []*logFuture) {
 	commitIndex := r.getCommitIndex()
 	r.tryStageCommitIndex(commitIndex)
 
-	// Write the log entry locally
-	if ds, ok := r.logs.(DeferredSyncLogStore); ok {
-		// Strata patch: write now, replicate at once, count the leader's
-		// own copy once it is durable.
-		if r.leaderState.syncing != nil {
-			err := <-r.leaderState.syncing
-			r.leaderState.syncing = nil
-			if err != nil {
-				r.leaderSyncFailed(err)
-				for _, applyLog := range applyLogs {
-					applyLog.respond(err)
-				}
-				return
-			}
+	// Write the log entry locally. Strata patch: a DeferredSyncLogStore is
+	// written now and replicated at once; the leader's own copy counts once
+	// it is durable. Its previous batch must be durable first.
+	ds, deferred := r.logs.(DeferredSyncLogStore)
+	var err error
+	if deferred {
+		if err = r.waitLeaderSync(); err == nil {
+			err = ds.StoreLogsNoSync(logs)
 		}
-		if err := ds.StoreLogsNoSync(logs); err != nil {
-			r.logger.Error("failed to commit logs", "error", err)
-			for _, applyLog := range applyLogs {
-				applyLog.respond(err)
-			}
-			r.setState(Follower)
-			return
+	} else {
+		err = r.logs.StoreLogs(logs)
+	}
+	if err != nil {
+		r.logger.Error("failed to commit logs", "error", err)
+		for _, applyLog := range applyLogs {
+			applyLog.respond(err)
 		}
+		r.setState(Follower)
+		return
+	}
+	if deferred {
 		done := make(chan error, 1)
 		r.leaderState.syncing = done
 		commitment, id := r.leaderState.commitment, r.localID
@@ -1330,14 +1324,6 @@ func (r *Raft) dispatchLogs(applyLogs []*logFuture) {
 			done <- err
 		}()
 	} else {
-		if err := r.logs.StoreLogs(logs); err != nil {
-			r.logger.Error("failed to commit logs", "error", err)
-			for _, applyLog := range applyLogs {
-				applyLog.respond(err)
-			}
-			r.setState(Follower)
-			return
-		}
 		r.leaderState.commitment.match(r.localID, lastIndex)
 	}
 
@@ -1360,12 +1346,20 @@ func (r *Raft) leaderApplyCh() chan *logFuture {
 	return r.applyCh
 }
 
-// leaderSyncFailed steps down after the leader's own entries could not be
-// made durable (Strata patch): they were sent to the followers, but this
-// member can no longer count itself towards committing them.
-func (r *Raft) leaderSyncFailed(err error) {
-	r.logger.Error("failed to sync logs", "error", err)
-	r.setState(Follower)
+// waitLeaderSync waits for the sync of the leader's own last entries, if
+// one is pending (Strata patch), and returns its error, logged: the entries
+// were sent to the followers, but this member cannot count itself towards
+// committing them, and the caller steps down.
+func (r *Raft) waitLeaderSync() error {
+	if r.leaderState.syncing == nil {
+		return nil
+	}
+	err := <-r.leaderState.syncing
+	r.leaderState.syncing = nil
+	if err != nil {
+		r.logger.Error("failed to sync logs", "error", err)
+	}
+	return err
 }
 
 // processLogs is used to apply all the committed entries that haven't been
