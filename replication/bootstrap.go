@@ -8,8 +8,6 @@ import (
 	"path/filepath"
 
 	"github.com/hashicorp/raft"
-
-	"github.com/strata-kv/strata/engine"
 )
 
 // ErrExistingState is returned by Bootstrap for a node that has raft
@@ -40,10 +38,10 @@ func Bootstrap(cfg Config, peers []Peer) error {
 		return fmt.Errorf("replication: open raft log: %w", err)
 	}
 	hlog := hclogFor(cfg.Logger)
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(filepath.Join(raftDir, "snapshots"), cfg.snapshotsRetained(), hlog)
+	snaps, err := openSnapshots(raftDir, cfg.snapshotsRetained(), hlog, nil)
 	if err != nil {
 		logs.Close()
-		return fmt.Errorf("replication: snapshot store: %w", err)
+		return err
 	}
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.ID)
@@ -67,19 +65,20 @@ func Bootstrap(cfg Config, peers []Peer) error {
 }
 
 // RewriteSnapshot writes, offline, a new newest raft snapshot of the node
-// in dir whose content is an engine dump of be (the node's store, which
-// must be at or past the newest snapshot's index, as a store is): the
-// same index, term and configuration as the newest snapshot, so raft
-// restores and sends it instead. `strata migrate` calls it after moving a
-// store to another engine, so that no snapshot of the old engine's backup
-// format is used any more. A node without snapshots is left alone.
-func RewriteSnapshot(dir string, be engine.Backend, logger *slog.Logger) error {
+// in dir that names its store (which must be at or past the newest
+// snapshot's index, as a store is): the same index, term and configuration
+// as the newest snapshot, so raft sends a dump of the store instead of an
+// older snapshot's content. `strata migrate` calls it after moving a store
+// to another engine, so that no snapshot in the old engine's backup format
+// (snapshots taken before engine dumps) is used any more. A node without
+// snapshots is left alone.
+func RewriteSnapshot(dir string, logger *slog.Logger) error {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(filepath.Join(dir, "raft", "snapshots"), 2, hclogFor(logger))
+	snaps, err := openSnapshots(filepath.Join(dir, "raft"), 2, hclogFor(logger), nil)
 	if err != nil {
-		return fmt.Errorf("replication: snapshot store: %w", err)
+		return err
 	}
 	metas, err := snaps.List()
 	if err != nil || len(metas) == 0 {
@@ -94,7 +93,7 @@ func RewriteSnapshot(dir string, be engine.Backend, logger *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("replication: rewrite snapshot: %w", err)
 	}
-	if err := engine.Dump(sink, be); err != nil {
+	if err := writeSnapshotRef(sink, m.Index); err != nil {
 		sink.Cancel()
 		return fmt.Errorf("replication: rewrite snapshot: %w", err)
 	}

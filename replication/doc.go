@@ -46,15 +46,20 @@
 //
 // On start the FSM reads its applied index from the engine. raft is told not
 // to restore its newest snapshot (NoSnapshotRestoreOnStart) unless the store
-// is behind that snapshot (a fresh or lost data directory), in which case the
-// snapshot is restored; entries the store already holds are skipped, so the
+// is behind that snapshot and the snapshot holds data (one a leader sent), in
+// which case it is restored; entries the store already holds are skipped, so the
 // replay after a restart applies nothing twice.
 //
 // # Snapshots
 //
-// An FSM snapshot is a backup stream of the engine. Restoring one writes it
-// beside the data directory and renames it into place, so a crash leaves the
-// old data or the new, never a mix.
+// A snapshot a member takes of itself names its store instead of copying it
+// (snapshots.go), as etcd's .snap files name its backend: the engine is
+// synced first, and holds everything up to the snapshot's index. Only when a
+// leader sends a snapshot to a follower is the store dumped (engine.Dump, a
+// stream every engine loads). Restoring one writes it beside the data
+// directory and renames it into place, so a crash leaves the old data or the
+// new, never a mix. A member whose store was lost behind a snapshot that
+// names it does not start (ErrStoreBehindSnapshot).
 //
 // # Lifetimes
 //

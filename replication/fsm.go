@@ -326,21 +326,10 @@ func (f *fsm) applyRequest(w *mvcc.WriteBatch, r *pb.InternalRaftRequest) Result
 	return Result{Resp: resp, Done: done}
 }
 
-// Snapshot implements raft.FSM. It returns at once; Persist streams an
-// engine backup. The backup may include entries applied after this call: it
-// carries its own applied index, and the entries between raft's snapshot
-// index and it are skipped when replayed.
-//
-// The engine is synced first: raft truncates its log up to the snapshot
-// afterwards, and the FSM's commits skip fsync (the log is the durable
-// copy), so everything applied so far must be on disk before those entries
-// can go.
-//
-// The snapshot does not hold the store between this call and Persist: raft
-// asks its main loop for the configuration in between, and that loop may be
-// waiting for a Restore of a snapshot a leader sent (installSnapshot), which
-// would wait for the store forever. Persist holds the store while it reads
-// it, and fails if a Restore replaced it meanwhile.
+// Snapshot implements raft.FSM. The snapshot names the store rather than
+// copying it (snapshots.go): the engine is synced, so that everything
+// applied so far is on disk before raft truncates its log up to the
+// snapshot (the FSM's commits skip fsync; the log is the durable copy).
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	f.swapMu.RLock()
 	defer f.swapMu.RUnlock()
@@ -350,28 +339,15 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	if err := f.be.Sync(); err != nil {
 		return nil, fmt.Errorf("replication: sync engine before snapshot: %w", err)
 	}
-	return &fsmSnapshot{f: f, be: f.be}, nil
+	return fsmSnapshot{applied: f.store.AppliedIndex()}, nil
 }
 
-type fsmSnapshot struct {
-	f  *fsm
-	be engine.Backend
-}
+// fsmSnapshot is a reference to the store at an applied index.
+type fsmSnapshot struct{ applied uint64 }
 
-// errStoreReplaced fails the Persist of a snapshot whose store a Restore
-// replaced (or close closed) after Snapshot returned.
-var errStoreReplaced = errors.New("replication: the store was replaced after the snapshot began")
-
-// Persist writes the store as an engine dump (engine.Dump), which every
-// engine loads: the members of a cluster may run different engines.
-func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
-	s.f.swapMu.RLock()
-	defer s.f.swapMu.RUnlock()
-	if s.f.be != s.be {
-		sink.Cancel()
-		return fmt.Errorf("replication: persist snapshot: %w", errStoreReplaced)
-	}
-	if err := engine.Dump(sink, s.be); err != nil {
+// Persist writes the reference.
+func (s fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	if err := writeSnapshotRef(sink, s.applied); err != nil {
 		sink.Cancel()
 		return fmt.Errorf("replication: persist snapshot: %w", err)
 	}
@@ -379,7 +355,7 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 }
 
 // Release implements raft.FSMSnapshot; the snapshot holds nothing.
-func (s *fsmSnapshot) Release() {}
+func (fsmSnapshot) Release() {}
 
 // Restore implements raft.FSM: it replaces the data with a snapshot's. The
 // backup is restored beside the data directory and renamed over it, so a
@@ -427,8 +403,13 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 // dumps) this engine's own backup.
 func (f *fsm) restoreInto(dir string, r io.Reader) error {
 	br := bufio.NewReader(r)
-	head, _ := br.Peek(engine.DumpMagicLen)
-	if !engine.IsDump(head) {
+	head, _ := br.Peek(max(engine.DumpMagicLen, len(snapshotRefMagic)))
+	if isSnapshotRef(head) {
+		// Only a store's own snapshots are references, and a store is never
+		// behind them unless its directory was lost (Open refuses that).
+		return ErrStoreBehindSnapshot
+	}
+	if !engine.IsDump(head[:min(len(head), engine.DumpMagicLen)]) {
 		return f.eng.Restore(dir, br)
 	}
 	if err := engine.PrepareRestoreDir(dir); err != nil {

@@ -330,9 +330,9 @@ func Open(cfg Config) (*Node, error) {
 		return fail(fmt.Errorf("replication: open raft log: %w", err))
 	}
 	n.logs = logs
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(filepath.Join(raftDir, "snapshots"), cfg.snapshotsRetained(), hlog)
+	snaps, err := openSnapshots(raftDir, cfg.snapshotsRetained(), hlog, n.fsm.dumpAtLeast)
 	if err != nil {
-		return fail(fmt.Errorf("replication: snapshot store: %w", err))
+		return fail(err)
 	}
 	if cfg.ForceNewCluster {
 		forced, err := forceNewCluster(cfg.ID, cfg.Advertise, n.logs, snaps)
@@ -368,9 +368,18 @@ func Open(cfg Config) (*Node, error) {
 	// Restart without replay: the store keeps its applied index with the
 	// data, so raft need not restore the newest snapshot at start, unless
 	// the store is behind it (a fresh or lost data directory); skipping the
-	// restore then would leave the entries between them unapplied here.
+	// restore then would leave the entries between them unapplied here. A
+	// snapshot that names the store cannot fill that gap.
 	rc.NoSnapshotRestoreOnStart = true
 	if metas, err := snaps.List(); err == nil && len(metas) > 0 && metas[0].Index > n.fsm.applied.get() {
+		ref, err := snaps.isRef(metas[0].ID)
+		if err != nil {
+			return fail(fmt.Errorf("replication: open snapshot %s: %w", metas[0].ID, err))
+		}
+		if ref {
+			return fail(fmt.Errorf("%w: applied index %d, snapshot %s at index %d; the data directory %s was lost or replaced: restore it from a backup, or remove this member and add it back with an empty data directory",
+				ErrStoreBehindSnapshot, n.fsm.applied.get(), metas[0].ID, metas[0].Index, n.fsm.dataDir))
+		}
 		rc.NoSnapshotRestoreOnStart = false
 		cfg.Logger.Info("store is behind the newest snapshot; restoring it",
 			"applied-index", n.fsm.applied.get(), "snapshot-index", metas[0].Index)

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
 	"github.com/strata-kv/strata/backends/badger"
@@ -64,8 +65,8 @@ func newCluster(t testing.TB, eng engine.Engine, size int, tweak func(*Config)) 
 	return c
 }
 
-func (c *cluster) start(i int) {
-	c.t.Helper()
+// config is node i's configuration.
+func (c *cluster) config(i int) Config {
 	cfg := Config{
 		ID: c.peers[i].ID, Dir: c.dirs[i], Engine: c.eng, OpenLog: openWAL,
 		Bind: c.addrs[i], Bootstrap: c.peers,
@@ -74,7 +75,12 @@ func (c *cluster) start(i int) {
 	if c.tweak != nil {
 		c.tweak(&cfg)
 	}
-	n, err := Open(cfg)
+	return cfg
+}
+
+func (c *cluster) start(i int) {
+	c.t.Helper()
+	n, err := Open(c.config(i))
 	if err != nil {
 		c.t.Fatalf("start node %d: %v", i, err)
 	}
@@ -384,35 +390,84 @@ func TestFollowerCatchUpFromTrailingLog(t *testing.T) {
 	}
 }
 
-// TestLostDataDirRestoresSnapshot wipes only a node's engine directory,
-// keeping its raft log and snapshots: the store is then behind the newest
-// snapshot, so the node must restore it rather than trust raft's snapshot
-// index (rqlite #2747), and end up with every write.
-func TestLostDataDirRestoresSnapshot(t *testing.T) {
+// TestLostDataDir wipes only a node's engine directory, keeping its raft
+// log and snapshots: the store is then behind the newest snapshot, so the
+// node must not trust raft's snapshot index (rqlite #2747). A snapshot the
+// node took of itself names the store and cannot fill the gap: the node
+// refuses to start, as etcd does without its backend. A snapshot holding a
+// dump (one a leader sent) is restored, and the node ends up with every
+// write.
+func TestLostDataDir(t *testing.T) {
 	for _, eng := range engines() {
-		t.Run(eng.Name, func(t *testing.T) {
-			c := newCluster(t, eng, 1, nil)
-			n := c.leader()
-			proposeAll(t, n, "a/", 300, 4)
-			if err := n.Snapshot(); err != nil {
-				t.Fatalf("snapshot: %v", err)
-			}
-			proposeAll(t, n, "b/", 300, 4)
-			c.stop(0)
-			if err := os.RemoveAll(filepath.Join(c.dirs[0], "data")); err != nil {
-				t.Fatal(err)
-			}
-			c.start(0)
-			n = c.leader()
-			if n.fsm.restores.Load() != 1 {
-				t.Fatalf("node restored %d snapshots at start, want 1", n.fsm.restores.Load())
-			}
-			for _, p := range []string{"a/", "b/"} {
-				if got := countPrefix(t, n, true, p); got != 300 {
-					t.Fatalf("%s: %d keys after recovering from a lost data dir, want 300", p, got)
+		for _, sent := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/sent=%v", eng.Name, sent), func(t *testing.T) {
+				c := newCluster(t, eng, 1, nil)
+				n := c.leader()
+				proposeAll(t, n, "a/", 300, 4)
+				if err := n.Snapshot(); err != nil {
+					t.Fatalf("snapshot: %v", err)
 				}
-			}
-		})
+				proposeAll(t, n, "b/", 300, 4)
+				c.stop(0)
+				dataDir := filepath.Join(c.dirs[0], "data")
+				if sent {
+					replaceNewestSnapshotWithDump(t, eng, c.dirs[0], dataDir)
+				}
+				if err := os.RemoveAll(dataDir); err != nil {
+					t.Fatal(err)
+				}
+				if !sent {
+					_, err := Open(c.config(0))
+					if !errors.Is(err, ErrStoreBehindSnapshot) {
+						t.Fatalf("open with a lost data directory: %v, want %v", err, ErrStoreBehindSnapshot)
+					}
+					return
+				}
+				c.start(0)
+				n = c.leader()
+				if n.fsm.restores.Load() != 1 {
+					t.Fatalf("node restored %d snapshots at start, want 1", n.fsm.restores.Load())
+				}
+				for _, p := range []string{"a/", "b/"} {
+					if got := countPrefix(t, n, true, p); got != 300 {
+						t.Fatalf("%s: %d keys after recovering from a lost data dir, want 300", p, got)
+					}
+				}
+			})
+		}
+	}
+}
+
+// replaceNewestSnapshotWithDump writes, for the stopped node in dir, a
+// snapshot with the newest one's metadata holding a dump of its store, as
+// a snapshot a leader sent holds.
+func replaceNewestSnapshotWithDump(t *testing.T, eng engine.Engine, dir, dataDir string) {
+	t.Helper()
+	snaps, err := openSnapshots(filepath.Join(dir, "raft"), 5, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	metas, err := snaps.List()
+	if err != nil || len(metas) == 0 {
+		t.Fatalf("snapshots: %v, %d", err, len(metas))
+	}
+	m := metas[0]
+	be, err := eng.Open(dataDir, engine.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer be.Close()
+	_, trans := raft.NewInmemTransport("")
+	defer trans.Close()
+	sink, err := snaps.Create(raft.SnapshotVersionMax, m.Index, m.Term, m.Configuration, m.ConfigurationIndex, trans)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := engine.Dump(sink, be); err != nil {
+		t.Fatal(err)
+	}
+	if err := sink.Close(); err != nil {
+		t.Fatal(err)
 	}
 }
 

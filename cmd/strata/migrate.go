@@ -117,8 +117,8 @@ func copyStore(reg *engine.Registry, from, to, dir, tmp string) (int64, error) {
 	}
 	if err == nil {
 		// Raft snapshots written before engine dumps are the old engine's
-		// backups; a dump any engine loads replaces the newest.
-		err = replication.RewriteSnapshot(filepath.Dir(dir), dst, nil)
+		// backups; a new newest snapshot names the store instead.
+		err = replication.RewriteSnapshot(filepath.Dir(dir), nil)
 	}
 	if cerr := dst.Close(); err == nil {
 		err = cerr

@@ -12,8 +12,6 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
-
-	"github.com/strata-kv/strata/engine"
 )
 
 // memberState is what a member answers that a migration must keep.
@@ -83,20 +81,21 @@ func TestMigrate(t *testing.T) {
 			if left, _ := filepath.Glob(memberDataDir(dataDir) + ".*"); len(left) > 0 {
 				t.Fatalf("migrate left %v", left)
 			}
-			// The newest raft snapshot is rewritten, as an engine dump.
+			// The newest raft snapshot is rewritten, naming the moved store.
 			after := newestSnapshot(t, dataDir)
 			if after == before {
 				t.Fatalf("migrate left the newest raft snapshot %s as it was", after)
 			}
-			head := make([]byte, engine.DumpMagicLen)
+			const ref = "strata-snapshot-ref/1\n"
+			head := make([]byte, len(ref))
 			if f, err := os.Open(after); err != nil {
 				t.Fatal(err)
 			} else {
 				io.ReadFull(f, head)
 				f.Close()
 			}
-			if !engine.IsDump(head) {
-				t.Fatalf("newest raft snapshot %s starts %q, not an engine dump", after, head)
+			if string(head) != ref {
+				t.Fatalf("newest raft snapshot %s starts %q, not a reference to the store", after, head)
 			}
 		}
 		s, cli := startMember(t, "m", dataDir, eng)
