@@ -1,0 +1,6 @@
+//go:build !linux
+
+package bbolt
+
+// unmapPages does nothing off Linux: the data file stays mapped.
+func unmapPages(uintptr, int64) {}
