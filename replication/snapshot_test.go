@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -166,5 +167,57 @@ func TestSnapshotNamesStore(t *testing.T) {
 				t.Fatalf("restored %d of 500 keys", got)
 			}
 		})
+	}
+}
+
+// TestReferenceDropsCoveredDumps: a snapshot that names the store replaces
+// the older snapshots holding dumps (a leader sent them), and keeps the
+// older references and any newer dump.
+func TestReferenceDropsCoveredDumps(t *testing.T) {
+	raftDir := t.TempDir()
+	snaps, err := openSnapshots(raftDir, 10, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, trans := raft.NewInmemTransport("")
+	defer trans.Close()
+	write := func(index uint64, content string) string {
+		t.Helper()
+		sink, err := snaps.Create(raft.SnapshotVersionMax, index, 1, raft.Configuration{}, 1, trans)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Written in small pieces: the sink must see the magic across writes.
+		for b := []byte(content); len(b) > 0; b = b[min(3, len(b)):] {
+			if _, err := sink.Write(b[:min(3, len(b))]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := sink.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return sink.ID()
+	}
+	var ref bytes.Buffer
+	writeSnapshotRef(&ref, 10)
+	dump := "strata-dump/1\n(a dump)"
+	oldRef := write(10, ref.String())
+	write(20, dump)
+	write(30, dump)
+	newRef := write(40, ref.String())
+	newerDump := write(50, dump)
+	// A reference at 45 names a store at or past 45: the dump at 50 stays.
+	ref45 := write(45, ref.String())
+	metas, err := snaps.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, m := range metas {
+		got = append(got, m.ID)
+	}
+	want := []string{newerDump, ref45, newRef, oldRef}
+	if !slices.Equal(got, want) {
+		t.Fatalf("snapshots left %v, want %v", got, want)
 	}
 }

@@ -55,11 +55,14 @@ func isSnapshotRef(head []byte) bool {
 }
 
 // snapshotStore is raft's FileSnapshotStore with references expanded into
-// dumps when a snapshot is opened.
+// dumps when a snapshot is opened, and dumps dropped once a newer reference
+// covers them.
 type snapshotStore struct {
 	*raft.FileSnapshotStore
+	logger hclog.Logger
 	// tmpDir holds the dumps being sent, unlinked as soon as they are
-	// created, so that nothing is left of them after a crash.
+	// created, so that nothing is left of them after a crash; the
+	// FileSnapshotStore keeps its snapshots in its "snapshots".
 	tmpDir string
 	// dump writes a dump of the store, at or past the given index, to w.
 	// nil offline, where a reference cannot be opened.
@@ -74,7 +77,80 @@ func openSnapshots(raftDir string, retain int, logger hclog.Logger, dump func(io
 	if err != nil {
 		return nil, fmt.Errorf("replication: snapshot store: %w", err)
 	}
-	return &snapshotStore{FileSnapshotStore: fs, tmpDir: dir, dump: dump}, nil
+	if logger == nil {
+		logger = hclog.NewNullLogger()
+	}
+	return &snapshotStore{FileSnapshotStore: fs, logger: logger, tmpDir: dir, dump: dump}, nil
+}
+
+// Create implements raft.SnapshotStore. A reference, once complete, replaces
+// the older snapshots that hold dumps (ones a leader sent): the store holds
+// all they held, and keeping them would keep full copies of the keyspace
+// until --max-snapshots newer snapshots pushed them out.
+func (s *snapshotStore) Create(version raft.SnapshotVersion, index, term uint64, configuration raft.Configuration,
+	configurationIndex uint64, trans raft.Transport) (raft.SnapshotSink, error) {
+	sink, err := s.FileSnapshotStore.Create(version, index, term, configuration, configurationIndex, trans)
+	if err != nil {
+		return nil, err
+	}
+	return &snapshotSink{SnapshotSink: sink, store: s, index: index}, nil
+}
+
+// snapshotSink notes whether what it writes is a reference.
+type snapshotSink struct {
+	raft.SnapshotSink
+	store *snapshotStore
+	index uint64
+	head  []byte // the first bytes written, up to the reference's magic
+}
+
+func (k *snapshotSink) Write(p []byte) (int, error) {
+	if n := len(snapshotRefMagic) - len(k.head); n > 0 {
+		k.head = append(k.head, p[:min(n, len(p))]...)
+	}
+	return k.SnapshotSink.Write(p)
+}
+
+func (k *snapshotSink) Close() error {
+	if err := k.SnapshotSink.Close(); err != nil {
+		return err
+	}
+	if isSnapshotRef(k.head) {
+		k.store.dropDumps(k.ID(), k.index)
+	}
+	return nil
+}
+
+// dropDumps removes the snapshots at or below index, but keep, that hold
+// dumps. Best effort: a snapshot it cannot read or remove is left (and
+// logged), as the FileSnapshotStore's own reaping leaves one.
+func (s *snapshotStore) dropDumps(keep string, index uint64) {
+	metas, err := s.List()
+	if err != nil {
+		s.logger.Warn("failed to list snapshots", "error", err)
+		return
+	}
+	for _, m := range metas {
+		if m.ID == keep || m.Index > index {
+			continue
+		}
+		dir := filepath.Join(s.tmpDir, "snapshots", m.ID)
+		head := make([]byte, len(snapshotRefMagic))
+		f, err := os.Open(filepath.Join(dir, "state.bin"))
+		if err != nil {
+			continue
+		}
+		n, _ := io.ReadFull(f, head)
+		f.Close()
+		if isSnapshotRef(head[:n]) {
+			continue
+		}
+		if err := os.RemoveAll(dir); err != nil {
+			s.logger.Warn("failed to remove a snapshot holding a dump", "path", dir, "error", err)
+			continue
+		}
+		s.logger.Info("removed a snapshot holding a dump, covered by a newer one naming the store", "id", m.ID, "covered-by", keep)
+	}
 }
 
 // Open implements raft.SnapshotStore. A snapshot holding a dump is returned
