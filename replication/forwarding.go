@@ -24,9 +24,18 @@ import (
 // maxForwardBytes bounds the requests of one forwarded proposal batch.
 const maxForwardBytes = 8 << 20
 
-// maxForwardInflight is how many forwarded calls of each kind may be in
+// maxForwardInflight is how many forwarded proposal calls may be in
 // flight at once.
 const maxForwardInflight = 8
+
+// maxReadIndexInflight is how many read-index calls may be in flight at
+// once. Fewer than for proposals: one call answers every read waiting when
+// it goes out, at the cost of one verification round at the leader, so
+// larger batches save the most CPU per read (etcd's followers keep one
+// ReadIndex in flight). On a 3-member cluster on two cores, 2 calls served
+// 7-10% more linearizable reads than 8 (16 alternating rounds, three runs);
+// 1 was no better than 8.
+const maxReadIndexInflight = 2
 
 // forwardItem is one caller waiting for a forwarded request.
 type forwardItem struct {
@@ -51,6 +60,8 @@ type forwardResult struct {
 type forwarder struct {
 	n    *Node
 	send func(ctx context.Context, addr string, items []*forwardItem)
+	// limit bounds the calls in flight.
+	limit int
 
 	mu       sync.Mutex
 	pending  []*forwardItem
@@ -61,8 +72,8 @@ type forwarder struct {
 	calls, items atomic.Uint64
 }
 
-func newForwarder(n *Node, send func(ctx context.Context, addr string, items []*forwardItem)) *forwarder {
-	return &forwarder{n: n, send: send}
+func newForwarder(n *Node, limit int, send func(ctx context.Context, addr string, items []*forwardItem)) *forwarder {
+	return &forwarder{n: n, limit: limit, send: send}
 }
 
 // do sends it (alone, or with others waiting) and waits for its answer.
@@ -107,7 +118,7 @@ func (f *forwarder) do(it *forwardItem) (forwardResult, error) {
 // nextLocked takes the next batch of waiting items and a call slot for it,
 // or returns nil if none waits or every slot is taken. The caller holds mu.
 func (f *forwarder) nextLocked() []*forwardItem {
-	if len(f.pending) == 0 || f.inflight >= maxForwardInflight || f.closed {
+	if len(f.pending) == 0 || f.inflight >= f.limit || f.closed {
 		return nil
 	}
 	n, size := 0, 0

@@ -405,8 +405,8 @@ func Open(cfg Config) (*Node, error) {
 	}
 	n.verifier.init(n.raft, n.transport, rc.LocalID, n.transport.LocalAddr(), n.stopc)
 	n.leaders.init(n.raft)
-	n.fwdPropose = newForwarder(n, n.sendProposals)
-	n.fwdRead = newForwarder(n, n.sendReadIndex)
+	n.fwdPropose = newForwarder(n, maxForwardInflight, n.sendProposals)
+	n.fwdRead = newForwarder(n, maxReadIndexInflight, n.sendReadIndex)
 	n.mux.start(newPeerServer(n))
 	n.wg.Add(7)
 	go n.leaderWatchLoop()
