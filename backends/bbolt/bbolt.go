@@ -206,6 +206,61 @@ type DB struct {
 	// unmappedAt is when a commit last dropped the file's mapped pages
 	// (Options.UnmapInterval); guarded by writeMu.
 	unmappedAt time.Time
+
+	// readMu guards shared and writing. It is taken after mu.
+	readMu sync.Mutex
+	// shared is the read transaction the snapshots taken since the last
+	// write share (etcd's shared read transaction), nil when none is open.
+	shared *sharedRead
+	// writing counts the writes under way (commits, a bulk load, the
+	// defrag swap, Close): while any is, snapshots get a transaction of
+	// their own and no shared one is opened, because bbolt's remap, when a
+	// commit grows the file, waits for every read transaction to end, and
+	// the shared one would only end at the next write.
+	writing int
+}
+
+// sharedRead is a read transaction shared by snapshots. Its references
+// (one per open snapshot, one for DB.shared while it is current) are
+// counted under DB.readMu; the last one rolls it back. Concurrent reads of
+// one read-only bbolt transaction are safe: they only read the map, and
+// count cursors atomically (etcd's concurrent read transactions share one
+// the same way).
+type sharedRead struct {
+	tx   *bolt.Tx
+	bkt  *bolt.Bucket
+	refs int
+}
+
+// beginWrite stops sharing read transactions until endWrite and drops the
+// current shared one (it ends once its snapshots are closed).
+func (d *DB) beginWrite() {
+	d.readMu.Lock()
+	d.writing++
+	d.dropSharedLocked()
+	d.readMu.Unlock()
+}
+
+func (d *DB) endWrite() {
+	d.readMu.Lock()
+	d.writing--
+	d.readMu.Unlock()
+}
+
+// dropSharedLocked releases DB.shared's reference. The caller holds readMu.
+func (d *DB) dropSharedLocked() {
+	if d.shared != nil {
+		d.releaseLocked(d.shared)
+		d.shared = nil
+	}
+}
+
+// releaseLocked releases one reference of r. The caller holds readMu.
+func (d *DB) releaseLocked(r *sharedRead) {
+	r.refs--
+	if r.refs == 0 {
+		r.tx.Rollback()
+	}
 }
 
 // Open opens or creates the bbolt data file in dir.
@@ -285,6 +340,8 @@ func (d *DB) Commit(b *engine.Batch, opts *engine.WriteOptions) error {
 	if d.closed {
 		return engine.ErrClosed
 	}
+	d.beginWrite()
+	defer d.endWrite()
 	// writeMu makes this the only writer, so NoSync can be set per commit.
 	d.cur.NoSync = d.opts.NoSync || !opts.GetSync()
 	if err := applyBatch(d.cur, b, d.opts.FillPercent); err != nil {
@@ -379,6 +436,23 @@ func (d *DB) NewSnapshot() (engine.Snapshot, error) {
 	if d.closed {
 		return nil, engine.ErrClosed
 	}
+	d.readMu.Lock()
+	if d.shared == nil && d.writing == 0 {
+		// No write can start a remap meanwhile: a commit takes readMu
+		// (beginWrite) before it writes.
+		tx, err := d.cur.Begin(false)
+		if err != nil {
+			d.readMu.Unlock()
+			return nil, fmt.Errorf("bbolt: begin read: %w", err)
+		}
+		d.shared = &sharedRead{tx: tx, bkt: tx.Bucket(bucketName), refs: 1}
+	}
+	if r := d.shared; r != nil {
+		r.refs++
+		d.readMu.Unlock()
+		return &snapshot{tx: r.tx, bkt: r.bkt, shared: r, d: d}, nil
+	}
+	d.readMu.Unlock()
 	tx, err := d.cur.Begin(false)
 	if err != nil {
 		return nil, fmt.Errorf("bbolt: begin read: %w", err)
@@ -490,6 +564,8 @@ func (d *DB) Close() error {
 		return engine.ErrClosed
 	}
 	d.closed = true
+	// The shared read transaction would keep Close waiting.
+	d.beginWrite()
 	err := d.cur.Close()
 	d.mu.Unlock()
 	d.retired.Wait()
@@ -619,7 +695,9 @@ func (d *DB) Defrag(ctx context.Context) error {
 	}
 	readPauseStart := time.Now()
 	d.mu.Lock()
+	d.beginWrite() // the shared read transaction is of the old file
 	d.cur = dst
+	d.endWrite()
 	d.mu.Unlock()
 	readPause := time.Since(readPauseStart)
 	d.writeMu.Unlock()

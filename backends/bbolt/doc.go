@@ -14,6 +14,17 @@
 // block writers when the file grows (bbolt must remap, and remapping waits for
 // every open read transaction).
 //
+// # Shared read transactions
+//
+// The snapshots taken between two writes share one bbolt read transaction,
+// as etcd's concurrent read transactions share one: a read skips bbolt's
+// Begin and Rollback (locks, the transaction list) and the bucket lookup.
+// A write ends the sharing before it touches the file (the shared
+// transaction is rolled back when its last snapshot is closed), and
+// snapshots taken while a write is under way get a transaction of their
+// own: a shared transaction held until the next write would otherwise
+// deadlock the remap of a commit that grows the file past its map.
+//
 // # Defrag
 //
 // bbolt never gives space back to the file system. [DB.Defrag] copies the live

@@ -42,6 +42,7 @@ func (d *DB) NewLoader() (engine.Loader, error) {
 		d.writeMu.Unlock()
 		return nil, engine.ErrClosed
 	}
+	d.beginWrite()
 	d.cur.NoSync = true
 	l := &loader{d: d}
 	l.state.Start(&d.load, l)
@@ -127,6 +128,7 @@ func (l *loader) Abort() {
 
 func (l *loader) release() {
 	l.state.End()
+	l.d.endWrite()
 	l.d.mu.RUnlock()
 	l.d.writeMu.Unlock()
 }

@@ -8,10 +8,13 @@ import (
 	"github.com/strata-kv/strata/engine"
 )
 
-// snapshot is a bbolt read transaction.
+// snapshot is a bbolt read transaction, of its own or shared (then
+// shared and d are set).
 type snapshot struct {
-	tx  *bolt.Tx
-	bkt *bolt.Bucket
+	tx     *bolt.Tx
+	bkt    *bolt.Bucket
+	shared *sharedRead
+	d      *DB
 }
 
 func (s *snapshot) Get(key []byte) ([]byte, error) {
@@ -43,8 +46,15 @@ func (s *snapshot) Close() error {
 	if s.tx == nil {
 		return engine.ErrClosed
 	}
-	err := s.tx.Rollback()
-	s.tx, s.bkt = nil, nil
+	var err error
+	if s.shared != nil {
+		s.d.readMu.Lock()
+		s.d.releaseLocked(s.shared)
+		s.d.readMu.Unlock()
+	} else {
+		err = s.tx.Rollback()
+	}
+	s.tx, s.bkt, s.shared = nil, nil, nil
 	return err
 }
 
