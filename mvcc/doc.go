@@ -59,10 +59,20 @@
 // for the keys and revisions visible at the read revision, then fetches
 // the values by revision from an engine snapshot; count_only, keys_only
 // and compares on versions and revisions need no value and are served from
-// the index alone. The index costs about 123 bytes per key with one
-// revision, plus about 24 bytes per further revision, and a deleted key
-// not yet compacted away about 95 more (measured by TestIndexMemory on
-// 100k 15-byte keys, key bytes included).
+// the index alone.
+//
+// Counting a range does not walk it, as etcd's does: the index also keeps
+// its live keys in a counted B-tree (github.com/tidwall/btree), and a
+// count is the difference of two ranks, corrected by the keys whose
+// liveness changed after the read revision (the index keeps the last few
+// thousand such changes; counts at revisions older than those walk). A
+// count of 1M keys takes about 2 µs where the walk took 57 ms
+// (BenchmarkIndexCount), and a limited range's total (kube-apiserver's
+// paged lists) no longer walks the rest of the range. The index costs
+// about 146 bytes per key with one revision (123 of them the B-tree of
+// keyIndex, 23 the live keys' tree), plus about 24 bytes per further
+// revision, and a deleted key not yet compacted away about 75 more
+// (measured by TestIndexMemory on 100k 15-byte keys, key bytes included).
 //
 // # Write path and group commit
 //

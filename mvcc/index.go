@@ -3,8 +3,10 @@ package mvcc
 import (
 	"bytes"
 	"sync"
+	"sync/atomic"
 
 	"github.com/google/btree"
+	tbtree "github.com/tidwall/btree"
 )
 
 // btreeDegree is the degree of the index B-tree (etcd uses 32).
@@ -18,15 +20,177 @@ const btreeDegree = 32
 // open WriteBatch adds its revisions as it goes and removes them again if
 // it is aborted. Readers always ask for a revision at or below the one they
 // read at, so those are invisible to them.
+//
+// Beside the tree, the index keeps the live keys in a counted B-tree, so
+// that a range's count is two rank lookups rather than a walk of the range
+// (etcd walks it: kube-apiserver counts every resource every minute and
+// pages its lists with the total). The live set is the keys' state at the
+// index's newest revision; liveness changes above floor are kept in
+// changes, oldest first, so that a count at any revision from floor on is
+// the live set's count corrected by the keys that changed after it.
+// Counts below floor walk the range.
 type treeIndex struct {
 	mu   sync.RWMutex
 	tree *btree.BTreeG[*keyIndex]
+
+	live    *tbtree.BTreeG[*keyIndex] // keys live at the newest revision
+	changes []liveChange              // liveness changes above floor, in revision order
+	floor   int64                     // counts at or above it need no walk
+
+	// published is the store's published revision: changes at or below it
+	// may be dropped (readers of older revisions then walk).
+	published atomic.Int64
 }
 
+// liveChange records that key became live or dead at rev.
+type liveChange struct {
+	key []byte // aliases the index; never modified
+	rev revision
+}
+
+// maxLiveChanges bounds the liveness changes kept for counts at revisions
+// below the newest: beyond it the published ones are dropped down to half.
+const maxLiveChanges = 4096
+
+// liveDegree is the degree of the live keys' B-tree: small nodes make a
+// rank lookup's scan of child counts short.
+const liveDegree = 16
+
+func keyLess(a, b *keyIndex) bool { return bytes.Compare(a.key, b.key) < 0 }
+
 func newTreeIndex() *treeIndex {
-	return &treeIndex{tree: btree.NewG(btreeDegree, func(a, b *keyIndex) bool {
-		return bytes.Compare(a.key, b.key) < 0
-	})}
+	return &treeIndex{
+		tree: btree.NewG(btreeDegree, keyLess),
+		live: tbtree.NewBTreeGOptions(keyLess, tbtree.Options{Degree: liveDegree, NoLocks: true}),
+	}
+}
+
+// liveAtHead reports whether the key is live at its newest revision.
+func (ki *keyIndex) liveAtHead() bool {
+	return len(ki.generations) > 0 && !ki.generations[len(ki.generations)-1].isEmpty()
+}
+
+// noteLiveness updates the live set after a change at rev to ki, which was
+// live before it if wasLive. The caller holds the write lock.
+func (ti *treeIndex) noteLiveness(ki *keyIndex, wasLive bool, rev revision) {
+	if ki.liveAtHead() == wasLive {
+		return
+	}
+	if wasLive {
+		ti.live.Delete(ki)
+	} else {
+		ti.live.Set(ki)
+	}
+	if len(ti.changes) >= maxLiveChanges {
+		ti.dropChanges()
+	}
+	ti.changes = append(ti.changes, liveChange{key: ki.key, rev: rev})
+}
+
+// dropChanges drops the oldest published liveness changes, down to half of
+// maxLiveChanges, and raises floor past them.
+func (ti *treeIndex) dropChanges() {
+	pub := ti.published.Load()
+	n := 0
+	for n < len(ti.changes)-maxLiveChanges/2 && ti.changes[n].rev.main <= pub {
+		n++
+	}
+	if n == 0 {
+		return
+	}
+	ti.floor = max(ti.floor, ti.changes[n-1].rev.main)
+	ti.changes = append(ti.changes[:0], ti.changes[n:]...)
+	clear(ti.changes[len(ti.changes):cap(ti.changes)])
+}
+
+// resetLive rebuilds the live set from the tree, as of revision rev (a
+// restore): counts at rev and later need no walk.
+func (ti *treeIndex) resetLive(rev int64) {
+	ti.mu.Lock()
+	defer ti.mu.Unlock()
+	ti.live.Clear()
+	ti.tree.Ascend(func(ki *keyIndex) bool {
+		if ki.liveAtHead() {
+			ti.live.Load(ki) // in key order: appended
+		}
+		return true
+	})
+	ti.changes, ti.floor = nil, rev
+}
+
+// liveRank returns the number of live keys below key (with end true and key
+// empty: all of them). The caller holds the lock.
+func (ti *treeIndex) liveRank(key []byte) int {
+	lo, hi := 0, ti.live.Len()
+	for lo < hi {
+		mid := int(uint(lo+hi) >> 1)
+		ki, _ := ti.live.GetAt(mid)
+		if bytes.Compare(ki.key, key) < 0 {
+			lo = mid + 1
+		} else {
+			hi = mid
+		}
+	}
+	return lo
+}
+
+// fastCount returns the number of keys in [key, end) (end empty: every key
+// >= key) visible at atRev, and false if atRev is below floor. The caller
+// holds the lock.
+func (ti *treeIndex) fastCount(key, end []byte, atRev int64) (int, bool) {
+	if atRev < ti.floor {
+		return 0, false
+	}
+	hi := ti.live.Len()
+	if len(end) > 0 {
+		if bytes.Compare(key, end) >= 0 {
+			return 0, true
+		}
+		hi = ti.liveRank(end)
+	}
+	n := hi - ti.liveRank(key)
+	// Keys whose liveness changed after atRev count as they were then. A
+	// key may be listed more than once: the correction is by its state,
+	// so each key is corrected once.
+	var few [8][]byte // the keys corrected, while they are few
+	var seen map[string]struct{}
+	nfew := 0
+	for i := len(ti.changes) - 1; i >= 0 && ti.changes[i].rev.main > atRev; i-- {
+		k := ti.changes[i].key
+		if bytes.Compare(k, key) < 0 || (len(end) > 0 && bytes.Compare(k, end) >= 0) {
+			continue
+		}
+		dup := false
+		for _, s := range few[:nfew] {
+			dup = dup || bytes.Equal(s, k)
+		}
+		if dup {
+			continue
+		}
+		if nfew < len(few) {
+			few[nfew] = k
+			nfew++
+		} else {
+			if seen == nil {
+				seen = make(map[string]struct{})
+			}
+			if _, ok := seen[string(k)]; ok {
+				continue
+			}
+			seen[string(k)] = struct{}{}
+		}
+		ki := ti.lookup(k)
+		if ki == nil {
+			continue // rolled back: neither live now nor then
+		}
+		if ki.liveAtHead() {
+			n--
+		}
+		if ki.existsAt(atRev) {
+			n++
+		}
+	}
+	return n, true
 }
 
 // Len returns the number of keys in the index, live or not.
@@ -63,10 +227,12 @@ func (ti *treeIndex) put(key []byte, rev revision) (created int64, ver int64) {
 		ti.tree.ReplaceOrInsert(ki)
 	}
 	created = rev.main
+	wasLive := ki.liveAtHead()
 	if _, c, v, ok := ki.get(rev.main); ok {
 		created, ver = c.main, v
 	}
 	ki.put(rev)
+	ti.noteLiveness(ki, wasLive, rev)
 	return created, ver + 1
 }
 
@@ -79,7 +245,11 @@ func (ti *treeIndex) tombstone(key []byte, rev revision) bool {
 	if ki == nil {
 		return false
 	}
-	return ki.tombstone(rev)
+	if !ki.tombstone(rev) {
+		return false
+	}
+	ti.noteLiveness(ki, true, rev)
+	return true
 }
 
 // rollback removes every revision at or above from of key, and the key if
@@ -91,10 +261,25 @@ func (ti *treeIndex) rollback(key []byte, from revision) {
 	if ki == nil {
 		return
 	}
+	wasLive := ki.liveAtHead()
 	ki.rollback(from)
 	if ki.isEmpty() {
 		ti.tree.Delete(ki)
 	}
+	if live := ki.liveAtHead(); live != wasLive {
+		if live {
+			ti.live.Set(ki)
+		} else {
+			ti.live.Delete(ki)
+		}
+	}
+	// The changes at or above from are undone: they are the newest.
+	n := len(ti.changes)
+	for n > 0 && !ti.changes[n-1].rev.less(from) {
+		n--
+	}
+	clear(ti.changes[n:])
+	ti.changes = ti.changes[:n]
 }
 
 // visit calls f on the keyIndex of every key in [key, end) (end empty:
@@ -134,9 +319,13 @@ func (ti *treeIndex) rangeEntries(key, end []byte, atRev int64, limit int, withT
 		}
 		return []indexEntry{{key: ki.key, modified: m, created: c, ver: v}}, 1
 	}
+	fast, counted := 0, false
+	if limit > 0 && withTotal {
+		fast, counted = ti.fastCount(key, end, atRev)
+	}
 	ti.visit(key, end, func(ki *keyIndex) bool {
 		if limit > 0 && len(ents) >= limit {
-			if !withTotal {
+			if !withTotal || counted {
 				return false
 			}
 			if ki.existsAt(atRev) {
@@ -150,11 +339,22 @@ func (ti *treeIndex) rangeEntries(key, end []byte, atRev int64, limit int, withT
 		}
 		return true
 	})
+	if counted {
+		total = fast
+	}
 	return ents, total
 }
 
 // count returns the number of keys in the range visible at atRev.
 func (ti *treeIndex) count(key, end []byte, atRev int64) int {
+	if end != nil {
+		ti.mu.RLock()
+		n, ok := ti.fastCount(key, end, atRev)
+		ti.mu.RUnlock()
+		if ok {
+			return n
+		}
+	}
 	_, n := ti.countOrKeys(key, end, atRev, false)
 	return n
 }
@@ -227,11 +427,4 @@ func (ti *treeIndex) keep(rev int64) map[revision]struct{} {
 		return true
 	})
 	return available
-}
-
-// insert adds a keyIndex built by a restore scan.
-func (ti *treeIndex) insert(ki *keyIndex) {
-	ti.mu.Lock()
-	defer ti.mu.Unlock()
-	ti.tree.ReplaceOrInsert(ki)
 }

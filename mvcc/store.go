@@ -175,6 +175,7 @@ func Open(be engine.Backend, opts *Options) (*Store, error) {
 		return nil, err
 	}
 	s.state.Store(st)
+	s.idx.published.Store(st.rev)
 	s.compactor.start(s)
 	s.hub = newWatchHub(s, st.rev)
 	if scheduled > finished {
@@ -319,6 +320,7 @@ func (s *Store) rebuildIndex(snap engine.Snapshot) (maxRev int64, n int, err err
 		return 0, 0, fmt.Errorf("mvcc: open: scan: %w", err)
 	}
 	s.attachRestored(keyLease)
+	s.idx.resetLive(maxRev)
 	return maxRev, n, nil
 }
 

@@ -406,6 +406,7 @@ func (w *WriteBatch) Commit(appliedIndex uint64) error {
 	}
 	w.applyLeases()
 	s.state.Store(&storeState{rev: w.rev, compactRev: w.compactRev, applied: appliedIndex})
+	s.idx.published.Store(w.rev)
 	for _, job := range w.compacts {
 		s.compactor.enqueue(job)
 	}
