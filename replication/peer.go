@@ -96,40 +96,91 @@ func (s *peerService) forward(ctx context.Context, req *peerpb.ForwardRequest) *
 }
 
 // propose proposes every request of the batch at once (the proposer packs
-// them into as few raft entries as it can) and answers each on its own.
+// them into as few raft entries as it can) and answers each on its own,
+// from this goroutine: the answers come in the order the requests were
+// proposed, and the batch's response waits for the last one anyway. A
+// request past its deadline is not proposed; the others are proposed
+// until the latest deadline among them.
 func (s *peerService) propose(ctx context.Context, req *peerpb.ProposeRequest) (*peerpb.ProposeResponse, error) {
 	if !s.n.IsLeader() {
 		return nil, ErrNotLeader
 	}
-	out := &peerpb.ProposeResponse{Results: make([]*peerpb.ProposeResult, len(req.GetProposals()))}
-	var wg sync.WaitGroup
-	for i, p := range req.GetProposals() {
-		wg.Go(func() { out.Results[i] = s.proposeOne(ctx, p) })
+	ps := req.GetProposals()
+	out := &peerpb.ProposeResponse{Results: make([]*peerpb.ProposeResult, len(ps))}
+	var latest int64
+	for _, p := range ps {
+		d := p.GetDeadline()
+		if d == 0 {
+			latest = 0
+			break
+		}
+		latest = max(latest, d)
 	}
-	wg.Wait()
+	if latest != 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, time.Unix(0, latest))
+		defer cancel()
+	}
+	props := make([]*proposal, len(ps))
+	for i, p := range ps {
+		r, refused := decodeForwarded(p)
+		if refused != nil {
+			out.Results[i] = refused
+			continue
+		}
+		if d := p.GetDeadline(); d != 0 && time.Now().UnixNano() >= d {
+			out.Results[i] = forwardedResult(Result{}, context.DeadlineExceeded)
+			continue
+		}
+		props[i] = newProposal(r)
+		if err := s.n.submit(ctx, props[i]); err != nil {
+			props[i] = nil
+			out.Results[i] = forwardedResult(Result{}, err)
+		}
+	}
+	for i, p := range props {
+		if p == nil {
+			continue
+		}
+		r, err := s.n.answer(ctx, p)
+		if err == nil {
+			err = r.err
+		}
+		if err == nil && r.res.Done != nil {
+			select {
+			case <-r.res.Done:
+			case <-ctx.Done():
+				err = ctx.Err()
+			case <-s.n.stopc:
+				err = ErrStopped
+			}
+		}
+		out.Results[i] = forwardedResult(r.res, err)
+	}
 	return out, nil
 }
 
-func (s *peerService) proposeOne(ctx context.Context, p *peerpb.Proposal) *peerpb.ProposeResult {
+// decodeForwarded decodes a forwarded request, or returns the answer that
+// refuses it: a kind this member does not know (a newer member's, during a
+// rolling upgrade) is refused here rather than proposed, as is one only
+// the leader proposes.
+func decodeForwarded(p *peerpb.Proposal) (*pb.InternalRaftRequest, *peerpb.ProposeResult) {
 	r := &pb.InternalRaftRequest{}
 	if err := proto.Unmarshal(p.GetRequest(), r); err != nil {
-		return &peerpb.ProposeResult{Error: toWire(fmt.Errorf("%w: forwarded request: %w", ErrCorruptEntry, err))}
+		return nil, &peerpb.ProposeResult{Error: toWire(fmt.Errorf("%w: forwarded request: %w", ErrCorruptEntry, err))}
 	}
-	// A kind this member does not know (a newer member's, during a
-	// rolling upgrade) is refused here rather than proposed.
 	k, err := kindOf(r)
 	if err == nil && k.leaderOnly {
 		err = fmt.Errorf("%w: a %s is proposed by the leader only", ErrUnsupportedRequest, k.name)
 	}
 	if err != nil {
-		return &peerpb.ProposeResult{RequestError: toWire(err)}
+		return nil, &peerpb.ProposeResult{RequestError: toWire(err)}
 	}
-	if d := p.GetDeadline(); d != 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, time.Unix(0, d))
-		defer cancel()
-	}
-	res, err := s.n.proposeLocal(ctx, r)
+	return r, nil
+}
+
+// forwardedResult is the wire answer of a forwarded proposal.
+func forwardedResult(res Result, err error) *peerpb.ProposeResult {
 	switch {
 	case err != nil:
 		return &peerpb.ProposeResult{Error: toWire(err)}
