@@ -60,6 +60,7 @@ func BenchmarkPropose3(b *testing.B) {
 			})
 			n := c.leader()
 			val := string(make([]byte, 256))
+			commits := n.fsm.commits.Load()
 			syncs.Store(0)
 			synced.Store(0)
 			syncNanos.Store(0)
@@ -72,6 +73,7 @@ func BenchmarkPropose3(b *testing.B) {
 				return err
 			})
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "puts/s")
+			b.ReportMetric(float64(b.N)/float64(n.fsm.commits.Load()-commits), "puts/commit")
 			if k := syncs.Load(); k > 0 {
 				b.ReportMetric(float64(b.N)*3/float64(k), "puts/fsync")
 				b.ReportMetric(float64(synced.Load())/float64(k), "entries/fsync")
@@ -126,7 +128,11 @@ func BenchmarkFollower(b *testing.B) {
 				l := c.leader()
 				f := c.nodes[c.follower(l)]
 				val := string(make([]byte, 256))
-				calls, rounds := f.fwdRead.calls.Load(), l.verifier.rounds.Load()
+				fwd := f.fwdPropose
+				if op == "read-barrier" {
+					fwd = f.fwdRead
+				}
+				calls, rounds := fwd.calls.Load(), l.verifier.rounds.Load()
 				b.ResetTimer()
 				runClients(b, clients, func(i int64) error {
 					if op == "read-barrier" {
@@ -139,10 +145,10 @@ func BenchmarkFollower(b *testing.B) {
 					return err
 				})
 				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "ops/s")
+				// Calls the follower sent to the leader per operation.
+				b.ReportMetric(float64(fwd.calls.Load()-calls)/float64(b.N), "calls/op")
 				if op == "read-barrier" {
-					// Read-index calls the follower sent, and the leader's
-					// verification rounds, per read barrier.
-					b.ReportMetric(float64(f.fwdRead.calls.Load()-calls)/float64(b.N), "calls/op")
+					// The leader's verification rounds per read barrier.
 					b.ReportMetric(float64(l.verifier.rounds.Load()-rounds)/float64(b.N), "rounds/op")
 				}
 			})

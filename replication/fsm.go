@@ -73,6 +73,8 @@ type fsm struct {
 	// and skipped as already applied (a restart's replay), for tests and
 	// metrics.
 	appliedEntries, skippedEntries atomic.Uint64
+	// commits counts the store commits ApplyBatch made (one per batch).
+	commits atomic.Uint64
 	// restores counts snapshots restored into the store.
 	restores atomic.Uint64
 	// warnApply is the apply time above which a request is logged and
@@ -231,6 +233,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 		// An engine failure here leaves the replica unable to follow the
 		// log; continuing would make it diverge. Stop, as etcd does.
 		began := time.Now()
+		f.commits.Add(1)
 		if err := w.Commit(last); err != nil {
 			f.fail(fmt.Errorf("replication: commit applied index %d: %w", last, err))
 		}
