@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -39,15 +40,16 @@ import (
 // STRATA_PEBBLE_LARGE_GIB (default 20) is the logical size loaded (keys
 // times value size), STRATA_PEBBLE_LARGE_VALUE (default 8192) the value
 // size, STRATA_PEBBLE_LARGE_CLIENTS (default 64) the concurrent writers,
-// each sending one put at a time, or Txns of STRATA_PEBBLE_LARGE_BATCH
-// puts (a raft entry each: the log keeps up to --snapshot-count plus
-// --snapshot-catchup-entries of them); STRATA_PEBBLE_LARGE_DIR the
-// directory the member's data goes in (default the test's temporary
-// directory; removed after the run either way); the load stops and the
-// test fails if the file system there has less than
-// STRATA_PEBBLE_LARGE_MIN_FREE_GIB (default 25) free.
+// each sending one Put at a time, or a Txn of STRATA_PEBBLE_LARGE_BATCH
+// puts (one raft entry either way); STRATA_PEBBLE_LARGE_DIR the directory
+// the member's data goes in (default the test's temporary directory;
+// removed after the run either way); the load stops and the test fails if
+// the file system there has less than STRATA_PEBBLE_LARGE_MIN_FREE_GIB
+// (default 25) free. STRATA_PEBBLE_LARGE_SETTLE_SECS (default 60) is the
+// wait after the load before the settled memory is read.
 // STRATA_PEBBLE_LARGE_DROP_CACHES=1 (root) adds a restart after dropping
-// the kernel's page cache, the cold case.
+// the kernel's page cache, the cold case. STRATA_PEBBLE_LARGE_ETCD=path
+// runs the same against that etcd binary (bbolt) instead, for comparison.
 func TestPebbleLarge(t *testing.T) {
 	if os.Getenv("STRATA_PEBBLE_LARGE") != "1" {
 		t.Skip("the manual 20 GiB pebble run: set STRATA_PEBBLE_LARGE=1")
@@ -77,10 +79,16 @@ func TestPebbleLarge(t *testing.T) {
 		t.Fatal(err)
 	}
 	client, peer := "http://"+addrs[0], "http://"+addrs[1]
-	args := []string{"--name", "s", "--data-dir", dir, "--backend", "pebble",
+	args := []string{"--name", "s", "--data-dir", dir,
 		"--quota-backend-bytes", strconv.FormatInt(quota, 10),
 		"--listen-client-urls", client, "--advertise-client-urls", client,
 		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer, "--initial-cluster", "s=" + peer}
+	bin := os.Getenv("STRATA_PEBBLE_LARGE_ETCD")
+	if bin == "" {
+		args = append(args, "--backend", "pebble")
+	} else {
+		t.Logf("driving the real etcd: %s", bin)
+	}
 	t.Logf("%d keys of %d-byte values (%.1f GiB), %d clients, %d puts a request, quota %d GiB, data in %s",
 		keys, valueSize, float64(logical)/(1<<30), clients, batch, quota>>30, dir)
 
@@ -91,7 +99,7 @@ func TestPebbleLarge(t *testing.T) {
 		report = append(report, line)
 	}
 
-	p, ready := startReady(t, args)
+	p, ready := startReady(t, bin, args)
 	say("first start: ready in %v", ready.Round(time.Millisecond))
 	cli := largeClient(t, client)
 	mem := startMemSampler(p.cmd.Process.Pid)
@@ -142,7 +150,7 @@ func TestPebbleLarge(t *testing.T) {
 				t.Fatalf("drop caches: %v", err)
 			}
 		}
-		p, ready = startReady(t, args)
+		p, ready = startReady(t, bin, args)
 		say("restart after %s: stopped in %v; start to ready %v", how, stopped.Round(time.Millisecond), ready.Round(time.Millisecond))
 		cli = largeClient(t, client)
 		m := readProcMem(p.cmd.Process.Pid)
@@ -172,12 +180,28 @@ func envFloat(t *testing.T, name string, def float64) float64 {
 	return f
 }
 
-// startReady starts a member and waits for its "ready to serve client
-// requests", returning the time from the process's start to that line.
-func startReady(t *testing.T, args []string) (*proc, time.Duration) {
+// startReady starts a member (strata, or the binary bin if it is not
+// empty) and waits for its "ready to serve client requests", returning
+// the time from the process's start to that line.
+func startReady(t *testing.T, bin string, args []string) (*proc, time.Duration) {
 	t.Helper()
 	start := time.Now()
-	p := startProc(t, args...)
+	var p *proc
+	if bin == "" {
+		p = startProc(t, args...)
+	} else {
+		p = &proc{done: make(chan struct{})}
+		p.cmd = exec.Command(bin, args...)
+		p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.out
+		if err := p.cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			p.err = p.cmd.Wait()
+			close(p.done)
+		}()
+		t.Cleanup(func() { p.stop(t) })
+	}
 	deadline := time.After(30 * time.Minute)
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
