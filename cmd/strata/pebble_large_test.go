@@ -50,6 +50,8 @@ import (
 // STRATA_PEBBLE_LARGE_DROP_CACHES=1 (root) adds a restart after dropping
 // the kernel's page cache, the cold case. STRATA_PEBBLE_LARGE_ETCD=path
 // runs the same against that etcd binary (bbolt) instead, for comparison.
+// STRATA_PEBBLE_LARGE_FLAGS adds flags to the member's command line
+// (--enable-pprof, say).
 func TestPebbleLarge(t *testing.T) {
 	if os.Getenv("STRATA_PEBBLE_LARGE") != "1" {
 		t.Skip("the manual 20 GiB pebble run: set STRATA_PEBBLE_LARGE=1")
@@ -83,6 +85,7 @@ func TestPebbleLarge(t *testing.T) {
 		"--quota-backend-bytes", strconv.FormatInt(quota, 10),
 		"--listen-client-urls", client, "--advertise-client-urls", client,
 		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer, "--initial-cluster", "s=" + peer}
+	args = append(args, strings.Fields(os.Getenv("STRATA_PEBBLE_LARGE_FLAGS"))...)
 	bin := os.Getenv("STRATA_PEBBLE_LARGE_ETCD")
 	if bin == "" {
 		args = append(args, "--backend", "pebble")
@@ -103,6 +106,7 @@ func TestPebbleLarge(t *testing.T) {
 	say("first start: ready in %v", ready.Round(time.Millisecond))
 	cli := largeClient(t, client)
 	mem := startMemSampler(p.cmd.Process.Pid)
+	t.Cleanup(func() { mem.stop() })
 
 	took := loadPebbleLarge(t, cli, p, keys, valueSize, clients, batch, dir, minFree, mem)
 	peak := mem.stop()
@@ -351,7 +355,8 @@ func getLatency(t *testing.T, cli *clientv3.Client, keys, valueSize int, seriali
 	t.Helper()
 	lat := make([]time.Duration, n)
 	var next atomic.Int64
-	var failed atomic.Value
+	var failed atomic.Pointer[error]
+	fail := func(err error) { failed.CompareAndSwap(nil, &err) }
 	start := time.Now()
 	var wg sync.WaitGroup
 	for c := range clients {
@@ -374,10 +379,10 @@ func getLatency(t *testing.T, cli *clientv3.Client, keys, valueSize int, seriali
 				cancel()
 				switch {
 				case err != nil:
-					failed.CompareAndSwap(nil, fmt.Errorf("get %s: %w", key, err))
+					fail(fmt.Errorf("get %s: %w", key, err))
 					return
 				case len(resp.Kvs) != 1 || len(resp.Kvs[0].Value) != valueSize:
-					failed.CompareAndSwap(nil, fmt.Errorf("get %s: %d kvs", key, len(resp.Kvs)))
+					fail(fmt.Errorf("get %s: %d kvs", key, len(resp.Kvs)))
 					return
 				}
 			}
@@ -385,8 +390,8 @@ func getLatency(t *testing.T, cli *clientv3.Client, keys, valueSize int, seriali
 	}
 	wg.Wait()
 	el := time.Since(start)
-	if err, _ := failed.Load().(error); err != nil {
-		t.Fatalf("%s: %v", when, err)
+	if err := failed.Load(); err != nil {
+		t.Fatalf("%s: %v", when, *err)
 	}
 	slices.Sort(lat)
 	pct := func(q float64) time.Duration { return lat[min(len(lat)-1, int(q*float64(len(lat))))] }
@@ -442,6 +447,7 @@ type memSampler struct {
 	mu   sync.Mutex
 	max  procMem
 	quit chan struct{}
+	once sync.Once
 	wg   sync.WaitGroup
 }
 
@@ -472,8 +478,9 @@ func (s *memSampler) peak() procMem {
 	return s.max
 }
 
+// stop ends the sampling (again: no-op) and returns the peaks.
 func (s *memSampler) stop() procMem {
-	close(s.quit)
+	s.once.Do(func() { close(s.quit) })
 	s.wg.Wait()
 	return s.peak()
 }
