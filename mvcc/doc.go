@@ -69,8 +69,9 @@
 // count of 1M keys takes about 2 µs where the walk took 57 ms
 // (BenchmarkIndexCount), and a limited range's total (kube-apiserver's
 // paged lists) no longer walks the rest of the range. The index costs
-// about 146 bytes per key with one revision (123 of them the B-tree of
-// keyIndex, 23 the live keys' tree), plus about 24 bytes per further
+// about 130 bytes per key with one revision (107 of them the B-tree of
+// keyIndex, 23 the live keys' tree; a keyIndex does not store its last
+// revision, which its generations hold), plus about 24 bytes per further
 // revision, and a deleted key not yet compacted away about 75 more
 // (measured by TestIndexMemory on 100k 15-byte keys, key bytes included).
 //

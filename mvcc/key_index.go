@@ -28,7 +28,6 @@ import (
 // A keyIndex is guarded by the lock of the index that holds it.
 type keyIndex struct {
 	key         []byte
-	modified    revision // the last revision of the key
 	generations []generation
 }
 
@@ -59,8 +58,8 @@ func (g *generation) String() string {
 // put adds a revision of the key. rev must be above every revision the key
 // has.
 func (ki *keyIndex) put(rev revision) {
-	if !ki.modified.less(rev) {
-		panic(fmt.Sprintf("mvcc: put %v on key %q at or below its last revision %v", rev, ki.key, ki.modified))
+	if last := ki.lastRev(); !last.less(rev) {
+		panic(fmt.Sprintf("mvcc: put %v on key %q at or below its last revision %v", rev, ki.key, last))
 	}
 	if len(ki.generations) == 0 {
 		ki.generations = append(ki.generations, generation{})
@@ -71,13 +70,24 @@ func (ki *keyIndex) put(rev revision) {
 	}
 	g.revs = append(g.revs, rev)
 	g.ver++
-	ki.modified = rev
+}
+
+// lastRev returns the key's last revision: the last of its last generation
+// with revisions (the one a tombstone ended, if the key is deleted). It is
+// not stored: a field would cost every key 16 bytes, and the last
+// generation is the last or the one before it.
+func (ki *keyIndex) lastRev() revision {
+	for i := len(ki.generations) - 1; i >= 0; i-- {
+		if g := &ki.generations[i]; len(g.revs) > 0 {
+			return g.revs[len(g.revs)-1]
+		}
+	}
+	return revision{}
 }
 
 // restore starts the key index of a key first met on a revision scan with
 // a live revision (earlier ones were compacted away).
 func (ki *keyIndex) restore(created, modified revision, ver int64) {
-	ki.modified = modified
 	ki.generations = append(ki.generations, generation{created: created, ver: ver, revs: []revision{modified}})
 }
 
@@ -117,7 +127,7 @@ func (ki *keyIndex) get(atRev int64) (modified, created revision, ver int64, ok 
 // key's last revision that is whether its last generation is live, which
 // needs no search (the common case: counting at the current revision).
 func (ki *keyIndex) existsAt(rev int64) bool {
-	if rev >= ki.modified.main {
+	if rev >= ki.lastRev().main {
 		return !ki.generations[len(ki.generations)-1].isEmpty()
 	}
 	_, _, _, ok := ki.get(rev)
@@ -236,13 +246,6 @@ func (ki *keyIndex) rollback(from revision) {
 		}
 		*g = generation{}
 	}
-	ki.modified = revision{}
-	for i := len(ki.generations) - 1; i >= 0; i-- {
-		if g := &ki.generations[i]; len(g.revs) > 0 {
-			ki.modified = g.revs[len(g.revs)-1]
-			break
-		}
-	}
 }
 
 // isEmpty reports whether the key has no revision left.
@@ -252,7 +255,7 @@ func (ki *keyIndex) isEmpty() bool {
 
 func (ki *keyIndex) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%q modified %v:", ki.key, ki.modified)
+	fmt.Fprintf(&b, "%q modified %v:", ki.key, ki.lastRev())
 	for i := range ki.generations {
 		b.WriteString(" {")
 		b.WriteString(ki.generations[i].String())
