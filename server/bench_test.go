@@ -31,17 +31,7 @@ func BenchmarkRange(b *testing.B) {
 		{"linearizable/members=3/leader", 3, false, false},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
-			c := newCluster(b, bc.members, engines()[0], nil)
-			target := c.leader()
-			if bc.follower {
-				target = (target + 1) % bc.members
-			}
-			conn, err := grpc.NewClient(c.endpoint(target), grpc.WithTransportCredentials(insecure.NewCredentials()))
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer conn.Close()
-			kv := pb.NewKVClient(conn)
+			kv := benchClient(b, bc.members, bc.follower)
 			ctx := context.Background()
 			if _, err := kv.Put(ctx, &pb.PutRequest{Key: []byte("foo"), Value: make([]byte, 256)}); err != nil {
 				b.Fatal(err)
@@ -89,17 +79,7 @@ func BenchmarkPut(b *testing.B) {
 		{"members=3/follower", 3, true},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
-			c := newCluster(b, bc.members, engines()[0], nil)
-			target := c.leader()
-			if bc.follower {
-				target = (target + 1) % bc.members
-			}
-			conn, err := grpc.NewClient(c.endpoint(target), grpc.WithTransportCredentials(insecure.NewCredentials()))
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer conn.Close()
-			kv := pb.NewKVClient(conn)
+			kv := benchClient(b, bc.members, bc.follower)
 			ctx := context.Background()
 			value := make([]byte, 256)
 			var next atomic.Int64
@@ -118,4 +98,20 @@ func BenchmarkPut(b *testing.B) {
 			})
 		})
 	}
+}
+
+// benchClient starts a cluster of members on bbolt and returns a KV client
+// of its leader, or of a follower.
+func benchClient(b *testing.B, members int, follower bool) pb.KVClient {
+	c := newCluster(b, members, engines()[0], nil)
+	target := c.leader()
+	if follower {
+		target = (target + 1) % members
+	}
+	conn, err := grpc.NewClient(c.endpoint(target), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { conn.Close() })
+	return pb.NewKVClient(conn)
 }

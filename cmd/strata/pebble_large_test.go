@@ -194,17 +194,7 @@ func startReady(t *testing.T, bin string, args []string) (*proc, time.Duration) 
 	if bin == "" {
 		p = startProc(t, args...)
 	} else {
-		p = &proc{done: make(chan struct{})}
-		p.cmd = exec.Command(bin, args...)
-		p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.out
-		if err := p.cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		go func() {
-			p.err = p.cmd.Wait()
-			close(p.done)
-		}()
-		t.Cleanup(func() { p.stop(t) })
+		p = startCmd(t, exec.Command(bin, args...))
 	}
 	deadline := time.After(30 * time.Minute)
 	tick := time.NewTicker(5 * time.Millisecond)
