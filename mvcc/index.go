@@ -65,26 +65,32 @@ func newTreeIndex() *treeIndex {
 	}
 }
 
-// liveAtHead reports whether the key is live at its newest revision.
-func (ki *keyIndex) liveAtHead() bool {
-	return len(ki.generations) > 0 && !ki.generations[len(ki.generations)-1].isEmpty()
-}
-
 // noteLiveness updates the live set after a change at rev to ki, which was
 // live before it if wasLive. The caller holds the write lock.
 func (ti *treeIndex) noteLiveness(ki *keyIndex, wasLive bool, rev revision) {
-	if ki.liveAtHead() == wasLive {
+	if !ti.syncLive(ki, wasLive) {
 		return
-	}
-	if wasLive {
-		ti.live.Delete(ki)
-	} else {
-		ti.live.Set(ki)
 	}
 	if len(ti.changes) >= maxLiveChanges {
 		ti.dropChanges()
 	}
 	ti.changes = append(ti.changes, liveChange{key: ki.key, rev: rev})
+}
+
+// syncLive puts ki in the live set or takes it out after a change, if the
+// change moved it (it was live before if wasLive), and reports whether it
+// did. The caller holds the write lock.
+func (ti *treeIndex) syncLive(ki *keyIndex, wasLive bool) bool {
+	live := ki.liveAtHead()
+	switch {
+	case live == wasLive:
+		return false
+	case live:
+		ti.live.Set(ki)
+	default:
+		ti.live.Delete(ki)
+	}
+	return true
 }
 
 // dropChanges drops the oldest published liveness changes, down to half of
@@ -266,13 +272,7 @@ func (ti *treeIndex) rollback(key []byte, from revision) {
 	if ki.isEmpty() {
 		ti.tree.Delete(ki)
 	}
-	if live := ki.liveAtHead(); live != wasLive {
-		if live {
-			ti.live.Set(ki)
-		} else {
-			ti.live.Delete(ki)
-		}
-	}
+	ti.syncLive(ki, wasLive)
 	// The changes at or above from are undone: they are the newest.
 	n := len(ti.changes)
 	for n > 0 && !ti.changes[n-1].rev.less(from) {

@@ -128,10 +128,15 @@ func (ki *keyIndex) get(atRev int64) (modified, created revision, ver int64, ok 
 // needs no search (the common case: counting at the current revision).
 func (ki *keyIndex) existsAt(rev int64) bool {
 	if rev >= ki.lastRev().main {
-		return !ki.generations[len(ki.generations)-1].isEmpty()
+		return ki.liveAtHead()
 	}
 	_, _, _, ok := ki.get(rev)
 	return ok
+}
+
+// liveAtHead reports whether the key is live at its newest revision.
+func (ki *keyIndex) liveAtHead() bool {
+	return len(ki.generations) > 0 && !ki.generations[len(ki.generations)-1].isEmpty()
 }
 
 // findGeneration returns the generation holding the key's state at rev,
