@@ -552,6 +552,12 @@ func (n *Node) proposeLocal(ctx context.Context, req *pb.InternalRaftRequest) (R
 	if err := n.submit(ctx, p); err != nil {
 		return Result{}, err
 	}
+	return n.result(ctx, p)
+}
+
+// result waits for the answer of p, submitted, and for its Done (a
+// physical compaction on disk) if it has one.
+func (n *Node) result(ctx context.Context, p *proposal) (Result, error) {
 	r, err := n.answer(ctx, p)
 	if err != nil {
 		return Result{}, err

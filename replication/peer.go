@@ -142,20 +142,7 @@ func (s *peerService) propose(ctx context.Context, req *peerpb.ProposeRequest) (
 		if p == nil {
 			continue
 		}
-		r, err := s.n.answer(ctx, p)
-		if err == nil {
-			err = r.err
-		}
-		if err == nil && r.res.Done != nil {
-			select {
-			case <-r.res.Done:
-			case <-ctx.Done():
-				err = ctx.Err()
-			case <-s.n.stopc:
-				err = ErrStopped
-			}
-		}
-		out.Results[i] = forwardedResult(r.res, err)
+		out.Results[i] = forwardedResult(s.n.result(ctx, p))
 	}
 	return out, nil
 }
