@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -25,6 +24,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
+	"github.com/strata-kv/strata/bench"
 	"github.com/strata-kv/strata/internal/freeport"
 )
 
@@ -485,40 +485,19 @@ func diskUse(t *testing.T, dir string) string {
 	if err != nil {
 		return "du: " + err.Error()
 	}
-	parts := []string{fmt.Sprintf("du %s", mib(liveDirSize(dir)))}
+	parts := []string{fmt.Sprintf("du %s", mib(duOf(dir)))}
 	for _, e := range ents {
 		if e.IsDir() {
-			parts = append(parts, fmt.Sprintf("member/%s %s", e.Name(), mib(liveDirSize(filepath.Join(member, e.Name())))))
+			parts = append(parts, fmt.Sprintf("member/%s %s", e.Name(), mib(duOf(filepath.Join(member, e.Name())))))
 		}
 	}
 	return strings.Join(parts, ", ")
 }
 
-// liveDirSize is dirSize for a directory a running member changes: files
-// removed during the walk (compacted tables, retired segments) count 0.
-func liveDirSize(dir string) int64 {
-	var n int64
-	filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				return nil
-			}
-			return err
-		}
-		if d.IsDir() {
-			return nil
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return nil // removed since the directory was read
-		}
-		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-			n += st.Blocks * 512
-		} else {
-			n += fi.Size()
-		}
-		return nil
-	})
+// duOf is bench.DU (which counts files removed during the walk as 0, as
+// a running member removes compacted tables) for a log line: 0 on error.
+func duOf(dir string) int64 {
+	n, _ := bench.DU(dir)
 	return n
 }
 
