@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"slices"
 	"sort"
+	"time"
 )
 
 // Options are the settings every engine understands. Engine packages offer
@@ -32,6 +33,15 @@ type Options struct {
 	// ErrMlockUnsupported. It needs RLIMIT_MEMLOCK above the file's size.
 	// The default value is false.
 	Mlock bool
+	// BatchInterval and BatchLimit bound how long, and for how many
+	// operations, an engine that writes every commit to its files (bbolt;
+	// the LSM engines keep commits in a memtable of their own and ignore
+	// them) may hold NoSync commits in memory before it writes them
+	// together: etcd's --backend-batch-interval and --backend-batch-limit.
+	// Zero picks the engine's default (100 ms and 10000, as etcd's); a
+	// negative interval writes every commit at once.
+	BatchInterval time.Duration
+	BatchLimit    int
 }
 
 // Engine describes one storage engine to a Registry.

@@ -77,6 +77,23 @@ type Options struct {
 	// fraction of what it writes; the MVCC store commits every raft apply
 	// batch. The default value is 1 second; negative never drops them.
 	UnmapInterval time.Duration
+	// BatchInterval is how long a commit may stay in memory before it is
+	// written to the file, with the commits after it, in one bbolt
+	// transaction (etcd's --backend-batch-interval). A bbolt commit costs
+	// the same few page writes however few keys it holds, and ends the
+	// sharing of the read transaction; the MVCC store commits once per
+	// raft apply batch, etcd's backend once per interval. Snapshots see
+	// the pending writes at once; a crash of the process loses them, as
+	// the engine contract allows for NoSync commits (Strata replays its
+	// raft log). Synced commits, Sync, Backup, Defrag, bulk loads and Close
+	// write them first. The default value is 100 ms, as etcd's; negative
+	// writes every commit at once.
+	BatchInterval time.Duration
+	// BatchLimit is how many operations may wait in memory before they are
+	// written (etcd's --backend-batch-limit); they are also written once
+	// their keys and values pass 16 MiB. The default value is 10000, as
+	// etcd's.
+	BatchLimit int
 }
 
 // ErrInvalidOptions is wrapped by the errors of Options.Validate.
@@ -109,6 +126,12 @@ func (o *Options) EnsureDefaults() {
 	if o.UnmapInterval == 0 {
 		o.UnmapInterval = time.Second
 	}
+	if o.BatchInterval == 0 {
+		o.BatchInterval = 100 * time.Millisecond
+	}
+	if o.BatchLimit == 0 {
+		o.BatchLimit = 10000
+	}
 }
 
 // Validate reports options that cannot work, with an error wrapping
@@ -121,6 +144,8 @@ func (o *Options) Validate() error {
 		return fmt.Errorf("%w: LockTimeout %s < 0", ErrInvalidOptions, o.LockTimeout)
 	case o.DefragTxKeys < 0:
 		return fmt.Errorf("%w: DefragTxKeys %d < 0", ErrInvalidOptions, o.DefragTxKeys)
+	case o.BatchLimit < 0:
+		return fmt.Errorf("%w: BatchLimit %d < 0", ErrInvalidOptions, o.BatchLimit)
 	case !(o.FillPercent >= 0.1 && o.FillPercent <= 1):
 		return fmt.Errorf("%w: FillPercent %v not in [0.1, 1]", ErrInvalidOptions, o.FillPercent)
 	}
@@ -150,7 +175,7 @@ func Engine() engine.Engine {
 					return nil, err
 				}
 			}
-			return Open(dir, &Options{NoSync: o.NoSync, Mlock: o.Mlock})
+			return Open(dir, &Options{NoSync: o.NoSync, Mlock: o.Mlock, BatchInterval: o.BatchInterval, BatchLimit: o.BatchLimit})
 		},
 		Restore: Restore,
 	}
@@ -212,6 +237,23 @@ type DB struct {
 	// shared is the read transaction the snapshots taken since the last
 	// write share (etcd's shared read transaction), nil when none is open.
 	shared *sharedRead
+	// pendingView is the published view of the writes not yet in the file
+	// (nil when there are none); a snapshot pairs it with its read
+	// transaction. Guarded by readMu.
+	pendingView *pending
+
+	// writes are the writes not yet in the file (Options.BatchInterval);
+	// flushErr is the error of the last failed attempt to write them.
+	// Guarded by writeMu.
+	writes   pendingWrites
+	flushErr error
+	// kick tells flushLoop that writes are pending; stop ends it, and
+	// loops waits for it.
+	kick     chan struct{}
+	stop     chan struct{}
+	stopOnce sync.Once
+	loops    sync.WaitGroup
+
 	// writing counts the writes under way (commits, a bulk load, the
 	// defrag swap, Close): while any is, snapshots get a transaction of
 	// their own and no shared one is opened, because bbolt's remap, when a
@@ -283,7 +325,12 @@ func Open(dir string, opts *Options) (*DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &DB{dir: dir, opts: opts, cur: bdb}, nil
+	d := &DB{dir: dir, opts: opts, cur: bdb, kick: make(chan struct{}, 1), stop: make(chan struct{})}
+	if opts.BatchInterval > 0 {
+		d.loops.Add(1)
+		go d.flushLoop()
+	}
+	return d, nil
 }
 
 func openFile(path string, opts *Options) (*bolt.DB, error) {
@@ -340,6 +387,17 @@ func (d *DB) Commit(b *engine.Batch, opts *engine.WriteOptions) error {
 	if d.closed {
 		return engine.ErrClosed
 	}
+	if d.flushErr != nil {
+		if err := d.flushLocked(); err != nil {
+			return err
+		}
+	}
+	if d.deferrable(b, opts) {
+		return d.deferCommit(b)
+	}
+	if err := d.flushLocked(); err != nil {
+		return err
+	}
 	d.beginWrite()
 	defer d.endWrite()
 	// writeMu makes this the only writer, so NoSync can be set per commit.
@@ -388,13 +446,18 @@ func applyBatch(bdb *bolt.DB, b *engine.Batch, fill float64) error {
 		}
 		return r.Err()
 	})
-	if err != nil {
-		if errors.Is(err, berrors.ErrDatabaseNotOpen) {
-			return engine.ErrClosed
-		}
-		return fmt.Errorf("bbolt: commit: %w", err)
+	return commitError(err)
+}
+
+// commitError wraps the error of a bbolt write transaction.
+func commitError(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, berrors.ErrDatabaseNotOpen):
+		return engine.ErrClosed
 	}
-	return nil
+	return fmt.Errorf("bbolt: commit: %w", err)
 }
 
 // deleteRange deletes [start, end). Deleting under a cursor can skip keys
@@ -413,12 +476,17 @@ func deleteRange(bkt *bolt.Bucket, start, end []byte) error {
 	return nil
 }
 
-// Sync fsyncs the data file.
+// Sync writes the pending writes to the data file and fsyncs it.
 func (d *DB) Sync() error {
+	d.writeMu.Lock()
+	defer d.writeMu.Unlock()
 	d.mu.RLock()
 	defer d.mu.RUnlock()
 	if d.closed {
 		return engine.ErrClosed
+	}
+	if err := d.flushLocked(); err != nil {
+		return err
 	}
 	if d.opts.NoSync {
 		return nil
@@ -429,7 +497,14 @@ func (d *DB) Sync() error {
 	return nil
 }
 
-// NewSnapshot opens a bbolt read transaction.
+// NewSnapshot opens a bbolt read transaction, seen through the pending
+// writes of the moment.
+//
+// The pending writes are read first, under readMu, and the transaction
+// opened after them. A flush writes them to the file and only then, still
+// marked as writing, drops them: a snapshot that finds them dropped opens
+// its transaction after that commit, and one that finds them still there
+// sees them on top of either file state (the same values).
 func (d *DB) NewSnapshot() (engine.Snapshot, error) {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
@@ -437,6 +512,7 @@ func (d *DB) NewSnapshot() (engine.Snapshot, error) {
 		return nil, engine.ErrClosed
 	}
 	d.readMu.Lock()
+	p := d.pendingView
 	if d.shared == nil && d.writing == 0 {
 		// No write can start a remap meanwhile: a commit takes readMu
 		// (beginWrite) before it writes.
@@ -450,23 +526,42 @@ func (d *DB) NewSnapshot() (engine.Snapshot, error) {
 	if r := d.shared; r != nil {
 		r.refs++
 		d.readMu.Unlock()
-		return &snapshot{tx: r.tx, bkt: r.bkt, shared: r, d: d}, nil
+		return &snapshot{tx: r.tx, bkt: r.bkt, shared: r, d: d, pending: p}, nil
 	}
 	d.readMu.Unlock()
 	tx, err := d.cur.Begin(false)
 	if err != nil {
 		return nil, fmt.Errorf("bbolt: begin read: %w", err)
 	}
-	return &snapshot{tx: tx, bkt: tx.Bucket(bucketName)}, nil
+	return &snapshot{tx: tx, bkt: tx.Bucket(bucketName), pending: p}, nil
 }
 
-// Stats reports the file size and, as etcd computes it, the size minus the
-// free pages.
+// flush writes the pending writes to the file.
+func (d *DB) flush() error {
+	d.writeMu.Lock()
+	defer d.writeMu.Unlock()
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	if d.closed {
+		return engine.ErrClosed
+	}
+	return d.flushLocked()
+}
+
+// Stats writes the pending writes to the file and reports its size and,
+// as etcd computes it, the size minus the free pages (and the freed pages
+// pending release).
 func (d *DB) Stats() (engine.Stats, error) {
+	d.writeMu.Lock()
+	defer d.writeMu.Unlock()
 	d.mu.RLock()
 	defer d.mu.RUnlock()
 	if d.closed {
 		return engine.Stats{}, engine.ErrClosed
+	}
+	// The figures are the file's: write the pending writes to it first.
+	if err := d.flushLocked(); err != nil {
+		return engine.Stats{}, fmt.Errorf("bbolt: stats: %w", err)
 	}
 	return fileStats(d.cur)
 }
@@ -480,12 +575,21 @@ func fileStats(bdb *bolt.DB) (engine.Stats, error) {
 	if err != nil {
 		return engine.Stats{}, fmt.Errorf("bbolt: stats: %w", err)
 	}
-	free := int64(bdb.Stats().FreePageN) * int64(bdb.Info().PageSize)
+	// Pages freed by commits are pending until no read transaction older
+	// than the commit is open, and are released by the next write:
+	// batched commits (Options.BatchInterval) can leave a compaction's
+	// frees pending while no write follows. They hold no live data either.
+	st := bdb.Stats()
+	free := int64(st.FreePageN+st.PendingPageN) * int64(bdb.Info().PageSize)
 	return engine.Stats{Size: size, InUse: size - free}, nil
 }
 
-// Backup writes the data file as of one read transaction.
+// Backup writes the data file as of one read transaction, after writing
+// the pending writes to it.
 func (d *DB) Backup(w io.Writer) error {
+	if err := d.flush(); err != nil {
+		return fmt.Errorf("bbolt: backup: %w", err)
+	}
 	s, err := d.NewSnapshot()
 	if err != nil {
 		return err
@@ -553,6 +657,8 @@ func writeFileSync(path string, r io.Reader) error {
 // Close waits for a running Defrag, closes the data file and waits for files
 // retired by a Defrag to close. Snapshots must be closed before.
 func (d *DB) Close() error {
+	d.stopOnce.Do(func() { close(d.stop) })
+	d.loops.Wait()
 	d.load.Abort()
 	d.defragMu.Lock()
 	defer d.defragMu.Unlock()
@@ -563,10 +669,13 @@ func (d *DB) Close() error {
 		d.mu.Unlock()
 		return engine.ErrClosed
 	}
+	err := d.flushLocked()
 	d.closed = true
 	// The shared read transaction would keep Close waiting.
 	d.beginWrite()
-	err := d.cur.Close()
+	if cerr := d.cur.Close(); err == nil {
+		err = cerr
+	}
 	d.mu.Unlock()
 	d.retired.Wait()
 	if err != nil {
@@ -596,6 +705,11 @@ func (d *DB) Defrag(ctx context.Context) error {
 		d.mu.RUnlock()
 		d.writeMu.Unlock()
 		return engine.ErrClosed
+	}
+	if err := d.flushLocked(); err != nil {
+		d.mu.RUnlock()
+		d.writeMu.Unlock()
+		return fmt.Errorf("bbolt: defrag: %w", err)
 	}
 	old := d.cur
 	src, err := old.Begin(false)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 
@@ -15,8 +16,31 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
+// TestConformance runs the engine suite with the default options (most
+// commits stay pending until the batch interval), with pending writes
+// flushed every few operations (reads merge the file and pending writes
+// at every stage, snapshots held across flushes), and with every commit
+// written at once.
 func TestConformance(t *testing.T) {
-	enginetest.Run(t, bbolt.Engine(), enginetest.Options{})
+	t.Run("default", func(t *testing.T) { enginetest.Run(t, bbolt.Engine(), enginetest.Options{}) })
+	for _, tc := range []struct {
+		name string
+		opts bbolt.Options
+	}{
+		{"batch-limit=5", bbolt.Options{BatchLimit: 5, BatchInterval: time.Millisecond}},
+		{"batch-limit=1000", bbolt.Options{BatchLimit: 1000, BatchInterval: time.Hour}},
+		{"no-batch", bbolt.Options{BatchInterval: -1}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := bbolt.Engine()
+			e.Open = func(dir string, o engine.Options) (engine.Backend, error) {
+				opts := tc.opts
+				opts.NoSync, opts.Mlock = o.NoSync, o.Mlock
+				return bbolt.Open(dir, &opts)
+			}
+			enginetest.Run(t, e, enginetest.Options{})
+		})
+	}
 }
 
 func BenchmarkEngine(b *testing.B) { enginetest.RunBenchmarks(b, bbolt.Engine()) }

@@ -25,6 +25,24 @@
 // own: a shared transaction held until the next write would otherwise
 // deadlock the remap of a commit that grows the file past its map.
 //
+// # Batched commits
+//
+// A NoSync commit (the MVCC store's, once per raft apply batch) is kept in
+// memory, in a copy-on-write B-tree of pending writes, and written to the
+// file with the commits after it in one bbolt transaction once
+// [Options.BatchInterval] has passed since the first of them, or once
+// [Options.BatchLimit] operations or 16 MiB are pending: etcd's backend
+// commits its batch transaction the same way (--backend-batch-interval,
+// --backend-batch-limit). A bbolt commit costs its page writes, the meta
+// page and the walk of the tree whatever it holds, and ends the sharing of
+// the read transaction; batching pays them once per interval. Each commit
+// publishes an immutable copy of the pending writes; a snapshot pairs the
+// copy of the moment with its read transaction and reads through it (the
+// pending writes win, and hide the keys they delete). Synced commits,
+// batches with a range deletion, and commits while Defrag copies are
+// written at once, after the pending writes; Sync, Stats, Backup, Defrag, a
+// bulk load and Close write the pending writes first.
+//
 // # Defrag
 //
 // bbolt never gives space back to the file system. [DB.Defrag] copies the live
@@ -37,9 +55,11 @@
 //
 // # Caveats
 //
-// A NoSync commit is written to the file without fsync. It survives a crash
-// of the process, but bbolt does not promise that a crash of the machine
-// leaves the file consistent until a later synced commit or [DB.Sync]
-// completes; callers that use NoSync must be able to rebuild the data (Strata
-// replays its raft log).
+// A NoSync commit is written to the file, without fsync, up to
+// [Options.BatchInterval] later: a crash of the process loses the commits
+// still pending (a suffix of them, as the engine contract allows), and
+// bbolt does not promise that a crash of the machine leaves the file
+// consistent until a later synced commit or [DB.Sync] completes; callers
+// that use NoSync must be able to rebuild the data (Strata replays its raft
+// log).
 package bbolt

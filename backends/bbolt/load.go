@@ -42,6 +42,11 @@ func (d *DB) NewLoader() (engine.Loader, error) {
 		d.writeMu.Unlock()
 		return nil, engine.ErrClosed
 	}
+	if err := d.flushLocked(); err != nil {
+		d.mu.RUnlock()
+		d.writeMu.Unlock()
+		return nil, fmt.Errorf("bbolt: load: %w", err)
+	}
 	d.beginWrite()
 	d.cur.NoSync = true
 	l := &loader{d: d}

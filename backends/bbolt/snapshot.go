@@ -9,17 +9,25 @@ import (
 )
 
 // snapshot is a bbolt read transaction, of its own or shared (then
-// shared and d are set).
+// shared and d are set), seen through the pending writes of the moment
+// it was taken (nil when there were none).
 type snapshot struct {
-	tx     *bolt.Tx
-	bkt    *bolt.Bucket
-	shared *sharedRead
-	d      *DB
+	tx      *bolt.Tx
+	bkt     *bolt.Bucket
+	shared  *sharedRead
+	d       *DB
+	pending *pending
 }
 
 func (s *snapshot) Get(key []byte) ([]byte, error) {
 	if s.tx == nil {
 		return nil, engine.ErrClosed
+	}
+	if v, ok := pendingGet(s.pending, key); ok {
+		if v == nil {
+			return nil, engine.ErrNotFound
+		}
+		return append([]byte{}, v...), nil
 	}
 	// Seek rather than Get: Get cannot tell an empty value from a missing key.
 	k, v := s.bkt.Cursor().Seek(key)
@@ -39,6 +47,9 @@ func (s *snapshot) NewIter(opts *engine.IterOptions) (engine.Iterator, error) {
 		it.upper = bytes.Clone(opts.UpperBound)
 		it.reverse = opts.Reverse
 	}
+	if s.pending != nil {
+		return newMergeIter(it, s.pending), nil
+	}
 	return it, nil
 }
 
@@ -54,7 +65,7 @@ func (s *snapshot) Close() error {
 	} else {
 		err = s.tx.Rollback()
 	}
-	s.tx, s.bkt, s.shared = nil, nil, nil
+	s.tx, s.bkt, s.shared, s.pending = nil, nil, nil, nil
 	return err
 }
 

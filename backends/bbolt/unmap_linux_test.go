@@ -57,7 +57,7 @@ func TestUnmap(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			db, err := bbolt.Open(dir, &bbolt.Options{NoSync: true, UnmapInterval: tc.interval})
+			db, err := bbolt.Open(dir, &bbolt.Options{NoSync: true, UnmapInterval: tc.interval, BatchInterval: -1})
 			if err != nil {
 				t.Fatal(err)
 			}
