@@ -281,6 +281,10 @@ func TestCommandLine(t *testing.T) {
 			return want(strconv.FormatBool(p.settings.server.EngineOptions.Mlock), "true")
 		}},
 		{name: "memory mlock on pebble", args: []string{"--memory-mlock", "--backend=pebble"}, wantErr: "--memory-mlock is not supported with --backend=pebble"},
+		{name: "backend batching", args: []string{"--backend-batch-interval=250ms", "--backend-batch-limit=500"}, check: func(p *parsed) string {
+			o := p.settings.server.EngineOptions
+			return want(fmt.Sprint(o.BatchInterval, o.BatchLimit), "250ms 500")
+		}},
 		{name: "durability", args: []string{"--unsafe-no-fsync"}, check: func(p *parsed) string {
 			return want(strconv.FormatBool(p.settings.server.UnsafeNoFsync), "true")
 		}},
