@@ -478,23 +478,15 @@ func deleteRange(bkt *bolt.Bucket, start, end []byte) error {
 
 // Sync writes the pending writes to the data file and fsyncs it.
 func (d *DB) Sync() error {
-	d.writeMu.Lock()
-	defer d.writeMu.Unlock()
-	d.mu.RLock()
-	defer d.mu.RUnlock()
-	if d.closed {
-		return engine.ErrClosed
-	}
-	if err := d.flushLocked(); err != nil {
-		return err
-	}
-	if d.opts.NoSync {
+	return d.flushed(func() error {
+		if d.opts.NoSync {
+			return nil
+		}
+		if err := d.cur.Sync(); err != nil {
+			return fmt.Errorf("bbolt: sync: %w", err)
+		}
 		return nil
-	}
-	if err := d.cur.Sync(); err != nil {
-		return fmt.Errorf("bbolt: sync: %w", err)
-	}
-	return nil
+	})
 }
 
 // NewSnapshot opens a bbolt read transaction, seen through the pending
@@ -536,8 +528,9 @@ func (d *DB) NewSnapshot() (engine.Snapshot, error) {
 	return &snapshot{tx: tx, bkt: tx.Bucket(bucketName), pending: p}, nil
 }
 
-// flush writes the pending writes to the file.
-func (d *DB) flush() error {
+// flushed writes the pending writes to the file and then, if f is not
+// nil, runs f with no commit under way (writeMu held, mu read-locked).
+func (d *DB) flushed(f func() error) error {
 	d.writeMu.Lock()
 	defer d.writeMu.Unlock()
 	d.mu.RLock()
@@ -545,25 +538,26 @@ func (d *DB) flush() error {
 	if d.closed {
 		return engine.ErrClosed
 	}
-	return d.flushLocked()
+	if err := d.flushLocked(); err != nil || f == nil {
+		return err
+	}
+	return f()
 }
 
 // Stats writes the pending writes to the file and reports its size and,
 // as etcd computes it, the size minus the free pages (and the freed pages
 // pending release).
 func (d *DB) Stats() (engine.Stats, error) {
-	d.writeMu.Lock()
-	defer d.writeMu.Unlock()
-	d.mu.RLock()
-	defer d.mu.RUnlock()
-	if d.closed {
-		return engine.Stats{}, engine.ErrClosed
-	}
 	// The figures are the file's: write the pending writes to it first.
-	if err := d.flushLocked(); err != nil {
-		return engine.Stats{}, fmt.Errorf("bbolt: stats: %w", err)
+	var st engine.Stats
+	err := d.flushed(func() (err error) {
+		st, err = fileStats(d.cur)
+		return err
+	})
+	if err != nil {
+		return engine.Stats{}, err
 	}
-	return fileStats(d.cur)
+	return st, nil
 }
 
 func fileStats(bdb *bolt.DB) (engine.Stats, error) {
@@ -587,7 +581,7 @@ func fileStats(bdb *bolt.DB) (engine.Stats, error) {
 // Backup writes the data file as of one read transaction, after writing
 // the pending writes to it.
 func (d *DB) Backup(w io.Writer) error {
-	if err := d.flush(); err != nil {
+	if err := d.flushed(nil); err != nil {
 		return fmt.Errorf("bbolt: backup: %w", err)
 	}
 	s, err := d.NewSnapshot()
