@@ -191,8 +191,9 @@ func (d *DB) flushLoop() {
 	}
 }
 
-// get looks key up in the pending writes: found reports whether they hold
-// it, and a nil value with found set means deleted.
+// pendingGet looks key up in the pending writes p (nil: none): found
+// reports whether they hold it, and a nil value with found set means
+// deleted.
 func pendingGet(p *pending, key []byte) (value []byte, found bool) {
 	if p == nil {
 		return nil, false
@@ -217,8 +218,8 @@ func newMergeIter(base *iterator, p *pending) *mergeIter {
 	return &mergeIter{base: base, ov: p.Iter()}
 }
 
-// ovIn reports whether the overlay iterator's item is inside the bounds,
-// and clears ovOK when it is not.
+// ovSet records whether the pending writes' iterator is on an item, which
+// counts only inside the bounds.
 func (m *mergeIter) ovSet(ok bool) {
 	if ok {
 		k := m.ov.Item().key
