@@ -419,9 +419,7 @@ func (d *DB) Commit(b *engine.Batch, opts *engine.WriteOptions) error {
 }
 
 func applyBatch(bdb *bolt.DB, b *engine.Batch, fill float64) error {
-	err := bdb.Update(func(tx *bolt.Tx) error {
-		bkt := tx.Bucket(bucketName)
-		bkt.FillPercent = fill
+	return update(bdb, fill, func(bkt *bolt.Bucket) error {
 		r := b.Reader()
 		for {
 			kind, key, value, ok := r.Next()
@@ -446,7 +444,16 @@ func applyBatch(bdb *bolt.DB, b *engine.Batch, fill float64) error {
 		}
 		return r.Err()
 	})
-	return commitError(err)
+}
+
+// update runs write in one bbolt write transaction, on the bucket filled
+// to fill, and wraps its error (commitError).
+func update(bdb *bolt.DB, fill float64, write func(*bolt.Bucket) error) error {
+	return commitError(bdb.Update(func(tx *bolt.Tx) error {
+		bkt := tx.Bucket(bucketName)
+		bkt.FillPercent = fill
+		return write(bkt)
+	}))
 }
 
 // commitError wraps the error of a bbolt write transaction.
@@ -528,18 +535,34 @@ func (d *DB) NewSnapshot() (engine.Snapshot, error) {
 	return &snapshot{tx: tx, bkt: tx.Bucket(bucketName), pending: p}, nil
 }
 
-// flushed writes the pending writes to the file and then, if f is not
-// nil, runs f with no commit under way (writeMu held, mu read-locked).
-func (d *DB) flushed(f func() error) error {
+// lockFlushed takes writeMu, read-locks mu and writes the pending writes
+// to the file: what the caller does next sees them all in the file, and
+// no commit starts until it releases both locks. It returns
+// engine.ErrClosed, or the flush's error, with neither lock held.
+func (d *DB) lockFlushed() error {
 	d.writeMu.Lock()
-	defer d.writeMu.Unlock()
 	d.mu.RLock()
-	defer d.mu.RUnlock()
-	if d.closed {
-		return engine.ErrClosed
+	err := engine.ErrClosed
+	if !d.closed {
+		err = d.flushLocked()
 	}
-	if err := d.flushLocked(); err != nil || f == nil {
+	if err != nil {
+		d.mu.RUnlock()
+		d.writeMu.Unlock()
+	}
+	return err
+}
+
+// flushed writes the pending writes to the file and then, if f is not
+// nil, runs f with no commit under way (lockFlushed).
+func (d *DB) flushed(f func() error) error {
+	if err := d.lockFlushed(); err != nil {
 		return err
+	}
+	defer d.writeMu.Unlock()
+	defer d.mu.RUnlock()
+	if f == nil {
+		return nil
 	}
 	return f()
 }
@@ -554,10 +577,7 @@ func (d *DB) Stats() (engine.Stats, error) {
 		st, err = fileStats(d.cur)
 		return err
 	})
-	if err != nil {
-		return engine.Stats{}, err
-	}
-	return st, nil
+	return st, err
 }
 
 func fileStats(bdb *bolt.DB) (engine.Stats, error) {
@@ -693,17 +713,8 @@ func (d *DB) Defrag(ctx context.Context) error {
 	start := time.Now()
 
 	// Start recording commits, and take the read view to copy, at one point.
-	d.writeMu.Lock()
-	d.mu.RLock()
-	if d.closed {
-		d.mu.RUnlock()
-		d.writeMu.Unlock()
-		return engine.ErrClosed
-	}
-	if err := d.flushLocked(); err != nil {
-		d.mu.RUnlock()
-		d.writeMu.Unlock()
-		return fmt.Errorf("bbolt: defrag: %w", err)
+	if err := d.lockFlushed(); err != nil {
+		return err
 	}
 	old := d.cur
 	src, err := old.Begin(false)

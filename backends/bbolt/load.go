@@ -35,17 +35,8 @@ type loader struct {
 // NewLoader implements engine.BulkLoader. Commits wait until the load is
 // finished or aborted.
 func (d *DB) NewLoader() (engine.Loader, error) {
-	d.writeMu.Lock()
-	d.mu.RLock()
-	if d.closed {
-		d.mu.RUnlock()
-		d.writeMu.Unlock()
-		return nil, engine.ErrClosed
-	}
-	if err := d.flushLocked(); err != nil {
-		d.mu.RUnlock()
-		d.writeMu.Unlock()
-		return nil, fmt.Errorf("bbolt: load: %w", err)
+	if err := d.lockFlushed(); err != nil {
+		return nil, err
 	}
 	d.beginWrite()
 	d.cur.NoSync = true

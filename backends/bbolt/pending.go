@@ -125,18 +125,17 @@ func (d *DB) flushLocked() error {
 	}
 	d.beginWrite()
 	d.cur.NoSync = true
-	err := d.cur.Update(func(tx *bolt.Tx) error {
-		bkt := tx.Bucket(bucketName)
-		bkt.FillPercent = d.opts.FillPercent
+	err := update(d.cur, d.opts.FillPercent, func(bkt *bolt.Bucket) error {
 		var err error
 		p.tree.Scan(func(it pendingItem) bool {
+			kind := engine.KindSet
 			if it.value == nil {
-				err = bkt.Delete(it.key)
+				kind, err = engine.KindDelete, bkt.Delete(it.key)
 			} else {
 				err = bkt.Put(it.key, it.value)
 			}
 			if err != nil {
-				err = fmt.Errorf("put %q: %w", it.key, err)
+				err = fmt.Errorf("%s %q: %w", kind, it.key, err)
 			}
 			return err == nil
 		})
@@ -152,7 +151,6 @@ func (d *DB) flushLocked() error {
 	}
 	d.endWrite()
 	if err != nil {
-		err = commitError(err)
 		d.flushErr = err
 		return err
 	}
@@ -181,13 +179,7 @@ func (d *DB) flushLoop() {
 			return
 		case <-t.C:
 		}
-		d.writeMu.Lock()
-		d.mu.RLock()
-		if !d.closed {
-			d.flushLocked() // an error is kept in flushErr for the next Commit
-		}
-		d.mu.RUnlock()
-		d.writeMu.Unlock()
+		d.flushed(nil) // an error is kept in flushErr for the next Commit
 	}
 }
 
