@@ -132,7 +132,7 @@ func BenchmarkFollower(b *testing.B) {
 				if op == "read-barrier" {
 					fwd = f.fwdRead
 				}
-				calls, rounds := fwd.calls.Load(), l.verifier.rounds.Load()
+				calls, rounds, beats := fwd.calls.Load(), l.verifier.rounds.Load(), l.verifier.heartbeats.Load()
 				b.ResetTimer()
 				runClients(b, clients, func(i int64) error {
 					if op == "read-barrier" {
@@ -150,6 +150,7 @@ func BenchmarkFollower(b *testing.B) {
 				if op == "read-barrier" {
 					// The leader's verification rounds per read barrier.
 					b.ReportMetric(float64(l.verifier.rounds.Load()-rounds)/float64(b.N), "rounds/op")
+					b.ReportMetric(float64(l.verifier.heartbeats.Load()-beats)/float64(b.N), "heartbeats/op")
 				}
 			})
 		}
@@ -166,12 +167,13 @@ func BenchmarkLeaderReadBarrier(b *testing.B) {
 		b.Run(fmt.Sprintf("%s/clients=%d", eng.Name, clients), func(b *testing.B) {
 			c := newCluster(b, eng, 3, nil)
 			l := c.leader()
-			rounds := l.verifier.rounds.Load()
+			rounds, beats := l.verifier.rounds.Load(), l.verifier.heartbeats.Load()
 			b.ReportAllocs()
 			b.ResetTimer()
 			runClients(b, clients, func(int64) error { return l.ReadBarrier(context.Background()) })
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "ops/s")
 			b.ReportMetric(float64(l.verifier.rounds.Load()-rounds)/float64(b.N), "rounds/op")
+			b.ReportMetric(float64(l.verifier.heartbeats.Load()-beats)/float64(b.N), "heartbeats/op")
 		})
 	}
 }

@@ -80,7 +80,12 @@
 // index, confirms its leadership with one quorum round shared by every read
 // waiting for it, checks its term, and the reading node waits until its store
 // has applied that index. A leader serves them only after it applied an
-// entry of its own term; a follower asks the leader for the index.
+// entry of its own term; a follower asks the leader for the index. A round
+// counts a follower's forwarded calls as its heartbeat answers when they
+// tell enough (the verifier), and a follower that is the leader's pair in a
+// quorum (two or three voters) confirms its own read index by its term, so
+// under load most rounds send no heartbeat and a follower's reads wait for
+// none.
 //
 // # Transport
 //

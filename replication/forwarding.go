@@ -242,12 +242,33 @@ func (n *Node) sendProposals(ctx context.Context, addr string, items []*forwardI
 }
 
 // sendReadIndex asks the leader at addr for one read index, which answers
-// every item: each was waiting before the call went out.
+// every item: each was waiting before the call went out. When the leader
+// leaves the confirmation to this node (a term in the answer), this node's
+// term, read now that the answer is here, confirms it: if it is newer, a
+// newer leader may have been elected before the index was taken.
 func (n *Node) sendReadIndex(ctx context.Context, addr string, items []*forwardItem) {
 	fr, err := n.peers.forwardCall(ctx, addr, &peerpb.ForwardRequest{Call: &peerpb.ForwardRequest_ReadIndex{ReadIndex: &peerpb.ReadIndexRequest{}}})
-	for _, it := range items {
-		it.done <- forwardResult{index: fr.GetReadIndex().GetIndex(), err: err}
+	ri := fr.GetReadIndex()
+	if err == nil {
+		err = n.confirmReadIndex(ri)
 	}
+	for _, it := range items {
+		it.done <- forwardResult{index: ri.GetIndex(), err: err}
+	}
+}
+
+// confirmReadIndex confirms a read index the leader left to this member
+// to confirm (peerpb.ReadIndexResponse.term): this member's term, read
+// after the answer arrived, must not be newer than the leader's when it
+// took the index. Call it only once the answer is here.
+func (n *Node) confirmReadIndex(ri *peerpb.ReadIndexResponse) error {
+	if ri.GetTerm() == 0 {
+		return nil // confirmed by the leader
+	}
+	if cur := n.raft.CurrentTerm(); cur > ri.GetTerm() {
+		return fmt.Errorf("%w: read index of term %d, this member is at term %d", ErrLeaderChanged, ri.GetTerm(), cur)
+	}
+	return nil
 }
 
 // forwardPropose proposes req at the leader at addr.

@@ -348,6 +348,13 @@ func Open(cfg Config) (*Node, error) {
 	}
 	n.mux.checkSAN = cfg.CheckPeerSAN
 	n.peers.m = n.mux
+	n.peers.member = cfg.ID
+	n.peers.term = func() uint64 {
+		if n.raft == nil {
+			return 0 // not started: no term to vouch for
+		}
+		return n.raft.CurrentTerm()
+	}
 	n.mux.book, n.mux.metrics = &n.peerBook, cfg.PeerMetrics
 	n.peerBook.set(bootstrapMembers(cfg.Bootstrap))
 	n.peers.ctx, n.peers.cancel = context.WithCancel(context.Background())
@@ -827,6 +834,30 @@ func (n *Node) leaderReadIndex(ctx context.Context) (uint64, error) {
 		return 0, ErrLeaderChanged
 	}
 	return ri, nil
+}
+
+// followerReadIndex answers a follower's read index: as leaderReadIndex,
+// or, when this node and the follower are a quorum of the voters, without
+// a round, with this node's term for the follower to confirm it against
+// its own (peerpb.ReadIndexResponse.term). Term is zero when confirmed
+// here.
+func (n *Node) followerReadIndex(ctx context.Context, member string) (ri, term uint64, err error) {
+	if member == "" || !n.verifier.pairQuorum(raft.ServerID(member)) {
+		ri, err = n.leaderReadIndex(ctx)
+		return ri, 0, err
+	}
+	if n.raft.State() != raft.Leader {
+		return 0, 0, ErrNotLeader
+	}
+	term = n.raft.CurrentTerm()
+	if n.readyTerm.Load() != term {
+		return 0, 0, ErrNotReady
+	}
+	ri = n.raft.CommitIndex()
+	if n.raft.State() != raft.Leader || n.raft.CurrentTerm() != term {
+		return 0, 0, ErrLeaderChanged
+	}
+	return ri, term, nil
 }
 
 // readIndexWarnTime is etcd's ReadIndex retry time: a read barrier slower

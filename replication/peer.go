@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/hashicorp/raft"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
@@ -62,10 +64,15 @@ func (s *peerService) Forward(stream peerpb.Peer_ForwardServer) error {
 		if err != nil {
 			return nil // the follower closed the stream, or went away
 		}
+		if m := req.GetMember(); m != "" {
+			s.n.verifier.echo(raft.ServerID(m), req.GetTerm(), req.GetSeen())
+		}
 		wg.Go(func() {
 			resp := s.forward(ctx, req)
 			sendMu.Lock()
 			defer sendMu.Unlock()
+			// Stamped last: the answer leaves after the round named began.
+			resp.Round = s.n.verifier.stamp()
 			stream.Send(resp) // fails only once the stream is gone
 		})
 	}
@@ -81,9 +88,9 @@ func (s *peerService) forward(ctx context.Context, req *peerpb.ForwardRequest) *
 			resp.Result = &peerpb.ForwardResponse_Propose{Propose: r}
 		}
 	case *peerpb.ForwardRequest_ReadIndex:
-		var ri uint64
-		if ri, err = s.n.leaderReadIndex(ctx); err == nil {
-			resp.Result = &peerpb.ForwardResponse_ReadIndex{ReadIndex: &peerpb.ReadIndexResponse{Index: ri}}
+		var ri, term uint64
+		if ri, term, err = s.n.followerReadIndex(ctx, req.GetMember()); err == nil {
+			resp.Result = &peerpb.ForwardResponse_ReadIndex{ReadIndex: &peerpb.ReadIndexResponse{Index: ri, Term: term}}
 		}
 	default:
 		// A call of a newer member's.
@@ -246,7 +253,11 @@ func (s *peerService) MemberState(_ context.Context, req *peerpb.MemberStateRequ
 // peerClients keeps one gRPC connection per peer address, and one Forward
 // stream on it while it works.
 type peerClients struct {
-	m       *peerMux
+	m *peerMux
+	// member is this node's raft server ID and term its current term,
+	// sent with every forwarded call (peerpb.ForwardRequest).
+	member  string
+	term    func() uint64
 	mu      sync.Mutex
 	conns   map[string]*grpc.ClientConn
 	streams map[string]*forwardStream
@@ -342,6 +353,10 @@ type forwardStream struct {
 
 	sendMu sync.Mutex // the stream's Send is not safe for concurrent use
 
+	// seen is the highest round stamp received on the stream
+	// (peerpb.ForwardResponse.round); written by receive only.
+	seen atomic.Uint64
+
 	mu      sync.Mutex
 	nextID  uint64
 	pending map[uint64]chan *peerpb.ForwardResponse
@@ -368,6 +383,9 @@ func (c *peerClients) forwardCall(ctx context.Context, addr string, req *peerpb.
 	fs.pending[id] = ch
 	fs.mu.Unlock()
 	req.Id = id
+	// The term is read after the stamp's answer arrived: see
+	// peerpb.ForwardRequest.
+	req.Member, req.Seen, req.Term = c.member, fs.seen.Load(), c.term()
 	fs.sendMu.Lock()
 	err = fs.stream.Send(req)
 	fs.sendMu.Unlock()
@@ -438,6 +456,9 @@ func (fs *forwardStream) receive() {
 		if err != nil {
 			fs.fail(err)
 			return
+		}
+		if r := resp.GetRound(); r > fs.seen.Load() {
+			fs.seen.Store(r)
 		}
 		fs.mu.Lock()
 		ch := fs.pending[resp.GetId()]

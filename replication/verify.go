@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/raft"
 )
@@ -23,6 +24,14 @@ import (
 // its old state while a newer leader has committed writes — a stale read,
 // seen by the robustness suite as a revision going backwards. Here each
 // reply counts only for the round that sent its request.
+//
+// A follower's forwarded calls confirm rounds too, and save their
+// heartbeats: every answer to a call carries the newest round begun, and a
+// call sent after such an answer arrived, with the sender's term no newer
+// than the round's, tells that the sender had voted in no newer term after
+// the round began: what accepting a heartbeat of the round would tell
+// (peerpb.ForwardRequest). A follower that is this node's pair in a
+// quorum confirms its own read indexes (Node.followerReadIndex).
 type verifier struct {
 	r     *raft.Raft
 	trans heartbeatTransport
@@ -44,9 +53,48 @@ type verifier struct {
 	results chan probeResult
 	workers sync.WaitGroup
 
-	// rounds counts the rounds run, for benchmarks.
-	rounds atomic.Uint64
+	// rounds counts the rounds run and heartbeats the heartbeats sent,
+	// for tests and benchmarks.
+	rounds, heartbeats atomic.Uint64
+	// loseHeartbeats is fault injection for tests: the heartbeats are
+	// not sent and no answer comes.
+	loseHeartbeats atomic.Bool
+	// echoFirst: forwarded calls confirmed the last round before its
+	// heartbeats could (or without them). Only then does a round hold its
+	// heartbeats back for echoWait (owned by loop).
+	echoFirst bool
+	// started is the newest round begun (round, published): answers to
+	// forwarded calls carry it (stamp).
+	started atomic.Uint64
+
+	// echoes are what forwarded calls told of their senders
+	// (peerpb.ForwardRequest); a new one wakes the round on echoc.
+	echoMu sync.Mutex
+	echoes map[raft.ServerID]echo
+	echoc  chan struct{}
 }
+
+// echo is the newest word of one member from its forwarded calls: the
+// highest round stamp it had seen, its term when it sent that call, and
+// when a call from it last came.
+type echo struct {
+	seen, term uint64
+	at         time.Time
+}
+
+// A voter whose forwarded calls keep coming (the last less than
+// echoRecent ago) is likely to confirm a round by its next call: while
+// calls confirmed the last round first, the round waits echoWait for that
+// before it sends the voter a heartbeat.
+const (
+	echoRecent = 2 * time.Millisecond
+	echoWait   = time.Millisecond
+)
+
+// maxEchoes bounds the members whose echoes are kept: a peer naming
+// members that do not exist gets no more room (those members' rounds fall
+// back to heartbeats).
+const maxEchoes = 64
 
 // heartbeatTransport is what the verifier needs of raft's transport.
 type heartbeatTransport interface {
@@ -76,6 +124,7 @@ type verifyRound struct {
 }
 
 type probeResult struct {
+	id    raft.ServerID
 	round uint64
 	// ok: the voter accepted this node as leader of the round's term.
 	// newer: it knows a newer term.
@@ -88,6 +137,44 @@ func (v *verifier) init(r *raft.Raft, trans heartbeatTransport, self raft.Server
 	v.kick = make(chan struct{}, 1)
 	v.probes = map[raft.ServerID]*probe{}
 	v.results = make(chan probeResult, 16)
+	v.echoes = map[raft.ServerID]echo{}
+	v.echoc = make(chan struct{}, 1)
+}
+
+// stamp is the round stamp of an answer to a forwarded call sent now.
+func (v *verifier) stamp() uint64 { return v.started.Load() }
+
+// echo records a forwarded call from the member id: its term when it sent
+// the call and the highest round stamp it had seen.
+func (v *verifier) echo(id raft.ServerID, term, seen uint64) {
+	v.echoMu.Lock()
+	e, ok := v.echoes[id]
+	if !ok && len(v.echoes) >= maxEchoes {
+		v.echoMu.Unlock()
+		return
+	}
+	if seen >= e.seen {
+		// Seen and term of one call: together they confirm up to seen.
+		e.seen, e.term = seen, term
+	}
+	e.at = time.Now()
+	v.echoes[id] = e
+	v.echoMu.Unlock()
+	select {
+	case v.echoc <- struct{}{}:
+	default:
+	}
+}
+
+// echoed reports whether id's calls confirm round r of term: one sent
+// after an answer stamped r or later arrived, while id was at most at term
+// (and so had voted in no newer term since the round began). recent
+// reports whether a call from id came less than echoRecent before now.
+func (v *verifier) echoed(id raft.ServerID, r, term uint64, now time.Time) (ok, recent bool) {
+	v.echoMu.Lock()
+	e := v.echoes[id]
+	v.echoMu.Unlock()
+	return e.seen >= r && e.term != 0 && e.term <= term, now.Sub(e.at) < echoRecent
 }
 
 func (v *verifier) verify(ctx context.Context) error {
@@ -163,12 +250,42 @@ func (v *verifier) soleVoter() bool {
 	return voters == 1 && self
 }
 
+// pairQuorum reports whether this node and the voter id are a quorum of
+// the latest configuration's voters: then an answer of id's own, given
+// after a read index was taken, confirms it as a heartbeat round would.
+func (v *verifier) pairQuorum(id raft.ServerID) bool {
+	cfg := v.r.GetConfiguration() // lock-free: never waits on raft
+	if cfg.Error() != nil {
+		return false
+	}
+	return pairQuorum(cfg.Configuration().Servers, v.self, id)
+}
+
+// pairQuorum reports whether the voters a and b (two of them) are a
+// quorum of the voters among servers: there are two or three.
+func pairQuorum(servers []raft.Server, a, b raft.ServerID) bool {
+	if a == b {
+		return false
+	}
+	voters, hasA, hasB := 0, false, false
+	for _, s := range servers {
+		if s.Suffrage == raft.Voter {
+			voters++
+			hasA = hasA || s.ID == a
+			hasB = hasB || s.ID == b
+		}
+	}
+	return hasA && hasB && voters/2+1 <= 2
+}
+
 // check runs one round: it returns nil once a quorum of the latest
 // configuration's voters, this node included, has accepted a heartbeat of
-// the current term sent by this round.
+// the current term sent by this round, or confirmed the round by a
+// forwarded call (echoed).
 func (v *verifier) check() error {
 	v.round++
 	v.rounds.Add(1)
+	v.started.Store(v.round)
 	term := v.r.CurrentTerm()
 	if v.r.State() != raft.Leader {
 		return ErrNotLeader
@@ -190,14 +307,23 @@ func (v *verifier) check() error {
 		}
 	}
 	quorum := len(voters)/2 + 1
-	acks, pending := 0, 0
+	acks := 0
 	if _, ok := voters[v.self]; ok {
 		acks++
 	}
+	// waiting: the voters that may still accept this round. While calls
+	// confirmed the last round first (echoFirst), those whose calls keep
+	// coming (recent) are given echoWait to confirm it by a call before
+	// they get a heartbeat; so are the others when the recent ones are
+	// enough for a quorum.
+	waiting := make(map[raft.ServerID]bool, len(voters))
+	var recent, others []raft.ServerID
+	now := time.Now()
 	for id, addr := range voters {
 		if id == v.self {
 			continue
 		}
+		waiting[id] = true
 		p := v.probes[id]
 		if p == nil {
 			p = &probe{id: id, kick: make(chan struct{}, 1), stop: make(chan struct{})}
@@ -208,27 +334,63 @@ func (v *verifier) check() error {
 		p.mu.Lock()
 		p.addr, p.round, p.term = addr, v.round, term
 		p.mu.Unlock()
-		select {
-		case p.kick <- struct{}{}:
-		default:
+		if _, calling := v.echoed(id, v.round, term, now); calling {
+			recent = append(recent, id)
+		} else {
+			others = append(others, id)
 		}
-		pending++
+	}
+	var deferred []raft.ServerID
+	switch {
+	case !v.echoFirst:
+		for _, id := range append(recent, others...) {
+			v.probes[id].poke()
+		}
+	case acks+len(recent) >= quorum:
+		deferred = append(recent, others...)
+	default:
+		deferred = recent
+		for _, id := range others {
+			v.probes[id].poke()
+		}
+	}
+	var timeout <-chan time.Time
+	if len(deferred) > 0 {
+		t := time.NewTimer(echoWait)
+		defer t.Stop()
+		timeout = t.C
 	}
 	for acks < quorum {
-		if acks+pending < quorum {
+		if acks+len(waiting) < quorum {
 			return ErrNotLeader
 		}
 		select {
 		case res := <-v.results:
-			if res.round != v.round {
+			if res.round != v.round || !waiting[res.id] {
 				continue
 			}
-			pending--
+			delete(waiting, res.id)
 			switch {
 			case res.newer:
 				return ErrLeaderChanged
 			case res.ok:
 				acks++
+				v.echoFirst = false
+			}
+		case <-v.echoc:
+			now := time.Now()
+			for id := range waiting {
+				if ok, _ := v.echoed(id, v.round, term, now); ok {
+					delete(waiting, id)
+					acks++
+					v.echoFirst = true
+				}
+			}
+		case <-timeout:
+			for _, id := range deferred {
+				if waiting[id] {
+					v.probes[id].poke()
+				}
 			}
 		case <-v.stopc:
 			return ErrStopped
@@ -238,6 +400,14 @@ func (v *verifier) check() error {
 		return ErrLeaderChanged
 	}
 	return nil
+}
+
+// poke asks p for a heartbeat of its newest round.
+func (p *probe) poke() {
+	select {
+	case p.kick <- struct{}{}:
+	default:
+	}
 }
 
 // run sends p's voter a heartbeat per kick, for the newest round.
@@ -259,9 +429,13 @@ func (v *verifier) run(p *probe) {
 			Term:      term,
 			Leader:    v.leader,
 		}
+		if v.loseHeartbeats.Load() {
+			continue
+		}
 		var resp raft.AppendEntriesResponse
+		v.heartbeats.Add(1)
 		err := v.trans.AppendEntries(p.id, addr, &req, &resp)
-		res := probeResult{round: round, ok: err == nil && resp.Success && resp.Term == term, newer: err == nil && resp.Term > term}
+		res := probeResult{id: p.id, round: round, ok: err == nil && resp.Success && resp.Term == term, newer: err == nil && resp.Term > term}
 		select {
 		case v.results <- res:
 		case <-p.stop:

@@ -644,8 +644,16 @@ func (*ReadIndexRequest) Descriptor() ([]byte, []int) {
 }
 
 type ReadIndexResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Index         uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Index uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	// term, when set, is the leader's term when it took index, which it did
+	// not confirm by a heartbeat round: the index holds only if the asking
+	// member's current term, read after the answer arrived, is at most term.
+	// The leader and that member are a quorum, and neither had voted in a
+	// newer term when index was taken: no newer leader existed then (the
+	// Raft thesis, section 6.4, with the asking member's answer as the
+	// heartbeat's). Zero when the leader confirmed it itself.
+	Term          uint64 `protobuf:"varint,2,opt,name=term,proto3" json:"term,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -683,6 +691,13 @@ func (*ReadIndexResponse) Descriptor() ([]byte, []int) {
 func (x *ReadIndexResponse) GetIndex() uint64 {
 	if x != nil {
 		return x.Index
+	}
+	return 0
+}
+
+func (x *ReadIndexResponse) GetTerm() uint64 {
+	if x != nil {
+		return x.Term
 	}
 	return 0
 }
@@ -1260,7 +1275,24 @@ type ForwardRequest struct {
 	//
 	//	*ForwardRequest_Propose
 	//	*ForwardRequest_ReadIndex
-	Call          isForwardRequest_Call `protobuf_oneof:"call"`
+	Call isForwardRequest_Call `protobuf_oneof:"call"`
+	// member is the sender's raft server ID, term its current term when it
+	// sent the call, and seen the highest round stamp it had then received
+	// on this stream (ForwardResponse.round). Unset by a member that
+	// predates them.
+	//
+	// A call with seen >= r and 0 < term <= T tells the leader, leading in
+	// term T, that the sender had not voted in a newer term after the
+	// leader's round r began: as good as the sender's accepting a heartbeat
+	// of round r (the Raft thesis, section 6.4). The leader counts it so and
+	// saves the heartbeat.
+	//
+	// With member set, a read index is answered without a round when the
+	// leader and the sender are a quorum of the voters: see
+	// ReadIndexResponse.term.
+	Member        string `protobuf:"bytes,4,opt,name=member,proto3" json:"member,omitempty"`
+	Term          uint64 `protobuf:"varint,5,opt,name=term,proto3" json:"term,omitempty"`
+	Seen          uint64 `protobuf:"varint,6,opt,name=seen,proto3" json:"seen,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1327,6 +1359,27 @@ func (x *ForwardRequest) GetReadIndex() *ReadIndexRequest {
 	return nil
 }
 
+func (x *ForwardRequest) GetMember() string {
+	if x != nil {
+		return x.Member
+	}
+	return ""
+}
+
+func (x *ForwardRequest) GetTerm() uint64 {
+	if x != nil {
+		return x.Term
+	}
+	return 0
+}
+
+func (x *ForwardRequest) GetSeen() uint64 {
+	if x != nil {
+		return x.Seen
+	}
+	return 0
+}
+
 type isForwardRequest_Call interface {
 	isForwardRequest_Call()
 }
@@ -1351,7 +1404,11 @@ type ForwardResponse struct {
 	//	*ForwardResponse_Propose
 	//	*ForwardResponse_ReadIndex
 	//	*ForwardResponse_Error
-	Result        isForwardResponse_Result `protobuf_oneof:"result"`
+	Result isForwardResponse_Result `protobuf_oneof:"result"`
+	// round is the leader's newest verification round begun when it sent
+	// the answer: a call sent after it arrived confirms that round and the
+	// ones before it (ForwardRequest.seen).
+	Round         uint64 `protobuf:"varint,5,opt,name=round,proto3" json:"round,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1427,6 +1484,13 @@ func (x *ForwardResponse) GetError() *Error {
 	return nil
 }
 
+func (x *ForwardResponse) GetRound() uint64 {
+	if x != nil {
+		return x.Round
+	}
+	return 0
+}
+
 type isForwardResponse_Result interface {
 	isForwardResponse_Result()
 }
@@ -1470,9 +1534,10 @@ const file_peer_proto_rawDesc = "" +
 	"\x05error\x18\x03 \x01(\v2\x15.strata.peer.v1.ErrorR\x05error\"J\n" +
 	"\x0fProposeResponse\x127\n" +
 	"\aresults\x18\x01 \x03(\v2\x1d.strata.peer.v1.ProposeResultR\aresults\"\x12\n" +
-	"\x10ReadIndexRequest\")\n" +
+	"\x10ReadIndexRequest\"=\n" +
 	"\x11ReadIndexResponse\x12\x14\n" +
-	"\x05index\x18\x01 \x01(\x04R\x05index\"#\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x12\n" +
+	"\x04term\x18\x02 \x01(\x04R\x04term\"#\n" +
 	"\x11LeaseRenewRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\"&\n" +
 	"\x12LeaseRenewResponse\x12\x10\n" +
@@ -1500,19 +1565,23 @@ const file_peer_proto_rawDesc = "" +
 	"\x12MemberStateRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"K\n" +
 	"\x13MemberStateResponse\x124\n" +
-	"\x06status\x18\x01 \x01(\x0e2\x1c.strata.peer.v1.MemberStatusR\x06status\"\xa7\x01\n" +
+	"\x06status\x18\x01 \x01(\x0e2\x1c.strata.peer.v1.MemberStatusR\x06status\"\xe7\x01\n" +
 	"\x0eForwardRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12:\n" +
 	"\apropose\x18\x02 \x01(\v2\x1e.strata.peer.v1.ProposeRequestH\x00R\apropose\x12A\n" +
 	"\n" +
-	"read_index\x18\x03 \x01(\v2 .strata.peer.v1.ReadIndexRequestH\x00R\treadIndexB\x06\n" +
-	"\x04call\"\xdb\x01\n" +
+	"read_index\x18\x03 \x01(\v2 .strata.peer.v1.ReadIndexRequestH\x00R\treadIndex\x12\x16\n" +
+	"\x06member\x18\x04 \x01(\tR\x06member\x12\x12\n" +
+	"\x04term\x18\x05 \x01(\x04R\x04term\x12\x12\n" +
+	"\x04seen\x18\x06 \x01(\x04R\x04seenB\x06\n" +
+	"\x04call\"\xf1\x01\n" +
 	"\x0fForwardResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12;\n" +
 	"\apropose\x18\x02 \x01(\v2\x1f.strata.peer.v1.ProposeResponseH\x00R\apropose\x12B\n" +
 	"\n" +
 	"read_index\x18\x03 \x01(\v2!.strata.peer.v1.ReadIndexResponseH\x00R\treadIndex\x12-\n" +
-	"\x05error\x18\x04 \x01(\v2\x15.strata.peer.v1.ErrorH\x00R\x05errorB\b\n" +
+	"\x05error\x18\x04 \x01(\v2\x15.strata.peer.v1.ErrorH\x00R\x05error\x12\x14\n" +
+	"\x05round\x18\x05 \x01(\x04R\x05roundB\b\n" +
 	"\x06result*\xbd\b\n" +
 	"\tErrorCode\x12\v\n" +
 	"\aUNKNOWN\x10\x00\x12\x0e\n" +
