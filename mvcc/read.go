@@ -99,7 +99,8 @@ func (s *snapSource) fetchMany(revs []revision, out [][]byte) error {
 	if err != nil {
 		return err
 	}
-	for _, i := range order {
+	var block []byte // the values are copied into blocks, not one by one
+	for n, i := range order {
 		s.key = appendRevBytes(append(s.key[:0], prefixKey), revs[i], false)
 		if !it.Seek(s.key) || !bytes.Equal(it.Key(), s.key) {
 			if err := it.Close(); err != nil {
@@ -107,9 +108,25 @@ func (s *snapSource) fetchMany(revs []revision, out [][]byte) error {
 			}
 			return fmt.Errorf("%w: revision %v is in the index but not in the backend", ErrCorrupt, revs[i])
 		}
-		out[i] = bytes.Clone(it.Value())
+		v := it.Value()
+		if cap(block)-len(block) < len(v) {
+			block = make([]byte, 0, valueBlockSize(len(v), len(order)-n))
+		}
+		at := len(block)
+		block = append(block, v...)
+		out[i] = block[at:len(block):len(block)]
 	}
 	return it.Close()
+}
+
+// maxValueBlock bounds the blocks fetchMany copies values into.
+const maxValueBlock = 64 << 10
+
+// valueBlockSize is the size of a block for a value of size n and left-1
+// more values after it: room for all of them if they are alike, up to
+// maxValueBlock, and never less than the value.
+func valueBlockSize(n, left int) int {
+	return max(n, min(maxValueBlock, n*left))
 }
 
 // rangeOptions mirror etcd's mvcc.RangeOptions.
