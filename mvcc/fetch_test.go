@@ -2,6 +2,8 @@ package mvcc
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"testing"
@@ -28,8 +30,9 @@ func TestValueBlockSize(t *testing.T) {
 
 // TestRangeValuesOfManySizes reads ranges of values of very different
 // sizes (empty ones, small ones, ones larger than a value block), which
-// fetchMany copies into shared blocks: every value comes back whole, and
-// appending to one does not overwrite the next.
+// fetchMany copies into shared blocks, at live revisions next to each
+// other and far apart (fetchMany steps or seeks): every value comes back
+// whole, and appending to one does not overwrite the next.
 func TestRangeValuesOfManySizes(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, e engine.Engine) {
 		s, _ := newTestStore(t, e, nil)
@@ -53,6 +56,15 @@ func TestRangeValuesOfManySizes(t *testing.T) {
 			want[k] = v
 			mustPut(t, s, k, string(v))
 		}
+		// Gaps between the live revisions, wider than fetchMany steps.
+		for round := range 3 * nextSteps {
+			for i := 0; i < 300; i += 7 {
+				k := fmt.Sprintf("k/%03d", i)
+				v := fmt.Appendf(nil, "rewritten %d", round)
+				want[k] = v
+				mustPut(t, s, k, string(v))
+			}
+		}
 		for _, r := range []*pb.RangeRequest{
 			{Key: []byte("k/"), RangeEnd: []byte("k0")},
 			{Key: []byte("k/100"), RangeEnd: []byte("k/107")},
@@ -73,6 +85,30 @@ func TestRangeValuesOfManySizes(t *testing.T) {
 						t.Fatalf("appending to %s changed %s", kv.Key, resp.Kvs[i+1].Key)
 					}
 				}
+			}
+		}
+	})
+}
+
+// TestRangeMissingRevision removes from the engine a live revision the
+// index still names: a range over it fails with ErrCorrupt, whether
+// fetchMany reaches it by stepping from the revision before or by a seek.
+func TestRangeMissingRevision(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, e engine.Engine) {
+		for _, gone := range []int{0, 5, 9} {
+			s, be := newTestStore(t, e, nil)
+			var revs []int64
+			for i := range 10 {
+				revs = append(revs, mustPut(t, s, fmt.Sprintf("k/%02d", i), "v"))
+			}
+			var b engine.Batch
+			b.Delete(appendRevBytes([]byte{prefixKey}, revision{main: revs[gone]}, false))
+			if err := be.Commit(&b, engine.Sync); err != nil {
+				t.Fatal(err)
+			}
+			_, err := s.Range(context.Background(), &pb.RangeRequest{Key: []byte("k/"), RangeEnd: []byte("k0")})
+			if !errors.Is(err, ErrCorrupt) {
+				t.Errorf("range with revision %d gone (key %d of 10): %v, want %v", revs[gone], gone, err, ErrCorrupt)
 			}
 		}
 	})

@@ -102,7 +102,7 @@ func (s *snapSource) fetchMany(revs []revision, out [][]byte) error {
 	var block []byte // the values are copied into blocks, not one by one
 	for n, i := range order {
 		s.key = appendRevBytes(append(s.key[:0], prefixKey), revs[i], false)
-		if !it.Seek(s.key) || !bytes.Equal(it.Key(), s.key) {
+		if (n == 0 || !nextTo(it, s.key)) && (!it.Seek(s.key) || !bytes.Equal(it.Key(), s.key)) {
 			if err := it.Close(); err != nil {
 				return err
 			}
@@ -117,6 +117,29 @@ func (s *snapSource) fetchMany(revs []revision, out [][]byte) error {
 		out[i] = block[at:len(block):len(block)]
 	}
 	return it.Close()
+}
+
+// nextSteps is how many keys fetchMany steps on from one revision to the
+// next before it seeks: live revisions are often close together (most
+// keys were written since the last compaction), and a step costs less
+// than a seek, which descends the engine's tree again.
+const nextSteps = 4
+
+// nextTo steps it on, at most nextSteps keys, to key (past its current
+// key), and reports whether it got there.
+func nextTo(it engine.Iterator, key []byte) bool {
+	for range nextSteps {
+		if !it.Next() {
+			return false
+		}
+		switch c := bytes.Compare(it.Key(), key); {
+		case c == 0:
+			return true
+		case c > 0:
+			return false
+		}
+	}
+	return false
 }
 
 // maxValueBlock bounds the blocks fetchMany copies values into.
