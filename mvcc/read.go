@@ -102,7 +102,10 @@ func (s *snapSource) fetchMany(revs []revision, out [][]byte) error {
 	var block []byte // the values are copied into blocks, not one by one
 	for n, i := range order {
 		s.key = appendRevBytes(append(s.key[:0], prefixKey), revs[i], false)
-		if (n == 0 || !nextTo(it, s.key)) && (!it.Seek(s.key) || !bytes.Equal(it.Key(), s.key)) {
+		// Step when the revision is close after the one before: at most
+		// its distance in main revisions lies between them.
+		near := n > 0 && revs[i].main-revs[order[n-1]].main <= nextSteps
+		if (!near || !nextTo(it, s.key)) && (!it.Seek(s.key) || !bytes.Equal(it.Key(), s.key)) {
 			if err := it.Close(); err != nil {
 				return err
 			}
@@ -120,9 +123,11 @@ func (s *snapSource) fetchMany(revs []revision, out [][]byte) error {
 }
 
 // nextSteps is how many keys fetchMany steps on from one revision to the
-// next before it seeks: live revisions are often close together (most
-// keys were written since the last compaction), and a step costs less
-// than a seek, which descends the engine's tree again.
+// next, at most nextSteps main revisions after it, before it seeks: a
+// range's live revisions are often close together (its keys were written
+// together), and a step costs less than a seek, which descends the
+// engine's tree again. Revisions further apart (other keys' writes
+// between them) are sought at once.
 const nextSteps = 4
 
 // nextTo steps it on, at most nextSteps keys, to key (past its current
