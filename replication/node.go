@@ -819,21 +819,31 @@ func (n *Node) ReadBarrier(ctx context.Context) error {
 // acknowledged before the call is committed, after confirming this node
 // still leads.
 func (n *Node) leaderReadIndex(ctx context.Context) (uint64, error) {
+	ri, _, err := n.readIndex(func() error { return n.verifier.verify(ctx) })
+	return ri, err
+}
+
+// readIndex takes this leader's commit index, in its term, once it applied
+// an entry of that term; confirm (nil: none) runs after the index is
+// taken, and the term must not have changed meanwhile.
+func (n *Node) readIndex(confirm func() error) (ri, term uint64, err error) {
 	if n.raft.State() != raft.Leader {
-		return 0, ErrNotLeader
+		return 0, 0, ErrNotLeader
 	}
-	term := n.raft.CurrentTerm()
+	term = n.raft.CurrentTerm()
 	if n.readyTerm.Load() != term {
-		return 0, ErrNotReady
+		return 0, 0, ErrNotReady
 	}
-	ri := n.raft.CommitIndex()
-	if err := n.verifier.verify(ctx); err != nil {
-		return 0, err
+	ri = n.raft.CommitIndex()
+	if confirm != nil {
+		if err := confirm(); err != nil {
+			return 0, 0, err
+		}
 	}
 	if n.raft.CurrentTerm() != term {
-		return 0, ErrLeaderChanged
+		return 0, 0, ErrLeaderChanged
 	}
-	return ri, nil
+	return ri, term, nil
 }
 
 // followerReadIndex answers a follower's read index: as leaderReadIndex,
@@ -846,15 +856,10 @@ func (n *Node) followerReadIndex(ctx context.Context, member string) (ri, term u
 		ri, err = n.leaderReadIndex(ctx)
 		return ri, 0, err
 	}
+	if ri, term, err = n.readIndex(nil); err != nil {
+		return 0, 0, err
+	}
 	if n.raft.State() != raft.Leader {
-		return 0, 0, ErrNotLeader
-	}
-	term = n.raft.CurrentTerm()
-	if n.readyTerm.Load() != term {
-		return 0, 0, ErrNotReady
-	}
-	ri = n.raft.CommitIndex()
-	if n.raft.State() != raft.Leader || n.raft.CurrentTerm() != term {
 		return 0, 0, ErrLeaderChanged
 	}
 	return ri, term, nil

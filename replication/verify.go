@@ -2,6 +2,7 @@ package replication
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -236,46 +237,45 @@ func (v *verifier) loop(wg *sync.WaitGroup) {
 // soleVoter reports whether this node is the only voter of the latest
 // configuration.
 func (v *verifier) soleVoter() bool {
-	cfg := v.r.GetConfiguration() // lock-free: never waits on raft
-	if cfg.Error() != nil {
-		return false
-	}
-	voters, self := 0, false
-	for _, s := range cfg.Configuration().Servers {
-		if s.Suffrage == raft.Voter {
-			voters++
-			self = self || s.ID == v.self
-		}
-	}
-	return voters == 1 && self
+	return v.latestQuorum(v.self)
 }
 
 // pairQuorum reports whether this node and the voter id are a quorum of
 // the latest configuration's voters: then an answer of id's own, given
 // after a read index was taken, confirms it as a heartbeat round would.
 func (v *verifier) pairQuorum(id raft.ServerID) bool {
+	return id != v.self && v.latestQuorum(v.self, id)
+}
+
+// latestQuorum reports whether ids are a quorum of the latest
+// configuration's voters (quorumOf).
+func (v *verifier) latestQuorum(ids ...raft.ServerID) bool {
 	cfg := v.r.GetConfiguration() // lock-free: never waits on raft
 	if cfg.Error() != nil {
 		return false
 	}
-	return pairQuorum(cfg.Configuration().Servers, v.self, id)
+	return quorumOf(cfg.Configuration().Servers, ids...)
 }
 
 // pairQuorum reports whether the voters a and b (two of them) are a
 // quorum of the voters among servers: there are two or three.
 func pairQuorum(servers []raft.Server, a, b raft.ServerID) bool {
-	if a == b {
-		return false
-	}
-	voters, hasA, hasB := 0, false, false
+	return a != b && quorumOf(servers, a, b)
+}
+
+// quorumOf reports whether ids (distinct) are all voters among servers
+// and a quorum of them.
+func quorumOf(servers []raft.Server, ids ...raft.ServerID) bool {
+	voters, found := 0, 0
 	for _, s := range servers {
 		if s.Suffrage == raft.Voter {
 			voters++
-			hasA = hasA || s.ID == a
-			hasB = hasB || s.ID == b
+			if slices.Contains(ids, s.ID) {
+				found++
+			}
 		}
 	}
-	return hasA && hasB && voters/2+1 <= 2
+	return found == len(ids) && found >= voters/2+1
 }
 
 // check runs one round: it returns nil once a quorum of the latest
