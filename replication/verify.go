@@ -250,11 +250,7 @@ func (v *verifier) pairQuorum(id raft.ServerID) bool {
 // latestQuorum reports whether ids are a quorum of the latest
 // configuration's voters (quorumOf).
 func (v *verifier) latestQuorum(ids ...raft.ServerID) bool {
-	cfg := v.r.GetConfiguration() // lock-free: never waits on raft
-	if cfg.Error() != nil {
-		return false
-	}
-	return quorumOf(cfg.Configuration().Servers, ids...)
+	return quorumOf(v.r.LatestConfiguration().Servers, ids...) // lock-free, no allocation
 }
 
 // pairQuorum reports whether the voters a and b (two of them) are a
@@ -290,12 +286,8 @@ func (v *verifier) check() error {
 	if v.r.State() != raft.Leader {
 		return ErrNotLeader
 	}
-	cfg := v.r.GetConfiguration() // lock-free: never waits on raft
-	if err := cfg.Error(); err != nil {
-		return translateRaftError(err)
-	}
 	voters := map[raft.ServerID]raft.ServerAddress{}
-	for _, s := range cfg.Configuration().Servers {
+	for _, s := range v.r.LatestConfiguration().Servers { // lock-free
 		if s.Suffrage == raft.Voter {
 			voters[s.ID] = s.Address
 		}

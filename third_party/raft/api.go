@@ -940,6 +940,14 @@ func (r *Raft) VerifyLeader() Future {
 	}
 }
 
+// LatestConfiguration returns the latest configuration, as
+// GetConfiguration does, without building a future (Strata patch: a leader
+// asks it on every linearizable read). This may not yet be committed. The
+// result is shared: callers must not modify its Servers.
+func (r *Raft) LatestConfiguration() Configuration {
+	return r.getLatestConfiguration()
+}
+
 // GetConfiguration returns the latest configuration. This may not yet be
 // committed. The main loop can access this directly.
 func (r *Raft) GetConfiguration() ConfigurationFuture {
