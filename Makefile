@@ -1,7 +1,7 @@
 # The one command to run the tests is `make test` (CI runs it via .ci/run).
 GO ?= go
 
-.PHONY: test vet unit race norace bench fuzz
+.PHONY: test vet unit race norace bench fuzz build
 
 test: vet race norace
 
@@ -27,3 +27,10 @@ bench:
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzBatchSetRepr -fuzztime 60s ./engine/
+
+# The server binary as etcd's releases are built: static, without cgo.
+# cgo would link libc and start the runtime's threads through it, which
+# costs a member about 6 MiB of resident memory at idle (docs/performance.md,
+# "The binary").
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -o strata ./cmd/strata
