@@ -27,16 +27,35 @@ var ErrCorruptEntry = errors.New("replication: corrupt log entry")
 func encodeEntry(dst []byte, reqs []*pb.InternalRaftRequest) ([]byte, error) {
 	dst = append(dst, entryVersion)
 	dst = binary.AppendUvarint(dst, uint64(len(reqs)))
-	opts := proto.MarshalOptions{}
 	for _, r := range reqs {
-		n := opts.Size(r)
-		dst = binary.AppendUvarint(dst, uint64(n))
 		var err error
-		if dst, err = opts.MarshalAppend(dst, r); err != nil {
-			return nil, fmt.Errorf("replication: encode request: %w", err)
+		if dst, err = appendRequest(dst, r); err != nil {
+			return nil, err
 		}
 	}
 	return dst, nil
+}
+
+// appendRequest appends one request of an entry, its length and its
+// encoding, to dst. On error dst is returned as it was.
+func appendRequest(dst []byte, r *pb.InternalRaftRequest) ([]byte, error) {
+	opts := proto.MarshalOptions{}
+	start := len(dst)
+	dst = binary.AppendUvarint(dst, uint64(opts.Size(r)))
+	out, err := opts.MarshalAppend(dst, r)
+	if err != nil {
+		return dst[:start], fmt.Errorf("replication: encode request: %w", err)
+	}
+	return out, nil
+}
+
+// newEntry returns a new entry of count requests, whose encodings
+// (appendRequest's) are body.
+func newEntry(count int, body []byte) []byte {
+	e := make([]byte, 0, 1+binary.MaxVarintLen64+len(body))
+	e = append(e, entryVersion)
+	e = binary.AppendUvarint(e, uint64(count))
+	return append(e, body...)
 }
 
 // decodeEntry decodes a raft log command.

@@ -26,10 +26,21 @@ import (
 // apply (yet).
 var ErrUnsupportedRequest = errors.New("replication: unsupported request")
 
-// maxBatchBytes bounds the engine batch one FSM commit writes. ApplyBatch
-// commits early when a batch grows past it (badger refuses large
-// transactions; every engine prefers moderate batches).
-const maxBatchBytes = 4 << 20
+// An engine batch must never fail for its size: the replica would stop,
+// and every replica with it, on the same entry, again after each restart.
+// badger refuses a transaction past 15% of its memtable by its own estimate
+// (4.8 MiB, or 52k changes, at the default 32 MiB), and every engine
+// prefers moderate batches. So proposeLoop closes an entry once its
+// requests reach maxEntryBytes, and ApplyBatch commits before an entry
+// that would take the batch past maxBatchBytes, and after any entry that
+// took it past maxBatchBytes or maxBatchChanges. A batch then holds at most
+// maxBatchBytes or maxBatchChanges and one entry: at most MaxBatch (256)
+// requests of about maxEntryBytes and one more request.
+const (
+	maxEntryBytes   = 1 << 20
+	maxBatchBytes   = 2 << 20
+	maxBatchChanges = 16 << 10
+)
 
 // Result is the outcome of one request applied by the FSM.
 type Result struct {
@@ -249,6 +260,9 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 			continue
 		}
 		f.appliedEntries.Add(1)
+		if w != nil && w.Len() > 0 && w.Size()+len(l.Data) > maxBatchBytes {
+			commit() // up to the entry before this one
+		}
 		if w == nil {
 			var err error
 			if w, err = f.store.NewWriteBatch(); err != nil {
@@ -276,7 +290,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 			}
 		}
 		out[i] = res
-		if w.Size() > maxBatchBytes {
+		if w.Size() > maxBatchBytes || w.Len() > maxBatchChanges {
 			commit()
 		}
 	}

@@ -657,11 +657,18 @@ func (n *Node) proposeLoop() {
 	defer n.wg.Done()
 	var (
 		batch []*proposal
-		reqs  []*pb.InternalRaftRequest
-		buf   []byte
+		body  []byte // the batch's requests, encoded
 	)
+	add := func(p *proposal) {
+		var err error
+		if body, err = appendRequest(body, p.req); err != nil {
+			p.done <- proposalResult{err: err}
+			return
+		}
+		batch = append(batch, p)
+	}
 	for {
-		batch, reqs = batch[:0], reqs[:0]
+		batch, body = batch[:0], body[:0]
 		// Take an in-flight slot before gathering the entry: while every
 		// slot is taken, proposals queue up and the next entry carries them
 		// all, rather than the few that had arrived when the previous one
@@ -673,33 +680,25 @@ func (n *Node) proposeLoop() {
 		}
 		select {
 		case p := <-n.propc:
-			batch = append(batch, p)
+			add(p)
 		case <-n.stopc:
 			return
 		}
 	drain:
-		for len(batch) < n.cfg.MaxBatch {
+		for len(batch) < n.cfg.MaxBatch && len(body) < maxEntryBytes {
 			select {
 			case p := <-n.propc:
-				batch = append(batch, p)
+				add(p)
 			default:
 				break drain
 			}
 		}
-		for _, p := range batch {
-			reqs = append(reqs, p.req)
-		}
-		var err error
-		buf, err = encodeEntry(buf[:0], reqs)
-		if err != nil {
-			for _, p := range batch {
-				p.done <- proposalResult{err: err}
-			}
+		if len(batch) == 0 {
 			<-n.inflight
 			continue
 		}
-		// raft keeps the slice until the entry is stored: give it its own.
-		f := n.raft.Apply(append([]byte(nil), buf...), 0)
+		// raft keeps the entry until it is stored: newEntry's is its own.
+		f := n.raft.Apply(newEntry(len(batch), body), 0)
 		// answerLoop frees the slot; the queue has room for every slot.
 		n.applied <- appliedEntry{f: f, batch: append([]*proposal(nil), batch...)}
 	}
