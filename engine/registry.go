@@ -53,6 +53,12 @@ type Engine struct {
 	// Restore recreates in dir (which must be empty or missing) the data a
 	// Backend.Backup of this engine wrote to r.
 	Restore func(dir string, r io.Reader) error
+	// PinnedHeap is how many bytes of the Go heap a store opened with
+	// default options keeps for as long as it is open in buffers without
+	// pointers (badger's memtable arena), whatever the load. They cost the
+	// garbage collector nothing to mark, but count towards its goal: a
+	// program may pace the collector without them (internal/gcpace).
+	PinnedHeap uint64
 }
 
 // Registry maps engine names to engines. Build one with NewRegistry; the

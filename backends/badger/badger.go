@@ -11,6 +11,7 @@ import (
 	"time"
 
 	bdg "github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/skl"
 
 	"github.com/strata-kv/strata/engine"
 )
@@ -120,8 +121,18 @@ func Engine() engine.Engine {
 			}
 			return db, nil
 		},
-		Restore: Restore,
+		Restore:    Restore,
+		PinnedHeap: uint64(arenaBytes(DefaultMemTableSize)),
 	}
+}
+
+// arenaBytes is the size of the arena badger allocates (a []byte on the Go
+// heap) for each memtable of memTableSize bytes: the memtable itself, room
+// for one more batch of the largest size (15% of it) and for that batch's
+// skiplist nodes (badger's arenaSize).
+func arenaBytes(memTableSize int64) int64 {
+	batch := maxBatchSize(memTableSize)
+	return memTableSize + batch + batch/int64(skl.MaxNodeSize)*int64(skl.MaxNodeSize)
 }
 
 // Open opens the store in dir, creating dir and an empty store if needed. A

@@ -3,6 +3,8 @@ package main
 import (
 	"os"
 	"testing"
+
+	"github.com/strata-kv/strata/backends"
 )
 
 // runAsMainEnv makes the test binary run as the strata command (main), so
@@ -17,16 +19,21 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-func TestGCPercent(t *testing.T) {
+func TestGCPacing(t *testing.T) {
+	eng, err := backends.Registry().Lookup("badger")
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range []struct {
 		backend, gogc string
-		want          int
+		want          uint64 // pinned bytes; 0: Go's pacing
 	}{
-		{"badger", "", badgerGCPercent},
+		{"badger", "", eng.PinnedHeap},
 		{"badger", "100", 0}, // the operator's GOGC wins
 		{"badger", "off", 0},
 		{"bbolt", "", 0},
 		{"pebble", "", 0},
+		{"nosuch", "", 0},
 	} {
 		getenv := func(k string) string {
 			if k == "GOGC" {
@@ -34,8 +41,18 @@ func TestGCPercent(t *testing.T) {
 			}
 			return ""
 		}
-		if got := gcPercent(c.backend, getenv); got != c.want {
-			t.Errorf("gcPercent(%q) with GOGC=%q: %d, want %d", c.backend, c.gogc, got, c.want)
+		var got uint64
+		if o := gcPacing(c.backend, getenv); o != nil {
+			got = o.Pinned
+			if o.Max != pinnedMaxGCPercent {
+				t.Errorf("gcPacing(%q): Max %d, want %d", c.backend, o.Max, pinnedMaxGCPercent)
+			}
 		}
+		if got != c.want {
+			t.Errorf("gcPacing(%q) with GOGC=%q: pinned %d, want %d", c.backend, c.gogc, got, c.want)
+		}
+	}
+	if eng.PinnedHeap < 32<<20 {
+		t.Errorf("badger's PinnedHeap %d is below its 32 MiB memtable", eng.PinnedHeap)
 	}
 }
