@@ -105,6 +105,10 @@ var (
 	metaCurrentRev       = []byte("m" + "current_rev")
 	metaScheduledCompact = []byte("m" + "scheduled_compact")
 	metaFinishedCompact  = []byte("m" + "finished_compact")
+	// metaSplitCommit is present only while a batch too large for the
+	// engine is written in parts: the revisions above it are not
+	// committed (WriteBatch.commitSplit).
+	metaSplitCommit = []byte("m" + "split_commit")
 )
 
 // formatVersion is stored under metaFormat by the first commit.

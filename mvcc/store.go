@@ -131,6 +131,9 @@ type Store struct {
 	writeMu sync.Mutex
 	// state is the published state; replaced (never modified) under writeMu.
 	state atomic.Pointer[storeState]
+	// splitCommits counts the engine batches of split commits
+	// (WriteBatch.commitSplit).
+	splitCommits atomic.Int64
 	// formatWritten records whether the format marker is stored. Guarded
 	// by writeMu.
 	formatWritten bool
@@ -189,6 +192,9 @@ func Open(be engine.Backend, opts *Options) (*Store, error) {
 
 // restore reads the meta area and rebuilds the index.
 func (s *Store) restore() (st *storeState, scheduled, finished int64, err error) {
+	if err := s.undoSplitCommit(); err != nil {
+		return nil, 0, 0, err
+	}
 	snap, err := s.be.NewSnapshot()
 	if err != nil {
 		return nil, 0, 0, fmt.Errorf("mvcc: open: %w", err)
@@ -268,6 +274,59 @@ func (s *Store) restore() (st *storeState, scheduled, finished int64, err error)
 		st.compactRev = scheduled
 	}
 	return st, scheduled, finished, nil
+}
+
+// undoSplitCommitChunk is how many revisions undoSplitCommit deletes in
+// one engine batch.
+const undoSplitCommitChunk = 4096
+
+// undoSplitCommit deletes what a split commit the process did not finish
+// wrote (WriteBatch.commitSplit): the revisions above the one
+// metaSplitCommit records, then the record. The applied index never
+// covered them: the raft log applies their requests again.
+func (s *Store) undoSplitCommit() error {
+	snap, err := s.be.NewSnapshot()
+	if err != nil {
+		return fmt.Errorf("mvcc: open: %w", err)
+	}
+	defer snap.Close()
+	v, err := snap.Get(metaSplitCommit)
+	if errors.Is(err, engine.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("mvcc: open: read %s: %w", metaSplitCommit[1:], err)
+	}
+	above, err := getUint64(v)
+	if err != nil {
+		return fmt.Errorf("mvcc: open: %s: %w", metaSplitCommit[1:], err)
+	}
+	lower := appendRevBytes([]byte{prefixKey}, revision{main: int64(above) + 1}, false)
+	it, err := snap.NewIter(&engine.IterOptions{LowerBound: lower, UpperBound: revAreaUpper})
+	if err != nil {
+		return fmt.Errorf("mvcc: open: %w", err)
+	}
+	defer it.Close()
+	var b engine.Batch
+	n := 0
+	for ok := it.First(); ok; ok = it.Next() {
+		b.Delete(it.Key())
+		if n++; b.Len() == undoSplitCommitChunk {
+			if err := s.be.Commit(&b, s.opts.WriteOptions); err != nil {
+				return fmt.Errorf("mvcc: open: undo split commit: %w", err)
+			}
+			b.Reset()
+		}
+	}
+	if err := it.Error(); err != nil {
+		return fmt.Errorf("mvcc: open: undo split commit: %w", err)
+	}
+	b.Delete(metaSplitCommit)
+	if err := s.be.Commit(&b, s.opts.WriteOptions); err != nil {
+		return fmt.Errorf("mvcc: open: undo split commit: %w", err)
+	}
+	s.opts.Logger.Warn("mvcc: removed the revisions of an unfinished split commit", "above-revision", above, "revisions", n)
+	return nil
 }
 
 // rebuildIndex scans the revision area in revision order and rebuilds the

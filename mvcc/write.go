@@ -346,10 +346,12 @@ func (w *WriteBatch) Compact(req *pb.CompactionRequest) (*pb.CompactionResponse,
 const maxKeptBatch = 4 << 20
 
 // Commit writes the batch's changes, its revision and appliedIndex to the
-// engine in one engine batch (with Options.WriteOptions), then makes them
-// visible to readers and starts the compactions the batch scheduled. On
-// error nothing is written and the batch is aborted. The batch is done
-// after Commit either way.
+// engine in one engine batch (with Options.WriteOptions), or in parts if
+// the engine refuses it as too large (engine.ErrBatchTooLarge; see
+// commitSplit), then makes them visible to readers and starts the
+// compactions the batch scheduled. On error the batch is aborted and
+// nothing of it is read, then or after the store is reopened. The batch is
+// done after Commit either way.
 //
 // A batch with no change and an unchanged applied index writes nothing.
 func (w *WriteBatch) Commit(appliedIndex uint64) error {
@@ -374,22 +376,13 @@ func (w *WriteBatch) Commit(appliedIndex uint64) error {
 		if !s.formatWritten {
 			m.set(b, metaBitFormat, metaFormat, []byte(formatVersion))
 		}
-		key := make([]byte, 0, markedRevKeyLen)
-		var added int64 // bytes the batch adds to the engine's records
-		for i := range w.pending {
-			p := &w.pending[i]
-			key = appendRevBytes(append(key[:0], prefixKey), p.rev, p.tomb)
-			b.Set(key, p.value)
-			added += int64(len(key) + len(p.value))
-		}
-		added += w.writeLeases(b, &m)
-		added += w.writeAux(b)
-		m.set(b, metaBitCurrentRev, metaCurrentRev, putUint64(uint64(w.rev)))
-		m.set(b, metaBitApplied, metaAppliedIndex, putUint64(appliedIndex))
-		if w.hasScheduled {
-			m.set(b, metaBitScheduled, metaScheduledCompact, putUint64(uint64(w.scheduled)))
-		}
+		added := w.writeRevisions(b, w.pending)
+		added += w.writeTail(b, &m, appliedIndex)
 		err := s.be.Commit(b, s.opts.WriteOptions)
+		if errors.Is(err, engine.ErrBatchTooLarge) && len(w.pending) > 1 {
+			m = metaWrites{held: s.metaHeld}
+			added, err = w.commitSplit(b, &m, appliedIndex)
+		}
 		// Checked here, while the write lock is held: the buffer is shared
 		// by every batch of the store.
 		if b.Size() > maxKeptBatch {
@@ -418,6 +411,79 @@ func (w *WriteBatch) Commit(appliedIndex uint64) error {
 	}
 	w.finish()
 	return nil
+}
+
+// writeRevisions adds the revisions of changes to b and returns the bytes
+// they add to the engine's records.
+func (w *WriteBatch) writeRevisions(b *engine.Batch, changes []pendingChange) int64 {
+	key := make([]byte, 0, markedRevKeyLen)
+	var added int64
+	for i := range changes {
+		p := &changes[i]
+		key = appendRevBytes(append(key[:0], prefixKey), p.rev, p.tomb)
+		b.Set(key, p.value)
+		added += int64(len(key) + len(p.value))
+	}
+	return added
+}
+
+// writeTail adds the rest of a commit to b: leases, auxiliary records and
+// the meta records (revision, applied index, scheduled compaction).
+func (w *WriteBatch) writeTail(b *engine.Batch, m *metaWrites, appliedIndex uint64) int64 {
+	added := w.writeLeases(b, m)
+	added += w.writeAux(b)
+	m.set(b, metaBitCurrentRev, metaCurrentRev, putUint64(uint64(w.rev)))
+	m.set(b, metaBitApplied, metaAppliedIndex, putUint64(appliedIndex))
+	if w.hasScheduled {
+		m.set(b, metaBitScheduled, metaScheduledCompact, putUint64(uint64(w.scheduled)))
+	}
+	return added
+}
+
+// commitSplit writes a batch the engine refused as too large (badger's
+// transactions are bounded; one request, such as a DeleteRange of 100k
+// keys, can be larger) as several engine batches: the revisions in chunks,
+// halved until the engine takes them, then the tail (leases, auxiliary and
+// meta records). The first chunk records metaSplitCommit, the revision
+// they are all above, and the tail deletes it. Until the tail is written
+// nothing of the batch is read: the applied index has not moved, and a
+// store that opens with the record deletes the revisions above it (the
+// log applies them again).
+func (w *WriteBatch) commitSplit(b *engine.Batch, m *metaWrites, appliedIndex uint64) (added int64, err error) {
+	s := w.s
+	n := (len(w.pending) + 1) / 2
+	first := true
+	for i := 0; i < len(w.pending); {
+		chunk := w.pending[i:min(i+n, len(w.pending))]
+		b.Reset()
+		if first {
+			if !s.formatWritten {
+				m.set(b, metaBitFormat, metaFormat, []byte(formatVersion))
+			}
+			b.Set(metaSplitCommit, putUint64(uint64(w.committed.rev)))
+		}
+		a := w.writeRevisions(b, chunk)
+		err := s.be.Commit(b, s.opts.WriteOptions)
+		if errors.Is(err, engine.ErrBatchTooLarge) && n > 1 {
+			n /= 2
+			continue
+		}
+		if err != nil {
+			return 0, fmt.Errorf("split commit, revisions %d of %d: %w", i, len(w.pending), err)
+		}
+		s.splitCommits.Add(1)
+		added += a
+		i += len(chunk)
+		first = false
+	}
+	b.Reset()
+	added += w.writeTail(b, m, appliedIndex)
+	b.Delete(metaSplitCommit)
+	if err := s.be.Commit(b, s.opts.WriteOptions); err != nil {
+		return 0, fmt.Errorf("split commit, the rest: %w", err)
+	}
+	s.opts.Logger.Info("mvcc: committed a batch too large for the engine in parts", "revision", w.rev, "changes", len(w.pending))
+	return added, nil
 }
 
 // events returns the batch's changes as watch events.

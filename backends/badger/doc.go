@@ -29,7 +29,9 @@
 // writes a tombstone for each key in it. Like every batch it must fit in
 // one badger transaction (15% of [Options.MemTableSize] by badger's size
 // estimate, about 4.8 MiB by default, where a value in the value log counts
-// as a 12-byte pointer), or Commit returns [engine.ErrBatchTooLarge].
+// as a 12-byte pointer), or Commit returns [engine.ErrBatchTooLarge]. The
+// MVCC store then writes the batch in parts, marked so that a store
+// reopened before the last part drops the others (mvcc.WriteBatch.Commit).
 //
 // Commits made with [engine.NoSync] are written to memory-mapped files:
 // they survive a crash of the process but not of the machine, and after a
