@@ -56,6 +56,18 @@ func deleteAll(s *Store) error {
 	return w.Commit(s.AppliedIndex() + 1)
 }
 
+// reopenStore opens the store in dir again, closed at the end of the test.
+func reopenStore(t *testing.T, e engine.Engine, dir string) (*Store, engine.Backend) {
+	t.Helper()
+	be := openBackend(t, e, dir)
+	s, err := Open(be, testOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, be
+}
+
 // TestSplitCommit deletes more keys in one request than badger takes in
 // one transaction. Every engine applies it; badger in parts.
 func TestSplitCommit(t *testing.T) {
@@ -79,13 +91,7 @@ func TestSplitCommit(t *testing.T) {
 		}
 		s.Close()
 		be.Close()
-
-		be = openBackend(t, e, dir)
-		s, err = Open(be, testOptions())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer s.Close()
+		s, be = reopenStore(t, e, dir)
 		if got, want := s.Rev(), rev+1; got != want {
 			t.Errorf("revision after reopening %d, want %d", got, want)
 		}
@@ -152,13 +158,7 @@ func TestUndoSplitCommit(t *testing.T) {
 	}
 	s.Close()
 	be.Close()
-
-	be = openBackend(t, e, dir)
-	s, err = Open(be, testOptions())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, _ = reopenStore(t, e, dir)
 	if s.Rev() != rev || s.AppliedIndex() != applied {
 		t.Errorf("after reopening: revision %d, applied %d; want %d, %d", s.Rev(), s.AppliedIndex(), rev, applied)
 	}
