@@ -250,15 +250,11 @@ func Export(be engine.Backend, revision, lease func(k, v []byte) error) (ExportM
 	}
 	defer snap.Close()
 	meta := func(key []byte) (int64, error) {
-		v, err := snap.Get(key)
-		if errors.Is(err, engine.ErrNotFound) {
-			return 0, nil
-		}
+		v, _, err := metaFound(snap, key)
 		if err != nil {
-			return 0, fmt.Errorf("mvcc: export: read %s: %w", key[1:], err)
+			return 0, fmt.Errorf("mvcc: export: %w", err)
 		}
-		u, err := getUint64(v)
-		return int64(u), err
+		return v, nil
 	}
 	format, err := snap.Get(metaFormat)
 	switch {
@@ -299,7 +295,15 @@ func Export(be engine.Backend, revision, lease func(k, v []byte) error) (ExportM
 		}
 		return nil
 	}
-	err = area(revAreaLower, revAreaUpper, func(k, v []byte) error {
+	// The revisions of a split commit the process did not finish are not
+	// part of the store (Store.undoSplitCommit).
+	revUpper := revAreaUpper
+	if above, found, err := metaFound(snap, metaSplitCommit); err != nil {
+		return m, fmt.Errorf("mvcc: export: %w", err)
+	} else if found {
+		revUpper = revKeysFrom(above + 1)
+	}
+	err = area(revAreaLower, revUpper, func(k, v []byte) error {
 		rev, _, err := parseRevKey(k)
 		if err != nil {
 			return err
@@ -321,4 +325,18 @@ func Export(be engine.Backend, revision, lease func(k, v []byte) error) (ExportM
 	}
 	m.Rev = max(1, stored, m.MaxRecordRev, m.FinishedCompactRev, m.ScheduledCompactRev)
 	return m, nil
+}
+
+// metaFound reads the meta record key from snap as an integer, and whether
+// it is there.
+func metaFound(snap engine.Snapshot, key []byte) (int64, bool, error) {
+	v, err := snap.Get(key)
+	if errors.Is(err, engine.ErrNotFound) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("read %s: %w", key[1:], err)
+	}
+	u, err := getUint64(v)
+	return int64(u), true, err
 }

@@ -50,6 +50,12 @@ func (a revision) less(b revision) bool {
 
 func (a revision) String() string { return fmt.Sprintf("%d.%d", a.main, a.sub) }
 
+// revKeysFrom returns the smallest revision key of revision main, the
+// bound between the revisions below main and the others.
+func revKeysFrom(main int64) []byte {
+	return binary.BigEndian.AppendUint64([]byte{prefixKey}, uint64(main))
+}
+
 // appendRevBytes appends the etcd encoding of rev (and the tombstone mark
 // when tomb) to dst.
 func appendRevBytes(dst []byte, rev revision, tomb bool) []byte {

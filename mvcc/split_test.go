@@ -157,6 +157,15 @@ func TestUndoSplitCommit(t *testing.T) {
 		t.Fatalf("%d parts written, want 1", s.splitCommits.Load())
 	}
 	s.Close()
+	// An export (to etcd's format) leaves the unfinished part out.
+	records := 0
+	m, err := Export(be, func(k, v []byte) error { records++; return nil }, func(k, v []byte) error { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if records != splitKeys || m.MaxRecordRev != rev {
+		t.Errorf("export: %d revisions up to %d, want %d up to %d", records, m.MaxRecordRev, splitKeys, rev)
+	}
 	be.Close()
 	s, _ = reopenStore(t, e, dir)
 	if s.Rev() != rev || s.AppliedIndex() != applied {

@@ -301,7 +301,7 @@ func (s *Store) undoSplitCommit() error {
 	if err != nil {
 		return fmt.Errorf("mvcc: open: %s: %w", metaSplitCommit[1:], err)
 	}
-	lower := appendRevBytes([]byte{prefixKey}, revision{main: int64(above) + 1}, false)
+	lower := revKeysFrom(int64(above) + 1)
 	it, err := snap.NewIter(&engine.IterOptions{LowerBound: lower, UpperBound: revAreaUpper})
 	if err != nil {
 		return fmt.Errorf("mvcc: open: %w", err)
