@@ -326,17 +326,3 @@ func Export(be engine.Backend, revision, lease func(k, v []byte) error) (ExportM
 	m.Rev = max(1, stored, m.MaxRecordRev, m.FinishedCompactRev, m.ScheduledCompactRev)
 	return m, nil
 }
-
-// metaFound reads the meta record key from snap as an integer, and whether
-// it is there.
-func metaFound(snap engine.Snapshot, key []byte) (int64, bool, error) {
-	v, err := snap.Get(key)
-	if errors.Is(err, engine.ErrNotFound) {
-		return 0, false, nil
-	}
-	if err != nil {
-		return 0, false, fmt.Errorf("read %s: %w", key[1:], err)
-	}
-	u, err := getUint64(v)
-	return int64(u), true, err
-}

@@ -202,15 +202,11 @@ func (s *Store) restore() (st *storeState, scheduled, finished int64, err error)
 	defer snap.Close()
 
 	meta := func(key []byte) (int64, bool, error) {
-		v, err := snap.Get(key)
-		if errors.Is(err, engine.ErrNotFound) {
-			return 0, false, nil
-		}
+		v, found, err := metaFound(snap, key)
 		if err != nil {
-			return 0, false, fmt.Errorf("mvcc: open: read %s: %w", key[1:], err)
+			return 0, false, fmt.Errorf("mvcc: open: %w", err)
 		}
-		u, err := getUint64(v)
-		return int64(u), true, err
+		return v, found, nil
 	}
 
 	format, err := snap.Get(metaFormat)
@@ -276,6 +272,23 @@ func (s *Store) restore() (st *storeState, scheduled, finished int64, err error)
 	return st, scheduled, finished, nil
 }
 
+// metaFound reads the meta record key from snap as an integer, and whether
+// it is there.
+func metaFound(snap engine.Snapshot, key []byte) (int64, bool, error) {
+	v, err := snap.Get(key)
+	if errors.Is(err, engine.ErrNotFound) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("read %s: %w", key[1:], err)
+	}
+	u, err := getUint64(v)
+	if err != nil {
+		return 0, false, fmt.Errorf("%s: %w", key[1:], err)
+	}
+	return int64(u), true, nil
+}
+
 // undoSplitCommitChunk is how many revisions undoSplitCommit deletes in
 // one engine batch.
 const undoSplitCommitChunk = 4096
@@ -290,18 +303,14 @@ func (s *Store) undoSplitCommit() error {
 		return fmt.Errorf("mvcc: open: %w", err)
 	}
 	defer snap.Close()
-	v, err := snap.Get(metaSplitCommit)
-	if errors.Is(err, engine.ErrNotFound) {
+	above, found, err := metaFound(snap, metaSplitCommit)
+	if err != nil {
+		return fmt.Errorf("mvcc: open: %w", err)
+	}
+	if !found {
 		return nil
 	}
-	if err != nil {
-		return fmt.Errorf("mvcc: open: read %s: %w", metaSplitCommit[1:], err)
-	}
-	above, err := getUint64(v)
-	if err != nil {
-		return fmt.Errorf("mvcc: open: %s: %w", metaSplitCommit[1:], err)
-	}
-	lower := revKeysFrom(int64(above) + 1)
+	lower := revKeysFrom(above + 1)
 	it, err := snap.NewIter(&engine.IterOptions{LowerBound: lower, UpperBound: revAreaUpper})
 	if err != nil {
 		return fmt.Errorf("mvcc: open: %w", err)
