@@ -48,7 +48,8 @@ type forwardItem struct {
 }
 
 type forwardResult struct {
-	// resp is the marshalled response of a proposal; index a read index.
+	// resp is the marshalled response of a proposal; index a read index,
+	// or the log index of the entry the leader applied a proposal in.
 	resp   []byte
 	index  uint64
 	reqErr error // the request's own error: it had no effect
@@ -234,9 +235,9 @@ func (n *Node) sendProposals(ctx context.Context, addr string, items []*forwardI
 		case r.GetError() != nil:
 			it.done <- forwardResult{err: fromWire(r.GetError())}
 		case r.GetRequestError() != nil:
-			it.done <- forwardResult{reqErr: fromWire(r.GetRequestError())}
+			it.done <- forwardResult{reqErr: fromWire(r.GetRequestError()), index: r.GetIndex()}
 		default:
-			it.done <- forwardResult{resp: r.GetResponse()}
+			it.done <- forwardResult{resp: r.GetResponse(), index: r.GetIndex()}
 		}
 	}
 }
@@ -285,17 +286,23 @@ func (n *Node) forwardPropose(ctx context.Context, addr string, req *pb.Internal
 	if err != nil {
 		return Result{}, err
 	}
+	// Answer once this member has applied the entry too, as etcd's members
+	// answer from their own apply: a serializable read here, or a watcher
+	// here, then sees the write the client was told of.
+	if err := n.fsm.applied.wait(ctx, r.index); err != nil {
+		return Result{}, err
+	}
 	if r.reqErr != nil {
-		return Result{Err: r.reqErr}, nil
+		return Result{Err: r.reqErr, Index: r.index}, nil
 	}
 	if k.newResponse == nil {
-		return Result{}, nil // a kind answered without a message
+		return Result{Index: r.index}, nil // a kind answered without a message
 	}
 	m := k.newResponse()
 	if err := proto.Unmarshal(r.resp, m); err != nil {
 		return Result{}, fmt.Errorf("replication: forwarded %s response: %w", k.name, err)
 	}
-	return Result{Resp: m}, nil
+	return Result{Resp: m, Index: r.index}, nil
 }
 
 // forwardReadIndex asks the leader at addr for its read index.

@@ -52,6 +52,9 @@ type Result struct {
 	// Done, for a physical compaction, closes when it is on disk; Propose
 	// waits for it.
 	Done <-chan struct{}
+	// Index is the log index of the entry the request was applied in
+	// (zero when no entry applied it).
+	Index uint64
 }
 
 // fsm applies committed raft entries to the MVCC store. It implements

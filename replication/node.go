@@ -739,7 +739,9 @@ func (n *Node) finish(f raft.ApplyFuture, batch []*proposal) {
 	for i, p := range batch {
 		switch {
 		case i < len(results):
-			p.done <- proposalResult{res: results[i]}
+			r := results[i]
+			r.Index = f.Index()
+			p.done <- proposalResult{res: r}
 		case len(results) == 1 && results[0].Err != nil:
 			p.done <- proposalResult{err: results[0].Err}
 		default:

@@ -179,15 +179,15 @@ func forwardedResult(res Result, err error) *peerpb.ProposeResult {
 	case err != nil:
 		return &peerpb.ProposeResult{Error: toWire(err)}
 	case res.Err != nil:
-		return &peerpb.ProposeResult{RequestError: toWire(res.Err)}
+		return &peerpb.ProposeResult{RequestError: toWire(res.Err), Index: res.Index}
 	case res.Resp == nil:
-		return &peerpb.ProposeResult{}
+		return &peerpb.ProposeResult{Index: res.Index}
 	}
 	b, err := proto.Marshal(res.Resp)
 	if err != nil {
 		return &peerpb.ProposeResult{Error: toWire(err)}
 	}
-	return &peerpb.ProposeResult{Response: b}
+	return &peerpb.ProposeResult{Response: b, Index: res.Index}
 }
 
 func (s *peerService) LeaseRenew(ctx context.Context, req *peerpb.LeaseRenewRequest) (*peerpb.LeaseRenewResponse, error) {

@@ -503,10 +503,16 @@ func (x *ProposeRequest) GetProposals() []*Proposal {
 // kind answered without one), applied with the request's own error (it had
 // no effect), or not applied, or with an unknown outcome (error).
 type ProposeResult struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Response      []byte                 `protobuf:"bytes,1,opt,name=response,proto3" json:"response,omitempty"`
-	RequestError  *Error                 `protobuf:"bytes,2,opt,name=request_error,json=requestError,proto3" json:"request_error,omitempty"`
-	Error         *Error                 `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Response     []byte                 `protobuf:"bytes,1,opt,name=response,proto3" json:"response,omitempty"`
+	RequestError *Error                 `protobuf:"bytes,2,opt,name=request_error,json=requestError,proto3" json:"request_error,omitempty"`
+	Error        *Error                 `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	// index is the log index of the entry the leader applied the proposal
+	// in (with response or request_error). The member that forwarded it
+	// answers its client once it has applied that entry itself, as etcd's
+	// members do: a read served by that member then sees the write. Zero
+	// from a member that does not send it (before this field).
+	Index         uint64 `protobuf:"varint,4,opt,name=index,proto3" json:"index,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -560,6 +566,13 @@ func (x *ProposeResult) GetError() *Error {
 		return x.Error
 	}
 	return nil
+}
+
+func (x *ProposeResult) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
 }
 
 type ProposeResponse struct {
@@ -1527,11 +1540,12 @@ const file_peer_proto_rawDesc = "" +
 	"\arequest\x18\x01 \x01(\fR\arequest\x12\x1a\n" +
 	"\bdeadline\x18\x02 \x01(\x03R\bdeadline\"H\n" +
 	"\x0eProposeRequest\x126\n" +
-	"\tproposals\x18\x01 \x03(\v2\x18.strata.peer.v1.ProposalR\tproposals\"\x94\x01\n" +
+	"\tproposals\x18\x01 \x03(\v2\x18.strata.peer.v1.ProposalR\tproposals\"\xaa\x01\n" +
 	"\rProposeResult\x12\x1a\n" +
 	"\bresponse\x18\x01 \x01(\fR\bresponse\x12:\n" +
 	"\rrequest_error\x18\x02 \x01(\v2\x15.strata.peer.v1.ErrorR\frequestError\x12+\n" +
-	"\x05error\x18\x03 \x01(\v2\x15.strata.peer.v1.ErrorR\x05error\"J\n" +
+	"\x05error\x18\x03 \x01(\v2\x15.strata.peer.v1.ErrorR\x05error\x12\x14\n" +
+	"\x05index\x18\x04 \x01(\x04R\x05index\"J\n" +
 	"\x0fProposeResponse\x127\n" +
 	"\aresults\x18\x01 \x03(\v2\x1d.strata.peer.v1.ProposeResultR\aresults\"\x12\n" +
 	"\x10ReadIndexRequest\"=\n" +
