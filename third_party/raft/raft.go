@@ -1595,6 +1595,24 @@ func (r *Raft) appendEntries(rpc RPC, a *AppendEntriesRequest) {
 		}
 	}
 
+	// Strata patch: apply what the leader has committed among the entries
+	// this follower already holds and knows to match the leader's (those
+	// up to PrevLogEntry, by the check above) before storing the new ones.
+	// Under load the commit index of an entry comes with the next entries,
+	// and upstream applied it only once they were written and fsynced: a
+	// write forwarded by this follower, answered once this follower applied
+	// it, waited for a further fsync. etcd's raft likewise hands committed
+	// entries to the apply before it persists the new ones.
+	if len(a.Entries) > 0 && a.LeaderCommitIndex > r.getCommitIndex() {
+		if idx := min(a.LeaderCommitIndex, a.PrevLogEntry); idx > r.getCommitIndex() {
+			r.setCommitIndex(idx)
+			if r.configurations.latestIndex <= idx {
+				r.setCommittedConfiguration(r.configurations.latest, r.configurations.latestIndex)
+			}
+			r.processLogs(idx, nil)
+		}
+	}
+
 	// Process any new entries
 	if len(a.Entries) > 0 {
 		start := time.Now()
