@@ -2,12 +2,14 @@ package server_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -64,13 +66,41 @@ type cluster struct {
 // if not nil, adjusts each member's configuration.
 func newCluster(t testing.TB, n int, eng engine.Engine, tweak func(*server.Config)) *cluster {
 	t.Helper()
-	peers := freePorts(t, n)
+	dir := t.TempDir()
+	c := &cluster{t: t}
+	t.Cleanup(c.close)
+	// The peer ports were free a moment ago; another test process may
+	// take one before a member binds it. Then start again on new ports.
+	for attempt := 1; ; attempt++ {
+		err := c.start(n, eng, tweak, filepath.Join(dir, fmt.Sprint(attempt)))
+		if err == nil {
+			break
+		}
+		c.close()
+		if !errors.Is(err, syscall.EADDRINUSE) || attempt == 3 {
+			t.Fatal(err)
+		}
+		t.Logf("starting again on other ports: %v", err)
+	}
+	for i, m := range c.members {
+		select {
+		case <-m.ReadyNotify():
+		case <-time.After(30 * time.Second):
+			t.Fatalf("member %d not ready after 30s", i)
+		}
+	}
+	return c
+}
+
+// start starts n members on fresh loopback peer ports, with their data
+// directories under dir.
+func (c *cluster) start(n int, eng engine.Engine, tweak func(*server.Config), dir string) error {
+	peers := freePorts(c.t, n)
 	var initial []string
 	for i, p := range peers {
 		initial = append(initial, fmt.Sprintf("m%d=http://%s", i, p))
 	}
-	dir := t.TempDir()
-	c := &cluster{t: t}
+	c.cfgs = nil
 	for i := range n {
 		cfg := server.Config{
 			Name:                     fmt.Sprintf("m%d", i),
@@ -82,7 +112,7 @@ func newCluster(t testing.TB, n int, eng engine.Engine, tweak func(*server.Confi
 			InitialCluster:           strings.Join(initial, ","),
 			HeartbeatInterval:        50 * time.Millisecond,
 			ElectionTimeout:          1000 * time.Millisecond,
-			Logger:                   testLogger(t, fmt.Sprintf("m%d", i)),
+			Logger:                   testLogger(c.t, fmt.Sprintf("m%d", i)),
 		}
 		if tweak != nil {
 			tweak(&cfg)
@@ -100,20 +130,7 @@ func newCluster(t testing.TB, n int, eng engine.Engine, tweak func(*server.Confi
 		}()
 	}
 	wg.Wait()
-	t.Cleanup(c.close)
-	for _, err := range errs {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	for i, m := range c.members {
-		select {
-		case <-m.ReadyNotify():
-		case <-time.After(30 * time.Second):
-			t.Fatalf("member %d not ready after 30s", i)
-		}
-	}
-	return c
+	return errors.Join(errs...)
 }
 
 func (c *cluster) close() {
