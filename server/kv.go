@@ -30,7 +30,8 @@ func (k *kvServer) Range(ctx context.Context, r *pb.RangeRequest) (_ *pb.RangeRe
 		return nil, togRPCError(err)
 	}
 	var resp *pb.RangeResponse
-	tr := newTrace(ctx, "range", stringField("range_begin", r.Key), stringField("range_end", r.RangeEnd))
+	trace := newTrace(ctx, "range", stringField("range_begin", r.Key), stringField("range_end", r.RangeEnd))
+	tr := &trace
 	ctx = tr
 	defer func() {
 		k.s.warnSlowRead(ctx, tr.start, r, "read-only range ", resp, err)
@@ -222,7 +223,8 @@ func (k *kvServer) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, 
 	if mvcc.IsTxnReadOnly(r) {
 		var resp *pb.TxnResponse
 		var err error
-		tr := newTrace(ctx, "transaction", boolField("read_only", true))
+		trace := newTrace(ctx, "transaction", boolField("read_only", true))
+		tr := &trace
 		ctx := context.Context(tr)
 		defer func() {
 			k.s.warnSlowRead(ctx, tr.start, pb.NewLoggableTxnRequest(r), "read-only txn ", resp, err)

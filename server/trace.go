@@ -24,19 +24,24 @@ const traceThreshold = 100 * time.Millisecond
 // where a slow request spent its time. A reqTrace belongs to one request's
 // goroutine.
 //
-// A trace costs a request one allocation: it is the request's context
-// as well (carrying itself, for traceFrom), its first fields and steps
-// live in arrays of its own, and its fields keep their values unformatted
-// until a slow request is logged.
+// A trace costs a request at most one allocation, and none where it
+// stays on its goroutine's stack: a write's, which is never passed on
+// as a context. It is the request's context as well (carrying itself,
+// for traceFrom) where a read passes it on; its first fields and steps
+// live in arrays of its own, counted rather than sliced (a slice into
+// itself would move it to the heap), and its fields keep their values
+// unformatted until a slow request is logged.
 type reqTrace struct {
 	context.Context
-	op     string
-	start  time.Time
-	fields []traceField
-	steps  []traceStep
+	op    string
+	start time.Time
 
-	fieldBuf [4]traceField
-	stepBuf  [3]traceStep
+	nfields, nsteps int
+	fieldBuf        [4]traceField
+	stepBuf         [3]traceStep
+	// Fields and steps past the arrays' room.
+	moreFields []traceField
+	moreSteps  []traceStep
 }
 
 // traceField is a field of a trace's detail: a string (kept as the
@@ -89,14 +94,44 @@ type traceStep struct {
 	msg string
 }
 
-// newTrace starts the trace of a request whose context is ctx. The trace
-// is the context to pass on for traceFrom to find it.
-func newTrace(ctx context.Context, op string, fields ...traceField) *reqTrace {
-	t := &reqTrace{Context: ctx, op: op, start: time.Now()}
-	t.fields = append(t.fieldBuf[:0], fields...)
-	t.steps = t.stepBuf[:0]
+// newTrace starts the trace of a request whose context is ctx. A pointer
+// to the trace is the context to pass on for traceFrom to find it.
+func newTrace(ctx context.Context, op string, fields ...traceField) reqTrace {
+	t := reqTrace{Context: ctx, op: op, start: time.Now()}
+	for _, f := range fields {
+		t.addField(f)
+	}
 	return t
 }
+
+func (t *reqTrace) addField(f traceField) {
+	if t.nfields < len(t.fieldBuf) {
+		t.fieldBuf[t.nfields] = f
+		t.nfields++
+		return
+	}
+	t.moreFields = append(t.moreFields, f)
+}
+
+// fieldAt returns the i-th field, for i < t.fieldCount().
+func (t *reqTrace) fieldAt(i int) *traceField {
+	if i < t.nfields {
+		return &t.fieldBuf[i]
+	}
+	return &t.moreFields[i-t.nfields]
+}
+
+func (t *reqTrace) fieldCount() int { return t.nfields + len(t.moreFields) }
+
+// stepAt returns the i-th step, for i < t.stepCount().
+func (t *reqTrace) stepAt(i int) traceStep {
+	if i < t.nsteps {
+		return t.stepBuf[i]
+	}
+	return t.moreSteps[i-t.nsteps]
+}
+
+func (t *reqTrace) stepCount() int { return t.nsteps + len(t.moreSteps) }
 
 // traceKey carries a request's *reqTrace in its context.
 type traceKey struct{}
@@ -119,9 +154,16 @@ func traceFrom(ctx context.Context) *reqTrace {
 
 // step marks the end of a step of the request.
 func (t *reqTrace) step(msg string) {
-	if t != nil {
-		t.steps = append(t.steps, traceStep{at: time.Now(), msg: msg})
+	if t == nil {
+		return
 	}
+	st := traceStep{at: time.Now(), msg: msg}
+	if t.nsteps < len(t.stepBuf) {
+		t.stepBuf[t.nsteps] = st
+		t.nsteps++
+		return
+	}
+	t.moreSteps = append(t.moreSteps, st)
 }
 
 // field sets a field of the trace's detail.
@@ -129,13 +171,13 @@ func (t *reqTrace) field(f traceField) {
 	if t == nil {
 		return
 	}
-	for i := range t.fields {
-		if t.fields[i].key == f.key {
-			t.fields[i] = f
+	for i := range t.fieldCount() {
+		if p := t.fieldAt(i); p.key == f.key {
+			*p = f
 			return
 		}
 	}
-	t.fields = append(t.fields, f)
+	t.addField(f)
 }
 
 // logIfLong logs the trace if the request took longer than threshold,
@@ -150,10 +192,11 @@ func (t *reqTrace) logIfLong(ctx context.Context, lg *slog.Logger, threshold tim
 	if took <= threshold || !lg.Enabled(ctx, slog.LevelInfo) {
 		return
 	}
-	stepThreshold := threshold / time.Duration(len(t.steps)+1)
+	stepThreshold := threshold / time.Duration(t.stepCount()+1)
 	steps := []string{}
 	last := t.start
-	for _, s := range t.steps {
+	for i := range t.stepCount() {
+		s := t.stepAt(i)
 		if d := s.at.Sub(last); d > stepThreshold {
 			// etcd's layout: the step's fields (none here) between the
 			// message and the duration.
@@ -162,10 +205,11 @@ func (t *reqTrace) logIfLong(ctx context.Context, lg *slog.Logger, threshold tim
 		last = s.at
 	}
 	var detail strings.Builder
-	if len(t.fields) > 0 {
+	if t.fieldCount() > 0 {
 		detail.WriteString("{")
 		var b []byte
-		for _, f := range t.fields {
+		for i := range t.fieldCount() {
+			f := t.fieldAt(i)
 			b = append(append(b, f.key...), ':')
 			b = append(f.appendValue(b), "; "...)
 		}

@@ -16,7 +16,8 @@ func BenchmarkRangeTrace(b *testing.B) {
 	key, end := []byte("foo"), []byte(nil)
 	b.ReportAllocs()
 	for b.Loop() {
-		tr := newTrace(context.Background(), "range", stringField("range_begin", key), stringField("range_end", end))
+		trace := newTrace(context.Background(), "range", stringField("range_begin", key), stringField("range_end", end))
+		tr := &trace
 		ctx := context.Context(tr)
 		traceFrom(ctx).step(stepLinearized)
 		tr.step(stepRange)
