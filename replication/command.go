@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"google.golang.org/protobuf/proto"
@@ -86,4 +87,51 @@ func decodeEntry(data []byte) ([]*pb.InternalRaftRequest, error) {
 		return nil, fmt.Errorf("%w: %d trailing bytes", ErrCorruptEntry, len(data))
 	}
 	return reqs, nil
+}
+
+// proposedEntries holds the requests of the entries this node proposed
+// and raft has not answered yet, by the entry's bytes (the very slice given
+// to raft.Apply, which the leader's raft hands its FSM), so that the leader
+// applies its own entries without decoding what it has just encoded. An
+// entry applied from another copy of its bytes (a follower's, one read
+// back from the log) is decoded as any other.
+type proposedEntries struct {
+	mu sync.Mutex
+	m  map[*byte][]*pb.InternalRaftRequest
+}
+
+// add records reqs as the requests of the entry data.
+func (p *proposedEntries) add(data []byte, reqs []*pb.InternalRaftRequest) {
+	p.mu.Lock()
+	if p.m == nil {
+		p.m = make(map[*byte][]*pb.InternalRaftRequest)
+	}
+	p.m[&data[0]] = reqs
+	p.mu.Unlock()
+}
+
+// get returns the requests of the entry data, if this node proposed it
+// and data is the slice it proposed.
+func (p *proposedEntries) get(data []byte) []*pb.InternalRaftRequest {
+	if len(data) == 0 {
+		return nil
+	}
+	p.mu.Lock()
+	reqs := p.m[&data[0]]
+	p.mu.Unlock()
+	return reqs
+}
+
+// remove forgets the entry data, once raft answered it.
+func (p *proposedEntries) remove(data []byte) {
+	p.mu.Lock()
+	delete(p.m, &data[0])
+	p.mu.Unlock()
+}
+
+// len is the number of entries held.
+func (p *proposedEntries) len() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.m)
 }

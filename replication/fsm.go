@@ -87,6 +87,11 @@ type fsm struct {
 	// and skipped as already applied (a restart's replay), for tests and
 	// metrics.
 	appliedEntries, skippedEntries atomic.Uint64
+	// proposed holds the requests of the entries this node proposes, which
+	// it applies as they are rather than decoded from the entry;
+	// reusedEntries counts those (for tests).
+	proposed      proposedEntries
+	reusedEntries atomic.Uint64
 	// commits counts the store commits ApplyBatch made (one per batch).
 	commits atomic.Uint64
 	// restores counts snapshots restored into the store.
@@ -277,7 +282,12 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 			// Configuration entries only move the applied index.
 			continue
 		}
-		reqs, err := decodeEntry(l.Data)
+		reqs, err := f.proposed.get(l.Data), error(nil)
+		if reqs != nil {
+			f.reusedEntries.Add(1)
+		} else {
+			reqs, err = decodeEntry(l.Data)
+		}
 		if err != nil {
 			// Every replica sees the same bytes, so every replica fails the
 			// same way; answer the proposer instead of stopping.

@@ -61,7 +61,7 @@ func (n *Node) leaseLoop() {
 		}
 		if len(cps) > 0 {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			_, err := n.proposeLocal(ctx, &pb.InternalRaftRequest{LeaseCheckpoint: &pb.LeaseCheckpointRequest{Checkpoints: cps}})
+			_, err := n.proposeLocal(ctx, &pb.InternalRaftRequest{LeaseCheckpoint: &pb.LeaseCheckpointRequest{Checkpoints: cps}}, deadlineWait{})
 			cancel()
 			if err != nil && !errors.Is(err, ErrStopped) {
 				n.cfg.Logger.Warn("lease checkpoint failed", "error", err)
@@ -105,7 +105,7 @@ func (n *Node) leaseRenewLocal(ctx context.Context, id int64) (int64, error) {
 		// later leader counts from the full TTL.
 		cp := &pb.InternalRaftRequest{LeaseCheckpoint: &pb.LeaseCheckpointRequest{
 			Checkpoints: []*pb.LeaseCheckpoint{{ID: id, Remaining_TTL: 0}}}}
-		if _, err := n.proposeLocal(ctx, cp); err != nil {
+		if _, err := n.proposeLocal(ctx, cp, deadlineWait{}); err != nil {
 			return 0, err
 		}
 	}

@@ -254,6 +254,8 @@ type Node struct {
 
 	propc    chan *proposal
 	inflight chan struct{}
+	// deadlines wakes the local proposals waiting with a timeout.
+	deadlines deadlineClock
 	// applied queues the entries in flight for answerLoop, one per slot
 	// taken in inflight.
 	applied  chan appliedEntry
@@ -436,6 +438,7 @@ func (n *Node) Close() error {
 	n.stopOnce.Do(func() {
 		close(n.stopc)
 		n.cancel()
+		n.deadlines.stop()
 		n.fwdPropose.close()
 		n.fwdRead.close()
 		err = n.raft.Shutdown().Error()
@@ -506,9 +509,28 @@ func (n *Node) Snapshot() error { return awaitFuture(n.raft.Snapshot(), n.stopc)
 // takes proposals: a follower forwards them to the leader. A physical
 // compaction returns once it is on disk.
 func (n *Node) Propose(ctx context.Context, req *pb.InternalRaftRequest) (Result, error) {
+	return n.ProposeWithin(ctx, req, 0)
+}
+
+// ProposeWithin is Propose giving up after timeout (none if zero) with
+// context.DeadlineExceeded, as if ctx had that timeout. On the leader the
+// timeout costs the proposal no timer and no context: it is checked at the
+// ticks of the node's deadline clock (within deadlineTick of it).
+func (n *Node) ProposeWithin(ctx context.Context, req *pb.InternalRaftRequest, timeout time.Duration) (Result, error) {
+	var dw deadlineWait
+	if timeout > 0 {
+		dw = deadlineWait{deadline: time.Now().Add(timeout), clock: &n.deadlines}
+	}
 	return atLeader(ctx, n,
-		func() (Result, error) { return n.proposeLocal(ctx, req) },
-		func(addr string) (Result, error) { return n.forwardPropose(ctx, addr, req) })
+		func() (Result, error) { return n.proposeLocal(ctx, req, dw) },
+		func(addr string) (Result, error) {
+			if !dw.deadline.IsZero() {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithDeadline(ctx, dw.deadline)
+				defer cancel()
+			}
+			return n.forwardPropose(ctx, addr, req)
+		})
 }
 
 // atLeader runs a request only the leader serves: local on the leader,
@@ -554,28 +576,36 @@ func (n *Node) sleep(ctx context.Context, d time.Duration) error {
 }
 
 // proposeLocal proposes on this node, which should be the leader.
-func (n *Node) proposeLocal(ctx context.Context, req *pb.InternalRaftRequest) (Result, error) {
+func (n *Node) proposeLocal(ctx context.Context, req *pb.InternalRaftRequest, dw deadlineWait) (Result, error) {
 	p := newProposal(req)
-	if err := n.submit(ctx, p); err != nil {
+	if err := n.submit(ctx, p, dw); err != nil {
 		return Result{}, err
 	}
-	return n.result(ctx, p)
+	return n.result(ctx, p, dw)
 }
 
 // result waits for the answer of p, submitted, and for its Done (a
 // physical compaction on disk) if it has one.
-func (n *Node) result(ctx context.Context, p *proposal) (Result, error) {
-	r, err := n.answer(ctx, p)
+func (n *Node) result(ctx context.Context, p *proposal, dw deadlineWait) (Result, error) {
+	r, err := n.answer(ctx, p, dw)
 	if err != nil {
 		return Result{}, err
 	}
 	if r.err == nil && r.res.Done != nil {
-		select {
-		case <-r.res.Done:
-		case <-ctx.Done():
-			return Result{}, ctx.Err()
-		case <-n.stopc:
-			return Result{}, ErrStopped
+		for tick := dw.tick(); ; {
+			select {
+			case <-r.res.Done:
+				return r.res, r.err
+			case <-ctx.Done():
+				return Result{}, ctx.Err()
+			case <-n.stopc:
+				return Result{}, ErrStopped
+			case <-tick:
+				if dw.expired() {
+					return Result{}, context.DeadlineExceeded
+				}
+				tick = dw.tick()
+			}
 		}
 	}
 	return r.res, r.err
@@ -589,7 +619,7 @@ func (n *Node) proposeLocalAll(ctx context.Context, reqs []*pb.InternalRaftReque
 	ps := make([]*proposal, len(reqs))
 	for i, req := range reqs {
 		ps[i] = newProposal(req)
-		if errs[i] = n.submit(ctx, ps[i]); errs[i] != nil {
+		if errs[i] = n.submit(ctx, ps[i], deadlineWait{}); errs[i] != nil {
 			for j := i + 1; j < len(reqs); j++ {
 				errs[j] = errs[i]
 			}
@@ -600,7 +630,7 @@ func (n *Node) proposeLocalAll(ctx context.Context, reqs []*pb.InternalRaftReque
 		if errs[i] != nil {
 			break
 		}
-		r, err := n.answer(ctx, p)
+		r, err := n.answer(ctx, p, deadlineWait{})
 		if err == nil {
 			err = r.err
 		}
@@ -622,26 +652,45 @@ func newProposal(req *pb.InternalRaftRequest) *proposal {
 }
 
 // submit queues p for proposeLoop.
-func (n *Node) submit(ctx context.Context, p *proposal) error {
-	select {
+func (n *Node) submit(ctx context.Context, p *proposal, dw deadlineWait) error {
+	select { // no deadline tick while there is room
 	case n.propc <- p:
 		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-n.stopc:
-		return ErrStopped
+	default:
+	}
+	for tick := dw.tick(); ; {
+		select {
+		case n.propc <- p:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-n.stopc:
+			return ErrStopped
+		case <-tick:
+			if dw.expired() {
+				return context.DeadlineExceeded
+			}
+			tick = dw.tick()
+		}
 	}
 }
 
 // answer waits for p's answer from answerLoop.
-func (n *Node) answer(ctx context.Context, p *proposal) (proposalResult, error) {
-	select {
-	case r := <-p.done:
-		return r, nil
-	case <-ctx.Done():
-		return proposalResult{}, ctx.Err()
-	case <-n.stopc:
-		return proposalResult{}, ErrStopped
+func (n *Node) answer(ctx context.Context, p *proposal, dw deadlineWait) (proposalResult, error) {
+	for tick := dw.tick(); ; {
+		select {
+		case r := <-p.done:
+			return r, nil
+		case <-ctx.Done():
+			return proposalResult{}, ctx.Err()
+		case <-n.stopc:
+			return proposalResult{}, ErrStopped
+		case <-tick:
+			if dw.expired() {
+				return proposalResult{}, context.DeadlineExceeded
+			}
+			tick = dw.tick()
+		}
 	}
 }
 
@@ -698,9 +747,15 @@ func (n *Node) proposeLoop() {
 			continue
 		}
 		// raft keeps the entry until it is stored: newEntry's is its own.
-		f := n.raft.Apply(newEntry(len(batch), body), 0)
+		data := newEntry(len(batch), body)
+		reqs := make([]*pb.InternalRaftRequest, len(batch))
+		for i, p := range batch {
+			reqs[i] = p.req
+		}
+		n.fsm.proposed.add(data, reqs)
+		f := n.raft.Apply(data, 0)
 		// answerLoop frees the slot; the queue has room for every slot.
-		n.applied <- appliedEntry{f: f, batch: append([]*proposal(nil), batch...)}
+		n.applied <- appliedEntry{f: f, data: data, batch: append([]*proposal(nil), batch...)}
 	}
 }
 
@@ -708,6 +763,7 @@ func (n *Node) proposeLoop() {
 // carries.
 type appliedEntry struct {
 	f     raft.ApplyFuture
+	data  []byte // the entry, in fsm.proposed until raft answers it
 	batch []*proposal
 }
 
@@ -720,6 +776,7 @@ func (n *Node) answerLoop() {
 		select {
 		case e := <-n.applied:
 			n.finish(e.f, e.batch)
+			n.fsm.proposed.remove(e.data)
 			<-n.inflight
 		case <-n.stopc:
 			return

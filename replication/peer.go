@@ -140,7 +140,7 @@ func (s *peerService) propose(ctx context.Context, req *peerpb.ProposeRequest) (
 			continue
 		}
 		props[i] = newProposal(r)
-		if err := s.n.submit(ctx, props[i]); err != nil {
+		if err := s.n.submit(ctx, props[i], deadlineWait{}); err != nil {
 			props[i] = nil
 			out.Results[i] = forwardedResult(Result{}, err)
 		}
@@ -149,7 +149,7 @@ func (s *peerService) propose(ctx context.Context, req *peerpb.ProposeRequest) (
 		if p == nil {
 			continue
 		}
-		out.Results[i] = forwardedResult(s.n.result(ctx, p))
+		out.Results[i] = forwardedResult(s.n.result(ctx, p, deadlineWait{}))
 	}
 	return out, nil
 }

@@ -316,10 +316,10 @@ func (s *Server) propose(ctx context.Context, req *pb.InternalRaftRequest) (prot
 	if proto.Size(req)+requestHeaderBytes > int(s.cfg.MaxRequestBytes) {
 		return nil, rpctypes.ErrGRPCRequestTooLarge
 	}
-	cctx, cancel := context.WithTimeout(ctx, s.cfg.reqTimeout())
-	defer cancel()
 	s.metrics.proposalsPending.Inc()
-	res, err := s.node.Propose(cctx, req)
+	// etcd's request timeout, without a context of its own for it (see
+	// ProposeWithin).
+	res, err := s.node.ProposeWithin(ctx, req, s.cfg.reqTimeout())
 	s.metrics.proposalsPending.Dec()
 	if err != nil {
 		s.metrics.proposalsFailed.Inc()
