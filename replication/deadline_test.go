@@ -3,6 +3,9 @@ package replication
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -45,4 +48,55 @@ func TestDeadlineWait(t *testing.T) {
 	if ch := clock.tick(); ch != nil {
 		t.Errorf("a stopped clock armed a tick")
 	}
+}
+
+// TestProposeWithinAcrossLeaderMoves proposes with a timeout through every
+// member while leadership moves between them: a proposal retried on
+// another member (the first one answered it is not the leader) keeps its
+// caller's context, so no proposal ends cancelled, which its caller never
+// asked for (a later attempt once ran with the earlier attempt's cancelled
+// context, and a write that was applied was answered as cancelled).
+func TestProposeWithinAcrossLeaderMoves(t *testing.T) {
+	c := newCluster(t, engines()[0], 3, nil)
+	stop := make(chan struct{})
+	errc := make(chan error, 3)
+	var proposed atomic.Int64
+	for i, n := range c.nodes {
+		go func() {
+			for j := 0; ; j++ {
+				select {
+				case <-stop:
+					errc <- nil
+					return
+				default:
+				}
+				res, err := n.ProposeWithin(context.Background(), put(fmt.Sprint("k", i), fmt.Sprint(j)), 5*time.Second)
+				if err == nil {
+					err = res.Err
+				}
+				if errors.Is(err, context.Canceled) {
+					errc <- fmt.Errorf("proposal %d through %s: %w", j, n.ID(), err)
+					return
+				}
+				proposed.Add(1)
+			}
+		}()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for move := range 6 {
+		l := c.leader()
+		next := c.nodes[(slices.Index(c.nodes, l)+1+move%2)%len(c.nodes)]
+		if err := l.TransferLeadership(ctx, next.ID()); err != nil {
+			t.Logf("move %d to %s: %v", move, next.ID(), err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	close(stop)
+	for range c.nodes {
+		if err := <-errc; err != nil {
+			t.Error(err)
+		}
+	}
+	t.Logf("%d proposals", proposed.Load())
 }

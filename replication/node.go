@@ -524,12 +524,13 @@ func (n *Node) ProposeWithin(ctx context.Context, req *pb.InternalRaftRequest, t
 	return atLeader(ctx, n,
 		func() (Result, error) { return n.proposeLocal(ctx, req, dw) },
 		func(addr string) (Result, error) {
+			fctx := ctx // each attempt its own: ctx stays the caller's
 			if !dw.deadline.IsZero() {
 				var cancel context.CancelFunc
-				ctx, cancel = context.WithDeadline(ctx, dw.deadline)
+				fctx, cancel = context.WithDeadline(ctx, dw.deadline)
 				defer cancel()
 			}
-			return n.forwardPropose(ctx, addr, req)
+			return n.forwardPropose(fctx, addr, req)
 		})
 }
 
