@@ -616,10 +616,19 @@ func (r *Raft) setNewLogs(req *AppendEntriesRequest, nextIndex, lastIndex uint64
 	// consistent value for maxAppendEntries in the lines below in case it ever
 	// becomes reloadable.
 	maxAppendEntries := r.config().MaxAppendEntries
-	req.Entries = make([]*Log, 0, maxAppendEntries)
 	maxIndex := min(nextIndex+uint64(maxAppendEntries)-1, lastIndex)
+	// Strata patch: the slice and the entries are sized to what is sent,
+	// in two allocations, rather than a slice of MaxAppendEntries (4 KB at
+	// Strata's 512) and one allocation per entry, for every AppendEntries
+	// to every follower (most carry one entry or none).
+	var n uint64
+	if maxIndex >= nextIndex {
+		n = maxIndex - nextIndex + 1
+	}
+	req.Entries = make([]*Log, 0, n)
+	logs := make([]Log, n)
 	for i := nextIndex; i <= maxIndex; i++ {
-		oldLog := new(Log)
+		oldLog := &logs[i-nextIndex]
 		if err := r.logs.GetLog(i, oldLog); err != nil {
 			r.logger.Error("failed to get log", "index", i, "error", err)
 			return err
