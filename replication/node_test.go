@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -49,20 +50,38 @@ type cluster struct {
 }
 
 func newCluster(t testing.TB, eng engine.Engine, size int, tweak func(*Config)) *cluster {
-	c := &cluster{t: t, eng: eng, addrs: freeAddrs(t, size), nodes: make([]*Node, size), tweak: tweak}
-	for i := range size {
-		c.dirs = append(c.dirs, t.TempDir())
-		c.peers = append(c.peers, Peer{ID: fmt.Sprintf("a%d", i), Addr: c.addrs[i]})
-	}
-	for i := range size {
-		c.start(i)
-	}
+	c := &cluster{t: t, eng: eng, nodes: make([]*Node, size), tweak: tweak}
 	t.Cleanup(func() {
 		for i := range c.nodes {
 			c.stop(i)
 		}
 	})
-	return c
+	// The ports were free a moment ago; another test process may take one
+	// before a node binds it. Then start again on new ports.
+	for attempt := 1; ; attempt++ {
+		c.addrs, c.dirs, c.peers = freeAddrs(t, size), nil, nil
+		for i := range size {
+			c.dirs = append(c.dirs, t.TempDir())
+			c.peers = append(c.peers, Peer{ID: fmt.Sprintf("a%d", i), Addr: c.addrs[i]})
+		}
+		var err error
+		for i := range size {
+			if c.nodes[i], err = Open(c.config(i)); err != nil {
+				err = fmt.Errorf("start node %d: %w", i, err)
+				break
+			}
+		}
+		if err == nil {
+			return c
+		}
+		for i := range c.nodes {
+			c.stop(i)
+		}
+		if !errors.Is(err, syscall.EADDRINUSE) || attempt == 3 {
+			t.Fatal(err)
+		}
+		t.Logf("starting again on other ports: %v", err)
+	}
 }
 
 // config is node i's configuration.
