@@ -593,20 +593,8 @@ func (n *Node) result(ctx context.Context, p *proposal, dw deadlineWait) (Result
 		return Result{}, err
 	}
 	if r.err == nil && r.res.Done != nil {
-		for tick := dw.tick(); ; {
-			select {
-			case <-r.res.Done:
-				return r.res, r.err
-			case <-ctx.Done():
-				return Result{}, ctx.Err()
-			case <-n.stopc:
-				return Result{}, ErrStopped
-			case <-tick:
-				if dw.expired() {
-					return Result{}, context.DeadlineExceeded
-				}
-				tick = dw.tick()
-			}
+		if _, err := receive(n, ctx, r.res.Done, dw); err != nil {
+			return Result{}, err
 		}
 	}
 	return r.res, r.err
@@ -678,17 +666,24 @@ func (n *Node) submit(ctx context.Context, p *proposal, dw deadlineWait) error {
 
 // answer waits for p's answer from answerLoop.
 func (n *Node) answer(ctx context.Context, p *proposal, dw deadlineWait) (proposalResult, error) {
+	return receive(n, ctx, p.done, dw)
+}
+
+// receive waits for a value from ch until ctx ends, n stops or dw's
+// deadline passes (context.DeadlineExceeded).
+func receive[T any](n *Node, ctx context.Context, ch <-chan T, dw deadlineWait) (T, error) {
+	var zero T
 	for tick := dw.tick(); ; {
 		select {
-		case r := <-p.done:
-			return r, nil
+		case v := <-ch:
+			return v, nil
 		case <-ctx.Done():
-			return proposalResult{}, ctx.Err()
+			return zero, ctx.Err()
 		case <-n.stopc:
-			return proposalResult{}, ErrStopped
+			return zero, ErrStopped
 		case <-tick:
 			if dw.expired() {
-				return proposalResult{}, context.DeadlineExceeded
+				return zero, context.DeadlineExceeded
 			}
 			tick = dw.tick()
 		}
