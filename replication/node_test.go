@@ -51,6 +51,11 @@ type cluster struct {
 
 func newCluster(t testing.TB, eng engine.Engine, size int, tweak func(*Config)) *cluster {
 	c := &cluster{t: t, eng: eng, nodes: make([]*Node, size), tweak: tweak}
+	// The data directories' removal is registered first, so that it runs
+	// after the nodes stopped (cleanups run last registered first): a node
+	// whose directory is gone cannot close (badger retries its flush
+	// forever).
+	base := t.TempDir()
 	t.Cleanup(func() {
 		for i := range c.nodes {
 			c.stop(i)
@@ -61,7 +66,7 @@ func newCluster(t testing.TB, eng engine.Engine, size int, tweak func(*Config)) 
 	for attempt := 1; ; attempt++ {
 		c.addrs, c.dirs, c.peers = freeAddrs(t, size), nil, nil
 		for i := range size {
-			c.dirs = append(c.dirs, t.TempDir())
+			c.dirs = append(c.dirs, filepath.Join(base, fmt.Sprintf("%d-%d", attempt, i)))
 			c.peers = append(c.peers, Peer{ID: fmt.Sprintf("a%d", i), Addr: c.addrs[i]})
 		}
 		var err error
