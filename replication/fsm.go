@@ -282,13 +282,11 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 			// Configuration entries only move the applied index.
 			continue
 		}
-		reqs, err := f.proposed.get(l.Data), error(nil)
+		var err error
+		reqs := f.proposed.get(l.Data)
 		if reqs != nil {
 			f.reusedEntries.Add(1)
-		} else {
-			reqs, err = decodeEntry(l.Data)
-		}
-		if err != nil {
+		} else if reqs, err = decodeEntry(l.Data); err != nil {
 			// Every replica sees the same bytes, so every replica fails the
 			// same way; answer the proposer instead of stopping.
 			out[i] = []Result{{Err: fmt.Errorf("index %d: %w", l.Index, err)}}

@@ -71,8 +71,7 @@ func newCluster(t testing.TB, eng engine.Engine, size int, tweak func(*Config)) 
 		}
 		var err error
 		for i := range size {
-			if c.nodes[i], err = Open(c.config(i)); err != nil {
-				err = fmt.Errorf("start node %d: %w", i, err)
+			if err = c.open(i); err != nil {
 				break
 			}
 		}
@@ -104,11 +103,19 @@ func (c *cluster) config(i int) Config {
 
 func (c *cluster) start(i int) {
 	c.t.Helper()
+	if err := c.open(i); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// open starts node i.
+func (c *cluster) open(i int) error {
 	n, err := Open(c.config(i))
 	if err != nil {
-		c.t.Fatalf("start node %d: %v", i, err)
+		return fmt.Errorf("start node %d: %w", i, err)
 	}
 	c.nodes[i] = n
+	return nil
 }
 
 func (c *cluster) stop(i int) {
