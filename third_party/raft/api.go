@@ -134,6 +134,12 @@ type Raft struct {
 	// leaderState used only while state is leader
 	leaderState leaderState
 
+	// followerSyncing, if not nil, delivers the result of the SyncLogs of the
+	// entries this member last appended as a follower with StoreLogsNoSync;
+	// the goroutine running it answers their AppendEntries (Strata patch).
+	// Only the main loop reads or sets it.
+	followerSyncing chan error
+
 	// candidateFromLeadershipTransfer is used to indicate that this server became
 	// candidate because the leader tries to transfer leadership. This flag is
 	// used in RequestVoteRequest to express that a leadership transfer is going

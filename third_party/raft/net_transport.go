@@ -611,6 +611,26 @@ func (n *NetworkTransport) handleConn(connCtx context.Context, conn net.Conn) {
 	mp.TimeNotBuiltin = !n.msgpackUseNewTimeFormat
 	enc := codec.NewEncoder(w, mp)
 
+	// Strata patch: the commands of a connection are read and handed to
+	// raft by this goroutine and answered, in the order they came, by a
+	// writer goroutine, so that an AppendEntries is read and handed to raft
+	// while the one before it waits for its answer (its entries' sync).
+	// The leader pipelines AppendEntries on one connection; upstream read
+	// the next only once the previous was answered, so a commit index sent
+	// meanwhile reached the follower only after the follower's fsync. After
+	// any other command nothing is read before it is answered (an
+	// InstallSnapshot's data follows it on the connection).
+	answers := make(chan pendingAnswer, maxPendingAnswers)
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		n.writeAnswers(conn, w, enc, answers)
+	}()
+	defer func() {
+		close(answers)
+		<-writerDone
+	}()
+
 	for {
 		select {
 		case <-connCtx.Done():
@@ -619,27 +639,97 @@ func (n *NetworkTransport) handleConn(connCtx context.Context, conn net.Conn) {
 		default:
 		}
 
-		if err := n.handleCommand(r, dec, enc); err != nil {
+		a, err := n.handleCommand(r, dec)
+		if err != nil {
 			if err != io.EOF {
 				n.logger.Error("failed to decode incoming command", "error", err)
 			}
 			return
 		}
-		if err := w.Flush(); err != nil {
-			n.logger.Error("failed to flush response", "error", err)
-			return
+		if !a.pipelined {
+			a.written = make(chan struct{})
+		}
+		answers <- a
+		if a.written != nil {
+			<-a.written
 		}
 	}
 }
 
-// handleCommand is used to decode and dispatch a single command.
-func (n *NetworkTransport) handleCommand(r *bufio.Reader, dec *codec.Decoder, enc *codec.Encoder) error {
+// maxPendingAnswers bounds the commands of one connection read and not yet
+// answered (Strata patch); the leader keeps fewer AppendEntries in flight.
+const maxPendingAnswers = 64
+
+// pendingAnswer is a command handed to raft whose answer is yet to be
+// written on its connection (Strata patch).
+type pendingAnswer struct {
+	respCh    <-chan RPCResponse
+	labels    []metrics.Label
+	pipelined bool          // the next command may be read before the answer
+	written   chan struct{} // closed once the answer is written, if not nil
+}
+
+// writeAnswers writes the answers of the commands of one connection in the
+// order they were read, flushing whenever no further answer is ready
+// (Strata patch). On a failed write it closes the connection, which ends
+// the reading, and only drains the rest; it returns once answers is closed
+// and drained. Every answer's written channel is closed, written or not.
+func (n *NetworkTransport) writeAnswers(conn net.Conn, w *bufio.Writer, enc *codec.Encoder, answers <-chan pendingAnswer) {
+	failed := false
+	for a := range answers {
+		if !failed {
+			err := n.writeAnswer(enc, a)
+			if err == nil && len(answers) == 0 {
+				err = w.Flush()
+			}
+			if err != nil {
+				if err != ErrTransportShutdown {
+					n.logger.Error("failed to send response", "error", err)
+				}
+				failed = true
+				_ = conn.Close()
+			}
+		}
+		if a.written != nil {
+			close(a.written)
+		}
+	}
+}
+
+// writeAnswer waits for the answer of one command and encodes it.
+func (n *NetworkTransport) writeAnswer(enc *codec.Encoder, a pendingAnswer) error {
+	respWaitStart := time.Now()
+	select {
+	case resp := <-a.respCh:
+		defer metrics.MeasureSinceWithLabels([]string{"raft", "net", "rpcRespond"}, respWaitStart, a.labels)
+		// Send the error first
+		respErr := ""
+		if resp.Error != nil {
+			respErr = resp.Error.Error()
+		}
+		if err := enc.Encode(respErr); err != nil {
+			return err
+		}
+
+		// Send the response
+		if err := enc.Encode(resp.Response); err != nil {
+			return err
+		}
+	case <-n.shutdownCh:
+		return ErrTransportShutdown
+	}
+	return nil
+}
+
+// handleCommand is used to decode and dispatch a single command; its answer
+// is written by writeAnswers (Strata patch).
+func (n *NetworkTransport) handleCommand(r *bufio.Reader, dec *codec.Decoder) (pendingAnswer, error) {
 	getTypeStart := time.Now()
 
 	// Get the rpc type
 	rpcType, err := r.ReadByte()
 	if err != nil {
-		return err
+		return pendingAnswer{}, err
 	}
 
 	// measuring the time to get the first byte separately because the heartbeat conn will hang out here
@@ -660,7 +750,7 @@ func (n *NetworkTransport) handleCommand(r *bufio.Reader, dec *codec.Decoder, en
 	case rpcAppendEntries:
 		var req AppendEntriesRequest
 		if err := dec.Decode(&req); err != nil {
-			return err
+			return pendingAnswer{}, err
 		}
 		rpc.Command = &req
 
@@ -684,21 +774,21 @@ func (n *NetworkTransport) handleCommand(r *bufio.Reader, dec *codec.Decoder, en
 	case rpcRequestVote:
 		var req RequestVoteRequest
 		if err := dec.Decode(&req); err != nil {
-			return err
+			return pendingAnswer{}, err
 		}
 		rpc.Command = &req
 		labels = []metrics.Label{{Name: "rpcType", Value: "RequestVote"}}
 	case rpcRequestPreVote:
 		var req RequestPreVoteRequest
 		if err := dec.Decode(&req); err != nil {
-			return err
+			return pendingAnswer{}, err
 		}
 		rpc.Command = &req
 		labels = []metrics.Label{{Name: "rpcType", Value: "RequestPreVote"}}
 	case rpcInstallSnapshot:
 		var req InstallSnapshotRequest
 		if err := dec.Decode(&req); err != nil {
-			return err
+			return pendingAnswer{}, err
 		}
 		rpc.Command = &req
 		rpc.Reader = io.LimitReader(r, req.Size)
@@ -706,17 +796,18 @@ func (n *NetworkTransport) handleCommand(r *bufio.Reader, dec *codec.Decoder, en
 	case rpcTimeoutNow:
 		var req TimeoutNowRequest
 		if err := dec.Decode(&req); err != nil {
-			return err
+			return pendingAnswer{}, err
 		}
 		rpc.Command = &req
 		labels = []metrics.Label{{Name: "rpcType", Value: "TimeoutNow"}}
 	default:
-		return fmt.Errorf("unknown rpc type %d", rpcType)
+		return pendingAnswer{}, fmt.Errorf("unknown rpc type %d", rpcType)
 	}
 
 	metrics.MeasureSinceWithLabels([]string{"raft", "net", "rpcDecode"}, decodeStart, labels)
 
 	processStart := time.Now()
+	answer := pendingAnswer{respCh: respCh, labels: labels, pipelined: rpcType == rpcAppendEntries}
 
 	// Check for heartbeat fast-path
 	if isHeartbeat {
@@ -733,34 +824,13 @@ func (n *NetworkTransport) handleCommand(r *bufio.Reader, dec *codec.Decoder, en
 	select {
 	case n.consumeCh <- rpc:
 	case <-n.shutdownCh:
-		return ErrTransportShutdown
+		return pendingAnswer{}, ErrTransportShutdown
 	}
 
-	// Wait for response
 RESP:
 	// we will differentiate the heartbeat fast path from normal RPCs with labels
 	metrics.MeasureSinceWithLabels([]string{"raft", "net", "rpcEnqueue"}, processStart, labels)
-	respWaitStart := time.Now()
-	select {
-	case resp := <-respCh:
-		defer metrics.MeasureSinceWithLabels([]string{"raft", "net", "rpcRespond"}, respWaitStart, labels)
-		// Send the error first
-		respErr := ""
-		if resp.Error != nil {
-			respErr = resp.Error.Error()
-		}
-		if err := enc.Encode(respErr); err != nil {
-			return err
-		}
-
-		// Send the response
-		if err := enc.Encode(resp.Response); err != nil {
-			return err
-		}
-	case <-n.shutdownCh:
-		return ErrTransportShutdown
-	}
-	return nil
+	return answer, nil
 }
 
 // decodeResponse is used to decode an RPC response and reports whether

@@ -144,6 +144,7 @@ func (r *Raft) run() {
 		case <-r.shutdownCh:
 			// Clear the leader to prevent forwarding
 			r.setLeader("", "")
+			r.waitFollowerSync()
 			return
 		default:
 		}
@@ -156,6 +157,10 @@ func (r *Raft) run() {
 		case Leader:
 			r.runLeader()
 		}
+		// Strata patch: the entries appended as a follower are durable
+		// before this member campaigns or leads with them, and the sync
+		// does not outlive the state it began in.
+		r.waitFollowerSync()
 	}
 }
 
@@ -1542,7 +1547,14 @@ func (r *Raft) appendEntries(rpc RPC, a *AppendEntriesRequest) {
 		NoRetryBackoff: false,
 	}
 	var rpcErr error
+	// Strata patch: entries appended with StoreLogsNoSync are answered by
+	// the goroutine that syncs them (followerSync), not here.
+	var syncing DeferredSyncLogStore
 	defer func() {
+		if syncing != nil {
+			r.followerSync(syncing, rpc, resp, rpcErr)
+			return
+		}
 		rpc.Respond(resp, rpcErr)
 	}()
 
@@ -1617,6 +1629,20 @@ func (r *Raft) appendEntries(rpc RPC, a *AppendEntriesRequest) {
 	if len(a.Entries) > 0 {
 		start := time.Now()
 
+		// Strata patch: the entries a previous AppendEntries appended
+		// are durable before these are checked against them and stored,
+		// so that no answer (even to entries this member holds already)
+		// claims an entry that is not durable yet, and at most one batch
+		// is ever written and not durable.
+		if err := r.waitFollowerSync(); err != nil {
+			rpcErr = err
+			return
+		}
+		if err := r.waitLeaderSync(); err != nil {
+			rpcErr = err
+			return
+		}
+
 		// Delete any conflicting entries, skip any duplicates
 		lastLogIdx, _ := r.getLastLog()
 		var newEntries []*Log
@@ -1652,12 +1678,27 @@ func (r *Raft) appendEntries(rpc RPC, a *AppendEntriesRequest) {
 			commitIndex := min(a.LeaderCommitIndex, lastNewIndex)
 			r.tryStageCommitIndex(commitIndex)
 
-			// Append the new entries
-			if err := r.logs.StoreLogs(newEntries); err != nil {
+			// Append the new entries. Strata patch: a
+			// DeferredSyncLogStore is written now and synced by another
+			// goroutine, which answers this request once the entries are
+			// durable; meanwhile the main loop goes on with the next
+			// RPCs, so a commit index that arrives during the sync is
+			// applied at once instead of after it.
+			ds, deferred := r.logs.(DeferredSyncLogStore)
+			var err error
+			if deferred {
+				err = ds.StoreLogsNoSync(newEntries)
+			} else {
+				err = r.logs.StoreLogs(newEntries)
+			}
+			if err != nil {
 				r.logger.Error("failed to append to logs", "error", err)
 				// TODO: leaving r.getLastLog() in the wrong
 				// state if there was a truncation above
 				return
+			}
+			if deferred {
+				syncing = ds
 			}
 
 			// Handle any new configuration changes
@@ -1694,6 +1735,40 @@ func (r *Raft) appendEntries(rpc RPC, a *AppendEntriesRequest) {
 	// Everything went well, set success
 	resp.Success = true
 	r.setLastContact()
+}
+
+// followerSync starts the sync of the entries an AppendEntries appended
+// with StoreLogsNoSync and answers it once they are durable (Strata patch):
+// with its response if the sync succeeds, with the sync's error otherwise.
+// The main loop waits for it (waitFollowerSync) before it appends again,
+// installs a snapshot, leaves the state, or stops.
+func (r *Raft) followerSync(ds DeferredSyncLogStore, rpc RPC, resp *AppendEntriesResponse, rpcErr error) {
+	done := make(chan error, 1)
+	r.followerSyncing = done
+	go func() {
+		err := ds.SyncLogs()
+		if err != nil {
+			resp.Success = false
+			rpcErr = err
+		}
+		rpc.Respond(resp, rpcErr)
+		done <- err
+	}()
+}
+
+// waitFollowerSync waits for the sync of the entries this member last
+// appended as a follower, if one is pending (Strata patch), and returns its
+// error, logged.
+func (r *Raft) waitFollowerSync() error {
+	if r.followerSyncing == nil {
+		return nil
+	}
+	err := <-r.followerSyncing
+	r.followerSyncing = nil
+	if err != nil {
+		r.logger.Error("failed to sync logs", "error", err)
+	}
+	return err
 }
 
 // processConfigurationLogEntry takes a log entry and updates the latest
@@ -1969,6 +2044,12 @@ func (r *Raft) installSnapshot(rpc RPC, req *InstallSnapshotRequest) {
 		r.setLeader(r.trans.DecodePeer(req.Addr), ServerID(req.ID))
 	} else {
 		r.setLeader(r.trans.DecodePeer(req.Leader), ServerID(req.ID))
+	}
+
+	// Strata patch: the entries appended as a follower are durable (and
+	// their AppendEntries answered) before a snapshot replaces the log.
+	if rpcErr = r.waitFollowerSync(); rpcErr != nil {
+		return
 	}
 
 	// Create a new snapshot
