@@ -1398,7 +1398,11 @@ func (r *Raft) processLogs(index uint64, futures map[uint64]*logFuture) {
 	// need to use the same value for all lines here to get the expected result.
 	maxAppendEntries := r.config().MaxAppendEntries
 
-	batch := make([]*commitTuple, 0, maxAppendEntries)
+	// Strata patch: each batch is sized to the entries left to apply, up
+	// to maxAppendEntries (upstream: always maxAppendEntries, 4 KB at
+	// Strata's 512, for every commit of a few entries).
+	batchCap := func(from uint64) int { return int(min(index+1-from, uint64(maxAppendEntries))) }
+	batch := make([]*commitTuple, 0, batchCap(lastApplied+1))
 
 	// Apply all the preceding logs
 	for idx := lastApplied + 1; idx <= index; idx++ {
@@ -1425,7 +1429,7 @@ func (r *Raft) processLogs(index uint64, futures map[uint64]*logFuture) {
 			// If we have filled up a batch, send it to the FSM
 			if len(batch) >= maxAppendEntries {
 				applyBatch(batch)
-				batch = make([]*commitTuple, 0, maxAppendEntries)
+				batch = make([]*commitTuple, 0, batchCap(idx+1))
 			}
 
 		case futureOk:
