@@ -670,15 +670,17 @@ type pendingAnswer struct {
 }
 
 // writeAnswers writes the answers of the commands of one connection in the
-// order they were read, flushing whenever no further answer is ready
-// (Strata patch). On a failed write it closes the connection, which ends
-// the reading, and only drains the rest; it returns once answers is closed
-// and drained. Every answer's written channel is closed, written or not.
+// order they were read (Strata patch). What is written is flushed when no
+// further command was read, or before waiting for an answer not given yet:
+// an answer never waits in the buffer for a later command's. On a failed
+// write it closes the connection, which ends the reading, and only drains
+// the rest; it returns once answers is closed and drained. Every answer's
+// written channel is closed, written or not.
 func (n *NetworkTransport) writeAnswers(conn net.Conn, w *bufio.Writer, enc *codec.Encoder, answers <-chan pendingAnswer) {
 	failed := false
 	for a := range answers {
 		if !failed {
-			err := n.writeAnswer(enc, a)
+			err := n.writeAnswer(w, enc, a)
 			if err == nil && len(answers) == 0 {
 				err = w.Flush()
 			}
@@ -696,29 +698,37 @@ func (n *NetworkTransport) writeAnswers(conn net.Conn, w *bufio.Writer, enc *cod
 	}
 }
 
-// writeAnswer waits for the answer of one command and encodes it.
-func (n *NetworkTransport) writeAnswer(enc *codec.Encoder, a pendingAnswer) error {
+// writeAnswer waits for the answer of one command and encodes it; if the
+// answer is not given yet, it first flushes the answers written before it.
+func (n *NetworkTransport) writeAnswer(w *bufio.Writer, enc *codec.Encoder, a pendingAnswer) error {
 	respWaitStart := time.Now()
+	var resp RPCResponse
 	select {
-	case resp := <-a.respCh:
-		defer metrics.MeasureSinceWithLabels([]string{"raft", "net", "rpcRespond"}, respWaitStart, a.labels)
-		// Send the error first
-		respErr := ""
-		if resp.Error != nil {
-			respErr = resp.Error.Error()
+	case resp = <-a.respCh:
+	default:
+		if w.Buffered() > 0 {
+			if err := w.Flush(); err != nil {
+				return err
+			}
 		}
-		if err := enc.Encode(respErr); err != nil {
-			return err
+		select {
+		case resp = <-a.respCh:
+		case <-n.shutdownCh:
+			return ErrTransportShutdown
 		}
-
-		// Send the response
-		if err := enc.Encode(resp.Response); err != nil {
-			return err
-		}
-	case <-n.shutdownCh:
-		return ErrTransportShutdown
 	}
-	return nil
+	defer metrics.MeasureSinceWithLabels([]string{"raft", "net", "rpcRespond"}, respWaitStart, a.labels)
+	// Send the error first
+	respErr := ""
+	if resp.Error != nil {
+		respErr = resp.Error.Error()
+	}
+	if err := enc.Encode(respErr); err != nil {
+		return err
+	}
+
+	// Send the response
+	return enc.Encode(resp.Response)
 }
 
 // handleCommand is used to decode and dispatch a single command; its answer
