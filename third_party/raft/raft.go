@@ -1355,12 +1355,16 @@ func (r *Raft) leaderApplyCh() chan *logFuture {
 // one is pending (Strata patch), and returns its error, logged: the entries
 // were sent to the followers, but this member cannot count itself towards
 // committing them, and the caller steps down.
-func (r *Raft) waitLeaderSync() error {
-	if r.leaderState.syncing == nil {
+func (r *Raft) waitLeaderSync() error { return r.waitSync(&r.leaderState.syncing) }
+
+// waitSync waits for the result of the pending sync *syncing delivers, if
+// there is one (Strata patch), clears it, and returns its error, logged.
+func (r *Raft) waitSync(syncing *chan error) error {
+	if *syncing == nil {
 		return nil
 	}
-	err := <-r.leaderState.syncing
-	r.leaderState.syncing = nil
+	err := <-*syncing
+	*syncing = nil
 	if err != nil {
 		r.logger.Error("failed to sync logs", "error", err)
 	}
@@ -1763,17 +1767,7 @@ func (r *Raft) followerSync(ds DeferredSyncLogStore, rpc RPC, resp *AppendEntrie
 // waitFollowerSync waits for the sync of the entries this member last
 // appended as a follower, if one is pending (Strata patch), and returns its
 // error, logged.
-func (r *Raft) waitFollowerSync() error {
-	if r.followerSyncing == nil {
-		return nil
-	}
-	err := <-r.followerSyncing
-	r.followerSyncing = nil
-	if err != nil {
-		r.logger.Error("failed to sync logs", "error", err)
-	}
-	return err
-}
+func (r *Raft) waitFollowerSync() error { return r.waitSync(&r.followerSyncing) }
 
 // processConfigurationLogEntry takes a log entry and updates the latest
 // configuration if the entry results in a new configuration. This must only be
