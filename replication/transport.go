@@ -49,8 +49,13 @@ func newTCPTransport(m *peerMux, timeout time.Duration, logger hclog.Logger) tcp
 	return tcpTransport{raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  acceptTracker{raftStream{m}, accepted},
 		MaxPool: 3,
-		Timeout: timeout,
-		Logger:  logger,
+		// Room for the commit indexes sent on their own while an
+		// AppendEntries with entries waits for the follower's fsync (raft
+		// patch 7); upstream's 2 would hold the first of them back until
+		// that answer.
+		MaxRPCsInFlight: 8,
+		Timeout:         timeout,
+		Logger:          logger,
 	}), accepted}
 }
 

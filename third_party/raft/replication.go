@@ -62,6 +62,11 @@ type followerReplication struct {
 	// triggerCh is notified every time new entries are appended to the log.
 	triggerCh chan struct{}
 
+	// entriesInFlight is how many AppendEntries carrying entries the
+	// pipeline has sent and not had answered (Strata patch): while one is,
+	// new entries wait and only a new commit index is sent.
+	entriesInFlight atomic.Int64
+
 	// triggerDeferErrorCh is used to provide a backchannel. By sending a
 	// deferErr, the sender can be notified when the replication is done.
 	triggerDeferErrorCh chan *deferError
@@ -468,6 +473,9 @@ func (r *Raft) pipelineReplicate(s *followerReplication) error {
 
 	// Start pipeline sends at the last good nextIndex
 	nextIndex := atomic.LoadUint64(&s.nextIndex)
+	s.entriesInFlight.Store(0)
+	// sentCommit is the commit index last sent (Strata patch).
+	var sentCommit uint64
 
 	shouldStop := false
 SEND:
@@ -490,11 +498,17 @@ SEND:
 				deferErr.respond(fmt.Errorf("replication failed"))
 			}
 		case <-s.triggerCh:
-			lastLogIdx, _ := r.getLastLog()
-			shouldStop = r.pipelineSend(s, pipeline, &nextIndex, lastLogIdx)
+			// Strata patch: one AppendEntries with entries in flight at a
+			// time. While it is, the follower is writing and syncing its
+			// entries, and a second one would hold up its main loop until
+			// that sync is done, and with it every AppendEntries behind it
+			// (patch 6): so new entries wait for its answer (which
+			// triggers this again, and the next AppendEntries carries all
+			// of them), and a new commit index goes out at once, on its
+			// own, for the follower to apply during its sync.
+			shouldStop = r.pipelineSendNext(s, pipeline, &nextIndex, &sentCommit, false)
 		case <-randomTimeout(r.config().CommitTimeout):
-			lastLogIdx, _ := r.getLastLog()
-			shouldStop = r.pipelineSend(s, pipeline, &nextIndex, lastLogIdx)
+			shouldStop = r.pipelineSendNext(s, pipeline, &nextIndex, &sentCommit, true)
 		}
 	}
 
@@ -507,6 +521,28 @@ SEND:
 	return nil
 }
 
+// pipelineSendNext sends what pipelineReplicate owes the follower (Strata
+// patch): while an AppendEntries with entries is in flight, only a commit
+// index newer than the one last sent (sentCommit), on its own; otherwise
+// the new entries, or, with the commit index, an AppendEntries without
+// any when there is a newer commit index or always is set (upstream sends
+// one every CommitTimeout).
+func (r *Raft) pipelineSendNext(s *followerReplication, p AppendPipeline, nextIdx, sentCommit *uint64, always bool) (shouldStop bool) {
+	lastLogIdx, _ := r.getLastLog()
+	commit := r.getCommitIndex()
+	switch {
+	case s.entriesInFlight.Load() > 0:
+		if commit <= *sentCommit {
+			return false
+		}
+		lastLogIdx = *nextIdx - 1 // no entries
+	case lastLogIdx < *nextIdx && commit <= *sentCommit && !always:
+		return false
+	}
+	*sentCommit = commit
+	return r.pipelineSend(s, p, nextIdx, lastLogIdx)
+}
+
 // pipelineSend is used to send data over a pipeline. It is a helper to
 // pipelineReplicate.
 func (r *Raft) pipelineSend(s *followerReplication, p AppendPipeline, nextIdx *uint64, lastIndex uint64) (shouldStop bool) {
@@ -517,6 +553,9 @@ func (r *Raft) pipelineSend(s *followerReplication, p AppendPipeline, nextIdx *u
 	}
 
 	// Pipeline the append entries
+	if len(req.Entries) > 0 {
+		s.entriesInFlight.Add(1) // before the answer can arrive (Strata patch)
+	}
 	if _, err := p.AppendEntries(req, new(AppendEntriesResponse)); err != nil {
 		r.logger.Error("failed to pipeline appendEntries", "peer", s.peer, "error", err)
 		return true
@@ -560,6 +599,12 @@ func (r *Raft) pipelineDecode(s *followerReplication, p AppendPipeline, stopCh, 
 
 			// Update our replication state
 			updateLastAppended(s, req)
+
+			// Strata patch: the entries sent after these waited for this
+			// answer (pipelineReplicate).
+			if len(req.Entries) > 0 && s.entriesInFlight.Add(-1) == 0 {
+				asyncNotifyCh(s.triggerCh)
+			}
 		case <-stopCh:
 			return
 		}
