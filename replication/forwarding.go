@@ -20,13 +20,24 @@ import (
 // sent at once, from its caller's goroutine (no hand-off: one client sees
 // one call's latency). Each caller gets its own answer, and stops waiting
 // at its own deadline or cancellation.
+//
+// A read-index call holds its slot until the leader answers: the reads
+// that gather meanwhile share the next call's index. A proposal batch
+// holds its slot only while it is being sent, as etcd's followers send
+// their proposals on the raft stream: its callers are answered by this
+// member's own apply (waiters.go), not by the leader's answer, so nothing
+// is gained by holding proposals back until earlier ones are answered.
 
 // maxForwardBytes bounds the requests of one forwarded proposal batch.
 const maxForwardBytes = 8 << 20
 
-// maxForwardInflight is how many forwarded proposal calls may be in
-// flight at once.
-const maxForwardInflight = 8
+// maxForwardSending is how many forwarded proposal batches may be being
+// sent at once: the proposals that arrive meanwhile go out together in the
+// next batch. A call slot before (held until the leader answered, 8 of
+// them): a forwarded put then waited about 1 ms for a slot under etcd's
+// benchmark tool, and its caller for the leader's answer besides its own
+// apply.
+const maxForwardSending = 1
 
 // maxReadIndexInflight is how many read-index calls may be in flight at
 // once. Fewer than for proposals: one call answers every read waiting when
@@ -79,10 +90,26 @@ func newForwarder(n *Node, limit int, send func(ctx context.Context, addr string
 
 // do sends it (alone, or with others waiting) and waits for its answer.
 func (f *forwarder) do(it *forwardItem) (forwardResult, error) {
+	if err := f.start(it); err != nil {
+		return forwardResult{}, err
+	}
+	select {
+	case r := <-it.done:
+		return r, r.err
+	case <-it.ctx.Done():
+		return forwardResult{}, it.ctx.Err()
+	case <-f.n.stopc:
+		return forwardResult{}, ErrStopped
+	}
+}
+
+// start sends it (alone, or with others waiting); its answer arrives on
+// it.done.
+func (f *forwarder) start(it *forwardItem) error {
 	f.mu.Lock()
 	if f.closed {
 		f.mu.Unlock()
-		return forwardResult{}, ErrStopped
+		return ErrStopped
 	}
 	f.pending = append(f.pending, it)
 	batch := f.nextLocked()
@@ -106,14 +133,7 @@ func (f *forwarder) do(it *forwardItem) (forwardResult, error) {
 		}
 		f.mu.Unlock()
 	}
-	select {
-	case r := <-it.done:
-		return r, r.err
-	case <-it.ctx.Done():
-		return forwardResult{}, it.ctx.Err()
-	case <-f.n.stopc:
-		return forwardResult{}, ErrStopped
-	}
+	return nil
 }
 
 // nextLocked takes the next batch of waiting items and a call slot for it,
@@ -210,7 +230,9 @@ func (n *Node) callContext(items []*forwardItem) (context.Context, context.Cance
 	return context.WithDeadline(n.ctx, latest)
 }
 
-// sendProposals forwards a batch of proposals to the leader at addr.
+// sendProposals forwards a batch of proposals to the leader at addr. It
+// returns once the batch is sent: the leader's answer reaches the items
+// from the stream's receiver.
 func (n *Node) sendProposals(ctx context.Context, addr string, items []*forwardItem) {
 	req := &peerpb.ProposeRequest{Proposals: make([]*peerpb.Proposal, len(items))}
 	for i, it := range items {
@@ -220,7 +242,15 @@ func (n *Node) sendProposals(ctx context.Context, addr string, items []*forwardI
 		}
 		req.Proposals[i] = p
 	}
-	fr, err := n.peers.forwardCall(ctx, addr, &peerpb.ForwardRequest{Call: &peerpb.ForwardRequest_Propose{Propose: req}})
+	answer := func(fr *peerpb.ForwardResponse, err error) { answerProposals(addr, items, fr, err) }
+	if _, _, err := n.peers.forwardSend(ctx, addr, &peerpb.ForwardRequest{Call: &peerpb.ForwardRequest_Propose{Propose: req}}, answer); err != nil {
+		answer(nil, err)
+	}
+}
+
+// answerProposals hands each item of a forwarded batch its answer, fr or
+// err.
+func answerProposals(addr string, items []*forwardItem, fr *peerpb.ForwardResponse, err error) {
 	resp := fr.GetPropose()
 	if err == nil && len(resp.GetResults()) != len(items) {
 		err = fmt.Errorf("%w: leader %s answered %d of %d proposals", ErrLeaderChanged, addr, len(resp.GetResults()), len(items))
@@ -278,20 +308,61 @@ func (n *Node) forwardPropose(ctx context.Context, addr string, req *pb.Internal
 	if err != nil {
 		return Result{Err: err}, nil
 	}
+	// The request carries an ID this member waits for in its own apply
+	// (waiters.go). req is the caller's: its ID is restored.
+	id, saved := n.requestIDs.draw(), req.ID
+	req.ID = id
 	body, err := proto.Marshal(req)
+	req.ID = saved
 	if err != nil {
 		return Result{}, err
 	}
-	r, err := n.fwdPropose.do(&forwardItem{ctx: ctx, addr: addr, body: body, done: make(chan forwardResult, 1)})
-	if err != nil {
+	own := n.fsm.waiters.register(id)
+	defer n.fsm.waiters.cancel(id)
+	it := &forwardItem{ctx: ctx, addr: addr, body: body, done: make(chan forwardResult, 1)}
+	if err := n.fwdPropose.start(it); err != nil {
 		return Result{}, err
 	}
-	// Answer once this member has applied the entry too, as etcd's members
-	// answer from their own apply: a serializable read here, or a watcher
-	// here, then sees the write the client was told of.
-	if err := n.fsm.applied.wait(ctx, r.index); err != nil {
-		return Result{}, err
+	// The answer comes from this member's own apply, as etcd's members
+	// answer: a serializable read here, or a watcher here, then sees the
+	// write the client was told of. The leader's answer tells a proposal
+	// that failed, or the entry it was applied in.
+	var r forwardResult
+	select {
+	case res := <-own:
+		return res, nil
+	case r = <-it.done:
+	case <-ctx.Done():
+		return Result{}, ctx.Err()
+	case <-n.stopc:
+		return Result{}, ErrStopped
 	}
+	if r.err != nil {
+		return Result{}, r.err
+	}
+	for {
+		reached, changed := n.fsm.applied.reached(r.index)
+		if reached {
+			break
+		}
+		select {
+		case res := <-own:
+			return res, nil
+		case <-changed:
+		case <-ctx.Done():
+			return Result{}, ctx.Err()
+		case <-n.stopc:
+			return Result{}, ErrStopped
+		}
+	}
+	select {
+	case res := <-own:
+		return res, nil
+	default:
+	}
+	// This member has applied the entry's index without applying the
+	// entry: it restored a snapshot past it. The leader's answer is the
+	// same result (the apply is deterministic).
 	if r.reqErr != nil {
 		return Result{Err: r.reqErr, Index: r.index}, nil
 	}

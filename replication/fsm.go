@@ -94,6 +94,9 @@ type fsm struct {
 	reusedEntries atomic.Uint64
 	// commits counts the store commits ApplyBatch made (one per batch).
 	commits atomic.Uint64
+	// waiters are the callers of requests this member forwarded, waiting
+	// for it to apply them (waiters.go).
+	waiters waiters
 	// restores counts snapshots restored into the store.
 	restores atomic.Uint64
 	// warnApply is the apply time above which a request is logged and
@@ -245,6 +248,9 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 	applied := f.store.AppliedIndex()
 	var w *mvcc.WriteBatch
 	var last uint64
+	// waited holds the results of requests a caller here waits for
+	// (forwarded from here), handed over once their batch is committed.
+	var waited []appliedResult
 	commit := func() {
 		if w == nil {
 			return
@@ -261,6 +267,10 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 		}
 		w = nil
 		f.applied.set(last)
+		for _, r := range waited {
+			f.waiters.trigger(r.id, r.res)
+		}
+		waited = waited[:0]
 	}
 	for i, l := range logs {
 		if l.Index <= applied {
@@ -293,11 +303,17 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 			continue
 		}
 		res := make([]Result, len(reqs))
+		waiting := f.waiters.any()
 		for j, r := range reqs {
 			began := time.Now()
 			res[j] = f.applyRequest(w, r)
 			if took := time.Since(began); took > f.warnApply && f.warnApply > 0 {
 				f.warnSlowApply(r, res[j], took)
+			}
+			if waiting && r.ID != 0 {
+				// The caller does not wait for a compaction's Done: a
+				// forwarded compaction never did.
+				waited = append(waited, appliedResult{id: r.ID, res: Result{Resp: res[j].Resp, Err: res[j].Err, Index: l.Index}})
 			}
 		}
 		out[i] = res
@@ -519,6 +535,20 @@ func (a *appliedIndex) notifyLocked() {
 		close(a.changed)
 		a.changed = nil
 	}
+}
+
+// reached says whether the index is at least i, and if not, returns a
+// channel closed when it next moves.
+func (a *appliedIndex) reached(i uint64) (bool, <-chan struct{}) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.index >= i {
+		return true, nil
+	}
+	if a.changed == nil {
+		a.changed = make(chan struct{})
+	}
+	return false, a.changed
 }
 
 // wait returns once the index is at least i.

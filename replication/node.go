@@ -251,6 +251,8 @@ type Node struct {
 	// fwdPropose and fwdRead forward proposals and read-index requests to
 	// the leader in batches.
 	fwdPropose, fwdRead *forwarder
+	// requestIDs draws the IDs of the proposals this member forwards.
+	requestIDs *requestIDs
 
 	propc    chan *proposal
 	inflight chan struct{}
@@ -295,12 +297,13 @@ func Open(cfg Config) (*Node, error) {
 		}
 	}
 	n := &Node{
-		cfg:      cfg,
-		propc:    make(chan *proposal, 4*cfg.MaxBatch),
-		inflight: make(chan struct{}, maxInflight),
-		applied:  make(chan appliedEntry, maxInflight),
-		removedc: make(chan struct{}),
-		stopc:    make(chan struct{}),
+		cfg:        cfg,
+		propc:      make(chan *proposal, 4*cfg.MaxBatch),
+		inflight:   make(chan struct{}, maxInflight),
+		applied:    make(chan appliedEntry, maxInflight),
+		removedc:   make(chan struct{}),
+		stopc:      make(chan struct{}),
+		requestIDs: newRequestIDs(),
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	hlog := hclogFor(cfg.Logger)
@@ -414,7 +417,7 @@ func Open(cfg Config) (*Node, error) {
 	}
 	n.verifier.init(n.raft, n.transport, rc.LocalID, n.transport.LocalAddr(), n.stopc)
 	n.leaders.init(n.raft)
-	n.fwdPropose = newForwarder(n, maxForwardInflight, n.sendProposals)
+	n.fwdPropose = newForwarder(n, maxForwardSending, n.sendProposals)
 	n.fwdRead = newForwarder(n, maxReadIndexInflight, n.sendReadIndex)
 	n.mux.start(newPeerServer(n))
 	n.wg.Add(7)

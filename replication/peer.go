@@ -359,7 +359,7 @@ type forwardStream struct {
 
 	mu      sync.Mutex
 	nextID  uint64
-	pending map[uint64]chan *peerpb.ForwardResponse
+	pending map[uint64]func(*peerpb.ForwardResponse, error)
 	err     error // why the stream broke; nil while it works
 }
 
@@ -368,19 +368,45 @@ type forwardStream struct {
 // fails with ErrNoLeader; once sent, a broken stream fails it with
 // ErrLeaderChanged (it may have been served).
 func (c *peerClients) forwardCall(ctx context.Context, addr string, req *peerpb.ForwardRequest) (*peerpb.ForwardResponse, error) {
-	fs, err := c.forwardStream(ctx, addr)
+	type answer struct {
+		resp *peerpb.ForwardResponse
+		err  error
+	}
+	ch := make(chan answer, 1)
+	fs, id, err := c.forwardSend(ctx, addr, req, func(resp *peerpb.ForwardResponse, err error) { ch <- answer{resp, err} })
 	if err != nil {
 		return nil, err
 	}
-	ch := make(chan *peerpb.ForwardResponse, 1)
+	select {
+	case a := <-ch:
+		return a.resp, a.err
+	case <-ctx.Done():
+		fs.mu.Lock()
+		delete(fs.pending, id)
+		fs.mu.Unlock()
+		return nil, ctx.Err()
+	}
+}
+
+// forwardSend sends one call on the Forward stream to addr (opening the
+// stream if needed) and returns once it is sent; answer gets its answer
+// (or error) later, from the stream's receiver: it must not block. A call
+// that cannot be sent fails with ErrNoLeader, and answer is not called;
+// once sent, a broken stream answers it with ErrLeaderChanged (it may have
+// been served). ctx bounds the opening of the stream only.
+func (c *peerClients) forwardSend(ctx context.Context, addr string, req *peerpb.ForwardRequest, answer func(*peerpb.ForwardResponse, error)) (*forwardStream, uint64, error) {
+	fs, err := c.forwardStream(ctx, addr)
+	if err != nil {
+		return nil, 0, err
+	}
 	fs.mu.Lock()
 	if fs.err != nil {
 		fs.mu.Unlock()
-		return nil, fmt.Errorf("%w: %w", ErrNoLeader, fs.err)
+		return nil, 0, fmt.Errorf("%w: %w", ErrNoLeader, fs.err)
 	}
 	fs.nextID++
 	id := fs.nextID
-	fs.pending[id] = ch
+	fs.pending[id] = answer
 	fs.mu.Unlock()
 	req.Id = id
 	// The term is read after the stamp's answer arrived: see
@@ -392,24 +418,7 @@ func (c *peerClients) forwardCall(ctx context.Context, addr string, req *peerpb.
 	if err != nil {
 		fs.fail(err)
 	}
-	select {
-	case resp := <-ch:
-		if resp == nil {
-			fs.mu.Lock()
-			err := fs.err
-			fs.mu.Unlock()
-			return nil, errorOf(err, ErrLeaderChanged)
-		}
-		if e := resp.GetError(); e != nil {
-			return nil, fromWire(e)
-		}
-		return resp, nil
-	case <-ctx.Done():
-		fs.mu.Lock()
-		delete(fs.pending, id)
-		fs.mu.Unlock()
-		return nil, ctx.Err()
-	}
+	return fs, id, nil
 }
 
 // forwardStream returns the working Forward stream to addr, opening one if
@@ -439,7 +448,7 @@ func (c *peerClients) forwardStream(ctx context.Context, addr string) (*forwardS
 		cancel()
 		return nil, fmt.Errorf("%w: open a stream to %s: %w", ErrNoLeader, addr, err)
 	}
-	fs = &forwardStream{stream: st, cancel: cancel, pending: make(map[uint64]chan *peerpb.ForwardResponse)}
+	fs = &forwardStream{stream: st, cancel: cancel, pending: make(map[uint64]func(*peerpb.ForwardResponse, error))}
 	if c.streams == nil {
 		c.streams = make(map[string]*forwardStream)
 	}
@@ -461,27 +470,34 @@ func (fs *forwardStream) receive() {
 			fs.seen.Store(r)
 		}
 		fs.mu.Lock()
-		ch := fs.pending[resp.GetId()]
+		answer := fs.pending[resp.GetId()]
 		delete(fs.pending, resp.GetId())
 		fs.mu.Unlock()
-		if ch != nil {
-			ch <- resp
+		if answer == nil {
+			continue
+		}
+		if e := resp.GetError(); e != nil {
+			answer(nil, fromWire(e))
+		} else {
+			answer(resp, nil)
 		}
 	}
 }
 
 // fail marks the stream broken with err and answers every waiting call
-// with nil (the call then reports err).
+// with ErrLeaderChanged and the first error that broke the stream.
 func (fs *forwardStream) fail(err error) {
 	fs.mu.Lock()
-	defer fs.mu.Unlock()
 	if fs.err == nil {
 		fs.err = err
 		fs.cancel()
 	}
-	for id, ch := range fs.pending {
-		ch <- nil
-		delete(fs.pending, id)
+	broken := errorOf(fs.err, ErrLeaderChanged)
+	pending := fs.pending
+	fs.pending = make(map[uint64]func(*peerpb.ForwardResponse, error))
+	fs.mu.Unlock()
+	for _, answer := range pending {
+		answer(nil, broken)
 	}
 }
 
