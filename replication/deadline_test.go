@@ -100,3 +100,39 @@ func TestProposeWithinAcrossLeaderMoves(t *testing.T) {
 	}
 	t.Logf("%d proposals", proposed.Load())
 }
+
+// TestForwardedProposeWithin checks a follower's ProposeWithin gives up at
+// its timeout (within a tick of the node's deadline clock) while the leader
+// cannot commit, both followers' fsyncs being held, and that the write then
+// commits once they are released: the leader gave up on it only at the
+// deadline the follower forwarded, and it may have entered the log.
+func TestForwardedProposeWithin(t *testing.T) {
+	c, gates := gatedCluster(t)
+	l := c.leader()
+	f := c.nodes[c.follower(l)]
+	for _, n := range c.nodes {
+		if n != l {
+			gates[n].hold()
+		}
+	}
+	const timeout = 300 * time.Millisecond
+	began := time.Now()
+	_, err := f.ProposeWithin(context.Background(), put("k", "v"), timeout)
+	took := time.Since(began)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("forwarded ProposeWithin: %v, want the deadline exceeded", err)
+	}
+	if took < timeout || took > timeout+deadlineTick+time.Second {
+		t.Errorf("gave up after %v, want %v to %v and some", took, timeout, timeout+deadlineTick)
+	}
+	for _, n := range c.nodes {
+		gates[n].release()
+	}
+	res, err := f.ProposeWithin(context.Background(), put("k2", "v"), 10*time.Second)
+	if err == nil {
+		err = res.Err
+	}
+	if err != nil {
+		t.Fatalf("after the release: %v", err)
+	}
+}

@@ -55,7 +55,10 @@ type forwardItem struct {
 	// body is the marshalled InternalRaftRequest of a proposal; nil for a
 	// read index.
 	body []byte
-	done chan forwardResult // buffered: the sender never blocks
+	// deadline, if not zero, is when a proposal's caller stops waiting:
+	// the leader does not propose it after that.
+	deadline time.Time
+	done     chan forwardResult // buffered: the sender never blocks
 }
 
 type forwardResult struct {
@@ -237,8 +240,8 @@ func (n *Node) sendProposals(ctx context.Context, addr string, items []*forwardI
 	req := &peerpb.ProposeRequest{Proposals: make([]*peerpb.Proposal, len(items))}
 	for i, it := range items {
 		p := &peerpb.Proposal{Request: it.body}
-		if d, ok := it.ctx.Deadline(); ok {
-			p.Deadline = d.UnixNano()
+		if !it.deadline.IsZero() {
+			p.Deadline = it.deadline.UnixNano()
 		}
 		req.Proposals[i] = p
 	}
@@ -302,8 +305,9 @@ func (n *Node) confirmReadIndex(ri *peerpb.ReadIndexResponse) error {
 	return nil
 }
 
-// forwardPropose proposes req at the leader at addr.
-func (n *Node) forwardPropose(ctx context.Context, addr string, req *pb.InternalRaftRequest) (Result, error) {
+// forwardPropose proposes req at the leader at addr, waiting until ctx
+// ends or dw's deadline passes (on the node's deadline clock: no timer).
+func (n *Node) forwardPropose(ctx context.Context, addr string, req *pb.InternalRaftRequest, dw deadlineWait) (Result, error) {
 	k, err := kindOf(req)
 	if err != nil {
 		return Result{Err: err}, nil
@@ -319,7 +323,11 @@ func (n *Node) forwardPropose(ctx context.Context, addr string, req *pb.Internal
 	}
 	own := n.fsm.waiters.register(id)
 	defer n.fsm.waiters.cancel(id)
-	it := &forwardItem{ctx: ctx, addr: addr, body: body, done: make(chan forwardResult, 1)}
+	deadline := dw.deadline
+	if d, ok := ctx.Deadline(); ok && (deadline.IsZero() || d.Before(deadline)) {
+		deadline = d
+	}
+	it := &forwardItem{ctx: ctx, addr: addr, body: body, deadline: deadline, done: make(chan forwardResult, 1)}
 	if err := n.fwdPropose.start(it); err != nil {
 		return Result{}, err
 	}
@@ -328,14 +336,24 @@ func (n *Node) forwardPropose(ctx context.Context, addr string, req *pb.Internal
 	// write the client was told of. The leader's answer tells a proposal
 	// that failed, or the entry it was applied in.
 	var r forwardResult
-	select {
-	case res := <-own:
-		return res, nil
-	case r = <-it.done:
-	case <-ctx.Done():
-		return Result{}, ctx.Err()
-	case <-n.stopc:
-		return Result{}, ErrStopped
+	tick := dw.tick()
+wait:
+	for {
+		select {
+		case res := <-own:
+			return res, nil
+		case r = <-it.done:
+			break wait
+		case <-ctx.Done():
+			return Result{}, ctx.Err()
+		case <-n.stopc:
+			return Result{}, ErrStopped
+		case <-tick:
+			if dw.expired() {
+				return Result{}, context.DeadlineExceeded
+			}
+			tick = dw.tick()
+		}
 	}
 	if r.err != nil {
 		return Result{}, r.err
@@ -353,6 +371,11 @@ func (n *Node) forwardPropose(ctx context.Context, addr string, req *pb.Internal
 			return Result{}, ctx.Err()
 		case <-n.stopc:
 			return Result{}, ErrStopped
+		case <-tick:
+			if dw.expired() {
+				return Result{}, context.DeadlineExceeded
+			}
+			tick = dw.tick()
 		}
 	}
 	select {

@@ -516,9 +516,10 @@ func (n *Node) Propose(ctx context.Context, req *pb.InternalRaftRequest) (Result
 }
 
 // ProposeWithin is Propose giving up after timeout (none if zero) with
-// context.DeadlineExceeded, as if ctx had that timeout. On the leader the
-// timeout costs the proposal no timer and no context: it is checked at the
-// ticks of the node's deadline clock (within deadlineTick of it).
+// context.DeadlineExceeded, as if ctx had that timeout. The timeout costs
+// the proposal no timer and no context, on the leader or on a follower
+// forwarding it (and on the leader the forwarded proposal's): it is checked
+// at the ticks of the node's deadline clock (within deadlineTick of it).
 func (n *Node) ProposeWithin(ctx context.Context, req *pb.InternalRaftRequest, timeout time.Duration) (Result, error) {
 	var dw deadlineWait
 	if timeout > 0 {
@@ -526,15 +527,7 @@ func (n *Node) ProposeWithin(ctx context.Context, req *pb.InternalRaftRequest, t
 	}
 	return atLeader(ctx, n,
 		func() (Result, error) { return n.proposeLocal(ctx, req, dw) },
-		func(addr string) (Result, error) {
-			fctx := ctx // each attempt its own: ctx stays the caller's
-			if !dw.deadline.IsZero() {
-				var cancel context.CancelFunc
-				fctx, cancel = context.WithDeadline(ctx, dw.deadline)
-				defer cancel()
-			}
-			return n.forwardPropose(fctx, addr, req)
-		})
+		func(addr string) (Result, error) { return n.forwardPropose(ctx, addr, req, dw) })
 }
 
 // atLeader runs a request only the leader serves: local on the leader,

@@ -123,10 +123,14 @@ func (s *peerService) propose(ctx context.Context, req *peerpb.ProposeRequest) (
 		}
 		latest = max(latest, d)
 	}
+	// The latest deadline bounds the waits on the node's deadline clock
+	// (within deadlineTick of it), not with a context: a timer per call
+	// was 3% of a 3-member leader's CPU under etcd's benchmark tool's put
+	// with the clients spread over the members (one call per forwarded
+	// put). Each proposer stops waiting at its own deadline anyway.
+	var dw deadlineWait
 	if latest != 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, time.Unix(0, latest))
-		defer cancel()
+		dw = deadlineWait{deadline: time.Unix(0, latest), clock: &s.n.deadlines}
 	}
 	props := make([]*proposal, len(ps))
 	for i, p := range ps {
@@ -140,7 +144,7 @@ func (s *peerService) propose(ctx context.Context, req *peerpb.ProposeRequest) (
 			continue
 		}
 		props[i] = newProposal(r)
-		if err := s.n.submit(ctx, props[i], deadlineWait{}); err != nil {
+		if err := s.n.submit(ctx, props[i], dw); err != nil {
 			props[i] = nil
 			out.Results[i] = forwardedResult(Result{}, err)
 		}
@@ -149,7 +153,7 @@ func (s *peerService) propose(ctx context.Context, req *peerpb.ProposeRequest) (
 		if p == nil {
 			continue
 		}
-		out.Results[i] = forwardedResult(s.n.result(ctx, p, deadlineWait{}))
+		out.Results[i] = forwardedResult(s.n.result(ctx, p, dw))
 	}
 	return out, nil
 }
