@@ -335,37 +335,26 @@ func (n *Node) forwardPropose(ctx context.Context, addr string, req *pb.Internal
 	// answer: a serializable read here, or a watcher here, then sees the
 	// write the client was told of. The leader's answer tells a proposal
 	// that failed, or the entry it was applied in.
-	var r forwardResult
-	tick := dw.tick()
-wait:
-	for {
-		select {
-		case res := <-own:
-			return res, nil
-		case r = <-it.done:
-			break wait
-		case <-ctx.Done():
-			return Result{}, ctx.Err()
-		case <-n.stopc:
-			return Result{}, ErrStopped
-		case <-tick:
-			if dw.expired() {
-				return Result{}, context.DeadlineExceeded
+	var (
+		r        forwardResult
+		answered = it.done // until the leader's answer is here
+		changed  <-chan struct{}
+	)
+	for tick := dw.tick(); ; {
+		if answered == nil {
+			if r.err != nil {
+				return Result{}, r.err
 			}
-			tick = dw.tick()
-		}
-	}
-	if r.err != nil {
-		return Result{}, r.err
-	}
-	for {
-		reached, changed := n.fsm.applied.reached(r.index)
-		if reached {
-			break
+			var reached bool
+			if reached, changed = n.fsm.applied.reached(r.index); reached {
+				break
+			}
 		}
 		select {
 		case res := <-own:
 			return res, nil
+		case r = <-answered:
+			answered = nil
 		case <-changed:
 		case <-ctx.Done():
 			return Result{}, ctx.Err()
