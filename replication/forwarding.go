@@ -321,7 +321,7 @@ func (n *Node) forwardPropose(ctx context.Context, addr string, req *pb.Internal
 	if err != nil {
 		return Result{}, err
 	}
-	own := n.fsm.waiters.register(id)
+	applied := n.fsm.waiters.register(id)
 	defer n.fsm.waiters.cancel(id)
 	deadline := dw.deadline
 	if d, ok := ctx.Deadline(); ok && (deadline.IsZero() || d.Before(deadline)) {
@@ -340,6 +340,16 @@ func (n *Node) forwardPropose(ctx context.Context, addr string, req *pb.Internal
 		answered = it.done // until the leader's answer is here
 		changed  <-chan struct{}
 	)
+	// A physical compaction answers once it is on disk here, as etcd's
+	// member serving it answers.
+	own := func(res Result) (Result, error) {
+		if res.Err == nil && res.Done != nil {
+			if _, err := receive(n, ctx, res.Done, dw); err != nil {
+				return Result{}, err
+			}
+		}
+		return res, nil
+	}
 	for tick := dw.tick(); ; {
 		if answered == nil {
 			if r.err != nil {
@@ -351,8 +361,8 @@ func (n *Node) forwardPropose(ctx context.Context, addr string, req *pb.Internal
 			}
 		}
 		select {
-		case res := <-own:
-			return res, nil
+		case res := <-applied:
+			return own(res)
 		case r = <-answered:
 			answered = nil
 		case <-changed:
@@ -368,8 +378,8 @@ func (n *Node) forwardPropose(ctx context.Context, addr string, req *pb.Internal
 		}
 	}
 	select {
-	case res := <-own:
-		return res, nil
+	case res := <-applied:
+		return own(res)
 	default:
 	}
 	// This member has applied the entry's index without applying the

@@ -311,9 +311,9 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 				f.warnSlowApply(r, res[j], took)
 			}
 			if waiting && r.ID != 0 {
-				// The caller does not wait for a compaction's Done: a
-				// forwarded compaction never did.
-				waited = append(waited, appliedResult{id: r.ID, res: Result{Resp: res[j].Resp, Err: res[j].Err, Index: l.Index}})
+				rj := res[j]
+				rj.Index = l.Index
+				waited = append(waited, appliedResult{id: r.ID, res: rj})
 			}
 		}
 		out[i] = res

@@ -2,6 +2,7 @@ package replication
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -134,5 +135,35 @@ func TestForwardedAnsweredByOwnApply(t *testing.T) {
 		if got := resp.GetHeader().GetRevision(); got == 0 || got > rev {
 			t.Fatalf("put %d: response revision %d, follower's store at %d", i, got, rev)
 		}
+	}
+}
+
+// TestForwardedPhysicalCompaction checks a physical compaction forwarded
+// by a follower answers once it is on disk on that follower, as etcd's
+// member serving it answers: the follower's store already holds the
+// compaction's hash (recorded as the compaction finishes).
+func TestForwardedPhysicalCompaction(t *testing.T) {
+	c := newCluster(t, engines()[0], 3, nil)
+	l := c.leader()
+	f := c.nodes[c.follower(l)]
+	ctx := context.Background()
+	var rev int64
+	for i := range 200 {
+		res, err := f.Propose(ctx, put(fmt.Sprintf("k%03d", i%20), "v"))
+		if err != nil || res.Err != nil {
+			t.Fatalf("put: %v %v", err, res.Err)
+		}
+		rev = res.Resp.(*pb.PutResponse).GetHeader().GetRevision()
+	}
+	res, err := f.Propose(ctx, &pb.InternalRaftRequest{Compaction: &pb.CompactionRequest{Revision: rev, Physical: true}})
+	if err != nil || res.Err != nil {
+		t.Fatalf("compact: %v %v", err, res.Err)
+	}
+	var hashes []mvcc.KeyValueHash
+	if err := f.View(ctx, false, func(s *mvcc.Store) error { hashes = s.Hashes(); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(hashes) == 0 || hashes[len(hashes)-1].Revision != rev {
+		t.Fatalf("the follower's compaction hashes %v after its physical compaction at %d answered", hashes, rev)
 	}
 }
