@@ -340,13 +340,10 @@ func (n *Node) forwardPropose(ctx context.Context, addr string, req *pb.Internal
 		answered = it.done // until the leader's answer is here
 		changed  <-chan struct{}
 	)
-	// A physical compaction answers once it is on disk here, as etcd's
-	// member serving it answers.
+	// This member's own result, once its physical compaction is on disk.
 	own := func(res Result) (Result, error) {
-		if res.Err == nil && res.Done != nil {
-			if _, err := receive(n, ctx, res.Done, dw); err != nil {
-				return Result{}, err
-			}
+		if err := n.awaitDone(ctx, res, dw); err != nil {
+			return Result{}, err
 		}
 		return res, nil
 	}

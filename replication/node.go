@@ -588,12 +588,23 @@ func (n *Node) result(ctx context.Context, p *proposal, dw deadlineWait) (Result
 	if err != nil {
 		return Result{}, err
 	}
-	if r.err == nil && r.res.Done != nil {
-		if _, err := receive(n, ctx, r.res.Done, dw); err != nil {
+	if r.err == nil {
+		if err := n.awaitDone(ctx, r.res, dw); err != nil {
 			return Result{}, err
 		}
 	}
 	return r.res, r.err
+}
+
+// awaitDone waits for res's Done, if it has one: a physical compaction
+// (or one refused as compacted, behind those already scheduled) answers
+// once it is on disk on the member serving it, as etcd's does.
+func (n *Node) awaitDone(ctx context.Context, res Result, dw deadlineWait) error {
+	if res.Done == nil {
+		return nil
+	}
+	_, err := receive(n, ctx, res.Done, dw)
+	return err
 }
 
 // proposeLocalAll proposes reqs on this node, which should be the leader,
